@@ -1,0 +1,241 @@
+//! Names of things: the system, its members, and the codes of contracts, budgets, funds,
+//! schemes, invoices and disputes. Each is a newtype that cannot hold an invalid value once
+//! constructed, so the rest of the domain never re-checks them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest free-text field (a name, a reason, a description), in bytes.
+pub const TEXT_BYTES_MAX: usize = 512;
+
+/// Why an identifier or text was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is {len} bytes, longer than the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("'{text}' has a character outside {allowed}")]
+    BadCharacter { text: String, allowed: &'static str },
+}
+
+fn check(
+    text: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), IdError> {
+    if text.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if text.len() > max {
+        return Err(IdError::TooLong {
+            len: text.len(),
+            max,
+        });
+    }
+    if !text.chars().all(ok) {
+        return Err(IdError::BadCharacter {
+            text: text.to_string(),
+            allowed,
+        });
+    }
+    Ok(())
+}
+
+macro_rules! code_type {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr, allowed = $allowed:expr, $ok:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const BYTES_MAX: usize = $max;
+
+            pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
+                let text = text.into();
+                check(&text, $max, $allowed, $ok)?;
+                Ok($name(text))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+code_type!(
+    /// The ICS's id, used in NATS subjects (`ics.<system>.…`): lowercase letters, digits and
+    /// `-`, at most 32 bytes, so it is always one valid subject token.
+    SystemId,
+    max = 32,
+    allowed = "a-z 0-9 -",
+    |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+);
+
+code_type!(
+    /// A member body's ODS code: 2 to 8 uppercase letters and digits (`RXX`, `15N`, `KHFT`).
+    MemberCode,
+    max = 8,
+    allowed = "A-Z 0-9",
+    |c: char| c.is_ascii_uppercase() || c.is_ascii_digit()
+);
+
+code_type!(
+    /// The code of a contract, pooled budget, fund, scheme, invoice, dispute or condition,
+    /// unique within its kind (`C1`, `BCF`, `SSF`, `INV-C1-M1`): letters, digits, `-` and `_`,
+    /// at most 48 bytes.
+    Code,
+    max = 48,
+    allowed = "A-Z a-z 0-9 - _",
+    |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_'
+);
+
+impl MemberCode {
+    /// ODS codes have at least two characters.
+    pub fn parse(text: impl Into<String>) -> Result<Self, IdError> {
+        let code = MemberCode::new(text)?;
+        if code.0.len() < 2 {
+            return Err(IdError::BadCharacter {
+                text: code.0,
+                allowed: "at least two of A-Z 0-9",
+            });
+        }
+        Ok(code)
+    }
+}
+
+/// Free text with a length limit and no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Text(String);
+
+impl Text {
+    /// Non-empty text, at most [`TEXT_BYTES_MAX`] bytes, no control characters.
+    pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
+        let text = text.into();
+        if text.trim().is_empty() {
+            return Err(IdError::Empty);
+        }
+        check(&text, TEXT_BYTES_MAX, "printable characters", |c: char| {
+            !c.is_control()
+        })?;
+        Ok(Text(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What kind of body a member is. Only NHS bodies can count toward the control total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberKind {
+    Commissioner,
+    AcuteTrust,
+    CommunityTrust,
+    MentalHealthTrust,
+    PrimaryCareNetwork,
+    LocalAuthority,
+}
+
+impl MemberKind {
+    pub const ALL: [MemberKind; 6] = [
+        MemberKind::Commissioner,
+        MemberKind::AcuteTrust,
+        MemberKind::CommunityTrust,
+        MemberKind::MentalHealthTrust,
+        MemberKind::PrimaryCareNetwork,
+        MemberKind::LocalAuthority,
+    ];
+
+    /// NHS statutory bodies: the commissioner and the trusts.
+    pub const fn is_nhs_body(self) -> bool {
+        !matches!(
+            self,
+            MemberKind::PrimaryCareNetwork | MemberKind::LocalAuthority
+        )
+    }
+
+    /// Bodies that provide care under contract.
+    pub const fn is_provider(self) -> bool {
+        matches!(
+            self,
+            MemberKind::AcuteTrust
+                | MemberKind::CommunityTrust
+                | MemberKind::MentalHealthTrust
+                | MemberKind::PrimaryCareNetwork
+        )
+    }
+
+    /// The kebab-case name used on the command line and in scenario files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MemberKind::Commissioner => "commissioner",
+            MemberKind::AcuteTrust => "acute-trust",
+            MemberKind::CommunityTrust => "community-trust",
+            MemberKind::MentalHealthTrust => "mental-health-trust",
+            MemberKind::PrimaryCareNetwork => "primary-care-network",
+            MemberKind::LocalAuthority => "local-authority",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MemberKind> {
+        MemberKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for MemberKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_refuse_what_they_cannot_hold() {
+        assert!(MemberCode::parse("KHFT").is_ok());
+        assert!(MemberCode::parse("15N").is_ok());
+        assert_eq!(MemberCode::parse(""), Err(IdError::Empty));
+        assert!(MemberCode::parse("K").is_err());
+        assert!(MemberCode::parse("khft").is_err());
+        assert!(matches!(
+            MemberCode::parse("ABCDEFGHI"),
+            Err(IdError::TooLong { len: 9, max: 8 })
+        ));
+        assert!(SystemId::new("kav").is_ok());
+        assert!(SystemId::new("k.v").is_err());
+        assert!(SystemId::new("k>").is_err());
+        assert!(Code::new("INV-C1-M1").is_ok());
+        assert!(Code::new("C 1").is_err());
+        assert!(Text::new("  ").is_err());
+        assert!(Text::new("a\u{0}b").is_err());
+        assert!(Text::new("x".repeat(TEXT_BYTES_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn member_kinds_round_trip_their_names() {
+        for kind in MemberKind::ALL {
+            assert_eq!(MemberKind::from_name(kind.name()), Some(kind));
+        }
+        assert!(MemberKind::Commissioner.is_nhs_body());
+        assert!(!MemberKind::LocalAuthority.is_nhs_body());
+        assert!(!MemberKind::Commissioner.is_provider());
+    }
+}

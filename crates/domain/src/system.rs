@@ -1,0 +1,531 @@
+//! The *system* family: the ICS itself, its members, their plans (control totals), monthly
+//! returns, operational metrics and period closes. One stream per ledger (`system`).
+//!
+//! Rules:
+//! - the system is established once, before anything else;
+//! - a member is admitted once; only NHS bodies may count toward the control total;
+//! - a plan is agreed for an admitted member and a year not before the system's first year;
+//!   it may be revised until the first period of that year is closed; it is phased evenly
+//!   over the twelve months (largest remainder), and the phasing is recorded in the event;
+//! - a return is for an admitted member and an open period; its amounts are not negative;
+//!   each counterparty is another admitted member, named once; a later return for the same
+//!   member and open period replaces the earlier one (its `revision` counts up);
+//! - a metric is for an admitted member and an open period, counts are not negative and a
+//!   percentage is at most 100.00%;
+//! - periods close one at a time, in order, starting at M1 of the first year.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DomainError, Rule};
+use crate::ids::{MemberCode, MemberKind, SystemId, Text};
+use crate::money::{BasisPoints, Pence};
+use crate::period::{FinancialYear, Period};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SystemCommand {
+    Establish {
+        system: SystemId,
+        name: Text,
+        first_year: FinancialYear,
+    },
+    AdmitMember {
+        member: MemberCode,
+        name: Text,
+        kind: MemberKind,
+        in_control_total: bool,
+    },
+    AgreePlan {
+        member: MemberCode,
+        year: FinancialYear,
+        income: Pence,
+        expenditure: Pence,
+    },
+    SubmitReturn(MonthlyReturn),
+    ReportMetric {
+        member: MemberCode,
+        period: Period,
+        metric: Metric,
+        value: i64,
+    },
+    ClosePeriod {
+        period: Period,
+    },
+}
+
+/// A member's return for one month: its income and expenditure in that month, and what it
+/// holds with each other member (the Agreement of Balances data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthlyReturn {
+    pub member: MemberCode,
+    pub period: Period,
+    pub income: Pence,
+    pub expenditure: Pence,
+    pub balances: Vec<CounterpartyBalance>,
+}
+
+/// What a member's return states it holds with one counterparty member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterpartyBalance {
+    pub counterparty: MemberCode,
+    /// Income from the counterparty in the month.
+    pub income: Pence,
+    /// Expenditure with the counterparty in the month.
+    pub expenditure: Pence,
+    /// Amount owed by the counterparty at month end.
+    pub receivables: Pence,
+    /// Amount owed to the counterparty at month end.
+    pub payables: Pence,
+}
+
+/// Operational metrics regulators compare across systems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Metric {
+    /// Count of emergency admissions in the month.
+    EmergencyAdmissions,
+    /// Count of emergency bed days in the month.
+    EmergencyBedDays,
+    /// A&E attendances seen within four hours, in basis points (9,000 = 90.00%).
+    AeFourHour,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [
+        Metric::EmergencyAdmissions,
+        Metric::EmergencyBedDays,
+        Metric::AeFourHour,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::EmergencyAdmissions => "emergency-admissions",
+            Metric::EmergencyBedDays => "emergency-bed-days",
+            Metric::AeFourHour => "ae-four-hour",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SystemEvent {
+    Established {
+        system: SystemId,
+        name: Text,
+        first_year: FinancialYear,
+    },
+    MemberAdmitted {
+        member: MemberCode,
+        name: Text,
+        kind: MemberKind,
+        in_control_total: bool,
+    },
+    /// `*_by_month` hold twelve amounts, M1 first, that sum exactly to the annual figures.
+    /// `revision` is 1 for the first plan of a member and year.
+    PlanAgreed {
+        member: MemberCode,
+        year: FinancialYear,
+        income: Pence,
+        expenditure: Pence,
+        income_by_month: Vec<Pence>,
+        expenditure_by_month: Vec<Pence>,
+        revision: u32,
+    },
+    /// `revision` is 1 for the first return of a member and period.
+    ReturnSubmitted {
+        monthly_return: MonthlyReturn,
+        revision: u32,
+    },
+    MetricReported {
+        member: MemberCode,
+        period: Period,
+        metric: Metric,
+        value: i64,
+    },
+    PeriodClosed {
+        period: Period,
+    },
+}
+
+/// A member as the ledger knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub code: MemberCode,
+    pub name: Text,
+    pub kind: MemberKind,
+    pub in_control_total: bool,
+}
+
+/// An agreed plan for one member and year.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub income: Pence,
+    pub expenditure: Pence,
+    pub income_by_month: Vec<Pence>,
+    pub expenditure_by_month: Vec<Pence>,
+    pub revision: u32,
+}
+
+/// Established system facts, present once [`SystemEvent::Established`] is applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Establishment {
+    pub system: SystemId,
+    pub name: Text,
+    pub first_year: FinancialYear,
+}
+
+/// The state the system family's rules need (and other families consult).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemState {
+    pub established: Option<Establishment>,
+    pub members: BTreeMap<MemberCode, Member>,
+    pub plans: BTreeMap<(MemberCode, FinancialYear), Plan>,
+    /// Latest revision of each (member, period) return.
+    pub return_revisions: BTreeMap<(MemberCode, Period), u32>,
+    /// Every period up to and including this one is closed.
+    pub closed_through: Option<Period>,
+}
+
+impl SystemState {
+    /// The admitted member, or the rule it breaks.
+    pub fn member(&self, code: &MemberCode) -> Result<&Member, DomainError> {
+        self.members.get(code).ok_or_else(|| {
+            DomainError::rejected(
+                Rule::MemberNotAdmitted,
+                format!("{code} has not been admitted to the system"),
+            )
+        })
+    }
+
+    /// The admitted member, which must be a commissioner.
+    pub fn commissioner(&self, code: &MemberCode) -> Result<&Member, DomainError> {
+        let member = self.member(code)?;
+        if member.kind != MemberKind::Commissioner {
+            return Err(DomainError::rejected(
+                Rule::NotACommissioner,
+                format!("{code} is a {}, not a commissioner", member.kind),
+            ));
+        }
+        Ok(member)
+    }
+
+    /// The admitted member, which must be a provider.
+    pub fn provider(&self, code: &MemberCode) -> Result<&Member, DomainError> {
+        let member = self.member(code)?;
+        if !member.kind.is_provider() {
+            return Err(DomainError::rejected(
+                Rule::NotAProvider,
+                format!("{code} is a {}, not a provider", member.kind),
+            ));
+        }
+        Ok(member)
+    }
+
+    pub fn establishment(&self) -> Result<&Establishment, DomainError> {
+        self.established.as_ref().ok_or_else(|| {
+            DomainError::rejected(Rule::SystemNotEstablished, "establish the system first")
+        })
+    }
+
+    pub fn is_closed(&self, period: Period) -> bool {
+        self.closed_through.is_some_and(|closed| period <= closed)
+    }
+
+    /// The period is one the ledger can post to: on or after the first year, and not closed.
+    pub fn check_open(&self, period: Period, field: &str) -> Result<(), DomainError> {
+        let first_year = self.establishment()?.first_year;
+        if period.year < first_year {
+            return Err(DomainError::invalid(
+                field,
+                format!("{period} is before the system's first year {first_year}"),
+            ));
+        }
+        if self.is_closed(period) {
+            return Err(DomainError::rejected(
+                Rule::PeriodClosed,
+                format!(
+                    "{field} {period} is closed; post a correction in an open period that names {period}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn decide(&self, command: &SystemCommand) -> Result<Vec<SystemEvent>, DomainError> {
+        match command {
+            SystemCommand::Establish {
+                system,
+                name,
+                first_year,
+            } => {
+                if let Some(existing) = &self.established {
+                    return Err(DomainError::AlreadyExists {
+                        what: "system",
+                        id: existing.system.to_string(),
+                    });
+                }
+                Ok(vec![SystemEvent::Established {
+                    system: system.clone(),
+                    name: name.clone(),
+                    first_year: *first_year,
+                }])
+            }
+            SystemCommand::AdmitMember {
+                member,
+                name,
+                kind,
+                in_control_total,
+            } => {
+                self.establishment()?;
+                if self.members.contains_key(member) {
+                    return Err(DomainError::AlreadyExists {
+                        what: "member",
+                        id: member.to_string(),
+                    });
+                }
+                if *in_control_total && !kind.is_nhs_body() {
+                    return Err(DomainError::invalid(
+                        "in_control_total",
+                        format!(
+                            "a {kind} is not an NHS body and cannot count toward the control total"
+                        ),
+                    ));
+                }
+                Ok(vec![SystemEvent::MemberAdmitted {
+                    member: member.clone(),
+                    name: name.clone(),
+                    kind: *kind,
+                    in_control_total: *in_control_total,
+                }])
+            }
+            SystemCommand::AgreePlan {
+                member,
+                year,
+                income,
+                expenditure,
+            } => self.decide_plan(member, *year, *income, *expenditure),
+            SystemCommand::SubmitReturn(monthly_return) => self.decide_return(monthly_return),
+            SystemCommand::ReportMetric {
+                member,
+                period,
+                metric,
+                value,
+            } => {
+                self.member(member)?;
+                self.check_open(*period, "period")?;
+                match metric {
+                    Metric::AeFourHour
+                        if !(0..=i64::from(BasisPoints::WHOLE.get())).contains(value) =>
+                    {
+                        Err(DomainError::invalid(
+                            "value",
+                            format!("{value} bp is not a percentage between 0 and 10000 bp"),
+                        ))
+                    }
+                    _ if *value < 0 => Err(DomainError::invalid(
+                        "value",
+                        format!("a count cannot be negative ({value})"),
+                    )),
+                    _ => Ok(vec![SystemEvent::MetricReported {
+                        member: member.clone(),
+                        period: *period,
+                        metric: *metric,
+                        value: *value,
+                    }]),
+                }
+            }
+            SystemCommand::ClosePeriod { period } => {
+                let first_year = self.establishment()?.first_year;
+                let next = match self.closed_through {
+                    Some(closed) => closed.next(),
+                    None => Some(
+                        first_year.period(
+                            crate::period::Month::new(1)
+                                .map_err(|e| DomainError::invalid("period", e.to_string()))?,
+                        ),
+                    ),
+                };
+                if next != Some(*period) {
+                    let expected = next.map_or_else(|| "none".to_string(), |p| p.to_string());
+                    return Err(DomainError::rejected(
+                        Rule::PeriodsCloseInOrder,
+                        format!("the next period to close is {expected}, not {period}"),
+                    ));
+                }
+                Ok(vec![SystemEvent::PeriodClosed { period: *period }])
+            }
+        }
+    }
+
+    fn decide_plan(
+        &self,
+        member: &MemberCode,
+        year: FinancialYear,
+        income: Pence,
+        expenditure: Pence,
+    ) -> Result<Vec<SystemEvent>, DomainError> {
+        let first_year = self.establishment()?.first_year;
+        self.member(member)?;
+        if year < first_year {
+            return Err(DomainError::invalid(
+                "year",
+                format!("{year} is before the system's first year {first_year}"),
+            ));
+        }
+        non_negative("income_pence", income)?;
+        non_negative("expenditure_pence", expenditure)?;
+        let first_period = year.periods().next();
+        if first_period.is_some_and(|p| self.is_closed(p)) {
+            return Err(DomainError::rejected(
+                Rule::PlanFrozen,
+                format!("{year} has closed periods; its plans can no longer change"),
+            ));
+        }
+        let even = [1u64; 12];
+        let income_by_month = income
+            .split(&even)
+            .map_err(|_| DomainError::overflow("income_pence"))?;
+        let expenditure_by_month = expenditure
+            .split(&even)
+            .map_err(|_| DomainError::overflow("expenditure_pence"))?;
+        let revision = self
+            .plans
+            .get(&(member.clone(), year))
+            .map_or(1, |p| p.revision.saturating_add(1));
+        Ok(vec![SystemEvent::PlanAgreed {
+            member: member.clone(),
+            year,
+            income,
+            expenditure,
+            income_by_month,
+            expenditure_by_month,
+            revision,
+        }])
+    }
+
+    fn decide_return(&self, r: &MonthlyReturn) -> Result<Vec<SystemEvent>, DomainError> {
+        self.member(&r.member)?;
+        self.check_open(r.period, "period")?;
+        non_negative("income_pence", r.income)?;
+        non_negative("expenditure_pence", r.expenditure)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, balance) in r.balances.iter().enumerate() {
+            let field = |name: &str| format!("balances[{i}].{name}");
+            if balance.counterparty == r.member {
+                return Err(DomainError::invalid(
+                    field("counterparty"),
+                    "a member cannot hold a balance with itself",
+                ));
+            }
+            if !seen.insert(&balance.counterparty) {
+                return Err(DomainError::invalid(
+                    field("counterparty"),
+                    format!("{} is named more than once", balance.counterparty),
+                ));
+            }
+            self.member(&balance.counterparty)?;
+            non_negative(&field("income_pence"), balance.income)?;
+            non_negative(&field("expenditure_pence"), balance.expenditure)?;
+            non_negative(&field("receivables_pence"), balance.receivables)?;
+            non_negative(&field("payables_pence"), balance.payables)?;
+        }
+        let revision = self
+            .return_revisions
+            .get(&(r.member.clone(), r.period))
+            .map_or(1, |n| n.saturating_add(1));
+        Ok(vec![SystemEvent::ReturnSubmitted {
+            monthly_return: r.clone(),
+            revision,
+        }])
+    }
+
+    /// Folds one event in. Events come from [`SystemState::decide`] (or the log it wrote),
+    /// so they always fit; applying cannot fail.
+    pub fn apply(&mut self, event: &SystemEvent) {
+        match event {
+            SystemEvent::Established {
+                system,
+                name,
+                first_year,
+            } => {
+                self.established = Some(Establishment {
+                    system: system.clone(),
+                    name: name.clone(),
+                    first_year: *first_year,
+                });
+            }
+            SystemEvent::MemberAdmitted {
+                member,
+                name,
+                kind,
+                in_control_total,
+            } => {
+                self.members.insert(
+                    member.clone(),
+                    Member {
+                        code: member.clone(),
+                        name: name.clone(),
+                        kind: *kind,
+                        in_control_total: *in_control_total,
+                    },
+                );
+            }
+            SystemEvent::PlanAgreed {
+                member,
+                year,
+                income,
+                expenditure,
+                income_by_month,
+                expenditure_by_month,
+                revision,
+            } => {
+                self.plans.insert(
+                    (member.clone(), *year),
+                    Plan {
+                        income: *income,
+                        expenditure: *expenditure,
+                        income_by_month: income_by_month.clone(),
+                        expenditure_by_month: expenditure_by_month.clone(),
+                        revision: *revision,
+                    },
+                );
+            }
+            SystemEvent::ReturnSubmitted {
+                monthly_return,
+                revision,
+            } => {
+                self.return_revisions.insert(
+                    (monthly_return.member.clone(), monthly_return.period),
+                    *revision,
+                );
+            }
+            SystemEvent::MetricReported { .. } => {}
+            SystemEvent::PeriodClosed { period } => self.closed_through = Some(*period),
+        }
+    }
+}
+
+/// Refuses a negative amount, naming the field.
+pub(crate) fn non_negative(field: &str, amount: Pence) -> Result<(), DomainError> {
+    if amount.is_negative() {
+        return Err(DomainError::invalid(
+            field,
+            format!("cannot be negative ({amount})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a zero or negative amount, naming the field.
+pub(crate) fn positive(field: &str, amount: Pence) -> Result<(), DomainError> {
+    if !amount.is_positive() {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be more than zero ({amount})"),
+        ));
+    }
+    Ok(())
+}
