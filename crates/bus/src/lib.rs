@@ -1,1 +1,45 @@
-//! placeholder
+//! The NATS side of the ledger: subject names, the JetStream stream definition, the message
+//! headers, the connection, and the publish half of the outbox relay.
+//!
+//! The sled event store is the record; NATS is the distribution path. Every committed event is
+//! published once, in log order, on `ics.<system>.<family>.<event>` ([`subject`]) into one
+//! stream capturing `ics.>` ([`STREAM_NAME`], [`StreamSettings`], [`ensure_stream`]). The
+//! payload is the protobuf `RecordedEvent`; the headers ([`HEADER_SEQUENCE`] …) carry the
+//! global sequence, stream, version, hash and event type so consumers can order, de-duplicate
+//! and verify without decoding the payload ([`decode_headers`]).
+//!
+//! - [`Publisher::publish`] sends with `Nats-Msg-Id` = the event id and returns a
+//!   [`PendingAck`] to await later, so the relay can pipeline a window of publishes and still
+//!   advance its cursor strictly in order as the acknowledgements arrive.
+//! - JetStream forgets message ids after the duplicate window, so on (re)start the relay asks
+//!   [`last_published_sequence`] for the highest ledger sequence the stream already holds and
+//!   resumes after the larger of that and its own cursor.
+//! - [`connect`] makes a client that keeps reconnecting (with a capped delay) and starts even
+//!   when NATS is down.
+//!
+//! **API boundary:** this crate knows subjects, headers and JetStream; it knows nothing about
+//! sled, protobuf or the relay's cursor. Payloads are opaque bytes.
+
+mod connect;
+mod error;
+mod headers;
+mod publish;
+mod stream;
+mod subjects;
+
+pub use async_nats;
+pub use connect::{
+    CONNECTION_TIMEOUT, JETSTREAM_ACK_TIMEOUT, JETSTREAM_MAX_ACK_INFLIGHT, JETSTREAM_TIMEOUT,
+    RECONNECT_DELAY_MAX, RECONNECT_DELAY_MIN, REQUEST_TIMEOUT, connect, jetstream, reconnect_delay,
+};
+pub use error::BusError;
+pub use headers::{
+    CHECKPOINT_EVENT_TYPE, EventHeaders, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID,
+    HEADER_SEQUENCE, HEADER_STREAM, HEADER_VERSION, decode_headers,
+};
+pub use publish::{Ack, OutboundCheckpoint, OutboundEvent, PendingAck, Publisher};
+pub use stream::{StreamSettings, ensure_stream, last_published, last_published_sequence, system_message_count};
+pub use subjects::{
+    STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,
+    system_filter,
+};

@@ -18,6 +18,11 @@ pub mod money;
 pub mod period;
 pub mod system;
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod testing;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

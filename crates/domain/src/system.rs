@@ -254,6 +254,57 @@ impl SystemState {
         Ok(())
     }
 
+    /// A posting to an aggregate of `year` (a budget, a contract): `period` is open and, unless
+    /// the posting is a correction, in `year`; a correction (`corrects`) is posted in an open
+    /// period later than the period of `year` it names. Returns the period the posting is for
+    /// (`corrects`, or else `period`).
+    pub(crate) fn check_posting(
+        &self,
+        year: FinancialYear,
+        period: Period,
+        corrects: Option<Period>,
+    ) -> Result<Period, DomainError> {
+        self.check_open(period, "period")?;
+        match corrects {
+            None if period.year != year => Err(DomainError::rejected(
+                Rule::PeriodOutsideYear,
+                format!(
+                    "period {period} is not in {year}; post in {year}, or post a correction in a later open period that names the period of {year} it corrects"
+                ),
+            )),
+            None => Ok(period),
+            Some(corrected) if corrected.year != year => Err(DomainError::rejected(
+                Rule::PeriodOutsideYear,
+                format!("corrects {corrected} is not a period of {year}"),
+            )),
+            Some(corrected) if corrected >= period => Err(DomainError::invalid(
+                "corrects",
+                format!(
+                    "{corrected} is not earlier than period {period}; a correction is posted in a later period than the one it corrects"
+                ),
+            )),
+            Some(corrected) => Ok(corrected),
+        }
+    }
+
+    /// A posting that may come after its aggregate's `year` but not before it (a payment, a
+    /// close): `period` is open and in `year` or a later one.
+    pub(crate) fn check_open_from(
+        &self,
+        year: FinancialYear,
+        period: Period,
+        field: &str,
+    ) -> Result<(), DomainError> {
+        self.check_open(period, field)?;
+        if period.year < year {
+            return Err(DomainError::rejected(
+                Rule::PeriodOutsideYear,
+                format!("{field} {period} is before {year}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn decide(&self, command: &SystemCommand) -> Result<Vec<SystemEvent>, DomainError> {
         match command {
             SystemCommand::Establish {
@@ -528,4 +579,491 @@ pub(crate) fn positive(field: &str, amount: Pence) -> Result<(), DomainError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use crate::{Command, Event};
+
+    fn sys(event: SystemEvent) -> Event {
+        Event::System(event)
+    }
+
+    fn when(command: SystemCommand) -> Command {
+        Command::System(command)
+    }
+
+    fn establish() -> SystemCommand {
+        SystemCommand::Establish {
+            system: SystemId::new("kav").expect("valid"),
+            name: text("Kingsmere & Alder Valley ICS"),
+            first_year: fy(),
+        }
+    }
+
+    fn admit(code: &str, kind: MemberKind, in_control_total: bool) -> SystemCommand {
+        SystemCommand::AdmitMember {
+            member: member(code),
+            name: text(code),
+            kind,
+            in_control_total,
+        }
+    }
+
+    fn plan(code: &str, start: u32, income: Pence, expenditure: Pence) -> SystemCommand {
+        SystemCommand::AgreePlan {
+            member: member(code),
+            year: year(start),
+            income,
+            expenditure,
+        }
+    }
+
+    fn plan_agreed(code: &str, income: Pence, expenditure: Pence, revision: u32) -> Event {
+        let even = |amount: Pence| amount.split(&[1; 12]).expect("splits");
+        sys(SystemEvent::PlanAgreed {
+            member: member(code),
+            year: fy(),
+            income,
+            expenditure,
+            income_by_month: even(income),
+            expenditure_by_month: even(expenditure),
+            revision,
+        })
+    }
+
+    fn monthly_return(code: &str, p: Period, balances: Vec<CounterpartyBalance>) -> MonthlyReturn {
+        MonthlyReturn {
+            member: member(code),
+            period: p,
+            income: pounds(35_000_000),
+            expenditure: pounds(35_500_000),
+            balances,
+        }
+    }
+
+    fn balance(code: &str, receivables: Pence) -> CounterpartyBalance {
+        CounterpartyBalance {
+            counterparty: member(code),
+            income: pounds(26_000_000),
+            expenditure: Pence::ZERO,
+            receivables,
+            payables: Pence::ZERO,
+        }
+    }
+
+    fn metric(code: &str, p: Period, metric: Metric, value: i64) -> SystemCommand {
+        SystemCommand::ReportMetric {
+            member: member(code),
+            period: p,
+            metric,
+            value,
+        }
+    }
+
+    fn close(p: Period) -> SystemCommand {
+        SystemCommand::ClosePeriod { period: p }
+    }
+
+    #[test]
+    fn the_system_is_established_once_before_anything_else() {
+        run(vec![
+            Case {
+                name: "establish",
+                given: vec![],
+                when: when(establish()),
+                then: Then::Events(vec![established()]),
+            },
+            Case {
+                name: "establish twice",
+                given: vec![established()],
+                when: when(establish()),
+                then: Then::AlreadyExists("system"),
+            },
+            Case {
+                name: "admit before establishing",
+                given: vec![],
+                when: when(admit("KHFT", MemberKind::AcuteTrust, true)),
+                then: Then::Rejected(Rule::SystemNotEstablished),
+            },
+            Case {
+                name: "plan before establishing",
+                given: vec![],
+                when: when(plan("KHFT", 2018, pounds(1), pounds(1))),
+                then: Then::Rejected(Rule::SystemNotEstablished),
+            },
+            Case {
+                name: "close before establishing",
+                given: vec![],
+                when: when(close(period(2018, 1))),
+                then: Then::Rejected(Rule::SystemNotEstablished),
+            },
+            Case {
+                name: "return before establishing names the unadmitted member",
+                given: vec![],
+                when: when(SystemCommand::SubmitReturn(monthly_return(
+                    "KHFT",
+                    period(2018, 1),
+                    vec![],
+                ))),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+        ]);
+    }
+
+    #[test]
+    fn members_are_admitted_once_and_only_nhs_bodies_count_toward_the_control_total() {
+        run(vec![
+            Case {
+                name: "admit an acute trust in the CT",
+                given: vec![established()],
+                when: when(admit("KHFT", MemberKind::AcuteTrust, true)),
+                then: Then::Events(vec![admitted("KHFT", MemberKind::AcuteTrust, true)]),
+            },
+            Case {
+                name: "admit the council outside the CT",
+                given: vec![established()],
+                when: when(admit("KCC", MemberKind::LocalAuthority, false)),
+                then: Then::Events(vec![admitted("KCC", MemberKind::LocalAuthority, false)]),
+            },
+            Case {
+                name: "the council cannot count toward the CT",
+                given: vec![established()],
+                when: when(admit("KCC", MemberKind::LocalAuthority, true)),
+                then: Then::Invalid("in_control_total"),
+            },
+            Case {
+                name: "a PCN cannot count toward the CT",
+                given: vec![established()],
+                when: when(admit("KNPCN", MemberKind::PrimaryCareNetwork, true)),
+                then: Then::Invalid("in_control_total"),
+            },
+            Case {
+                name: "admit twice",
+                given: demo_system(),
+                when: when(admit("KHFT", MemberKind::AcuteTrust, true)),
+                then: Then::AlreadyExists("member"),
+            },
+        ]);
+    }
+
+    #[test]
+    fn plans_are_phased_evenly_and_frozen_once_the_year_has_closed_periods() {
+        let khft = plan_agreed("KHFT", pounds(420_000_000), pounds(426_000_000), 1);
+        run(vec![
+            Case {
+                name: "KHFT's plan, phased 35,000,000 / 35,500,000 a month",
+                given: demo_system(),
+                when: when(plan("KHFT", 2018, pounds(420_000_000), pounds(426_000_000))),
+                then: Then::Events(vec![khft.clone()]),
+            },
+            Case {
+                name: "a revision counts up",
+                given: history([demo_system(), vec![khft.clone()]]),
+                when: when(plan("KHFT", 2018, pounds(420_120_000), pounds(426_000_000))),
+                then: Then::Events(vec![plan_agreed(
+                    "KHFT",
+                    pounds(420_120_000),
+                    pounds(426_000_000),
+                    2,
+                )]),
+            },
+            Case {
+                name: "odd pence go to the earliest months",
+                given: demo_system(),
+                when: when(plan("KCHT", 2018, Pence::new(100), Pence::new(11))),
+                then: Then::Events(vec![sys(SystemEvent::PlanAgreed {
+                    member: member("KCHT"),
+                    year: fy(),
+                    income: Pence::new(100),
+                    expenditure: Pence::new(11),
+                    income_by_month: [9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 8]
+                        .map(Pence::new)
+                        .to_vec(),
+                    expenditure_by_month: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]
+                        .map(Pence::new)
+                        .to_vec(),
+                    revision: 1,
+                })]),
+            },
+            Case {
+                name: "an unadmitted member",
+                given: demo_system(),
+                when: when(plan("RXX", 2018, pounds(1), pounds(1))),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+            Case {
+                name: "a year before the first",
+                given: demo_system(),
+                when: when(plan("KHFT", 2017, pounds(1), pounds(1))),
+                then: Then::Invalid("year"),
+            },
+            Case {
+                name: "negative income",
+                given: demo_system(),
+                when: when(plan("KHFT", 2018, pounds(-1), pounds(1))),
+                then: Then::Invalid("income_pence"),
+            },
+            Case {
+                name: "negative expenditure",
+                given: demo_system(),
+                when: when(plan("KHFT", 2018, pounds(1), pounds(-1))),
+                then: Then::Invalid("expenditure_pence"),
+            },
+            Case {
+                name: "frozen once M1 is closed",
+                given: history([demo_system(), closed_through(period(2018, 1))]),
+                when: when(plan("KHFT", 2018, pounds(1), pounds(1))),
+                then: Then::Rejected(Rule::PlanFrozen),
+            },
+            Case {
+                name: "next year's plan is still open",
+                given: history([demo_system(), closed_through(period(2018, 12))]),
+                when: when(plan("KHFT", 2019, Pence::ZERO, Pence::ZERO)),
+                then: Then::Events(vec![sys(SystemEvent::PlanAgreed {
+                    member: member("KHFT"),
+                    year: year(2019),
+                    income: Pence::ZERO,
+                    expenditure: Pence::ZERO,
+                    income_by_month: vec![Pence::ZERO; 12],
+                    expenditure_by_month: vec![Pence::ZERO; 12],
+                    revision: 1,
+                })]),
+            },
+        ]);
+    }
+
+    #[test]
+    fn returns_are_for_admitted_members_and_open_periods_and_later_ones_replace_earlier() {
+        let r = |balances| monthly_return("KHFT", period(2018, 5), balances);
+        let submitted = |balances, revision| {
+            sys(SystemEvent::ReturnSubmitted {
+                monthly_return: r(balances),
+                revision,
+            })
+        };
+        let submit = |balances| when(SystemCommand::SubmitReturn(r(balances)));
+        run(vec![
+            Case {
+                name: "a return with a balance",
+                given: demo_system(),
+                when: submit(vec![balance("KCCG", pounds(300_000))]),
+                then: Then::Events(vec![submitted(vec![balance("KCCG", pounds(300_000))], 1)]),
+            },
+            Case {
+                name: "a second return for the month is revision 2",
+                given: history([demo_system(), vec![submitted(vec![], 1)]]),
+                when: submit(vec![]),
+                then: Then::Events(vec![submitted(vec![], 2)]),
+            },
+            Case {
+                name: "an unadmitted member",
+                given: demo_system(),
+                when: when(SystemCommand::SubmitReturn(monthly_return(
+                    "RXX",
+                    period(2018, 5),
+                    vec![],
+                ))),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+            Case {
+                name: "a closed period",
+                given: history([demo_system(), closed_through(period(2018, 5))]),
+                when: submit(vec![]),
+                then: Then::Rejected(Rule::PeriodClosed),
+            },
+            Case {
+                name: "a period before the first year",
+                given: demo_system(),
+                when: when(SystemCommand::SubmitReturn(monthly_return(
+                    "KHFT",
+                    period(2017, 12),
+                    vec![],
+                ))),
+                then: Then::Invalid("period"),
+            },
+            Case {
+                name: "negative income",
+                given: demo_system(),
+                when: when(SystemCommand::SubmitReturn(MonthlyReturn {
+                    income: pounds(-1),
+                    ..r(vec![])
+                })),
+                then: Then::Invalid("income_pence"),
+            },
+            Case {
+                name: "a balance with itself",
+                given: demo_system(),
+                when: submit(vec![balance("KHFT", Pence::ZERO)]),
+                then: Then::Invalid("balances[0].counterparty"),
+            },
+            Case {
+                name: "a counterparty named twice",
+                given: demo_system(),
+                when: submit(vec![
+                    balance("KCCG", Pence::ZERO),
+                    balance("KCCG", Pence::ZERO),
+                ]),
+                then: Then::Invalid("balances[1].counterparty"),
+            },
+            Case {
+                name: "an unadmitted counterparty",
+                given: demo_system(),
+                when: submit(vec![balance("RXX", Pence::ZERO)]),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+            Case {
+                name: "negative receivables",
+                given: demo_system(),
+                when: submit(vec![balance("KCCG", pounds(-1))]),
+                then: Then::Invalid("balances[0].receivables_pence"),
+            },
+        ]);
+    }
+
+    #[test]
+    fn metrics_are_non_negative_counts_or_percentages_in_open_periods() {
+        let reported = |metric, value| {
+            sys(SystemEvent::MetricReported {
+                member: member("KHFT"),
+                period: period(2018, 6),
+                metric,
+                value,
+            })
+        };
+        run(vec![
+            Case {
+                name: "A&E 90.40%",
+                given: demo_system(),
+                when: when(metric("KHFT", period(2018, 6), Metric::AeFourHour, 9_040)),
+                then: Then::Events(vec![reported(Metric::AeFourHour, 9_040)]),
+            },
+            Case {
+                name: "admissions count",
+                given: demo_system(),
+                when: when(metric(
+                    "KHFT",
+                    period(2018, 6),
+                    Metric::EmergencyAdmissions,
+                    4_100,
+                )),
+                then: Then::Events(vec![reported(Metric::EmergencyAdmissions, 4_100)]),
+            },
+            Case {
+                name: "A&E above 100%",
+                given: demo_system(),
+                when: when(metric("KHFT", period(2018, 6), Metric::AeFourHour, 10_001)),
+                then: Then::Invalid("value"),
+            },
+            Case {
+                name: "a negative count",
+                given: demo_system(),
+                when: when(metric(
+                    "KHFT",
+                    period(2018, 6),
+                    Metric::EmergencyBedDays,
+                    -1,
+                )),
+                then: Then::Invalid("value"),
+            },
+            Case {
+                name: "an unadmitted member",
+                given: demo_system(),
+                when: when(metric("RXX", period(2018, 6), Metric::AeFourHour, 9_000)),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+            Case {
+                name: "a closed period",
+                given: history([demo_system(), closed_through(period(2018, 6))]),
+                when: when(metric("KHFT", period(2018, 6), Metric::AeFourHour, 9_000)),
+                then: Then::Rejected(Rule::PeriodClosed),
+            },
+        ]);
+    }
+
+    #[test]
+    fn periods_close_one_at_a_time_in_order_from_the_first() {
+        let closed = |p| vec![sys(SystemEvent::PeriodClosed { period: p })];
+        run(vec![
+            Case {
+                name: "M1 of the first year first",
+                given: demo_system(),
+                when: when(close(period(2018, 1))),
+                then: Then::Events(closed(period(2018, 1))),
+            },
+            Case {
+                name: "not M2 first",
+                given: demo_system(),
+                when: when(close(period(2018, 2))),
+                then: Then::Rejected(Rule::PeriodsCloseInOrder),
+            },
+            Case {
+                name: "then M2",
+                given: history([demo_system(), closed_through(period(2018, 1))]),
+                when: when(close(period(2018, 2))),
+                then: Then::Events(closed(period(2018, 2))),
+            },
+            Case {
+                name: "not the same period twice",
+                given: history([demo_system(), closed_through(period(2018, 1))]),
+                when: when(close(period(2018, 1))),
+                then: Then::Rejected(Rule::PeriodsCloseInOrder),
+            },
+            Case {
+                name: "M12 then M1 of the next year",
+                given: history([demo_system(), closed_through(period(2018, 12))]),
+                when: when(close(period(2019, 1))),
+                then: Then::Events(closed(period(2019, 1))),
+            },
+        ]);
+    }
+
+    #[test]
+    fn postings_are_open_in_their_year_or_corrections_naming_it() {
+        let state = ledger(&history([demo_system(), closed_through(period(2018, 3))])).system;
+        let fy = fy();
+        assert_eq!(
+            state.check_posting(fy, period(2018, 4), None),
+            Ok(period(2018, 4))
+        );
+        assert_eq!(
+            state.check_posting(fy, period(2018, 4), Some(period(2018, 2))),
+            Ok(period(2018, 2))
+        );
+        assert_eq!(
+            state.check_posting(year(2019), period(2019, 2), None),
+            Ok(period(2019, 2))
+        );
+        assert!(matches!(
+            state.check_posting(fy, period(2018, 3), None),
+            Err(DomainError::Rejected {
+                rule: Rule::PeriodClosed,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check_posting(fy, period(2019, 1), None),
+            Err(DomainError::Rejected {
+                rule: Rule::PeriodOutsideYear,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check_posting(fy, period(2019, 1), Some(period(2019, 1))),
+            Err(DomainError::Rejected {
+                rule: Rule::PeriodOutsideYear,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check_posting(fy, period(2018, 4), Some(period(2018, 5))),
+            Err(DomainError::Invalid { field, .. }) if field == "corrects"
+        ));
+        assert!(matches!(
+            state.check_posting(fy, period(2017, 4), None),
+            Err(DomainError::Invalid { field, .. }) if field == "period"
+        ));
+    }
 }

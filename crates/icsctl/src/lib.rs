@@ -1,1 +1,184 @@
-//! placeholder
+//! icsctl: post commands to ledgerd, load scenario files, read the log.
+//!
+//! Tables for people, `--json` for scripts. Every command goes through `domain::Command` on
+//! its way to the wire, so a malformed amount or period is caught here, before the network,
+//! with the same rules the server applies.
+
+pub mod load;
+pub mod output;
+pub mod parse;
+pub mod post;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use clap::{Args, Parser, Subcommand};
+use tonic::transport::Channel;
+
+use crate::post::Post;
+
+/// Command-line client for ICS Ledger.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct Global {
+    /// ledgerd's gRPC address.
+    #[arg(long, global = true, env = "ICS_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Who is posting (recorded on every event).
+    #[arg(long, global = true, env = "ICS_ACTOR", default_value = "icsctl")]
+    pub actor: String,
+    /// Idempotency key (UUID) for a single command; random when not given.
+    #[arg(long, global = true)]
+    pub request_id: Option<String>,
+    /// Refuse the command unless its stream is at this version (0: must not exist yet).
+    #[arg(long, global = true)]
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    #[command(flatten)]
+    Post(Post),
+    /// Post every command of a scenario file (one icsctl subcommand per line) in one bulk call.
+    Load {
+        file: std::path::PathBuf,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Read the log.
+    Events {
+        /// First global sequence to read.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most events to read (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+        /// Keep reading new events as they are recorded.
+        #[arg(long)]
+        follow: bool,
+        /// Read one stream (system, budget/<code>, fund/<code>, contract/<code>) instead.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// The ledger's head: sequence, chain hash and events per family.
+    Head,
+    /// The JetStream stream's message count and last message, checked against the ledger head.
+    BusStatus {
+        #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
+        nats_url: String,
+        #[arg(long, default_value = "kav")]
+        system: String,
+        #[arg(long, default_value = "ICS")]
+        stream_name: String,
+        /// Wait (up to --timeout-s) until JetStream holds the ledger's head, then compare.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+}
+
+pub async fn connect(global: &Global) -> anyhow::Result<LedgerServiceClient<Channel>> {
+    let channel = Channel::from_shared(global.server.clone())
+        .context("--server is not a URL")?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to ledgerd at {}", global.server))?;
+    Ok(LedgerServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// A request carrying the actor metadata.
+pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    let actor = global.actor.parse().context("--actor must be printable ASCII")?;
+    request.metadata_mut().insert("x-ics-actor", actor);
+    Ok(request)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Cmd::Post(post) => post_one(&global, &post).await,
+        Cmd::Load { file, quiet } => load::load(&global, &file, quiet).await,
+        Cmd::Events { from, limit, follow, stream } => output::events(&global, from, limit, follow, stream).await,
+        Cmd::Head => output::head(&global).await,
+        Cmd::BusStatus { nats_url, system, stream_name, wait, timeout_s } => {
+            output::bus_status(&global, &nats_url, &system, &stream_name, wait, Duration::from_secs(timeout_s)).await
+        }
+    }
+}
+
+async fn post_one(global: &Global, post: &Post) -> anyhow::Result<()> {
+    let command = post.command().map_err(|e| anyhow::anyhow!(e))?;
+    let mut meta = match &global.request_id {
+        Some(id) => api::CommandMeta::new(api::parse_uuid(id, "--request-id").map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => api::CommandMeta::random(),
+    };
+    meta.expected_version = global.expected_version;
+    let pb::Command { command: Some(command) } = api::command_to_proto(&meta, &command) else {
+        anyhow::bail!("internal: the command did not convert");
+    };
+    let mut client = connect(global).await?;
+    let reply = send(&mut client, global, command).await.map_err(output::status_error)?;
+    output::command_reply(global, &reply.into_inner())
+}
+
+/// Sends one command to its RPC.
+async fn send(
+    client: &mut LedgerServiceClient<Channel>,
+    global: &Global,
+    command: pb::command::Command,
+) -> Result<tonic::Response<pb::CommandReply>, tonic::Status> {
+    use pb::command::Command as C;
+    let actor: tonic::metadata::AsciiMetadataValue =
+        global.actor.parse().map_err(|_| tonic::Status::invalid_argument("--actor must be printable ASCII"))?;
+    fn with_actor<T>(actor: &tonic::metadata::AsciiMetadataValue, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("x-ics-actor", actor.clone());
+        Ok(request)
+    }
+        match command {
+        C::EstablishSystem(m) => client.establish_system(with_actor(&actor, m)?).await,
+        C::AdmitMember(m) => client.admit_member(with_actor(&actor, m)?).await,
+        C::AgreePlan(m) => client.agree_plan(with_actor(&actor, m)?).await,
+        C::SubmitReturn(m) => client.submit_return(with_actor(&actor, m)?).await,
+        C::ReportMetric(m) => client.report_metric(with_actor(&actor, m)?).await,
+        C::ClosePeriod(m) => client.close_period(with_actor(&actor, m)?).await,
+        C::EstablishBudget(m) => client.establish_budget(with_actor(&actor, m)?).await,
+        C::PledgeContribution(m) => client.pledge_contribution(with_actor(&actor, m)?).await,
+        C::PayContribution(m) => client.pay_contribution(with_actor(&actor, m)?).await,
+        C::RecordSpend(m) => client.record_spend(with_actor(&actor, m)?).await,
+        C::VaryBudget(m) => client.vary_budget(with_actor(&actor, m)?).await,
+        C::SettleRiskShare(m) => client.settle_risk_share(with_actor(&actor, m)?).await,
+        C::CloseBudget(m) => client.close_budget(with_actor(&actor, m)?).await,
+        C::AllocateFund(m) => client.allocate_fund(with_actor(&actor, m)?).await,
+        C::AssessTranche(m) => client.assess_tranche(with_actor(&actor, m)?).await,
+        C::PayTranche(m) => client.pay_tranche(with_actor(&actor, m)?).await,
+        C::ClawBack(m) => client.claw_back(with_actor(&actor, m)?).await,
+        C::AgreeContract(m) => client.agree_contract(with_actor(&actor, m)?).await,
+        C::VaryContract(m) => client.vary_contract(with_actor(&actor, m)?).await,
+        C::RecordActivity(m) => client.record_activity(with_actor(&actor, m)?).await,
+        C::RaiseInvoice(m) => client.raise_invoice(with_actor(&actor, m)?).await,
+        C::RecordPayment(m) => client.record_payment(with_actor(&actor, m)?).await,
+        C::RaiseDispute(m) => client.raise_dispute(with_actor(&actor, m)?).await,
+        C::ResolveDispute(m) => client.resolve_dispute(with_actor(&actor, m)?).await,
+        C::ReconcileCquin(m) => client.reconcile_cquin(with_actor(&actor, m)?).await,
+        C::RecordAdjustment(m) => client.record_adjustment(with_actor(&actor, m)?).await,
+        C::TerminateContract(m) => client.terminate_contract(with_actor(&actor, m)?).await,
+    }
+}

@@ -1,1 +1,15 @@
-//! placeholder
+//! ledgerd: the write side of one integrated care system's ledger.
+//!
+//! # Layout
+//! - [`config`]: defaults ← TOML file ← `LEDGERD_*` environment ← flags.
+//! - [`ledger`]: the command path — idempotency, expected version, `decide`/`apply` under a
+//!   short lock, group-committed append, acknowledgement after the flush.
+//! - [`service`]: `LedgerService` over gRPC, and the one mapping of submission errors to statuses.
+//! - [`relay`]: publishes the committed log to NATS JetStream in order, exactly once.
+//! - [`server`]: start-up (replay), serving, graceful shutdown.
+
+pub mod config;
+pub mod ledger;
+pub mod relay;
+pub mod server;
+pub mod service;

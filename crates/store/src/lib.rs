@@ -1,1 +1,44 @@
-//! placeholder
+//! The ledger's event store: append-only, hash-chained, on sled 0.34, with group commit,
+//! idempotent appends and optimistic concurrency. Generic over the payload type (the ledger
+//! uses `domain::Event`).
+//!
+//! # Shape, and why
+//!
+//! - **One writer thread, group commit** (`writer`): callers [`EventStore::enqueue`] into a
+//!   bounded queue; one `std::thread` takes everything queued (up to
+//!   [`StoreConfig::batch_events_max`] events), decides each request in order, writes the
+//!   batch with one atomic `apply_batch` and one flush, and only then answers. Throughput
+//!   comes from sharing the fsync, correctness from having a single sequencer.
+//! - **One sled tree** (`keys`), with one-byte key prefixes, so that a whole batch —
+//!   events, stream index, stream heads, idempotency records, meta head — is atomic.
+//! - **One codec** ([`codec`]): canonical bincode 2 bytes of a versioned envelope;
+//!   `hash = SHA-256(prev_hash ‖ body)`; golden-bytes tests freeze the format.
+//! - **Durable reads only**: reads never return an event past [`EventStore::head`], which the
+//!   writer publishes after the flush.
+//! - **Fail stop**: a storage error fails the whole batch and poisons the store; reopening
+//!   (which verifies the tip) is the only way back.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`StoreConfig`] and every limit.
+//! - [`model`]: the public request, outcome and event types.
+//! - [`error`]: [`StoreError`], [`AppendError`], [`ChainError`].
+//! - `store`: [`EventStore`]: open and recovery, enqueue, reads, chain verification.
+//! - `writer`: the writer thread.
+//! - [`codec`], `keys`: the on-disk format.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+mod keys;
+pub mod model;
+mod store;
+mod writer;
+
+pub use config::StoreConfig;
+pub use error::{AppendError, ChainError, StoreError};
+pub use model::{
+    AppendOutcome, AppendRequest, ExpectedVersion, Head, IdempotencyRecord, NewEvent, RawEvent,
+    RecordedEvent, StoreStats,
+};
+pub use store::{EventStore, PendingAppend};

@@ -1,0 +1,35 @@
+# The two commands: `make demo` runs the whole stack on this machine and prints the demo ICS's
+# ledger; `make test` runs every test. Both install what they need (nats-server) themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+.PHONY: demo up down test build release nats-server lint bench
+
+demo: release
+	./deploy/local/stack.sh demo
+
+up: release
+	./deploy/local/stack.sh up
+
+down:
+	./deploy/local/stack.sh down
+
+release:
+	cargo build --release --bins
+
+build:
+	cargo build --workspace --bins
+
+nats-server:
+	@./deploy/local/install-nats-server.sh
+
+# End-to-end tests spawn the real binaries, so build them first.
+test: build
+	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo test --workspace --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench:
+	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo bench -p bench

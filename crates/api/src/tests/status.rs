@@ -1,0 +1,200 @@
+use domain::{DomainError, Rule};
+use prost::Message as _;
+use tonic::Code;
+use tonic::metadata::MetadataMap;
+use tonic_types::StatusExt;
+
+use crate::{
+    ERROR_DOMAIN, FILE_DESCRIPTOR_SET, rule_code, status_from_domain, status_version_conflict,
+};
+
+/// The status as a client receives it: through the `grpc-status`, `grpc-message` and
+/// `grpc-status-details-bin` trailers.
+fn over_the_wire(status: &tonic::Status) -> tonic::Status {
+    let mut headers = MetadataMap::new().into_headers();
+    status
+        .add_header(&mut headers)
+        .expect("status fits in headers");
+    tonic::Status::from_header_map(&headers).expect("a status is in the headers")
+}
+
+#[test]
+fn invalid_input_is_invalid_argument_naming_the_field() {
+    let error = DomainError::invalid("balances[2].counterparty", "must not be empty");
+    let status = over_the_wire(&status_from_domain(&error));
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("balances[2].counterparty"));
+    let details = status.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("a BadRequest")
+        .field_violations;
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "balances[2].counterparty");
+    assert_eq!(violations[0].description, "must not be empty");
+}
+
+#[test]
+fn overflow_is_invalid_argument_naming_the_field() {
+    let status = over_the_wire(&status_from_domain(&DomainError::overflow(
+        "model.activity_tariff.unit_price_pence",
+    )));
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let details = status.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("a BadRequest")
+        .field_violations;
+    assert_eq!(
+        violations[0].field,
+        "model.activity_tariff.unit_price_pence"
+    );
+}
+
+#[test]
+fn a_broken_rule_is_failed_precondition_naming_the_rule() {
+    let error = DomainError::rejected(
+        Rule::PeriodClosed,
+        "period 2018/19-M3 is closed; post a correction in an open period",
+    );
+    let status = over_the_wire(&status_from_domain(&error));
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().starts_with("period closed: "),
+        "{}",
+        status.message()
+    );
+
+    let details = status.get_error_details();
+    let info = details.error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "PERIOD_CLOSED");
+    assert_eq!(info.domain, ERROR_DOMAIN);
+    assert_eq!(
+        info.metadata.get("rule").map(String::as_str),
+        Some("period closed")
+    );
+    let failure = details
+        .precondition_failure()
+        .expect("a PreconditionFailure");
+    assert_eq!(failure.violations[0].r#type, "PERIOD_CLOSED");
+    assert!(failure.violations[0].description.contains("2018/19-M3"));
+}
+
+#[test]
+fn missing_and_existing_aggregates_have_their_own_codes() {
+    let status = over_the_wire(&status_from_domain(&DomainError::NotFound {
+        what: "contract",
+        id: "C9".to_string(),
+    }));
+    assert_eq!(status.code(), Code::NotFound);
+    let details = status.get_error_details();
+    let resource = details.resource_info().expect("a ResourceInfo");
+    assert_eq!(
+        (
+            resource.resource_type.as_str(),
+            resource.resource_name.as_str()
+        ),
+        ("contract", "C9")
+    );
+
+    let status = over_the_wire(&status_from_domain(&DomainError::AlreadyExists {
+        what: "member",
+        id: "KHFT".to_string(),
+    }));
+    assert_eq!(status.code(), Code::AlreadyExists);
+    let details = status.get_error_details();
+    let resource = details.resource_info().expect("a ResourceInfo");
+    assert_eq!(resource.resource_name, "KHFT");
+}
+
+#[test]
+fn a_version_conflict_is_aborted() {
+    let status = over_the_wire(&status_version_conflict("contract/C1", 3, 5));
+    assert_eq!(status.code(), Code::Aborted);
+    let details = status.get_error_details();
+    let info = details.error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "VERSION_CONFLICT");
+    assert_eq!(
+        info.metadata.get("actual_version").map(String::as_str),
+        Some("5")
+    );
+}
+
+#[test]
+fn rule_codes_are_upper_snake_case() {
+    assert_eq!(rule_code(Rule::PeriodClosed), "PERIOD_CLOSED");
+    assert_eq!(
+        rule_code(Rule::SharesMustSumToWhole),
+        "SHARES_MUST_SUM_TO_WHOLE"
+    );
+    assert_eq!(rule_code(Rule::OverPaid), "OVER_PAID");
+    assert_eq!(
+        rule_code(Rule::SystemNotEstablished),
+        "SYSTEM_NOT_ESTABLISHED"
+    );
+}
+
+#[test]
+fn the_descriptor_set_describes_the_service_for_reflection() {
+    let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("decodes");
+    let ledger = set
+        .file
+        .iter()
+        .find(|f| f.name() == "ics/ledger/v1/ledger.proto")
+        .expect("ledger.proto is in the set");
+    assert_eq!(ledger.package(), "ics.ledger.v1");
+    let service = &ledger.service[0];
+    assert_eq!(service.name(), "LedgerService");
+    // 27 commands + SubmitBulk, ReadStream, ReadAll, Head.
+    assert_eq!(service.method.len(), 31);
+    assert!(
+        ledger.source_code_info.is_some(),
+        "comments are kept, so reflection clients see the documentation"
+    );
+}
+
+#[test]
+fn each_command_rpc_has_its_bulk_oneof_field_with_the_same_request() {
+    let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("decodes");
+    let file = |name: &str| {
+        set.file
+            .iter()
+            .find(|f| f.name() == name)
+            .expect("file is in the set")
+    };
+    let service = &file("ics/ledger/v1/ledger.proto").service[0];
+    let command = file("ics/ledger/v1/commands.proto")
+        .message_type
+        .iter()
+        .find(|m| m.name() == "Command")
+        .expect("Command message");
+    let mut unary = 0;
+    for method in &service.method {
+        if method.output_type() != ".ics.ledger.v1.CommandReply" {
+            continue;
+        }
+        unary += 1;
+        let snake: String = method
+            .name()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                sep.into_iter()
+                    .chain(std::iter::once(c.to_ascii_lowercase()))
+            })
+            .collect();
+        let field = command
+            .field
+            .iter()
+            .find(|f| f.name() == snake)
+            .unwrap_or_else(|| panic!("Command has no field {snake}"));
+        assert_eq!(field.type_name(), method.input_type(), "{snake}");
+        assert_eq!(
+            method.input_type(),
+            format!(".ics.ledger.v1.{}Request", method.name())
+        );
+    }
+    assert_eq!(unary, 27);
+    assert_eq!(command.field.len(), 27);
+}

@@ -1,0 +1,217 @@
+//! The JetStream stream definition, and reading back how far the relay got.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{Config, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType},
+};
+use domain::{Family, SystemId};
+
+use crate::error::BusError;
+use futures::StreamExt;
+
+use crate::headers::{EventHeaders, decode_headers};
+use crate::subjects::{STREAM_NAME, STREAM_SUBJECTS, family_filter};
+
+/// How the deployment's stream is defined. Every field is explicit; [`Default`] gives the
+/// single-server development values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// The stream name ([`STREAM_NAME`]).
+    pub name: String,
+    /// The subjects it captures (`["ics.>"]`).
+    pub subjects: Vec<String>,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate. Long enough to cover
+    /// a relay restart; beyond it the relay relies on [`last_published_sequence`].
+    pub duplicate_window: Duration,
+    /// File (durable) or memory.
+    pub storage: StorageType,
+    /// 1 on a single server, 3 in a cluster.
+    pub replicas: usize,
+    /// How long messages are kept; zero keeps them forever (the ledger is the record, so a
+    /// limit only bounds how far back a new consumer can start from NATS alone).
+    pub max_age: Duration,
+    /// Total size limit in bytes; -1 for none.
+    pub max_bytes: i64,
+    /// Message count limit; -1 for none.
+    pub max_messages: i64,
+    /// Largest single message in bytes; -1 for the server's `max_payload`.
+    pub max_message_size: i32,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            name: STREAM_NAME.to_string(),
+            subjects: vec![STREAM_SUBJECTS.to_string()],
+            duplicate_window: Duration::from_secs(120),
+            storage: StorageType::File,
+            replicas: 1,
+            max_age: Duration::ZERO,
+            max_bytes: -1,
+            max_messages: -1,
+            max_message_size: -1,
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The JetStream stream configuration: limits retention, discard old, direct get allowed.
+    pub fn to_config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            description: Some("ICS ledger events, published by the ledgerd relay".to_string()),
+            subjects: self.subjects.clone(),
+            retention: RetentionPolicy::Limits,
+            storage: self.storage,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            max_messages: self.max_messages,
+            max_message_size: self.max_message_size,
+            discard: DiscardPolicy::Old,
+            allow_direct: true,
+            ..Config::default()
+        }
+    }
+}
+
+/// Returns the stream, creating it from `settings` if it does not exist.
+///
+/// An existing stream is not modified. If it captures other subjects than `settings` asks for,
+/// that is [`BusError::StreamMismatch`] (publishing would fail or land elsewhere); other
+/// differences (duplicate window, replicas, limits) are logged as warnings, since an operator
+/// may have tuned them on purpose.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<jetstream::stream::Stream, BusError> {
+    let wanted = settings.to_config();
+    let stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|source| BusError::CreateStream {
+            stream: settings.name.clone(),
+            source,
+        })?;
+    let existing = &stream.cached_info().config;
+    let mut existing_subjects = existing.subjects.clone();
+    let mut wanted_subjects = wanted.subjects.clone();
+    existing_subjects.sort();
+    wanted_subjects.sort();
+    if existing_subjects != wanted_subjects {
+        return Err(BusError::StreamMismatch {
+            stream: settings.name.clone(),
+            existing: existing.subjects.clone(),
+            wanted: wanted.subjects,
+        });
+    }
+    if existing.duplicate_window != wanted.duplicate_window
+        || existing.num_replicas != wanted.num_replicas
+        || existing.storage != wanted.storage
+        || existing.max_age != wanted.max_age
+    {
+        tracing::warn!(
+            stream = %settings.name,
+            existing_duplicate_window_ms = existing.duplicate_window.as_millis() as u64,
+            wanted_duplicate_window_ms = wanted.duplicate_window.as_millis() as u64,
+            existing_replicas = existing.num_replicas,
+            wanted_replicas = wanted.num_replicas,
+            existing_storage = ?existing.storage,
+            wanted_storage = ?wanted.storage,
+            existing_max_age_s = existing.max_age.as_secs(),
+            wanted_max_age_s = wanted.max_age.as_secs(),
+            "JetStream stream exists with other settings; using it unchanged"
+        );
+    }
+    Ok(stream)
+}
+
+/// The highest ledger sequence (`Ics-Sequence`) of `system`'s events held in the stream, or
+/// `None` if it holds none.
+///
+/// Reads the last message of each family (`ics.<system>.<family>.>`) and takes the largest
+/// sequence; checkpoints (`ics.<system>.audit.checkpoint`) and other systems' messages are
+/// not looked at. Events are published in sequence order, so the last message of a family is
+/// that family's highest sequence. Four requests, to the stream leader (not direct get), so a
+/// just-acknowledged message is seen.
+pub async fn last_published_sequence(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+) -> Result<Option<u64>, BusError> {
+    Ok(last_published(js, stream_name, system).await?.map(|headers| headers.sequence))
+}
+
+/// The headers of `system`'s last event message in the stream (the one with the highest
+/// `Ics-Sequence`), or `None` if it holds none. See [`last_published_sequence`].
+pub async fn last_published(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+) -> Result<Option<EventHeaders>, BusError> {
+    let stream = get_stream(js, stream_name).await?;
+    let mut highest: Option<EventHeaders> = None;
+    for family in Family::ALL {
+        let filter = family_filter(system, family);
+        match stream.get_last_raw_message_by_subject(&filter).await {
+            Ok(message) => {
+                let headers = decode_headers(&message.headers)?;
+                if highest.as_ref().is_none_or(|h| headers.sequence > h.sequence) {
+                    highest = Some(headers);
+                }
+            }
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+            Err(source) => {
+                return Err(BusError::LastMessage {
+                    stream: stream_name.to_string(),
+                    filter,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// How many of `system`'s event messages the stream holds (checkpoints not counted).
+pub async fn system_message_count(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+) -> Result<u64, BusError> {
+    let stream = get_stream(js, stream_name).await?;
+    let mut total: u64 = 0;
+    for family in Family::ALL {
+        let filter = family_filter(system, family);
+        let mut subjects = stream
+            .info_with_subjects(&filter)
+            .await
+            .map_err(|source| BusError::Info {
+                stream: stream_name.to_string(),
+                source,
+            })?;
+        while let Some(entry) = subjects.next().await {
+            let (_, count) = entry.map_err(|source| BusError::Info {
+                stream: stream_name.to_string(),
+                source,
+            })?;
+            total = total.saturating_add(count as u64);
+        }
+    }
+    Ok(total)
+}
+
+async fn get_stream(
+    js: &jetstream::Context,
+    stream_name: &str,
+) -> Result<jetstream::stream::Stream<()>, BusError> {
+    js.get_stream_no_info(stream_name)
+        .await
+        .map_err(|source| BusError::GetStream {
+            stream: stream_name.to_string(),
+            source,
+        })
+}

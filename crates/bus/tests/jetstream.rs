@@ -1,0 +1,426 @@
+//! The bus against a real nats-server (from testkit, one per test): stream definition,
+//! publishing with headers, de-duplication, the resume point, and server restarts.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use bus::{
+    BusError, EventHeaders, OutboundCheckpoint, OutboundEvent, Publisher, StreamSettings,
+    decode_headers, ensure_stream, last_published_sequence,
+};
+use bytes::Bytes;
+use domain::{Family, SystemId};
+use futures::StreamExt;
+use testkit::{NatsOptions, NatsServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn system(name: &str) -> SystemId {
+    SystemId::new(name).unwrap()
+}
+
+fn event_id(system: &SystemId, sequence: u64) -> String {
+    // Distinct per system and sequence, shaped like a UUID.
+    let tag: u32 = system
+        .as_str()
+        .bytes()
+        .fold(0, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("{tag:08x}-0000-4000-8000-{sequence:012}")
+}
+
+fn event(system: &SystemId, family: Family, sequence: u64) -> OutboundEvent {
+    let event_type = format!("Event{}", sequence % 7);
+    OutboundEvent {
+        subject: bus::subject(system, family, &event_type),
+        event_id: event_id(system, sequence),
+        sequence,
+        stream: format!("{}/C{}", family.name(), sequence % 3),
+        version: sequence / 3 + 1,
+        hash: [u8::try_from(sequence % 256).unwrap(); 32],
+        event_type,
+        payload: Bytes::from(format!("payload {sequence}")),
+    }
+}
+
+async fn connect(server: &NatsServer) -> Result<jetstream::Context> {
+    let client = bus::connect(&server.url(), "bus-test").await?;
+    // retry_on_initial_connect returns before the handshake; wait for it so the first request
+    // does not race the connection.
+    tokio::time::timeout(WAIT, async {
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .context("client never connected")?;
+    Ok(bus::jetstream(client))
+}
+
+/// Publishes `events` pipelined and awaits the acks in order.
+async fn publish_all(publisher: &Publisher, events: &[OutboundEvent]) -> Result<Vec<bus::Ack>> {
+    let mut pending = VecDeque::new();
+    for event in events {
+        pending.push_back(publisher.publish(event).await?);
+    }
+    let mut acks = Vec::new();
+    while let Some(ack) = pending.pop_front() {
+        acks.push(ack.await?);
+    }
+    Ok(acks)
+}
+
+/// Reads every message on `filter` from the start with an ordered consumer.
+async fn read_back(
+    js: &jetstream::Context,
+    filter: &str,
+    count: usize,
+) -> Result<Vec<jetstream::Message>> {
+    let stream = js.get_stream(bus::STREAM_NAME).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut read = Vec::with_capacity(count);
+    while read.len() < count {
+        let message = tokio::time::timeout(WAIT, messages.next())
+            .await
+            .with_context(|| format!("only {} of {count} messages on {filter}", read.len()))?
+            .context("consumer ended")??;
+        read.push(message);
+    }
+    Ok(read)
+}
+
+async fn stream_messages(js: &jetstream::Context) -> Result<u64> {
+    Ok(js
+        .get_stream(bus::STREAM_NAME)
+        .await?
+        .get_info()
+        .await?
+        .state
+        .messages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_stream_is_idempotent_and_refuses_other_subjects() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    let settings = StreamSettings::default();
+
+    let first = ensure_stream(&js, &settings).await?;
+    let config = &first.cached_info().config;
+    assert_eq!(config.name, "ICS");
+    assert_eq!(config.subjects, vec!["ics.>".to_string()]);
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(config.storage, jetstream::stream::StorageType::File);
+    assert_eq!(config.num_replicas, 1);
+    let created = first.cached_info().created;
+
+    let second = ensure_stream(&js, &settings).await?;
+    assert_eq!(
+        second.cached_info().created,
+        created,
+        "stream was recreated"
+    );
+    assert_eq!(second.cached_info().config, *config);
+
+    let other = StreamSettings {
+        subjects: vec!["other.>".to_string()],
+        ..StreamSettings::default()
+    };
+    match ensure_stream(&js, &other).await {
+        Err(BusError::StreamMismatch {
+            existing, wanted, ..
+        }) => {
+            assert_eq!(existing, vec!["ics.>".to_string()]);
+            assert_eq!(wanted, vec!["other.>".to_string()]);
+        }
+        result => panic!("expected StreamMismatch, got {result:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_100_events_with_headers_and_reads_them_back_in_order() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+
+    let events: Vec<_> = (1..=100u64)
+        .map(|sequence| {
+            event(
+                &kav,
+                Family::ALL[usize::try_from(sequence % 4).unwrap()],
+                sequence,
+            )
+        })
+        .collect();
+    let acks = publish_all(&publisher, &events).await?;
+    for (index, ack) in acks.iter().enumerate() {
+        let expected = u64::try_from(index).unwrap() + 1;
+        assert_eq!(ack.sequence, expected);
+        assert_eq!(ack.stream_sequence, expected);
+        assert!(!ack.duplicate);
+    }
+
+    let messages = read_back(&js, &bus::system_filter(&kav), 100).await?;
+    for (message, event) in messages.iter().zip(&events) {
+        assert_eq!(message.subject.as_str(), event.subject);
+        assert_eq!(message.payload, event.payload);
+        let headers = decode_headers(message.headers.as_ref().context("no headers")?)?;
+        assert_eq!(
+            headers,
+            EventHeaders {
+                event_id: event.event_id.clone(),
+                sequence: event.sequence,
+                stream: event.stream.clone(),
+                version: event.version,
+                hash: event.hash,
+                event_type: event.event_type.clone(),
+            }
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_msg_id_twice_is_stored_once() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    let once = event(&kav, Family::Contract, 1);
+
+    let first = publisher.publish(&once).await?.await?;
+    let again = publisher.publish(&once).await?.await?;
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.stream_sequence, first.stream_sequence);
+    assert_eq!(stream_messages(&js).await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_published_sequence_is_per_system_and_ignores_checkpoints() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let (kav, nel, empty) = (system("kav"), system("nel"), system("empty"));
+
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &kav).await?,
+        None
+    );
+
+    // kav: 1..=5 spread over every family, the highest in a family that is not the last
+    // published; then a checkpoint claiming a higher sequence.
+    let kav_events = [
+        event(&kav, Family::Contract, 1),
+        event(&kav, Family::Budget, 2),
+        event(&kav, Family::System, 3),
+        event(&kav, Family::Funding, 4),
+        event(&kav, Family::Contract, 5),
+        event(&kav, Family::Budget, 6),
+        event(&kav, Family::System, 7),
+    ];
+    publish_all(&publisher, &kav_events).await?;
+    publisher
+        .publish_checkpoint(&OutboundCheckpoint {
+            system: kav.clone(),
+            sequence: 99,
+            hash: [9; 32],
+            payload: Bytes::from_static(b"signed"),
+        })
+        .await?
+        .await?;
+    // Another system, later and higher.
+    publish_all(
+        &publisher,
+        &[
+            event(&nel, Family::Contract, 1000),
+            event(&nel, Family::Budget, 1001),
+        ],
+    )
+    .await?;
+
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &kav).await?,
+        Some(7)
+    );
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &nel).await?,
+        Some(1001)
+    );
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &empty).await?,
+        None
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_published_sequence_fails_without_the_stream() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    let result = last_published_sequence(&js, "NOPE", &system("kav")).await;
+    assert!(
+        matches!(result, Err(BusError::LastMessage { .. })),
+        "{result:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_after_a_restart_and_the_data_survives() -> Result<()> {
+    let mut server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    let events: Vec<_> = (1..=20u64)
+        .map(|sequence| event(&kav, Family::Contract, sequence))
+        .collect();
+
+    publish_all(&publisher, &events[..10]).await?;
+    tokio::task::block_in_place(|| server.restart())?;
+
+    // Same client, same context: the first publishes may fail while it reconnects.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut next = 10;
+    while next < 20 {
+        let result: Result<bus::Ack, BusError> =
+            async { publisher.publish(&events[next]).await?.await }.await;
+        match result {
+            Ok(ack) => {
+                // A publish that timed out may still have been stored; then this is its duplicate.
+                assert_eq!(ack.stream_sequence, u64::try_from(next).unwrap() + 1);
+                next += 1;
+            }
+            Err(error) => {
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no reconnect within {WAIT:?}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    assert_eq!(stream_messages(&js).await?, 20);
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &kav).await?,
+        Some(20)
+    );
+    let messages = read_back(&js, &bus::system_filter(&kav), 20).await?;
+    let sequences: Vec<u64> = messages
+        .iter()
+        .map(|message| {
+            decode_headers(message.headers.as_ref().unwrap())
+                .unwrap()
+                .sequence
+        })
+        .collect();
+    assert_eq!(sequences, (1..=20).collect::<Vec<_>>());
+
+    // The duplicate window survives the restart too.
+    let again = publisher.publish(&events[3]).await?.await?;
+    assert!(again.duplicate);
+    assert_eq!(stream_messages(&js).await?, 20);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sync_always_acknowledged_events_survive_sigkill() -> Result<()> {
+    let mut server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    let events: Vec<_> = (1..=50u64)
+        .map(|sequence| event(&kav, Family::Funding, sequence))
+        .collect();
+    publish_all(&publisher, &events).await?;
+
+    tokio::task::block_in_place(|| -> Result<()> {
+        server.kill9()?;
+        server.restart()
+    })?;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let found = loop {
+        match last_published_sequence(&js, bus::STREAM_NAME, &kav).await {
+            Ok(found) => break found,
+            Err(error) => {
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no reconnect within {WAIT:?}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(found, Some(50));
+    assert_eq!(stream_messages(&js).await?, 50);
+    Ok(())
+}
+
+/// What the relay sees during an outage: a publish made while the server is down fails or is
+/// acknowledged once the server is back; retrying it after an error never stores it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_during_an_outage_is_stored_at_most_once_when_retried() -> Result<()> {
+    let mut server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    let events: Vec<_> = (1..=11u64)
+        .map(|sequence| event(&kav, Family::Budget, sequence))
+        .collect();
+    publish_all(&publisher, &events[..10]).await?;
+
+    tokio::task::block_in_place(|| server.stop())?;
+    let restarted = tokio::task::spawn_blocking(move || -> Result<NatsServer> {
+        std::thread::sleep(Duration::from_millis(500));
+        server.restart()?;
+        Ok(server)
+    });
+    // Sent while down: the client buffers it; the ack arrives after the restart or times out.
+    let during = async { publisher.publish(&events[10]).await?.await }.await;
+    let _server = restarted.await??;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = match during {
+        Ok(ack) => ack,
+        Err(_) => loop {
+            match async { publisher.publish(&events[10]).await?.await }.await {
+                Ok(ack) => break ack,
+                Err(error) => {
+                    ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "no reconnect within {WAIT:?}: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        },
+    };
+    assert_eq!(ack.stream_sequence, 11);
+    assert_eq!(stream_messages(&js).await?, 11);
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &kav).await?,
+        Some(11)
+    );
+    Ok(())
+}

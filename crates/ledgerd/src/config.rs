@@ -1,0 +1,122 @@
+//! Configuration: built-in defaults, then a TOML file, then `LEDGERD_*` environment variables,
+//! then command-line flags — each layer overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// ledgerd: the write side of one integrated care system's ledger.
+#[derive(Clone, Debug, Default, Parser, Serialize)]
+#[command(version, about)]
+pub struct Flags {
+    /// TOML configuration file (its keys are the long flag names with `_`).
+    #[arg(long, env = "LEDGERD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address the gRPC server listens on.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the sled event store (created if missing).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The ICS this ledger records (lowercase letters, digits, '-'); one token of NATS subjects.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// NATS server URL; events are relayed to JetStream when set.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// Turn the NATS relay off even if a URL is configured.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_relay: bool,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub system: String,
+    pub nats_url: Option<String>,
+    pub no_relay: bool,
+    /// JetStream stream capturing `ics.>`.
+    pub stream_name: String,
+    /// JetStream's de-duplication window for `Nats-Msg-Id`, in seconds.
+    pub duplicate_window_s: u64,
+    /// Events the relay reads from the store and publishes before awaiting acknowledgements.
+    pub relay_window_events: usize,
+    /// Largest gRPC message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
+    pub grpc_message_bytes_max: usize,
+    /// Most commands accepted in one bulk submission (more: RESOURCE_EXHAUSTED).
+    pub bulk_commands_max: u64,
+    /// Most events one command may produce or one group commit may hold.
+    pub batch_events_max: usize,
+    /// Page size of ReadAll/ReadStream reads from the store.
+    pub read_page_events: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from(".local/ledgerd"),
+            system: "kav".to_string(),
+            nats_url: None,
+            no_relay: false,
+            stream_name: "ICS".to_string(),
+            duplicate_window_s: 120,
+            relay_window_events: 512,
+            grpc_message_bytes_max: 4 * 1024 * 1024,
+            bulk_commands_max: 1_000_000,
+            batch_events_max: 4_096,
+            read_page_events: 1_024,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults ← file ← environment ← flags.
+    pub fn load(flags: &Flags) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &flags.config {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment.merge(Env::prefixed("LEDGERD_")).merge(Serialized::defaults(flags)).extract()
+    }
+
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("ledgerd.toml", "system = \"from-file\"\nlisten = \"127.0.0.1:7000\"\nrelay_window_events = 64\n")?;
+            jail.set_env("LEDGERD_SYSTEM", "from-env");
+            let flags = Flags { config: Some("ledgerd.toml".into()), data_dir: Some("/tmp/x".into()), ..Flags::default() };
+            let config = Config::load(&flags)?;
+            assert_eq!(config.system, "from-env");
+            assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7000)));
+            assert_eq!(config.relay_window_events, 64);
+            assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(config.duplicate_window_s, 120);
+            let flags = Flags { system: Some("from-flag".into()), ..flags };
+            assert_eq!(Config::load(&flags)?.system, "from-flag");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,286 @@
+//! The command path: decide with the pure domain, append to the event store, acknowledge after
+//! the flush.
+//!
+//! ledgerd is the single writer of its ICS, so the whole domain state lives here in memory and
+//! commands are *decided* one at a time under a short lock: check idempotency, check the
+//! client's expected version, `decide`, `apply`, and hand the events to the store's queue — all
+//! synchronous, no `.await` under the lock. The flush is awaited *outside* the lock, so every
+//! command that arrives while a flush is running joins the next group commit (one sled batch,
+//! one fsync for many commands).
+//!
+//! Deciding against state that is not yet durable is safe because the store commits batches in
+//! queue order and all-or-nothing: if a batch fails, every later one is refused too (the store
+//! poisons itself), and so does this ledger — it stops accepting commands and the process must
+//! restart, rebuilding its state from what is on disk. A broken invariant stops the writer
+//! rather than writing bad data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use api::CommandMeta;
+use domain::{Command, DomainError, Event, Family, Ledger as DomainLedger, StreamId};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use sha2::{Digest, Sha256};
+use store::{AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+use tokio::sync::Mutex;
+
+/// The store, with the domain's event type.
+pub type Store = EventStore<Event>;
+
+/// Replaying the log at start-up reads it in pages of this many events.
+const REPLAY_PAGE_EVENTS: usize = 4_096;
+
+/// In-flight requests kept for idempotency before pruning finished ones.
+const IN_FLIGHT_PRUNE_AT: usize = 4_096;
+
+/// Why a command was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{stream} is at version {actual}, not the expected {expected}")]
+    WrongExpectedVersion { stream: String, expected: u64, actual: u64 },
+    #[error("request id {0} was already used for a different command")]
+    RequestIdReused(String),
+    #[error("the ledger stopped accepting commands after a storage failure; restart it")]
+    Poisoned,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+type PendingResult = Result<AppendOutcome, Arc<SubmitError>>;
+type SharedPending = Shared<BoxFuture<'static, PendingResult>>;
+
+/// Everything the decider needs, behind one lock.
+struct Core {
+    state: DomainLedger,
+    /// Current version of every stream, including events queued but not yet durable.
+    versions: HashMap<StreamId, u64>,
+    /// Requests queued but maybe not yet durable, so a concurrent resend waits for the same
+    /// outcome instead of deciding twice.
+    in_flight: HashMap<[u8; 16], ([u8; 32], SharedPending)>,
+}
+
+/// Event counts by family, for `Head`. Counted when an append becomes durable.
+#[derive(Default)]
+pub struct FamilyCounts([AtomicU64; 4]);
+
+impl FamilyCounts {
+    fn add(&self, family: Family, n: u64) {
+        self.0[family_index(family)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, family: Family) -> u64 {
+        self.0[family_index(family)].load(Ordering::Relaxed)
+    }
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::System => 0,
+        Family::Budget => 1,
+        Family::Funding => 2,
+        Family::Contract => 3,
+    }
+}
+
+/// The write side of one ICS. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    core: Arc<Mutex<Core>>,
+    poisoned: Arc<AtomicBool>,
+    counts: Arc<FamilyCounts>,
+}
+
+impl Ledger {
+    /// Rebuilds the domain state by replaying the whole log.
+    pub fn recover(store: Store) -> Result<Self, RecoverError> {
+        let mut state = DomainLedger::default();
+        let mut versions = HashMap::new();
+        let counts = FamilyCounts::default();
+        let mut next = 1;
+        loop {
+            let page = store.read_all(next, REPLAY_PAGE_EVENTS)?;
+            let Some(last) = page.last() else { break };
+            next = last.sequence + 1;
+            for recorded in &page {
+                state.apply(&recorded.payload).map_err(|e| RecoverError::Replay { sequence: recorded.sequence, reason: e.to_string() })?;
+                versions.insert(recorded.payload.stream(), recorded.version);
+                counts.add(recorded.payload.family(), 1);
+            }
+        }
+        let head = store.head();
+        if next != head.sequence + 1 {
+            return Err(RecoverError::Replay { sequence: next, reason: format!("replay ended before the head {}", head.sequence) });
+        }
+        Ok(Ledger {
+            store,
+            core: Arc::new(Mutex::new(Core { state, versions, in_flight: HashMap::new() })),
+            poisoned: Arc::new(AtomicBool::new(false)),
+            counts: Arc::new(counts),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn counts(&self) -> &FamilyCounts {
+        &self.counts
+    }
+
+    /// Decides and queues a command; the returned future resolves once it is durable.
+    ///
+    /// Split from [`Ledger::submit`] so a bulk load can queue many commands in order and await
+    /// their flushes together.
+    pub async fn enqueue(&self, meta: CommandMeta, actor: &str, command: Command) -> Result<SharedPending, SubmitError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(SubmitError::Poisoned);
+        }
+        let command_hash = command_hash(&command);
+        let mut core = self.core.lock().await;
+
+        if let Some((hash, pending)) = core.in_flight.get(&meta.request_id) {
+            if *hash != command_hash {
+                return Err(SubmitError::RequestIdReused(uuid_text(&meta.request_id)));
+            }
+            return Ok(pending.clone());
+        }
+        if let Some(record) = self.store.lookup_request(&meta.request_id).map_err(store_error)? {
+            if record.command_hash != command_hash {
+                return Err(SubmitError::RequestIdReused(uuid_text(&meta.request_id)));
+            }
+            let outcome = AppendOutcome { duplicate: true, ..record.outcome };
+            return Ok(futures::future::ready(Ok(outcome)).boxed().shared());
+        }
+
+        let stream = command.stream();
+        let current = core.versions.get(&stream).copied().unwrap_or(0);
+        if let Some(expected) = meta.expected_version
+            && expected != current
+        {
+            return Err(SubmitError::WrongExpectedVersion { stream: stream.to_string(), expected, actual: current });
+        }
+
+        let events = core.state.decide(&command)?;
+        // Apply before queueing, so the next command sees these events. apply() cannot fail for
+        // events decide() produced; if it does, the rules are broken: stop writing altogether.
+        for event in &events {
+            if let Err(error) = core.state.apply(event) {
+                self.poison(&format!("decide produced an event apply refuses: {error}"));
+                return Err(SubmitError::Poisoned);
+            }
+        }
+        let request = AppendRequest {
+            request_id: meta.request_id,
+            command_hash,
+            stream: stream.to_string(),
+            expected_version: if current == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(current) },
+            actor: actor.to_string(),
+            correlation_id: meta.correlation_or_request_id(),
+            events: events.iter().map(new_event).collect(),
+        };
+        let event_count = events.len() as u64;
+        let family = events.first().map(Event::family);
+        let pending = match self.store.enqueue(request) {
+            Ok(pending) => pending,
+            Err(error) => {
+                self.poison(&error.to_string());
+                return Err(store_error(error));
+            }
+        };
+        core.versions.insert(stream, current + event_count);
+
+        let ledger = self.clone();
+        let shared = async move {
+            let result = pending.await;
+            match result {
+                Ok(outcome) => {
+                    if let Some(family) = family {
+                        ledger.counts.add(family, event_count);
+                    }
+                    Ok(outcome)
+                }
+                Err(error) => {
+                    // The in-memory state already includes these events: stop deciding.
+                    ledger.poison(&error.to_string());
+                    Err(Arc::new(append_error(error)))
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        if core.in_flight.len() >= IN_FLIGHT_PRUNE_AT {
+            core.in_flight.retain(|_, (_, pending)| pending.peek().is_none());
+        }
+        core.in_flight.insert(meta.request_id, (command_hash, shared.clone()));
+        Ok(shared)
+    }
+
+    /// Decides, appends and waits until the events are on disk.
+    pub async fn submit(&self, meta: CommandMeta, actor: &str, command: Command) -> Result<AppendOutcome, SubmitError> {
+        let pending = self.enqueue(meta, actor, command).await?;
+        pending.await.map_err(|shared| match shared.as_ref() {
+            SubmitError::Store(message) => SubmitError::Store(message.clone()),
+            SubmitError::Poisoned => SubmitError::Poisoned,
+            other => SubmitError::Store(other.to_string()),
+        })
+    }
+
+    fn poison(&self, reason: &str) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(reason, "event store failed; refusing further commands until restart");
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
+
+/// Why the ledger could not start from its store.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("replaying the log failed at sequence {sequence}: {reason}")]
+    Replay { sequence: u64, reason: String },
+}
+
+fn new_event(event: &Event) -> NewEvent<Event> {
+    NewEvent {
+        event_id: *uuid::Uuid::new_v4().as_bytes(),
+        event_type: format!("{}.{}", event.family(), event.name()),
+        effective_period: event.effective_period(),
+        payload: event.clone(),
+    }
+}
+
+/// SHA-256 of the command's canonical encoding: what a resend must match.
+fn command_hash(command: &Command) -> [u8; 32] {
+    // Encoding a value of a serde-derived type into a Vec cannot fail.
+    let bytes = bincode::serde::encode_to_vec(command, bincode::config::standard()).unwrap_or_default();
+    Sha256::digest(&bytes).into()
+}
+
+fn uuid_text(id: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*id).to_string()
+}
+
+fn store_error(error: StoreError) -> SubmitError {
+    SubmitError::Store(error.to_string())
+}
+
+fn append_error(error: AppendError) -> SubmitError {
+    match error {
+        AppendError::WrongExpectedVersion { stream, actual, .. } => {
+            // The decider tracks versions itself, so the store disagreeing means they diverged.
+            SubmitError::Store(format!("store and ledger disagree on the version of {stream} (store has {actual})"))
+        }
+        AppendError::RequestIdReused { request_id } => SubmitError::RequestIdReused(uuid_text(&request_id)),
+        other => SubmitError::Store(other.to_string()),
+    }
+}

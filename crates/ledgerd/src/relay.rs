@@ -1,0 +1,143 @@
+//! The outbox relay: publishes the committed log to JetStream, in log order, exactly once.
+//!
+//! The sled log is the record; NATS is the distribution path. The relay reads events after its
+//! cursor, publishes a window of them (pipelined), and awaits the acknowledgements in order,
+//! advancing the cursor only on an acknowledgement. Every message carries `Nats-Msg-Id` = the
+//! event id, so a publish repeated after a lost acknowledgement is dropped by JetStream as a
+//! duplicate. Duplicates are only remembered for the stream's duplicate window, so on every
+//! (re)start the relay also asks JetStream for the highest ledger sequence it already holds and
+//! resumes after the larger of that and its own cursor: nothing is published twice, even when
+//! the relay was down for longer than the window.
+//!
+//! With NATS down the ledger keeps accepting commands; the relay retries with a capped backoff
+//! and catches up when the server is back.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use api::pb;
+use bus::{OutboundEvent, Publisher, StreamSettings};
+use domain::{Event, SystemId};
+use prost::Message;
+use store::RecordedEvent;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Store;
+
+/// The relay's cursor in the store's meta: the last sequence JetStream acknowledged.
+pub const CURSOR: &str = "relay";
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub struct RelaySettings {
+    pub system: SystemId,
+    pub stream: StreamSettings,
+    /// Events published before awaiting their acknowledgements.
+    pub window_events: usize,
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(store: Store, client: async_nats::Client, settings: RelaySettings, shutdown: CancellationToken) {
+    let js = bus::jetstream(client);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = relay_until_error(&store, &js, &settings, &shutdown) => result,
+        };
+        match result {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; will resume from the cursor");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Publishes until shutdown (`Ok`) or the first error.
+async fn relay_until_error(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    settings: &RelaySettings,
+    shutdown: &CancellationToken,
+) -> Result<(), RelayError> {
+    bus::ensure_stream(js, &settings.stream).await?;
+    let in_stream = bus::last_published_sequence(js, &settings.stream.name, &settings.system).await?.unwrap_or(0);
+    let mut cursor = store.cursor(CURSOR)?.max(in_stream);
+    tracing::info!(cursor, in_stream, "relay resuming");
+    let publisher = Publisher::new(js.clone());
+    let mut head = store.subscribe();
+    loop {
+        let page = store.read_all(cursor + 1, settings.window_events)?;
+        if page.is_empty() {
+            store.set_cursor(CURSOR, cursor)?;
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                changed = head.changed() => if changed.is_err() { return Ok(()) },
+            }
+            continue;
+        }
+        let mut acks = VecDeque::with_capacity(page.len());
+        for recorded in &page {
+            let outbound = outbound(&settings.system, recorded);
+            acks.push_back(publisher.publish(&outbound).await?);
+        }
+        while let Some(pending) = acks.pop_front() {
+            let sequence = pending.sequence();
+            pending.await?;
+            // The log is gapless and published in order, so each ack moves the cursor by one.
+            assert_eq!(sequence, cursor + 1, "relay acknowledgements out of order");
+            cursor = sequence;
+        }
+        store.set_cursor(CURSOR, cursor)?;
+    }
+}
+
+/// The NATS message for one committed event: the protobuf `RecordedEvent` plus headers.
+pub fn outbound(system: &SystemId, recorded: &RecordedEvent<Event>) -> OutboundEvent {
+    let event = &recorded.payload;
+    OutboundEvent {
+        subject: bus::subject(system, event.family(), event.name()),
+        event_id: uuid::Uuid::from_bytes(recorded.event_id).to_string(),
+        sequence: recorded.sequence,
+        stream: recorded.stream.clone(),
+        version: recorded.version,
+        hash: recorded.hash,
+        event_type: recorded.event_type.clone(),
+        payload: recorded_to_proto(recorded).encode_to_vec().into(),
+    }
+}
+
+/// A stored event as the public protobuf message.
+pub fn recorded_to_proto(recorded: &RecordedEvent<Event>) -> pb::RecordedEvent {
+    pb::RecordedEvent {
+        sequence: recorded.sequence,
+        stream: recorded.stream.clone(),
+        version: recorded.version,
+        event_id: uuid::Uuid::from_bytes(recorded.event_id).to_string(),
+        request_id: uuid::Uuid::from_bytes(recorded.request_id).to_string(),
+        correlation_id: uuid::Uuid::from_bytes(recorded.correlation_id).to_string(),
+        recorded_at_us: recorded.recorded_at_us,
+        effective_period: recorded.effective_period.map(api::period_to_proto),
+        actor: recorded.actor.clone(),
+        schema_version: u32::from(recorded.schema_version),
+        event_type: recorded.event_type.clone(),
+        prev_hash: recorded.prev_hash.to_vec(),
+        hash: recorded.hash.to_vec(),
+        event: Some(api::event_to_proto(&recorded.payload)),
+    }
+}

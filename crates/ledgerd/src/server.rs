@@ -1,0 +1,104 @@
+//! Start-up and shutdown: open the store, rebuild the state, start the relay, serve gRPC until
+//! the shutdown signal, then drain and flush.
+
+use std::future::Future;
+
+use anyhow::Context;
+use api::pb::ledger_service_server::LedgerServiceServer;
+use domain::SystemId;
+use store::{EventStore, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::relay::{self, RelaySettings};
+use crate::service::{LedgerApi, Limits};
+
+/// Runs ledgerd on `listener` until `shutdown` resolves.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let system = SystemId::new(config.system.clone()).map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let mut store_config = StoreConfig::new(&config.data_dir);
+    store_config.batch_events_max = config.batch_events_max;
+    let store = EventStore::open(store_config).with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
+    let ledger = Ledger::recover(store.clone()).context("rebuilding the ledger from its log")?;
+    let head = store.head();
+    tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
+
+    let stop = CancellationToken::new();
+    let relay_task = match (&config.nats_url, config.no_relay) {
+        (Some(url), false) => {
+            let client = bus::connect(url, &format!("ledgerd-{system}")).await.context("connecting to NATS")?;
+            let settings = RelaySettings {
+                system: system.clone(),
+                stream: bus::StreamSettings {
+                    name: config.stream_name.clone(),
+                    duplicate_window: config.duplicate_window(),
+                    ..bus::StreamSettings::default()
+                },
+                window_events: config.relay_window_events,
+            };
+            Some(tokio::spawn(relay::run(store.clone(), client, settings, stop.clone())))
+        }
+        _ => {
+            tracing::warn!("no NATS URL configured: events are recorded but not relayed");
+            None
+        }
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let limits = Limits { bulk_commands_max: config.bulk_commands_max, read_page_events: config.read_page_events };
+    let service = LedgerServiceServer::new(LedgerApi::new(ledger, limits))
+        .max_decoding_message_size(config.grpc_message_bytes_max)
+        .max_encoding_message_size(config.grpc_message_bytes_max);
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, %system, "ledgerd serving");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("serving gRPC")?;
+
+    tracing::info!("shutting down: stopping the relay and flushing the store");
+    stop.cancel();
+    if let Some(task) = relay_task
+        && let Err(error) = task.await
+    {
+        tracing::error!(%error, "relay task failed");
+    }
+    store.flush().context("flushing the event store")?;
+    tracing::info!(sequence = store.head().sequence, "ledgerd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops ledgerd");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,341 @@
+//! `LedgerService` over gRPC: one unary RPC per command, a client-streaming bulk submit, and the
+//! reads (`ReadStream`, `ReadAll`, `Head`).
+//!
+//! Every command takes the same path ([`LedgerApi::command`]): convert the request (malformed →
+//! `INVALID_ARGUMENT` naming the field), submit it to the [`Ledger`], answer after the flush.
+//! [`status_from_submit`] is the one place a failed submission becomes a gRPC status.
+
+use std::pin::Pin;
+
+use api::pb::ledger_service_server::LedgerService;
+use api::{IntoCommand, pb};
+use domain::{Family, StreamId};
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
+use store::AppendOutcome;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ledger::{Ledger, SubmitError};
+use crate::relay::recorded_to_proto;
+
+/// The metadata key naming who posts a command, until authenticated identities replace it.
+pub const ACTOR_METADATA: &str = "x-ics-actor";
+
+/// The actor recorded when a request names none.
+pub const ANONYMOUS_ACTOR: &str = "anonymous";
+
+/// Bulk commands awaiting their flush at once; more waits for the oldest to finish.
+const BULK_IN_FLIGHT_MAX: usize = 8_192;
+
+/// Events buffered per reader before the server waits for the client to catch up.
+const READ_BUFFER_EVENTS: usize = 256;
+
+/// Limits applied to requests, from configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub bulk_commands_max: u64,
+    pub read_page_events: usize,
+}
+
+#[derive(Clone)]
+pub struct LedgerApi {
+    ledger: Ledger,
+    limits: Limits,
+}
+
+impl LedgerApi {
+    pub fn new(ledger: Ledger, limits: Limits) -> Self {
+        LedgerApi { ledger, limits }
+    }
+
+    async fn command<R: IntoCommand>(&self, request: Request<R>) -> Result<Response<pb::CommandReply>, Status> {
+        let actor = actor(&request);
+        let (meta, command) = request.into_inner().into_command().map_err(|e| api::status_from_domain(&e))?;
+        let outcome = self.ledger.submit(meta, &actor, command).await.map_err(|e| status_from_submit(&e))?;
+        Ok(Response::new(reply(&outcome)))
+    }
+}
+
+fn actor<R>(request: &Request<R>) -> String {
+    request
+        .metadata()
+        .get(ACTOR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .unwrap_or(ANONYMOUS_ACTOR)
+        .to_string()
+}
+
+fn reply(outcome: &AppendOutcome) -> pb::CommandReply {
+    pb::CommandReply {
+        stream: outcome.stream.clone(),
+        first_version: outcome.first_version,
+        last_version: outcome.last_version,
+        first_sequence: outcome.first_sequence,
+        last_sequence: outcome.last_sequence,
+        hash: outcome.hash.to_vec(),
+        recorded_at_us: outcome.recorded_at_us,
+        duplicate: outcome.duplicate,
+    }
+}
+
+/// The one mapping from a failed submission to a gRPC status.
+pub fn status_from_submit(error: &SubmitError) -> Status {
+    match error {
+        SubmitError::Domain(error) => api::status_from_domain(error),
+        SubmitError::WrongExpectedVersion { stream, expected, actual } => api::status_version_conflict(stream, *expected, *actual),
+        SubmitError::RequestIdReused(id) => {
+            Status::already_exists(format!("meta.request_id: {id} was already used for a different command; use a new request id"))
+        }
+        SubmitError::Poisoned | SubmitError::Store(_) => Status::unavailable(error.to_string()),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RecordedEvent, Status>> + Send + 'static>>;
+
+/// `#[tonic::async_trait]` must see every method written out, so the trait impl is generated
+/// whole: the command RPCs are one line each, the others delegate to [`LedgerApi`]'s methods.
+macro_rules! ledger_service {
+    ($($method:ident($request:ident);)*) => {
+        #[tonic::async_trait]
+        impl LedgerService for LedgerApi {
+            $(
+                async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::CommandReply>, Status> {
+                    self.command(request).await
+                }
+            )*
+
+            async fn submit_bulk(&self, request: Request<Streaming<pb::Command>>) -> Result<Response<pb::BulkReply>, Status> {
+                self.submit_bulk_impl(request).await
+            }
+
+            type ReadStreamStream = EventStream;
+
+            async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<EventStream>, Status> {
+                self.read_stream_impl(request).await
+            }
+
+            type ReadAllStream = EventStream;
+
+            async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<EventStream>, Status> {
+                self.read_all_impl(request).await
+            }
+
+            async fn head(&self, _request: Request<pb::HeadRequest>) -> Result<Response<pb::HeadReply>, Status> {
+                self.head_impl()
+            }
+        }
+    };
+}
+
+ledger_service! {
+    establish_system(EstablishSystemRequest);
+    admit_member(AdmitMemberRequest);
+    agree_plan(AgreePlanRequest);
+    submit_return(SubmitReturnRequest);
+    report_metric(ReportMetricRequest);
+    close_period(ClosePeriodRequest);
+    establish_budget(EstablishBudgetRequest);
+    pledge_contribution(PledgeContributionRequest);
+    pay_contribution(PayContributionRequest);
+    record_spend(RecordSpendRequest);
+    vary_budget(VaryBudgetRequest);
+    settle_risk_share(SettleRiskShareRequest);
+    close_budget(CloseBudgetRequest);
+    allocate_fund(AllocateFundRequest);
+    assess_tranche(AssessTrancheRequest);
+    pay_tranche(PayTrancheRequest);
+    claw_back(ClawBackRequest);
+    agree_contract(AgreeContractRequest);
+    vary_contract(VaryContractRequest);
+    record_activity(RecordActivityRequest);
+    raise_invoice(RaiseInvoiceRequest);
+    record_payment(RecordPaymentRequest);
+    raise_dispute(RaiseDisputeRequest);
+    resolve_dispute(ResolveDisputeRequest);
+    reconcile_cquin(ReconcileCquinRequest);
+    record_adjustment(RecordAdjustmentRequest);
+    terminate_contract(TerminateContractRequest);
+}
+
+impl LedgerApi {
+    /// Commands are decided in the order they arrive and each is durable once acknowledged;
+    /// the reply comes when all are flushed. The first refused command ends the call with its
+    /// status (message prefixed `command N:`, counting from 0); commands before it stay
+    /// recorded, and resending the whole batch with the same request ids is safe.
+    async fn submit_bulk_impl(&self, request: Request<Streaming<pb::Command>>) -> Result<Response<pb::BulkReply>, Status> {
+        let actor = actor(&request);
+        let mut commands = request.into_inner();
+        let mut pending = FuturesOrdered::new();
+        let mut summary = BulkSummary::default();
+        let mut index: u64 = 0;
+        let mut refusal = None;
+        while let Some(message) = commands.next().await {
+            if index >= self.limits.bulk_commands_max {
+                refusal = Some(Status::resource_exhausted(format!(
+                    "a bulk submission holds at most {} commands; split the load",
+                    self.limits.bulk_commands_max
+                )));
+                break;
+            }
+            let submitted = match message {
+                Ok(command) => match api::command_from_proto(command) {
+                    Ok((meta, command)) => self.ledger.enqueue(meta, &actor, command).await.map_err(|e| match e {
+                        SubmitError::Domain(error) => api::status_from_domain(&api::with_field_prefix(error, &format!("commands[{index}]"))),
+                        other => status_from_submit(&other),
+                    }),
+                    Err(error) => Err(api::status_from_domain(&api::with_field_prefix(error, &format!("commands[{index}]")))),
+                },
+                Err(status) => Err(status),
+            };
+            match submitted {
+                Ok(future) => pending.push_back(future),
+                Err(status) => {
+                    refusal = Some(prefix_status(&status, index));
+                    break;
+                }
+            }
+            index += 1;
+            while pending.len() >= BULK_IN_FLIGHT_MAX {
+                if let Some(result) = pending.next().await {
+                    summary.add(result)?;
+                }
+            }
+        }
+        while let Some(result) = pending.next().await {
+            summary.add(result)?;
+        }
+        if let Some(status) = refusal {
+            return Err(status);
+        }
+        let head = self.ledger.store().head();
+        Ok(Response::new(pb::BulkReply {
+            accepted: summary.accepted,
+            duplicates: summary.duplicates,
+            first_sequence: summary.first_sequence.unwrap_or(0),
+            last_sequence: summary.last_sequence,
+            head_hash: head.hash.to_vec(),
+        }))
+    }
+
+    async fn read_stream_impl(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<EventStream>, Status> {
+        let request = request.into_inner();
+        let stream = StreamId::parse(&request.stream).map_err(|e| api::status_from_domain(&e))?;
+        let store = self.ledger.store().clone();
+        if store.stream_version(stream.as_str()).map_err(|e| Status::unavailable(e.to_string()))? == 0 {
+            return Err(Status::not_found(format!("stream '{stream}' has no events")));
+        }
+        let page = self.limits.read_page_events;
+        let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+        let (tx, rx) = mpsc::channel(READ_BUFFER_EVENTS);
+        tokio::spawn(async move {
+            let mut next = request.from_version.max(1);
+            let mut sent = 0u64;
+            while sent < limit {
+                let want = usize::try_from((limit - sent).min(page as u64)).unwrap_or(page);
+                let events = match store.read_stream(stream.as_str(), next, want) {
+                    Ok(events) => events,
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                        return;
+                    }
+                };
+                let Some(last) = events.last() else { return };
+                next = last.version + 1;
+                for event in &events {
+                    if tx.send(Ok(recorded_to_proto(event))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    /// Reads the log from `from_sequence`; with `follow`, keeps the call open and sends each
+    /// event as it becomes durable.
+    async fn read_all_impl(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<EventStream>, Status> {
+        let request = request.into_inner();
+        let store = self.ledger.store().clone();
+        let page = self.limits.read_page_events;
+        let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+        let (tx, rx) = mpsc::channel(READ_BUFFER_EVENTS);
+        tokio::spawn(async move {
+            let mut head = store.subscribe();
+            let mut next = request.from_sequence.max(1);
+            let mut sent = 0u64;
+            while sent < limit {
+                let want = usize::try_from((limit - sent).min(page as u64)).unwrap_or(page);
+                let events = match store.read_all(next, want) {
+                    Ok(events) => events,
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                        return;
+                    }
+                };
+                if events.is_empty() {
+                    if !request.follow {
+                        return;
+                    }
+                    tokio::select! {
+                        changed = head.changed() => if changed.is_err() { return },
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for event in &events {
+                    next = event.sequence + 1;
+                    if tx.send(Ok(recorded_to_proto(event))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    fn head_impl(&self) -> Result<Response<pb::HeadReply>, Status> {
+        let head = self.ledger.store().head();
+        let counts = self.ledger.counts();
+        Ok(Response::new(pb::HeadReply {
+            sequence: head.sequence,
+            hash: if head.sequence == 0 { Vec::new() } else { head.hash.to_vec() },
+            system_events: counts.get(Family::System),
+            budget_events: counts.get(Family::Budget),
+            funding_events: counts.get(Family::Funding),
+            contract_events: counts.get(Family::Contract),
+        }))
+    }
+}
+
+/// What a bulk submission recorded.
+#[derive(Default)]
+struct BulkSummary {
+    accepted: u64,
+    duplicates: u64,
+    first_sequence: Option<u64>,
+    last_sequence: u64,
+}
+
+impl BulkSummary {
+    fn add(&mut self, result: Result<AppendOutcome, std::sync::Arc<SubmitError>>) -> Result<(), Status> {
+        let outcome = result.map_err(|e| status_from_submit(&e))?;
+        if outcome.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.accepted += 1;
+            self.first_sequence.get_or_insert(outcome.first_sequence);
+        }
+        self.last_sequence = self.last_sequence.max(outcome.last_sequence);
+        Ok(())
+    }
+}
+
+/// The same status, its message prefixed with the failing command's index in the bulk call.
+fn prefix_status(status: &Status, index: u64) -> Status {
+    Status::with_details(status.code(), format!("command {index}: {}", status.message()), status.details().to_vec().into())
+}

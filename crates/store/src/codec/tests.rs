@@ -1,0 +1,258 @@
+//! Golden bytes: the on-disk format must never change by accident. If one of these fails,
+//! the stored format changed — existing stores would no longer decode or verify. Add an
+//! envelope version instead of editing a record.
+
+use super::*;
+use domain::{FinancialYear, Month, Period, SystemEvent};
+
+/// A small fixed payload, independent of the domain crate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TestPayload {
+    account: String,
+    amount_pence: i64,
+}
+
+fn period(year: u32, month: u32) -> Period {
+    let year = FinancialYear::new(year).expect("valid year");
+    let month = Month::new(month).expect("valid month");
+    Period::new(year, month)
+}
+
+fn record<E>(payload: E, prev_hash: [u8; HASH_LEN]) -> EventRecordV1<E> {
+    EventRecordV1 {
+        sequence: 1,
+        stream: "acct-1".to_string(),
+        version: 1,
+        event_id: [0x11; 16],
+        request_id: [0x22; 16],
+        correlation_id: [0x33; 16],
+        recorded_at_us: 1_546_300_800_000_000, // 2019-01-01T00:00:00Z
+        effective_period: Some(period(2018, 10)),
+        actor: "KHFT:alice".to_string(),
+        schema_version: SCHEMA_VERSION_V1,
+        event_type: "test.posted".to_string(),
+        payload,
+        prev_hash,
+    }
+}
+
+fn test_record() -> EventRecordV1<TestPayload> {
+    record(
+        TestPayload {
+            account: "acct-1".to_string(),
+            amount_pence: -12_345,
+        },
+        [0; HASH_LEN],
+    )
+}
+
+fn domain_record() -> EventRecordV1<domain::Event> {
+    let payload = domain::Event::System(SystemEvent::PeriodClosed {
+        period: period(2018, 12),
+    });
+    let mut record = record(payload, [0xAB; HASH_LEN]);
+    record.sequence = 42;
+    record.stream = "system".to_string();
+    record.version = 7;
+    record.event_type = "system.period_closed".to_string();
+    record.effective_period = None;
+    record
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// The fields both golden records share, from `event_id` to `recorded_at_us`.
+fn shared_ids_and_time() -> Vec<u8> {
+    cat(&[
+        &[0x11; 16], // event_id: 16 raw bytes, no length prefix
+        &[0x22; 16], // request_id
+        &[0x33; 16], // correlation_id
+        // recorded_at_us: zigzag(1_546_300_800_000_000) as u64 varint (253 = 8 bytes LE follow)
+        &[253, 0x00, 0xC0, 0xCC, 0x6B, 0xB4, 0xFC, 0x0A, 0x00],
+    ])
+}
+
+#[test]
+fn golden_bytes_with_a_test_payload() {
+    let record = test_record();
+    let expected_body = cat(&[
+        &[0],      // Envelope::V1
+        &[1],      // sequence 1
+        &[6],      // stream: length 6
+        b"acct-1", //
+        &[1],      // version 1
+        &shared_ids_and_time(),
+        &[1, 251, 0xE2, 0x07, 10], // effective_period: Some, year 2018 (u16 varint), month 10
+        &[10],                     // actor: length 10
+        b"KHFT:alice",             //
+        &[1],                      // schema_version 1
+        &[11],                     // event_type: length 11
+        b"test.posted",            //
+        &[6],                      // payload.account: length 6
+        b"acct-1",                 //
+        &[251, 0x71, 0x60],        // payload.amount_pence: zigzag(-12_345) = 24_689
+        &[0; 32],                  // prev_hash
+    ]);
+    let expected_hash = "2116a268e0b05280b28337fbff6451c257accc9d57b5c55d7affc756f76ff328";
+
+    let body = encode_body(&Envelope::V1(record.clone())).expect("encodes");
+    assert_eq!(body, expected_body);
+    assert_eq!(body.len(), 138);
+    let hash = chain_hash(&record.prev_hash, &body);
+    assert_eq!(hex::encode(hash), expected_hash);
+
+    let decoded: LatestRecord<TestPayload> = decode_body(&expected_body).expect("decodes");
+    assert_eq!(decoded, record);
+}
+
+#[test]
+fn golden_bytes_with_a_domain_event() {
+    let record = domain_record();
+    let expected_body = cat(&[
+        &[0],      // Envelope::V1
+        &[42],     // sequence 42
+        &[6],      // stream: length 6
+        b"system", //
+        &[7],      // version 7
+        &shared_ids_and_time(),
+        &[0],  // effective_period: None
+        &[10], // actor: length 10
+        b"KHFT:alice",
+        &[1],  // schema_version 1
+        &[20], // event_type: length 20
+        b"system.period_closed",
+        &[0],                   // payload: domain::Event::System
+        &[5],                   //   SystemEvent::PeriodClosed (variant 5)
+        &[251, 0xE2, 0x07, 12], // period 2018/19 M12
+        &[0xAB; 32],            // prev_hash
+    ]);
+    let expected_hash = "2f958c0c7403a0a063bad9b0d8dc0a3ce62e5f4341c824903cccafc03f54269c";
+
+    let body = encode_body(&Envelope::V1(record.clone())).expect("encodes");
+    assert_eq!(body, expected_body);
+    assert_eq!(body.len(), 139);
+    let hash = chain_hash(&record.prev_hash, &body);
+    assert_eq!(hex::encode(hash), expected_hash);
+
+    let decoded: LatestRecord<domain::Event> = decode_body(&expected_body).expect("decodes");
+    assert_eq!(decoded, record);
+}
+
+#[test]
+fn golden_bytes_of_an_idempotency_record() {
+    let record = IdempotencyRecord {
+        command_hash: [0x44; 32],
+        outcome: AppendOutcome {
+            stream: "acct-1".to_string(),
+            first_version: 1,
+            last_version: 2,
+            first_sequence: 300,
+            last_sequence: 301,
+            hash: [0x55; 32],
+            recorded_at_us: 1_546_300_800_000_000,
+            duplicate: false,
+        },
+    };
+    let expected = cat(&[
+        &[0],        // IdempotencyEnvelope::V1
+        &[0x44; 32], // command_hash
+        &[6],        // stream: length 6
+        b"acct-1",
+        &[1, 2],                                                // first_version, last_version
+        &[251, 0x2C, 0x01, 251, 0x2D, 0x01], // first_sequence 300, last_sequence 301
+        &[0x55; 32],                         // hash
+        &[253, 0x00, 0xC0, 0xCC, 0x6B, 0xB4, 0xFC, 0x0A, 0x00], // recorded_at_us
+    ]);
+    let bytes = encode_idempotency(&record).expect("encodes");
+    assert_eq!(bytes, expected);
+    assert_eq!(decode_idempotency(&expected).expect("decodes"), record);
+}
+
+#[test]
+fn stored_values_round_trip_and_verify() {
+    let record = test_record();
+    let body = encode_body(&Envelope::V1(record.clone())).expect("encodes");
+    let hash = chain_hash(&record.prev_hash, &body);
+    let value = join_value(&body, &hash);
+    let event: RecordedEvent<TestPayload> = decode_value(&value).expect("decodes");
+    assert_eq!(event.hash, hash);
+    assert_eq!(event.payload, record.payload);
+    assert_eq!(event.schema_version, SCHEMA_VERSION_V1);
+
+    let raw = RawEvent {
+        sequence: 1,
+        body: body.clone(),
+        hash,
+    };
+    assert_eq!(decode_raw::<TestPayload>(&raw).expect("decodes"), event);
+
+    let mut flipped = value.clone();
+    flipped[20] ^= 0x01;
+    assert!(matches!(
+        decode_value::<TestPayload>(&flipped),
+        Err(CodecError::Hash { .. })
+    ));
+    assert!(matches!(
+        decode_value::<TestPayload>(&value[..10]),
+        Err(CodecError::ShortValue { len: 10 })
+    ));
+}
+
+#[test]
+fn trailing_and_missing_bytes_are_refused() {
+    let body = encode_body(&Envelope::V1(test_record())).expect("encodes");
+    let mut longer = body.clone();
+    longer.push(0);
+    assert_eq!(
+        decode_body::<TestPayload>(&longer),
+        Err(CodecError::TrailingBytes {
+            used: body.len(),
+            len: body.len() + 1
+        })
+    );
+    assert!(matches!(
+        decode_body::<TestPayload>(&body[..body.len() - 1]),
+        Err(CodecError::Decode(_))
+    ));
+}
+
+#[test]
+fn a_v1_record_must_say_schema_version_1() {
+    let mut record = test_record();
+    record.schema_version = 2;
+    let body = encode_body(&Envelope::V1(record)).expect("encodes");
+    assert_eq!(
+        decode_body::<TestPayload>(&body),
+        Err(CodecError::SchemaVersion {
+            variant: 1,
+            found: 2
+        })
+    );
+}
+
+#[test]
+fn a_hostile_length_prefix_does_not_allocate() {
+    // V1, sequence 1, then a stream length of u64::MAX.
+    let body = [0u8, 1, 253, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    assert!(matches!(
+        decode_body::<TestPayload>(&body),
+        Err(CodecError::Decode(_))
+    ));
+}
+
+#[test]
+fn oversized_bodies_are_refused() {
+    let record = record(
+        TestPayload {
+            account: "x".repeat(EVENT_BODY_BYTES_MAX),
+            amount_pence: 0,
+        },
+        [0; HASH_LEN],
+    );
+    assert!(matches!(
+        encode_body(&Envelope::V1(record)),
+        Err(CodecError::TooLarge { .. })
+    ));
+}

@@ -1,0 +1,115 @@
+//! Errors, split by who has to act on them.
+//!
+//! - [`StoreError`]: the store itself failed or was misused (I/O, corruption, bad config).
+//! - [`AppendError`]: one append was refused; the store is fine unless it is `Store(..)`.
+//! - [`ChainError`]: the hash chain does not verify; names the first bad sequence.
+//!
+//! All are `Clone` because one storage failure fails every request of a batch.
+
+use crate::model::ExpectedVersion;
+
+/// The store failed, or was asked something it cannot answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// Stored data contradicts itself: a record does not decode, a hash does not verify, the
+    /// meta head disagrees with the last event.
+    #[error("the event store is corrupt: {0}")]
+    Corrupt(String),
+    /// A write or flush failed earlier; nothing may be appended until the process restarts
+    /// and reopening verifies the tip.
+    #[error("the event store refuses appends after an earlier write failure: {0}")]
+    Poisoned(String),
+    /// The writer thread is gone (it panicked, or the store is shutting down).
+    #[error("the event store's writer thread has stopped")]
+    WriterStopped,
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
+    /// A stream id or cursor name that cannot be stored.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    #[error("could not start the writer thread: {0}")]
+    Spawn(String),
+}
+
+/// Why an append was not committed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream}: expected {expected}, but it is at version {actual}")]
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// The request id was already used for a command with a different fingerprint.
+    #[error("request id {} was already used for a different command", hex::encode(.request_id))]
+    RequestIdReused { request_id: [u8; 16] },
+    /// The request is malformed: no events, too many events, a bad stream id, an oversized
+    /// field, or a payload that cannot be encoded.
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    /// Storage failed: the store is poisoned and refuses further appends.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The hash chain does not verify.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The log skips a sequence (or an event sits under the wrong key).
+    #[error("event {sequence}: missing (found {found:?} instead)")]
+    Missing { sequence: u64, found: Option<u64> },
+    /// The stored hash is not `SHA-256(prev_hash ‖ body)`.
+    #[error(
+        "event {sequence}: hash mismatch: recomputed {}, stored {}",
+        hex::encode(.expected),
+        hex::encode(.found)
+    )]
+    HashMismatch {
+        sequence: u64,
+        expected: [u8; 32],
+        found: [u8; 32],
+    },
+    /// The event's `prev_hash` is not the previous event's hash.
+    #[error(
+        "event {sequence}: prev_hash mismatch: previous event's hash {}, recorded {}",
+        hex::encode(.expected),
+        hex::encode(.found)
+    )]
+    PrevHashMismatch {
+        sequence: u64,
+        expected: [u8; 32],
+        found: [u8; 32],
+    },
+    /// The stored bytes hash correctly but do not decode, or contradict their key.
+    #[error("event {sequence}: {reason}")]
+    Malformed { sequence: u64, reason: String },
+    /// The chain verifies up to the durable head, but its hash is not the head's.
+    #[error(
+        "event {sequence}: the chain's hash {} is not the durable head's {}",
+        hex::encode(.found),
+        hex::encode(.expected)
+    )]
+    HeadMismatch {
+        sequence: u64,
+        expected: [u8; 32],
+        found: [u8; 32],
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ChainError {
+    /// The first sequence that failed to verify, where there is one.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            ChainError::Missing { sequence, .. }
+            | ChainError::HashMismatch { sequence, .. }
+            | ChainError::PrevHashMismatch { sequence, .. }
+            | ChainError::Malformed { sequence, .. }
+            | ChainError::HeadMismatch { sequence, .. } => Some(*sequence),
+            ChainError::Store(_) => None,
+        }
+    }
+}

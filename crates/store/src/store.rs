@@ -1,0 +1,615 @@
+//! [`EventStore`]: the handle, opening and recovery, and the read side.
+//!
+//! Reads never go past the durable head. sled makes each write of an `apply_batch` visible
+//! as soon as it is applied, before the flush and even before the rest of the batch, so a
+//! read that trusted the tree alone could return an event that is not yet on disk (and would
+//! be lost with a crash) or half a batch. Every read therefore takes the head published by
+//! the writer *after* its flush and ignores anything beyond it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{oneshot, watch};
+
+use crate::codec::{self, HASH_LEN};
+use crate::config::{
+    ACTOR_BYTES_MAX, EVENT_TYPE_BYTES_MAX, StoreConfig, check_cursor_name, check_stream,
+};
+use crate::error::{AppendError, ChainError, StoreError};
+use crate::keys;
+use crate::model::{
+    AppendOutcome, AppendRequest, Head, IdempotencyRecord, RawEvent, RecordedEvent, StoreStats,
+};
+use crate::writer::{Queued, Shared, Tip, Writer};
+
+/// Name of the writer thread.
+const WRITER_THREAD_NAME: &str = "event-store-writer";
+
+/// The event store. Cheap to clone; all clones share one sled database and one writer.
+/// Dropping the last clone stops the writer after it has answered everything queued.
+pub struct EventStore<E> {
+    inner: Arc<Inner<E>>,
+}
+
+struct Inner<E> {
+    path: PathBuf,
+    tree: sled::Tree,
+    /// `None` only while dropping: taking it disconnects the queue, which stops the writer.
+    queue: Option<SyncSender<Queued<E>>>,
+    writer: Option<JoinHandle<()>>,
+    head: watch::Receiver<Head>,
+    shared: Arc<Shared>,
+    batch_events_max: usize,
+}
+
+impl<E> Clone for EventStore<E> {
+    fn clone(&self) -> Self {
+        EventStore {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<E> fmt::Debug for EventStore<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStore")
+            .field("path", &self.inner.path)
+            .field("head", &*self.inner.head.borrow())
+            .field("poisoned", &self.inner.shared.poisoned())
+            .finish()
+    }
+}
+
+impl<E> Drop for Inner<E> {
+    fn drop(&mut self) {
+        // Disconnect the queue: the writer answers what is still queued, then returns.
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the event store writer thread panicked");
+        }
+    }
+}
+
+/// The answer to an enqueued append: resolves once the batch holding it is flushed (or
+/// failed). Dropping it does not cancel the append.
+#[derive(Debug)]
+#[must_use = "the append happens anyway; await this to learn whether it is durable"]
+pub struct PendingAppend {
+    receiver: oneshot::Receiver<Result<AppendOutcome, AppendError>>,
+}
+
+impl PendingAppend {
+    fn ready(result: Result<AppendOutcome, AppendError>) -> Self {
+        let (sender, receiver) = oneshot::channel();
+        // The receiver is alive right here, so this cannot fail.
+        let _ = sender.send(result);
+        PendingAppend { receiver }
+    }
+
+    /// Blocks the current thread until the append is durable (or failed), for callers
+    /// outside an async runtime. Panics if called from inside one (like tokio's
+    /// `blocking_recv`); await the `PendingAppend` there instead.
+    pub fn wait(self) -> Result<AppendOutcome, AppendError> {
+        self.receiver
+            .blocking_recv()
+            .unwrap_or(Err(AppendError::Store(StoreError::WriterStopped)))
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<AppendOutcome, AppendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(AppendError::Store(StoreError::WriterStopped))))
+    }
+}
+
+impl<E> EventStore<E>
+where
+    E: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Opens (or creates) the store, verifies the tip record against the meta head and its
+    /// indexes, and starts the writer thread. Refuses a store whose tip does not verify.
+    pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        config.validate()?;
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            // Durability comes from the writer's explicit flush per batch; a timer flush
+            // would only add background I/O.
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let tree = db.open_tree(keys::TREE_NAME)?;
+        check_format(&tree)?;
+        let tip = recover_tip::<E>(&tree)?;
+        tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
+
+        let (head_sender, head) = watch::channel(tip.head());
+        let (queue, receiver) = sync_channel(config.queue_requests_max);
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            tree: tree.clone(),
+            queue: receiver,
+            head: head_sender,
+            shared: Arc::clone(&shared),
+            batch_events_max: config.batch_events_max,
+            tip,
+            carry: None,
+        };
+        let writer = std::thread::Builder::new()
+            .name(WRITER_THREAD_NAME.to_string())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Spawn(e.to_string()))?;
+        Ok(EventStore {
+            inner: Arc::new(Inner {
+                path: config.path,
+                tree,
+                queue: Some(queue),
+                writer: Some(writer),
+                head,
+                shared,
+                batch_events_max: config.batch_events_max,
+            }),
+        })
+    }
+
+    /// Queues an append and returns at once with the future of its answer. Requests are
+    /// sequenced in the order of `enqueue` calls. Blocks while the queue is full
+    /// (backpressure; at most until the writer finishes its current batch).
+    ///
+    /// A malformed request is answered at once with `AppendError::Invalid` through the
+    /// returned future. `Err` here means the store cannot take appends at all.
+    pub fn enqueue(&self, request: AppendRequest<E>) -> Result<PendingAppend, StoreError> {
+        if let Some(reason) = self.inner.shared.poisoned() {
+            return Err(StoreError::Poisoned(reason.to_string()));
+        }
+        if let Err(reason) = check_request(&request, self.inner.batch_events_max) {
+            return Ok(PendingAppend::ready(Err(AppendError::Invalid(reason))));
+        }
+        let queue = self.inner.queue.as_ref().ok_or(StoreError::WriterStopped)?;
+        let (reply, receiver) = oneshot::channel();
+        queue
+            .send(Queued { request, reply })
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(PendingAppend { receiver })
+    }
+
+    /// Enqueues and waits until the append is durable.
+    pub async fn append(&self, request: AppendRequest<E>) -> Result<AppendOutcome, AppendError> {
+        self.enqueue(request)?.await
+    }
+
+    /// The stored answer of a committed (durable) request.
+    pub fn lookup_request(
+        &self,
+        request_id: &[u8; 16],
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let head = self.head();
+        let Some(bytes) = self.inner.tree.get(keys::idempotency(request_id))? else {
+            return Ok(None);
+        };
+        let record = codec::decode_idempotency(&bytes).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "idempotency record {}: {e}",
+                hex::encode(request_id)
+            ))
+        })?;
+        Ok((record.outcome.last_sequence <= head.sequence).then_some(record))
+    }
+
+    /// The last durable event's sequence and hash.
+    pub fn head(&self) -> Head {
+        *self.inner.head.borrow()
+    }
+
+    /// Counters of what was committed since open.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.shared.stats()
+    }
+
+    /// A receiver of the head, updated after every durable batch.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.inner.head.clone()
+    }
+
+    /// The durable version of a stream; 0 if it has no events.
+    pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        check_stream(stream).map_err(StoreError::InvalidName)?;
+        let head = self.head();
+        // Newest first; at most one in-flight batch lies beyond the head.
+        for entry in self
+            .inner
+            .tree
+            .scan_prefix(keys::stream_index_prefix(stream))
+            .rev()
+        {
+            let (key, value) = entry?;
+            let sequence = index_sequence(stream, &value)?;
+            if sequence <= head.sequence {
+                return keys::stream_index_version(&key)
+                    .ok_or_else(|| StoreError::Corrupt(format!("stream index key of {stream:?}")));
+            }
+        }
+        Ok(0)
+    }
+
+    /// Up to `limit` durable events of `stream` from `from_version` (0 reads from 1).
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<E>>, StoreError> {
+        check_stream(stream).map_err(StoreError::InvalidName)?;
+        let head = self.head();
+        let start = keys::stream_index(stream, from_version.max(1));
+        let end = keys::stream_index(stream, u64::MAX);
+        let mut events = Vec::new();
+        for entry in self.inner.tree.range(start..=end).take(limit) {
+            let (key, value) = entry?;
+            let sequence = index_sequence(stream, &value)?;
+            if sequence > head.sequence {
+                break;
+            }
+            let event = self.load(sequence)?;
+            if event.stream != stream || Some(event.version) != keys::stream_index_version(&key) {
+                return Err(StoreError::Corrupt(format!(
+                    "stream index of {stream:?} points at event {sequence} of {:?} v{}",
+                    event.stream, event.version
+                )));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Up to `limit` durable events from global sequence `from_sequence` (0 reads from 1).
+    pub fn read_all(
+        &self,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent<E>>, StoreError> {
+        let mut events = Vec::new();
+        for entry in self.scan(from_sequence, limit) {
+            let (sequence, value) = entry?;
+            events.push(decode_event(sequence, &value)?);
+        }
+        Ok(events)
+    }
+
+    /// Up to `limit` durable events exactly as stored, from `from_sequence`; not verified
+    /// (that is the auditor's job: see [`codec::chain_hash`] and [`codec::decode_raw`]).
+    pub fn read_raw(&self, from_sequence: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let mut events = Vec::new();
+        for entry in self.scan(from_sequence, limit) {
+            let (sequence, value) = entry?;
+            let (body, hash) = codec::split_value(&value)
+                .map_err(|e| StoreError::Corrupt(format!("event {sequence}: {e}")))?;
+            events.push(RawEvent {
+                sequence,
+                body: body.to_vec(),
+                hash,
+            });
+        }
+        Ok(events)
+    }
+
+    /// One durable event by global sequence.
+    pub fn get(&self, sequence: u64) -> Result<Option<RecordedEvent<E>>, StoreError> {
+        if sequence == 0 || sequence > self.head().sequence {
+            return Ok(None);
+        }
+        self.load(sequence).map(Some)
+    }
+
+    /// Recomputes every hash from the stored bytes, from sequence 1 to the durable head, and
+    /// checks each event's `prev_hash`, its sequence and that the chain ends at the head.
+    pub fn verify_chain(&self) -> Result<Head, ChainError> {
+        let head = self.head();
+        let mut prev_hash = [0u8; HASH_LEN];
+        let mut expected = 1u64;
+        for entry in self.scan_stored(1, head.sequence) {
+            let (sequence, value) = entry?;
+            if sequence != expected {
+                return Err(ChainError::Missing {
+                    sequence: expected,
+                    found: Some(sequence),
+                });
+            }
+            prev_hash = verify_link::<E>(sequence, &prev_hash, &value)?;
+            expected += 1;
+        }
+        if expected != head.sequence + 1 {
+            return Err(ChainError::Missing {
+                sequence: expected,
+                found: None,
+            });
+        }
+        if prev_hash != head.hash {
+            return Err(ChainError::HeadMismatch {
+                sequence: head.sequence,
+                expected: head.hash,
+                found: prev_hash,
+            });
+        }
+        Ok(head)
+    }
+
+    /// A named counter; 0 if never set.
+    pub fn cursor(&self, name: &str) -> Result<u64, StoreError> {
+        check_cursor_name(name)?;
+        match self.inner.tree.get(keys::cursor(name))? {
+            None => Ok(0),
+            Some(bytes) => keys::decode_u64(&bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("cursor {name:?}"))),
+        }
+    }
+
+    /// Sets a named counter. Not flushed by itself: it becomes durable with the next append
+    /// batch or [`EventStore::flush`] (a cursor that lags after a crash only repeats work).
+    pub fn set_cursor(&self, name: &str, sequence: u64) -> Result<(), StoreError> {
+        check_cursor_name(name)?;
+        self.inner
+            .tree
+            .insert(keys::cursor(name), keys::encode_u64(sequence).to_vec())?;
+        Ok(())
+    }
+
+    /// Flushes everything sled holds (cursors included) to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.tree.flush()?;
+        Ok(())
+    }
+
+    /// Reads and decodes an event the caller knows is durable.
+    fn load(&self, sequence: u64) -> Result<RecordedEvent<E>, StoreError> {
+        let value = self
+            .inner
+            .tree
+            .get(keys::event(sequence))?
+            .ok_or_else(|| StoreError::Corrupt(format!("event {sequence} is missing")))?;
+        decode_event(sequence, &value)
+    }
+
+    /// Stored events from `from_sequence` up to the durable head, at most `limit`, checking
+    /// that sequences are gapless.
+    fn scan(
+        &self,
+        from_sequence: u64,
+        limit: usize,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+        let from = from_sequence.max(1);
+        self.scan_stored(from, self.head().sequence)
+            .take(limit)
+            .zip(from..)
+            .map(|(entry, expected)| match entry? {
+                (sequence, value) if sequence == expected => Ok((sequence, value)),
+                (sequence, _) => Err(StoreError::Corrupt(format!(
+                    "expected event {expected}, found event {sequence}"
+                ))),
+            })
+    }
+
+    /// Stored event keys and values in `from..=to`, as they are (gaps included).
+    fn scan_stored(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+        // sled refuses inverted bounds; an empty range takes nothing.
+        let take = if from > to { 0 } else { usize::MAX };
+        let range = self
+            .inner
+            .tree
+            .range(keys::event(from)..=keys::event(to.max(from)));
+        range.take(take).map(|entry| {
+            let (key, value) = entry?;
+            let sequence = keys::event_sequence(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("event key {key:?}")))?;
+            Ok((sequence, value))
+        })
+    }
+}
+
+/// Decodes a stored event (verifying its hash against its recorded `prev_hash`) and checks
+/// it is the event its key says.
+fn decode_event<E: DeserializeOwned>(
+    sequence: u64,
+    value: &[u8],
+) -> Result<RecordedEvent<E>, StoreError> {
+    let event: RecordedEvent<E> = codec::decode_value(value)
+        .map_err(|e| StoreError::Corrupt(format!("event {sequence}: {e}")))?;
+    if event.sequence != sequence {
+        return Err(StoreError::Corrupt(format!(
+            "event {sequence} records sequence {}",
+            event.sequence
+        )));
+    }
+    Ok(event)
+}
+
+/// Verifies one link of the chain; returns the event's hash.
+fn verify_link<E: DeserializeOwned>(
+    sequence: u64,
+    prev_hash: &[u8; HASH_LEN],
+    value: &[u8],
+) -> Result<[u8; HASH_LEN], ChainError> {
+    let malformed = |reason: String| ChainError::Malformed { sequence, reason };
+    let (body, stored) = codec::split_value(value).map_err(|e| malformed(e.to_string()))?;
+    let computed = codec::chain_hash(prev_hash, body);
+    if computed != stored {
+        return Err(ChainError::HashMismatch {
+            sequence,
+            expected: computed,
+            found: stored,
+        });
+    }
+    let record = codec::decode_body::<E>(body).map_err(|e| malformed(e.to_string()))?;
+    if record.prev_hash != *prev_hash {
+        return Err(ChainError::PrevHashMismatch {
+            sequence,
+            expected: *prev_hash,
+            found: record.prev_hash,
+        });
+    }
+    if record.sequence != sequence {
+        return Err(malformed(format!("records sequence {}", record.sequence)));
+    }
+    Ok(stored)
+}
+
+fn index_sequence(stream: &str, value: &[u8]) -> Result<u64, StoreError> {
+    keys::decode_u64(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("stream index value of {stream:?}")))
+}
+
+/// Checks what can be checked without the store's state. `Err` is the reason it is invalid.
+fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Result<(), String> {
+    check_stream(&request.stream)?;
+    let count = request.events.len();
+    if count == 0 {
+        return Err("no events".to_string());
+    }
+    if count > batch_events_max {
+        return Err(format!(
+            "{count} events, more than the {batch_events_max} a batch can hold"
+        ));
+    }
+    if request.actor.len() > ACTOR_BYTES_MAX {
+        return Err(format!("actor is longer than {ACTOR_BYTES_MAX} bytes"));
+    }
+    let mut event_ids = HashSet::with_capacity(count);
+    for (index, event) in request.events.iter().enumerate() {
+        if event.event_type.is_empty() || event.event_type.len() > EVENT_TYPE_BYTES_MAX {
+            return Err(format!(
+                "event {index}: event type must be 1..={EVENT_TYPE_BYTES_MAX} bytes"
+            ));
+        }
+        if !event_ids.insert(event.event_id) {
+            return Err(format!(
+                "event {index}: event id repeated within the request"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Marks a new store with the format marker; refuses a tree that is not ours.
+fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
+    match tree.get(keys::meta_format())? {
+        Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),
+        Some(marker) => Err(StoreError::Corrupt(format!(
+            "unknown store format {:?}",
+            String::from_utf8_lossy(&marker)
+        ))),
+        None if tree.is_empty() => {
+            tree.insert(keys::meta_format(), keys::FORMAT_MARKER)?;
+            tree.flush()?;
+            Ok(())
+        }
+        None => Err(StoreError::Corrupt(
+            "the tree holds data but no format marker".to_string(),
+        )),
+    }
+}
+
+/// Finds the chain tip and checks that the last event, the meta head, the event before it and
+/// the tip's stream head, stream index and idempotency record all agree.
+fn recover_tip<E: DeserializeOwned>(tree: &sled::Tree) -> Result<Tip, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(what);
+    let last = tree
+        .scan_prefix([keys::PREFIX_EVENT])
+        .next_back()
+        .transpose()?;
+    let meta = tree.get(keys::meta_head())?;
+    let (key, value, meta) = match (last, meta) {
+        (None, None) => return Ok(Tip::EMPTY),
+        (None, Some(_)) => return Err(corrupt("a meta head but no events".to_string())),
+        (Some(_), None) => return Err(corrupt("events but no meta head".to_string())),
+        (Some((key, value)), Some(meta)) => (key, value, meta),
+    };
+    let sequence = keys::event_sequence(&key).ok_or_else(|| corrupt("last event key".into()))?;
+    let tip: RecordedEvent<E> = decode_event(sequence, &value)?;
+    let (meta_sequence, meta_hash) =
+        keys::decode_meta_head(&meta).ok_or_else(|| corrupt("meta head value".into()))?;
+    if (meta_sequence, meta_hash) != (sequence, tip.hash) {
+        return Err(corrupt(format!(
+            "meta head {meta_sequence} does not match the last event {sequence}"
+        )));
+    }
+    check_previous_link(tree, &tip)?;
+    check_tip_indexes(tree, &tip)?;
+    Ok(Tip {
+        sequence,
+        hash: tip.hash,
+        recorded_at_us: tip.recorded_at_us,
+    })
+}
+
+/// The tip's `prev_hash` must be the stored hash of the event before it (zeroes for the first).
+fn check_previous_link<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(), StoreError> {
+    let previous_hash = match tip.sequence {
+        1 => [0u8; HASH_LEN],
+        sequence => {
+            let value = tree.get(keys::event(sequence - 1))?.ok_or_else(|| {
+                StoreError::Corrupt(format!("event {} before the tip is missing", sequence - 1))
+            })?;
+            codec::split_value(&value)
+                .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", sequence - 1)))?
+                .1
+        }
+    };
+    if previous_hash != tip.prev_hash {
+        return Err(StoreError::Corrupt(format!(
+            "tip {} does not chain to the event before it",
+            tip.sequence
+        )));
+    }
+    Ok(())
+}
+
+/// The tip is the last event of the last committed request: its stream head, index entry and
+/// idempotency record must all point at it.
+fn check_tip_indexes<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(), StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("tip {}: {what}", tip.sequence));
+    let stream_head = tree
+        .get(keys::stream_head(&tip.stream))?
+        .and_then(|bytes| keys::decode_u64(&bytes));
+    if stream_head != Some(tip.version) {
+        return Err(corrupt("stream head disagrees"));
+    }
+    let indexed = tree
+        .get(keys::stream_index(&tip.stream, tip.version))?
+        .and_then(|bytes| keys::decode_u64(&bytes));
+    if indexed != Some(tip.sequence) {
+        return Err(corrupt("stream index disagrees"));
+    }
+    let record = tree
+        .get(keys::idempotency(&tip.request_id))?
+        .map(|bytes| codec::decode_idempotency(&bytes))
+        .transpose()
+        .map_err(|e| corrupt(&e.to_string()))?
+        .ok_or_else(|| corrupt("idempotency record missing"))?;
+    let outcome = record.outcome;
+    if (outcome.last_sequence, outcome.hash, outcome.last_version)
+        != (tip.sequence, tip.hash, tip.version)
+        || outcome.stream != tip.stream
+    {
+        return Err(corrupt("idempotency record disagrees"));
+    }
+    Ok(())
+}

@@ -1,0 +1,851 @@
+//! The event store against real sled databases in temporary directories.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{
+    AppendError, AppendOutcome, AppendRequest, ChainError, EventStore, ExpectedVersion, Head,
+    NewEvent, RecordedEvent, StoreConfig, StoreError, codec,
+};
+use tempfile::TempDir;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Payload {
+    writer: u32,
+    n: u32,
+    note: String,
+}
+
+type Store = EventStore<Payload>;
+
+/// Unique request and event ids across a test.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn fresh_id() -> [u8; 16] {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 16];
+    id[8..].copy_from_slice(&n.to_be_bytes());
+    id
+}
+
+fn hash_of(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+fn payload(writer: u32, n: u32) -> Payload {
+    Payload {
+        writer,
+        n,
+        note: format!("writer {writer} item {n}"),
+    }
+}
+
+fn request(
+    stream: &str,
+    expected: ExpectedVersion,
+    payloads: Vec<Payload>,
+) -> AppendRequest<Payload> {
+    let request_id = fresh_id();
+    AppendRequest {
+        request_id,
+        command_hash: hash_of(&format!("{request_id:?}")),
+        stream: stream.to_string(),
+        expected_version: expected,
+        actor: "KHFT:tester".to_string(),
+        correlation_id: fresh_id(),
+        events: payloads
+            .into_iter()
+            .map(|payload| NewEvent {
+                event_id: fresh_id(),
+                event_type: "test.posted".to_string(),
+                effective_period: None,
+                payload,
+            })
+            .collect(),
+    }
+}
+
+fn open(dir: &TempDir) -> Store {
+    EventStore::open(StoreConfig::new(dir.path())).expect("store opens")
+}
+
+fn tempdir() -> TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Checks that `events` are exactly what `request` asked for, where `outcome` put them.
+fn assert_recorded(
+    events: &[RecordedEvent<Payload>],
+    request: &AppendRequest<Payload>,
+    outcome: &AppendOutcome,
+) {
+    assert_eq!(events.len(), request.events.len());
+    for (offset, (event, new)) in events.iter().zip(&request.events).enumerate() {
+        let offset = offset as u64;
+        assert_eq!(event.sequence, outcome.first_sequence + offset);
+        assert_eq!(event.version, outcome.first_version + offset);
+        assert_eq!(event.stream, request.stream);
+        assert_eq!(event.event_id, new.event_id);
+        assert_eq!(event.event_type, new.event_type);
+        assert_eq!(event.payload, new.payload);
+        assert_eq!(event.request_id, request.request_id);
+        assert_eq!(event.correlation_id, request.correlation_id);
+        assert_eq!(event.actor, request.actor);
+        assert_eq!(event.recorded_at_us, outcome.recorded_at_us);
+        assert_eq!(event.schema_version, codec::SCHEMA_VERSION_V1);
+    }
+    assert_eq!(events.last().map(|e| e.hash), Some(outcome.hash));
+}
+
+/// Every stream's versions are gapless from 1 and match its index.
+fn assert_streams_gapless(store: &Store, all: &[RecordedEvent<Payload>]) {
+    let mut by_stream: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for event in all {
+        by_stream
+            .entry(&event.stream)
+            .or_default()
+            .push(event.version);
+    }
+    for (stream, versions) in by_stream {
+        let expected: Vec<u64> = (1..=versions.len() as u64).collect();
+        assert_eq!(versions, expected, "stream {stream}");
+        assert_eq!(
+            store.stream_version(stream).expect("version"),
+            versions.len() as u64
+        );
+        let read = store
+            .read_stream(stream, 1, usize::MAX)
+            .expect("read_stream");
+        assert_eq!(read.len(), versions.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_appenders_get_a_gapless_verified_log() {
+    const TASKS: u32 = 16;
+    const APPENDS: u32 = 200;
+    let dir = tempdir();
+    let store = open(&dir);
+
+    let mut tasks = Vec::new();
+    for writer in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = format!("own-{writer}");
+            let mut own_version = 0u64;
+            let mut acknowledged = Vec::new();
+            for n in 0..APPENDS {
+                // Alternate between the task's own stream (exact versions) and a shared one;
+                // requests carry one to three events.
+                let count = 1 + (n % 3);
+                let payloads = (0..count).map(|k| payload(writer, n * 10 + k)).collect();
+                let request = if n % 2 == 0 {
+                    request(&own, ExpectedVersion::Exact(own_version), payloads)
+                } else {
+                    request("shared", ExpectedVersion::Any, payloads)
+                };
+                let outcome = store.append(request.clone()).await.expect("append");
+                assert!(!outcome.duplicate);
+                if n % 2 == 0 {
+                    assert_eq!(outcome.first_version, own_version + 1);
+                    own_version = outcome.last_version;
+                }
+                acknowledged.push((request, outcome));
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.expect("task"));
+    }
+
+    let total: u64 = acknowledged
+        .iter()
+        .map(|(r, _)| r.events.len() as u64)
+        .sum();
+    let head = store.head();
+    assert_eq!(head.sequence, total);
+
+    let all = store.read_all(1, usize::MAX).expect("read_all");
+    let sequences: Vec<u64> = all.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=total).collect::<Vec<_>>());
+    assert_eq!(all.last().map(|e| e.hash), Some(head.hash));
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert!(pair[1].recorded_at_us >= pair[0].recorded_at_us);
+        if pair[1].request_id != pair[0].request_id {
+            assert!(pair[1].recorded_at_us > pair[0].recorded_at_us);
+        }
+    }
+
+    for (request, outcome) in &acknowledged {
+        let first = usize::try_from(outcome.first_sequence - 1).expect("index");
+        let last = usize::try_from(outcome.last_sequence).expect("index");
+        assert_recorded(&all[first..last], request, outcome);
+        let record = store
+            .lookup_request(&request.request_id)
+            .expect("lookup")
+            .expect("committed");
+        assert_eq!(&record.outcome, outcome);
+        assert_eq!(record.command_hash, request.command_hash);
+    }
+    assert_streams_gapless(&store, &all);
+    assert_eq!(store.verify_chain().expect("chain verifies"), head);
+
+    // Group commit: concurrent requests shared batches (and flushes).
+    let stats = store.stats();
+    println!("{stats:?}");
+    assert_eq!(stats.requests_committed, u64::from(TASKS * APPENDS));
+    assert_eq!(stats.events_committed, total);
+    assert!(
+        stats.batches_committed < stats.requests_committed,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn expected_version_conflicts_are_refused() {
+    let dir = tempdir();
+    let store = open(&dir);
+
+    let created = store
+        .append(request(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![payload(0, 1), payload(0, 2)],
+        ))
+        .await
+        .expect("created");
+    assert_eq!((created.first_version, created.last_version), (1, 2));
+    let head = store.head();
+
+    let conflict = store
+        .append(request("s", ExpectedVersion::NoStream, vec![payload(0, 3)]))
+        .await;
+    assert!(matches!(
+        conflict,
+        Err(AppendError::WrongExpectedVersion { ref stream, expected: ExpectedVersion::NoStream, actual: 2 })
+            if stream == "s"
+    ));
+    let conflict = store
+        .append(request("s", ExpectedVersion::Exact(1), vec![payload(0, 3)]))
+        .await;
+    assert!(matches!(
+        conflict,
+        Err(AppendError::WrongExpectedVersion {
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+            ..
+        })
+    ));
+    let conflict = store
+        .append(request(
+            "new",
+            ExpectedVersion::Exact(3),
+            vec![payload(0, 3)],
+        ))
+        .await;
+    assert!(matches!(
+        conflict,
+        Err(AppendError::WrongExpectedVersion { actual: 0, .. })
+    ));
+    assert_eq!(store.head(), head, "a conflict writes nothing");
+
+    let next = store
+        .append(request("s", ExpectedVersion::Exact(2), vec![payload(0, 3)]))
+        .await
+        .expect("exact version");
+    assert_eq!((next.first_version, next.first_sequence), (3, 3));
+    let new = store
+        .append(request(
+            "new",
+            ExpectedVersion::Exact(0),
+            vec![payload(0, 4)],
+        ))
+        .await
+        .expect("Exact(0) is NoStream");
+    assert_eq!(new.first_version, 1);
+}
+
+#[tokio::test]
+async fn a_resend_returns_the_original_outcome_and_writes_nothing() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let original = request(
+        "s",
+        ExpectedVersion::NoStream,
+        vec![payload(0, 1), payload(0, 2)],
+    );
+    let outcome = store.append(original.clone()).await.expect("append");
+    assert!(!outcome.duplicate);
+    let head = store.head();
+
+    // The resend's expected version no longer holds; idempotency answers first.
+    let again = store.append(original.clone()).await.expect("resend");
+    assert_eq!(
+        again,
+        AppendOutcome {
+            duplicate: true,
+            ..outcome.clone()
+        }
+    );
+    assert_eq!(store.head(), head);
+    assert_eq!(store.read_all(1, 100).expect("read").len(), 2);
+
+    // Duplicates queued together (most likely in one batch) behave the same.
+    let pending: Vec<_> = (0..5)
+        .map(|_| store.enqueue(original.clone()).expect("enqueue"))
+        .collect();
+    for pending in pending {
+        assert_eq!(pending.await.expect("resend"), again);
+    }
+    assert_eq!(store.head(), head);
+
+    let record = store
+        .lookup_request(&original.request_id)
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(record.outcome, outcome);
+    assert_eq!(store.lookup_request(&[0xEE; 16]).expect("lookup"), None);
+}
+
+#[tokio::test]
+async fn a_new_request_and_its_resend_in_one_burst() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let first = request("s", ExpectedVersion::NoStream, vec![payload(0, 1)]);
+    let mut reused = first.clone();
+    reused.command_hash = hash_of("another command");
+    let pending = [
+        store.enqueue(first.clone()).expect("enqueue"),
+        store.enqueue(first.clone()).expect("enqueue"),
+        store.enqueue(reused).expect("enqueue"),
+    ];
+    let [a, b, c] = pending;
+    let a = a.await.expect("first");
+    let b = b.await.expect("resend");
+    assert!(!a.duplicate && b.duplicate);
+    assert_eq!(
+        AppendOutcome {
+            duplicate: false,
+            ..b
+        },
+        a
+    );
+    assert!(matches!(
+        c.await,
+        Err(AppendError::RequestIdReused { request_id }) if request_id == first.request_id
+    ));
+    assert_eq!(store.head().sequence, 1);
+}
+
+#[tokio::test]
+async fn a_reused_request_id_with_another_command_is_refused() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let original = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
+    store.append(original.clone()).await.expect("append");
+    let head = store.head();
+
+    let mut other = request("t", ExpectedVersion::Any, vec![payload(0, 2)]);
+    other.request_id = original.request_id;
+    let refused = store.append(other).await;
+    assert!(matches!(
+        refused,
+        Err(AppendError::RequestIdReused { request_id }) if request_id == original.request_id
+    ));
+    assert_eq!(store.head(), head);
+    assert_eq!(store.stream_version("t").expect("version"), 0);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_and_write_nothing() {
+    let dir = tempdir();
+    let mut config = StoreConfig::new(dir.path());
+    config.batch_events_max = 8;
+    let store: Store = EventStore::open(config).expect("open");
+
+    let cases = [
+        request("s", ExpectedVersion::Any, vec![]),
+        request("", ExpectedVersion::Any, vec![payload(0, 1)]),
+        request("a\0b", ExpectedVersion::Any, vec![payload(0, 1)]),
+        request(&"x".repeat(257), ExpectedVersion::Any, vec![payload(0, 1)]),
+        request(
+            "s",
+            ExpectedVersion::Any,
+            (0..9).map(|n| payload(0, n)).collect(),
+        ),
+        {
+            let mut r = request(
+                "s",
+                ExpectedVersion::Any,
+                vec![payload(0, 1), payload(0, 2)],
+            );
+            r.events[1].event_id = r.events[0].event_id;
+            r
+        },
+        {
+            let mut r = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
+            r.events[0].event_type = String::new();
+            r
+        },
+        {
+            let mut r = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
+            r.actor = "a".repeat(1025);
+            r
+        },
+    ];
+    for case in cases {
+        let result = store.append(case).await;
+        assert!(matches!(result, Err(AppendError::Invalid(_))), "{result:?}");
+    }
+    assert_eq!(store.head(), Head::EMPTY);
+
+    // A batch-sized request is fine.
+    let full = request(
+        "s",
+        ExpectedVersion::Any,
+        (0..8).map(|n| payload(0, n)).collect(),
+    );
+    assert_eq!(store.append(full).await.expect("append").last_sequence, 8);
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything_and_continues_the_chain() {
+    let dir = tempdir();
+    let (head, last_time, outcomes) = {
+        let store = open(&dir);
+        let mut outcomes = Vec::new();
+        for n in 0..10 {
+            let stream = if n % 2 == 0 { "even" } else { "odd" };
+            let r = request(stream, ExpectedVersion::Any, vec![payload(0, n)]);
+            outcomes.push((r.clone(), store.append(r).await.expect("append")));
+        }
+        store.set_cursor("relay", 7).expect("cursor");
+        let last = store.get(10).expect("get").expect("event 10");
+        (store.head(), last.recorded_at_us, outcomes)
+    };
+
+    let store = open(&dir);
+    assert_eq!(store.head(), head);
+    assert_eq!(store.verify_chain().expect("verifies"), head);
+    assert_eq!(store.cursor("relay").expect("cursor"), 7, "flushed by drop");
+    for (r, outcome) in &outcomes {
+        let events = store.read_all(outcome.first_sequence, 1).expect("read");
+        assert_recorded(&events, r, outcome);
+        let resend = store.append(r.clone()).await.expect("resend after reopen");
+        assert!(resend.duplicate);
+    }
+    assert_eq!(store.head(), head);
+
+    let next = store
+        .append(request(
+            "even",
+            ExpectedVersion::Exact(5),
+            vec![payload(0, 10)],
+        ))
+        .await
+        .expect("append after reopen");
+    assert_eq!((next.first_sequence, next.first_version), (11, 6));
+    assert!(next.recorded_at_us > last_time);
+    let event = store.get(11).expect("get").expect("event 11");
+    assert_eq!(event.prev_hash, head.hash);
+    assert_eq!(store.verify_chain().expect("verifies").sequence, 11);
+}
+
+#[tokio::test]
+async fn reads_page_through_streams_and_the_log() {
+    let dir = tempdir();
+    let store = open(&dir);
+    for n in 0..25u32 {
+        let stream = ["a", "b", "c"][(n % 3) as usize];
+        store
+            .append(request(stream, ExpectedVersion::Any, vec![payload(0, n)]))
+            .await
+            .expect("append");
+    }
+
+    let mut paged = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = store.read_all(from, 4).expect("page");
+        assert!(page.len() <= 4);
+        let Some(last) = page.last() else { break };
+        from = last.sequence + 1;
+        paged.extend(page);
+    }
+    assert_eq!(paged, store.read_all(0, usize::MAX).expect("all"));
+    assert_eq!(paged.len(), 25);
+
+    let mut stream_a = Vec::new();
+    let mut from_version = 0;
+    loop {
+        let page = store.read_stream("a", from_version, 3).expect("page");
+        let Some(last) = page.last() else { break };
+        from_version = last.version + 1;
+        stream_a.extend(page);
+    }
+    let versions: Vec<u64> = stream_a.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=9).collect::<Vec<_>>());
+    assert!(
+        stream_a
+            .iter()
+            .all(|e| e.stream == "a" && e.payload.n % 3 == 0)
+    );
+    assert_eq!(store.read_stream("a", 9, 10).expect("tail").len(), 1);
+    assert!(store.read_stream("a", 10, 10).expect("past end").is_empty());
+    assert!(
+        store
+            .read_stream("nope", 1, 10)
+            .expect("no stream")
+            .is_empty()
+    );
+    assert!(store.read_stream("a", 1, 0).expect("limit 0").is_empty());
+    assert!(matches!(
+        store.read_stream("a\0", 1, 1),
+        Err(StoreError::InvalidName(_))
+    ));
+    assert_eq!(store.stream_version("b").expect("version"), 8);
+    assert_eq!(store.stream_version("nope").expect("version"), 0);
+
+    assert!(store.read_all(26, 10).expect("past head").is_empty());
+    assert!(store.read_all(5, 0).expect("limit 0").is_empty());
+    assert_eq!(store.get(0).expect("get"), None);
+    assert_eq!(store.get(26).expect("get"), None);
+    assert_eq!(store.get(25).expect("get").map(|e| e.sequence), Some(25));
+
+    let raw = store.read_raw(10, 5).expect("raw");
+    let decoded = store.read_all(10, 5).expect("all");
+    assert_eq!(raw.len(), 5);
+    for (raw, event) in raw.iter().zip(&decoded) {
+        assert_eq!(raw.sequence, event.sequence);
+        assert_eq!(raw.hash, event.hash);
+        assert_eq!(codec::chain_hash(&event.prev_hash, &raw.body), raw.hash);
+        assert_eq!(&codec::decode_raw::<Payload>(raw).expect("decodes"), event);
+    }
+}
+
+#[tokio::test]
+async fn subscribers_see_each_durable_head() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let mut heads = store.subscribe();
+    assert_eq!(*heads.borrow_and_update(), Head::EMPTY);
+    let outcome = store
+        .append(request("s", ExpectedVersion::Any, vec![payload(0, 1)]))
+        .await
+        .expect("append");
+    heads.changed().await.expect("changed");
+    let head = *heads.borrow_and_update();
+    assert_eq!(
+        head,
+        Head {
+            sequence: 1,
+            hash: outcome.hash
+        }
+    );
+    assert_eq!(store.head(), head);
+}
+
+#[test]
+fn cursors_are_named_counters() {
+    let dir = tempdir();
+    let store = open(&dir);
+    assert_eq!(store.cursor("relay").expect("cursor"), 0);
+    store.set_cursor("relay", 42).expect("set");
+    store.set_cursor("other", 1).expect("set");
+    assert_eq!(store.cursor("relay").expect("cursor"), 42);
+    assert_eq!(store.cursor("other").expect("cursor"), 1);
+    store.flush().expect("flush");
+    assert!(matches!(store.cursor(""), Err(StoreError::InvalidName(_))));
+    assert!(matches!(
+        store.set_cursor(&"n".repeat(129), 1),
+        Err(StoreError::InvalidName(_))
+    ));
+    // Cursors are meta keys, not events.
+    assert_eq!(store.head(), Head::EMPTY);
+    assert!(store.read_all(1, 10).expect("read").is_empty());
+}
+
+#[test]
+fn works_without_an_async_runtime() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let threads: Vec<_> = (0..4u32)
+        .map(|writer| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..50u32)
+                    .map(|n| {
+                        let r = request("blocking", ExpectedVersion::Any, vec![payload(writer, n)]);
+                        store.enqueue(r).expect("enqueue").wait().expect("append")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for thread in threads {
+        outcomes.extend(thread.join().expect("thread"));
+    }
+    assert_eq!(outcomes.len(), 200);
+    assert_eq!(store.head().sequence, 200);
+    assert_eq!(store.stream_version("blocking").expect("version"), 200);
+    store.verify_chain().expect("verifies");
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_drains_the_queue_then_stops_the_writer() {
+    let dir = tempdir();
+    let store = open(&dir);
+    let requests: Vec<_> = (0..500u32)
+        .map(|n| {
+            request(
+                &format!("s{}", n % 7),
+                ExpectedVersion::Any,
+                vec![payload(0, n)],
+            )
+        })
+        .collect();
+    let pending: Vec<_> = requests
+        .iter()
+        .map(|r| store.enqueue(r.clone()).expect("enqueue"))
+        .collect();
+    drop(store); // joins the writer after it has answered everything queued
+
+    let mut outcomes = Vec::new();
+    for pending in pending {
+        outcomes.push(pending.await.expect("answered before shutdown"));
+    }
+    let sequences: Vec<u64> = outcomes.iter().map(|o| o.first_sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=500).collect::<Vec<_>>(),
+        "sequenced in enqueue order"
+    );
+
+    // The writer released its sled handle: the database can be opened again at once.
+    let store = open(&dir);
+    assert_eq!(store.head().sequence, 500);
+    store.verify_chain().expect("verifies");
+    for (r, outcome) in requests.iter().zip(&outcomes) {
+        let events = store.read_all(outcome.first_sequence, 1).expect("read");
+        assert_recorded(&events, r, outcome);
+    }
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempdir();
+    let _store = open(&dir);
+    let second: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+    assert!(matches!(second, Err(StoreError::Sled(_))));
+}
+
+/// Appends `count` single-event requests and closes the store; returns the head.
+fn fill(dir: &TempDir, count: u32) -> Head {
+    let store = open(dir);
+    for n in 0..count {
+        let r = request("s", ExpectedVersion::Any, vec![payload(0, n)]);
+        store.enqueue(r).expect("enqueue").wait().expect("append");
+    }
+    store.head()
+}
+
+/// Edits the tree directly, as an attacker or a bad disk would, with the store closed.
+fn tamper(dir: &TempDir, edit: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(dir.path()).expect("sled opens");
+    let tree = db.open_tree("ics-ledger").expect("tree");
+    edit(&tree);
+    tree.flush().expect("flush");
+}
+
+fn event_key(sequence: u64) -> Vec<u8> {
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+#[test]
+fn verify_chain_finds_a_flipped_byte_in_the_middle() {
+    let dir = tempdir();
+    let head = fill(&dir, 10);
+    tamper(&dir, |tree| {
+        let mut value = tree
+            .get(event_key(5))
+            .expect("get")
+            .expect("event 5")
+            .to_vec();
+        value[30] ^= 0x01; // inside the body (a request id byte)
+        tree.insert(event_key(5), value).expect("insert");
+    });
+
+    let store = open(&dir); // the tip is intact, so the store opens
+    assert_eq!(store.head(), head);
+    match store.verify_chain() {
+        Err(ChainError::HashMismatch {
+            sequence,
+            expected,
+            found,
+        }) => {
+            assert_eq!(sequence, 5);
+            assert_ne!(expected, found);
+        }
+        other => panic!("expected a hash mismatch at 5, got {other:?}"),
+    }
+    assert_eq!(
+        store.verify_chain().err().and_then(|e| e.sequence()),
+        Some(5)
+    );
+    assert!(matches!(store.get(5), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.read_all(1, 10), Err(StoreError::Corrupt(_))));
+    assert_eq!(store.get(4).expect("get").map(|e| e.sequence), Some(4));
+}
+
+#[test]
+fn verify_chain_finds_a_rehashed_event_and_a_missing_one() {
+    let dir = tempdir();
+    fill(&dir, 6);
+    // Rewrite event 3's payload AND recompute its own hash: it verifies alone, but event 4's
+    // prev_hash no longer matches, and recomputing event 4 from the new chain fails.
+    tamper(&dir, |tree| {
+        let events: Vec<_> = tree.scan_prefix(b"e").map(|e| e.expect("scan")).collect();
+        let (_, value) = &events[2];
+        let body = &value[..value.len() - 32];
+        let mut forged = body.to_vec();
+        let last = forged.len() - 33; // last byte of the payload, before the 32-byte prev_hash
+        forged[last] ^= 0x01;
+        let prev: [u8; 32] = forged[forged.len() - 32..].try_into().expect("prev hash");
+        let hash = codec::chain_hash(&prev, &forged);
+        forged.extend_from_slice(&hash);
+        tree.insert(event_key(3), forged).expect("insert");
+    });
+    let store = open(&dir);
+    let error = store.verify_chain().expect_err("tampered");
+    assert!(
+        matches!(error, ChainError::HashMismatch { sequence: 4, .. }),
+        "{error:?}"
+    );
+    drop(store);
+
+    tamper(&dir, |tree| {
+        tree.remove(event_key(2)).expect("remove");
+    });
+    let store = open(&dir);
+    let error = store.verify_chain().expect_err("gap");
+    assert!(
+        matches!(
+            error,
+            ChainError::Missing {
+                sequence: 2,
+                found: Some(3)
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_store_whose_tip_does_not_verify_is_refused() {
+    let dir = tempdir();
+    fill(&dir, 3);
+    tamper(&dir, |tree| {
+        let mut value = tree.get(event_key(3)).expect("get").expect("tip").to_vec();
+        value[12] ^= 0x80;
+        tree.insert(event_key(3), value).expect("insert");
+    });
+    let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_store_whose_meta_head_disagrees_is_refused() {
+    let dir = tempdir();
+    fill(&dir, 3);
+    tamper(&dir, |tree| {
+        tree.remove(event_key(3)).expect("remove"); // a lost last event: meta says 3
+    });
+    let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_foreign_database_is_refused() {
+    let dir = tempdir();
+    tamper(&dir, |tree| {
+        tree.insert(b"something", b"else".to_vec()).expect("insert");
+    });
+    let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn invalid_configuration_is_refused() {
+    let dir = tempdir();
+    let mut config = StoreConfig::new(dir.path());
+    config.batch_events_max = 0;
+    let refused: Result<Store, _> = EventStore::open(config);
+    assert!(matches!(refused, Err(StoreError::InvalidConfig(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn small_batches_split_bursts_without_reordering() {
+    let dir = tempdir();
+    let mut config = StoreConfig::new(dir.path());
+    config.batch_events_max = 5;
+    config.queue_requests_max = 4;
+    let store: Store = EventStore::open(config).expect("open");
+    let store = Arc::new(store);
+    let mut pending = Vec::new();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for n in 0..60u32 {
+        let stream = format!("s{}", n % 4);
+        let count = 1 + n % 5;
+        let version = versions.entry(stream.clone()).or_default();
+        let r = request(
+            &stream,
+            ExpectedVersion::Exact(*version),
+            (0..count).map(|k| payload(n, k)).collect(),
+        );
+        *version += u64::from(count);
+        pending.push(store.enqueue(r).expect("enqueue")); // blocks while the queue is full
+    }
+    let mut next = 1;
+    for p in pending {
+        let outcome = p.await.expect("exact versions hold in enqueue order");
+        assert_eq!(outcome.first_sequence, next);
+        next = outcome.last_sequence + 1;
+    }
+    store.verify_chain().expect("verifies");
+}
+
+#[test]
+fn handles_and_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Store>();
+    send_sync::<store::PendingAppend>();
+    let dir = tempdir();
+    let store = open(&dir);
+    let append = store.append(request("s", ExpectedVersion::Any, vec![payload(0, 1)]));
+    send(&append);
+    drop(append);
+    assert_eq!(
+        store.head(),
+        Head::EMPTY,
+        "an append that is never polled is never queued"
+    );
+}
