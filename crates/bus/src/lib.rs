@@ -38,7 +38,9 @@ pub use headers::{
     HEADER_SEQUENCE, HEADER_STREAM, HEADER_VERSION, decode_headers,
 };
 pub use publish::{Ack, OutboundCheckpoint, OutboundEvent, PendingAck, Publisher};
-pub use stream::{StreamSettings, ensure_stream, last_published, last_published_sequence, system_message_count};
+pub use stream::{
+    StreamSettings, ensure_stream, last_published, last_published_sequence, system_message_count,
+};
 pub use subjects::{
     STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,
     system_filter,

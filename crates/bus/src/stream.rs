@@ -142,7 +142,9 @@ pub async fn last_published_sequence(
     stream_name: &str,
     system: &SystemId,
 ) -> Result<Option<u64>, BusError> {
-    Ok(last_published(js, stream_name, system).await?.map(|headers| headers.sequence))
+    Ok(last_published(js, stream_name, system)
+        .await?
+        .map(|headers| headers.sequence))
 }
 
 /// The headers of `system`'s last event message in the stream (the one with the highest
@@ -159,7 +161,10 @@ pub async fn last_published(
         match stream.get_last_raw_message_by_subject(&filter).await {
             Ok(message) => {
                 let headers = decode_headers(&message.headers)?;
-                if highest.as_ref().is_none_or(|h| headers.sequence > h.sequence) {
+                if highest
+                    .as_ref()
+                    .is_none_or(|h| headers.sequence > h.sequence)
+                {
                     highest = Some(headers);
                 }
             }
@@ -186,13 +191,14 @@ pub async fn system_message_count(
     let mut total: u64 = 0;
     for family in Family::ALL {
         let filter = family_filter(system, family);
-        let mut subjects = stream
-            .info_with_subjects(&filter)
-            .await
-            .map_err(|source| BusError::Info {
-                stream: stream_name.to_string(),
-                source,
-            })?;
+        let mut subjects =
+            stream
+                .info_with_subjects(&filter)
+                .await
+                .map_err(|source| BusError::Info {
+                    stream: stream_name.to_string(),
+                    source,
+                })?;
         while let Some(entry) = subjects.next().await {
             let (_, count) = entry.map_err(|source| BusError::Info {
                 stream: stream_name.to_string(),

@@ -32,7 +32,12 @@ pub struct Cli {
 #[derive(Clone, Debug, Args)]
 pub struct Global {
     /// ledgerd's gRPC address.
-    #[arg(long, global = true, env = "ICS_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -105,7 +110,10 @@ pub async fn connect(global: &Global) -> anyhow::Result<LedgerServiceClient<Chan
 /// A request carrying the actor metadata.
 pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
-    let actor = global.actor.parse().context("--actor must be printable ASCII")?;
+    let actor = global
+        .actor
+        .parse()
+        .context("--actor must be printable ASCII")?;
     request.metadata_mut().insert("x-ics-actor", actor);
     Ok(request)
 }
@@ -115,10 +123,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Post(post) => post_one(&global, &post).await,
         Cmd::Load { file, quiet } => load::load(&global, &file, quiet).await,
-        Cmd::Events { from, limit, follow, stream } => output::events(&global, from, limit, follow, stream).await,
+        Cmd::Events {
+            from,
+            limit,
+            follow,
+            stream,
+        } => output::events(&global, from, limit, follow, stream).await,
         Cmd::Head => output::head(&global).await,
-        Cmd::BusStatus { nats_url, system, stream_name, wait, timeout_s } => {
-            output::bus_status(&global, &nats_url, &system, &stream_name, wait, Duration::from_secs(timeout_s)).await
+        Cmd::BusStatus {
+            nats_url,
+            system,
+            stream_name,
+            wait,
+            timeout_s,
+        } => {
+            output::bus_status(
+                &global,
+                &nats_url,
+                &system,
+                &stream_name,
+                wait,
+                Duration::from_secs(timeout_s),
+            )
+            .await
         }
     }
 }
@@ -126,15 +153,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn post_one(global: &Global, post: &Post) -> anyhow::Result<()> {
     let command = post.command().map_err(|e| anyhow::anyhow!(e))?;
     let mut meta = match &global.request_id {
-        Some(id) => api::CommandMeta::new(api::parse_uuid(id, "--request-id").map_err(|e| anyhow::anyhow!("{e}"))?),
+        Some(id) => api::CommandMeta::new(
+            api::parse_uuid(id, "--request-id").map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         None => api::CommandMeta::random(),
     };
     meta.expected_version = global.expected_version;
-    let pb::Command { command: Some(command) } = api::command_to_proto(&meta, &command) else {
+    let pb::Command {
+        command: Some(command),
+    } = api::command_to_proto(&meta, &command)
+    else {
         anyhow::bail!("internal: the command did not convert");
     };
     let mut client = connect(global).await?;
-    let reply = send(&mut client, global, command).await.map_err(output::status_error)?;
+    let reply = send(&mut client, global, command)
+        .await
+        .map_err(output::status_error)?;
     output::command_reply(global, &reply.into_inner())
 }
 
@@ -145,14 +179,19 @@ async fn send(
     command: pb::command::Command,
 ) -> Result<tonic::Response<pb::CommandReply>, tonic::Status> {
     use pb::command::Command as C;
-    let actor: tonic::metadata::AsciiMetadataValue =
-        global.actor.parse().map_err(|_| tonic::Status::invalid_argument("--actor must be printable ASCII"))?;
-    fn with_actor<T>(actor: &tonic::metadata::AsciiMetadataValue, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+    let actor: tonic::metadata::AsciiMetadataValue = global
+        .actor
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("--actor must be printable ASCII"))?;
+    fn with_actor<T>(
+        actor: &tonic::metadata::AsciiMetadataValue,
+        message: T,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert("x-ics-actor", actor.clone());
         Ok(request)
     }
-        match command {
+    match command {
         C::EstablishSystem(m) => client.establish_system(with_actor(&actor, m)?).await,
         C::AdmitMember(m) => client.admit_member(with_actor(&actor, m)?).await,
         C::AgreePlan(m) => client.agree_plan(with_actor(&actor, m)?).await,

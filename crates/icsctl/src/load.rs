@@ -25,7 +25,8 @@ struct Line {
 }
 
 /// Namespace of the request ids of scenario lines.
-const SCENARIO_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f0c_3c1e_5a7b_4d2e_9b1f_2c8d_4e6a_7b90);
+const SCENARIO_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f0c_3c1e_5a7b_4d2e_9b1f_2c8d_4e6a_7b90);
 
 /// Parses a scenario into protobuf commands with their line numbers.
 pub fn parse_scenario(name: &str, text: &str) -> anyhow::Result<Vec<(usize, pb::Command)>> {
@@ -36,10 +37,18 @@ pub fn parse_scenario(name: &str, text: &str) -> anyhow::Result<Vec<(usize, pb::
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let words = shlex::split(line).with_context(|| format!("{name}:{number}: unbalanced quotes"))?;
-        let parsed = Line::try_parse_from(words).map_err(|e| anyhow::anyhow!("{name}:{number}: {}", e.render()))?;
-        let command = parsed.post.command().map_err(|e| anyhow::anyhow!("{name}:{number}: {e}"))?;
-        let request_id = uuid::Uuid::new_v5(&SCENARIO_NAMESPACE, format!("{name}\n{number}\n{line}").as_bytes());
+        let words =
+            shlex::split(line).with_context(|| format!("{name}:{number}: unbalanced quotes"))?;
+        let parsed = Line::try_parse_from(words)
+            .map_err(|e| anyhow::anyhow!("{name}:{number}: {}", e.render()))?;
+        let command = parsed
+            .post
+            .command()
+            .map_err(|e| anyhow::anyhow!("{name}:{number}: {e}"))?;
+        let request_id = uuid::Uuid::new_v5(
+            &SCENARIO_NAMESPACE,
+            format!("{name}\n{number}\n{line}").as_bytes(),
+        );
         let meta = api::CommandMeta::new(*request_id.as_bytes());
         commands.push((number, api::command_to_proto(&meta, &command)));
     }
@@ -47,14 +56,24 @@ pub fn parse_scenario(name: &str, text: &str) -> anyhow::Result<Vec<(usize, pb::
 }
 
 pub async fn load(global: &Global, file: &Path, quiet: bool) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let commands = parse_scenario(&name, &text)?;
     let lines: Vec<usize> = commands.iter().map(|(line, _)| *line).collect();
-    let bar = if quiet || global.json { ProgressBar::hidden() } else { ProgressBar::new(commands.len() as u64) };
+    let bar = if quiet || global.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(commands.len() as u64)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} commands {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} commands {per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut client = crate::connect(global).await?;
     let progress = bar.clone();
@@ -75,7 +94,10 @@ pub async fn load(global: &Global, file: &Path, quiet: bool) -> anyhow::Result<(
                 .and_then(|index| index.parse::<usize>().ok())
                 .and_then(|index| lines.get(index));
             let at = line.map_or_else(String::new, |line| format!("{name}:{line}: "));
-            return Err(anyhow::anyhow!("{at}{}", crate::output::status_error(status)));
+            return Err(anyhow::anyhow!(
+                "{at}{}",
+                crate::output::status_error(status)
+            ));
         }
     };
     crate::output::bulk_reply(global, &name, &reply)
@@ -88,7 +110,9 @@ mod tests {
     #[test]
     fn the_demo_scenarios_parse() {
         for file in ["kingsmere-2018-19.ics", "kingsmere-variant-b.ics"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/demo").join(file);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../deploy/demo")
+                .join(file);
             let text = std::fs::read_to_string(&path).expect("demo scenario");
             let commands = parse_scenario(file, &text).expect("parses");
             assert!(commands.len() > 300, "{file}: {} commands", commands.len());
@@ -103,7 +127,9 @@ mod tests {
                 .expect("parses")
                 .into_iter()
                 .map(|(_, c)| match c.command {
-                    Some(pb::command::Command::ClosePeriod(r)) => r.meta.map(|m| m.request_id).unwrap_or_default(),
+                    Some(pb::command::Command::ClosePeriod(r)) => {
+                        r.meta.map(|m| m.request_id).unwrap_or_default()
+                    }
                     other => panic!("unexpected {other:?}"),
                 })
                 .collect()
@@ -115,9 +141,17 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let error = parse_scenario("s.ics", "# comment\n\nclose-period --period 2018/19-M13\n").expect_err("bad month");
+        let error = parse_scenario("s.ics", "# comment\n\nclose-period --period 2018/19-M13\n")
+            .expect_err("bad month");
         assert!(error.to_string().starts_with("s.ics:3:"), "{error}");
-        let error = parse_scenario("s.ics", "raise-invoice --contract C1 --invoice I --period 2018/19-M1 --amount 1.234").expect_err("bad amount");
-        assert!(error.to_string().contains("more than two decimal places"), "{error}");
+        let error = parse_scenario(
+            "s.ics",
+            "raise-invoice --contract C1 --invoice I --period 2018/19-M1 --amount 1.234",
+        )
+        .expect_err("bad amount");
+        assert!(
+            error.to_string().contains("more than two decimal places"),
+            "{error}"
+        );
     }
 }

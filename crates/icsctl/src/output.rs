@@ -18,18 +18,26 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let details = status.get_error_details();
     if let Some(bad_request) = details.bad_request() {
         for violation in &bad_request.field_violations {
-            text.push_str(&format!("\n  field {}: {}", violation.field, violation.description));
+            text.push_str(&format!(
+                "\n  field {}: {}",
+                violation.field, violation.description
+            ));
         }
     }
     anyhow::anyhow!(text)
 }
 
 fn hash_hex(hash: &[u8]) -> String {
-    if hash.is_empty() { "-".to_string() } else { hex::encode(hash) }
+    if hash.is_empty() {
+        "-".to_string()
+    } else {
+        hex::encode(hash)
+    }
 }
 
 fn time_text(recorded_at_us: i64) -> String {
-    jiff::Timestamp::from_microsecond(recorded_at_us).map_or_else(|_| recorded_at_us.to_string(), |t| t.to_string())
+    jiff::Timestamp::from_microsecond(recorded_at_us)
+        .map_or_else(|_| recorded_at_us.to_string(), |t| t.to_string())
 }
 
 pub fn command_reply(global: &Global, reply: &pb::CommandReply) -> anyhow::Result<()> {
@@ -44,7 +52,11 @@ pub fn command_reply(global: &Global, reply: &pb::CommandReply) -> anyhow::Resul
         );
         return Ok(());
     }
-    let what = if reply.duplicate { "already recorded" } else { "recorded" };
+    let what = if reply.duplicate {
+        "already recorded"
+    } else {
+        "recorded"
+    };
     println!(
         "{what}: {} v{}..{} at sequence {}..{} ({})",
         reply.stream,
@@ -78,7 +90,11 @@ pub fn bulk_reply(global: &Global, name: &str, reply: &pb::BulkReply) -> anyhow:
 
 pub async fn head(global: &Global) -> anyhow::Result<()> {
     let mut client = crate::connect(global).await?;
-    let head = client.head(crate::request(global, pb::HeadRequest {})?).await.map_err(status_error)?.into_inner();
+    let head = client
+        .head(crate::request(global, pb::HeadRequest {})?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if global.json {
         println!(
             "{}",
@@ -91,33 +107,77 @@ pub async fn head(global: &Global) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).set_header(vec!["ledger head", ""]);
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_header(vec!["ledger head", ""]);
     table.add_row(vec!["sequence".to_string(), head.sequence.to_string()]);
     table.add_row(vec!["hash".to_string(), hash_hex(&head.hash)]);
-    table.add_row(vec!["system events".to_string(), head.system_events.to_string()]);
-    table.add_row(vec!["budget events".to_string(), head.budget_events.to_string()]);
-    table.add_row(vec!["funding events".to_string(), head.funding_events.to_string()]);
-    table.add_row(vec!["contract events".to_string(), head.contract_events.to_string()]);
+    table.add_row(vec![
+        "system events".to_string(),
+        head.system_events.to_string(),
+    ]);
+    table.add_row(vec![
+        "budget events".to_string(),
+        head.budget_events.to_string(),
+    ]);
+    table.add_row(vec![
+        "funding events".to_string(),
+        head.funding_events.to_string(),
+    ]);
+    table.add_row(vec![
+        "contract events".to_string(),
+        head.contract_events.to_string(),
+    ]);
     println!("{table}");
     Ok(())
 }
 
-pub async fn events(global: &Global, from: u64, limit: u64, follow: bool, stream: Option<String>) -> anyhow::Result<()> {
+pub async fn events(
+    global: &Global,
+    from: u64,
+    limit: u64,
+    follow: bool,
+    stream: Option<String>,
+) -> anyhow::Result<()> {
     let mut client = crate::connect(global).await?;
     let mut events = match stream {
         Some(stream) => {
-            let request = pb::ReadStreamRequest { stream, from_version: from, limit };
-            client.read_stream(crate::request(global, request)?).await.map_err(status_error)?.into_inner()
+            let request = pb::ReadStreamRequest {
+                stream,
+                from_version: from,
+                limit,
+            };
+            client
+                .read_stream(crate::request(global, request)?)
+                .await
+                .map_err(status_error)?
+                .into_inner()
         }
         None => {
-            let request = pb::ReadAllRequest { from_sequence: from, limit, follow };
-            client.read_all(crate::request(global, request)?).await.map_err(status_error)?.into_inner()
+            let request = pb::ReadAllRequest {
+                from_sequence: from,
+                limit,
+                follow,
+            };
+            client
+                .read_all(crate::request(global, request)?)
+                .await
+                .map_err(status_error)?
+                .into_inner()
         }
     };
     // Followed logs print line by line; finite reads print one table.
     let mut table = (!global.json && !follow).then(|| {
         let mut table = Table::new();
-        table.load_style(UTF8_FULL_CONDENSED).set_header(vec!["seq", "recorded at", "stream", "ver", "event", "period", "actor"]);
+        table.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+            "seq",
+            "recorded at",
+            "stream",
+            "ver",
+            "event",
+            "period",
+            "actor",
+        ]);
         table
     });
     while let Some(event) = events.next().await {
@@ -144,9 +204,13 @@ fn event_row(event: &pb::RecordedEvent) -> Vec<String> {
         event.stream.clone(),
         event.version.to_string(),
         event.event_type.clone(),
-        event.effective_period.as_ref().map_or_else(String::new, |p| {
-            api::period_from_proto(Some(*p), "effective_period").map_or_else(|_| format!("{p:?}"), |p| p.to_string())
-        }),
+        event
+            .effective_period
+            .as_ref()
+            .map_or_else(String::new, |p| {
+                api::period_from_proto(Some(*p), "effective_period")
+                    .map_or_else(|_| format!("{p:?}"), |p| p.to_string())
+            }),
         event.actor.clone(),
     ]
 }
@@ -154,7 +218,9 @@ fn event_row(event: &pb::RecordedEvent) -> Vec<String> {
 /// One event as a JSON object: the envelope, and the payload in the domain's own shape.
 fn event_json(event: pb::RecordedEvent) -> anyhow::Result<serde_json::Value> {
     let payload = match event.event {
-        Some(e) => serde_json::to_value(api::event_from_proto(e).map_err(|e| anyhow::anyhow!("undecodable event: {e}"))?)?,
+        Some(e) => serde_json::to_value(
+            api::event_from_proto(e).map_err(|e| anyhow::anyhow!("undecodable event: {e}"))?,
+        )?,
         None => serde_json::Value::Null,
     };
     Ok(json!({
@@ -167,11 +233,24 @@ fn event_json(event: pb::RecordedEvent) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Compares what JetStream holds with the ledger head.
-pub async fn bus_status(global: &Global, nats_url: &str, system: &str, stream_name: &str, wait: bool, timeout: Duration) -> anyhow::Result<()> {
+pub async fn bus_status(
+    global: &Global,
+    nats_url: &str,
+    system: &str,
+    stream_name: &str,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let system = domain::SystemId::new(system).map_err(|e| anyhow::anyhow!("--system {e}"))?;
     let mut ledger = crate::connect(global).await?;
-    let head = ledger.head(crate::request(global, pb::HeadRequest {})?).await.map_err(status_error)?.into_inner();
-    let client = bus::connect(nats_url, "icsctl").await.context("connecting to NATS")?;
+    let head = ledger
+        .head(crate::request(global, pb::HeadRequest {})?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let client = bus::connect(nats_url, "icsctl")
+        .await
+        .context("connecting to NATS")?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     let (messages, last) = loop {
@@ -183,8 +262,10 @@ pub async fn bus_status(global: &Global, nats_url: &str, system: &str, stream_na
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (last_sequence, last_hash) = last.map_or((0, String::new()), |l| (l.sequence, hex::encode(l.hash)));
-    let agrees = last_sequence == head.sequence && (head.sequence == 0 || last_hash == hex::encode(&head.hash));
+    let (last_sequence, last_hash) =
+        last.map_or((0, String::new()), |l| (l.sequence, hex::encode(l.hash)));
+    let agrees = last_sequence == head.sequence
+        && (head.sequence == 0 || last_hash == hex::encode(&head.hash));
     if global.json {
         println!(
             "{}",
@@ -195,15 +276,27 @@ pub async fn bus_status(global: &Global, nats_url: &str, system: &str, stream_na
         );
     } else {
         let mut table = Table::new();
-        table.load_style(UTF8_FULL_CONDENSED).set_header(vec![format!("JetStream stream {stream_name}"), String::new()]);
+        table.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+            format!("JetStream stream {stream_name}"),
+            String::new(),
+        ]);
         table.add_row(vec!["messages".to_string(), messages.to_string()]);
-        table.add_row(vec!["last message's ledger sequence".to_string(), last_sequence.to_string()]);
+        table.add_row(vec![
+            "last message's ledger sequence".to_string(),
+            last_sequence.to_string(),
+        ]);
         table.add_row(vec!["last message's hash".to_string(), last_hash]);
-        table.add_row(vec!["agrees with the ledger head".to_string(), if agrees { "yes" } else { "NO" }.to_string()]);
+        table.add_row(vec![
+            "agrees with the ledger head".to_string(),
+            if agrees { "yes" } else { "NO" }.to_string(),
+        ]);
         println!("{table}");
     }
     if !agrees {
-        anyhow::bail!("JetStream does not hold the ledger head (sequence {})", head.sequence);
+        anyhow::bail!(
+            "JetStream does not hold the ledger head (sequence {})",
+            head.sequence
+        );
     }
     Ok(())
 }

@@ -12,9 +12,13 @@ pub fn pounds(text: &str) -> Result<Pence, String> {
 
 /// `50%`, `2.5%`, `91.00%` → basis points. More than two decimals is an error.
 pub fn percent(text: &str) -> Result<BasisPoints, String> {
-    let number = text.trim().strip_suffix('%').ok_or_else(|| format!("'{text}' is not a percentage like 2.50%"))?;
+    let number = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("'{text}' is not a percentage like 2.50%"))?;
     // A percentage with two decimals is a number of basis points, just as pounds are pence.
-    let bp = Pence::parse_pounds(number).map_err(|_| format!("'{text}' is not a percentage like 2.50% (at most two decimals)"))?;
+    let bp = Pence::parse_pounds(number)
+        .map_err(|_| format!("'{text}' is not a percentage like 2.50% (at most two decimals)"))?;
     match u32::try_from(bp.get()) {
         Ok(bp) => Ok(BasisPoints::new(bp)),
         Err(_) => Err(format!("'{text}' is out of range")),
@@ -31,7 +35,9 @@ pub fn year(text: &str) -> Result<FinancialYear, String> {
 
 pub fn quarter(text: &str) -> Result<Quarter, String> {
     let number = text.trim_start_matches(['Q', 'q']);
-    let n: u32 = number.parse().map_err(|_| format!("'{text}' is not a quarter 1..4"))?;
+    let n: u32 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a quarter 1..4"))?;
     Quarter::new(n).map_err(|e| e.to_string())
 }
 
@@ -48,10 +54,15 @@ pub fn text(text: &str) -> Result<Text, String> {
 }
 
 /// `a=1,b=2` → map; every key must be one of `allowed`, none twice.
-pub fn key_values<'a>(text: &'a str, allowed: &[&str]) -> Result<BTreeMap<&'a str, &'a str>, String> {
+pub fn key_values<'a>(
+    text: &'a str,
+    allowed: &[&str],
+) -> Result<BTreeMap<&'a str, &'a str>, String> {
     let mut map = BTreeMap::new();
     for pair in text.split(',').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not key=value"))?;
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not key=value"))?;
         if !allowed.contains(&key) {
             return Err(format!("'{key}' is not one of {}", allowed.join(", ")));
         }
@@ -64,11 +75,15 @@ pub fn key_values<'a>(text: &'a str, allowed: &[&str]) -> Result<BTreeMap<&'a st
 
 /// A required key of a `key=value` list.
 pub fn required<'a>(map: &BTreeMap<&str, &'a str>, key: &str) -> Result<&'a str, String> {
-    map.get(key).copied().ok_or_else(|| format!("'{key}=' is missing"))
+    map.get(key)
+        .copied()
+        .ok_or_else(|| format!("'{key}=' is missing"))
 }
 
 pub fn count(text: &str) -> Result<u64, String> {
-    text.replace(',', "").parse().map_err(|_| format!("'{text}' is not a whole number"))
+    text.replace(',', "")
+        .parse()
+        .map_err(|_| format!("'{text}' is not a whole number"))
 }
 
 #[cfg(test)]

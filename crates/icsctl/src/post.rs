@@ -9,8 +9,8 @@ use domain::contract::PaymentModel;
 use domain::fund::{Condition, ConditionKind, Evidence, Figures, Recipient};
 use domain::system::{CounterpartyBalance, Metric, MonthlyReturn};
 use domain::{
-    BasisPoints, BudgetCommand, Code, Command, ContractCommand, FinancialYear, FundCommand, MemberCode, MemberKind, Pence,
-    Period, Quarter, SystemCommand, SystemId, Text,
+    BasisPoints, BudgetCommand, Code, Command, ContractCommand, FinancialYear, FundCommand,
+    MemberCode, MemberKind, Pence, Period, Quarter, SystemCommand, SystemId, Text,
 };
 
 use crate::parse;
@@ -381,7 +381,10 @@ impl ModelArgs {
             });
         }
         if let Some(text) = &self.capitation {
-            let kv = parse::key_values(text, &["per-head", "population", "gain-share", "loss-share"])?;
+            let kv = parse::key_values(
+                text,
+                &["per-head", "population", "gain-share", "loss-share"],
+            )?;
             return Ok(PaymentModel::Capitation {
                 per_head: parse::pounds(parse::required(&kv, "per-head")?)?,
                 population: parse::count(parse::required(&kv, "population")?)?,
@@ -404,43 +407,160 @@ impl Post {
     /// The domain command this subcommand posts.
     pub fn command(&self) -> Result<Command, String> {
         let system = |c| Ok(Command::System(c));
-        let budget = |code: &Code, command| Ok(Command::Budget { budget: code.clone(), command });
-        let fund = |code: &Code, command| Ok(Command::Fund { fund: code.clone(), command });
-        let contract = |code: &Code, command| Ok(Command::Contract { contract: code.clone(), command });
+        let budget = |code: &Code, command| {
+            Ok(Command::Budget {
+                budget: code.clone(),
+                command,
+            })
+        };
+        let fund = |code: &Code, command| {
+            Ok(Command::Fund {
+                fund: code.clone(),
+                command,
+            })
+        };
+        let contract = |code: &Code, command| {
+            Ok(Command::Contract {
+                contract: code.clone(),
+                command,
+            })
+        };
         match self.clone() {
-            Post::EstablishSystem { system: id, name, first_year } => {
+            Post::EstablishSystem {
+                system: id,
+                name,
+                first_year,
+            } => {
                 let id = SystemId::new(id).map_err(|e| format!("system {e}"))?;
-                system(SystemCommand::Establish { system: id, name, first_year })
+                system(SystemCommand::Establish {
+                    system: id,
+                    name,
+                    first_year,
+                })
             }
-            Post::AdmitMember { member, name, kind, in_control_total } => {
-                system(SystemCommand::AdmitMember { member, name, kind, in_control_total })
-            }
-            Post::AgreePlan { member, year, income, expenditure } => system(SystemCommand::AgreePlan { member, year, income, expenditure }),
-            Post::SubmitReturn { member, period, income, expenditure, balances } => {
-                system(SystemCommand::SubmitReturn(MonthlyReturn { member, period, income, expenditure, balances }))
-            }
-            Post::ReportMetric { member, period, metric, value } => {
+            Post::AdmitMember {
+                member,
+                name,
+                kind,
+                in_control_total,
+            } => system(SystemCommand::AdmitMember {
+                member,
+                name,
+                kind,
+                in_control_total,
+            }),
+            Post::AgreePlan {
+                member,
+                year,
+                income,
+                expenditure,
+            } => system(SystemCommand::AgreePlan {
+                member,
+                year,
+                income,
+                expenditure,
+            }),
+            Post::SubmitReturn {
+                member,
+                period,
+                income,
+                expenditure,
+                balances,
+            } => system(SystemCommand::SubmitReturn(MonthlyReturn {
+                member,
+                period,
+                income,
+                expenditure,
+                balances,
+            })),
+            Post::ReportMetric {
+                member,
+                period,
+                metric,
+                value,
+            } => {
                 let value = match metric {
                     Metric::AeFourHour => i64::from(parse::percent(&value)?.get()),
-                    _ => i64::try_from(parse::count(&value)?).map_err(|_| format!("'{value}' is too large"))?,
+                    _ => i64::try_from(parse::count(&value)?)
+                        .map_err(|_| format!("'{value}' is too large"))?,
                 };
-                system(SystemCommand::ReportMetric { member, period, metric, value })
+                system(SystemCommand::ReportMetric {
+                    member,
+                    period,
+                    metric,
+                    value,
+                })
             }
             Post::ClosePeriod { period } => system(SystemCommand::ClosePeriod { period }),
-            Post::EstablishBudget { budget: code, name, host, year, partners, schemes, overspend_shares, underspend_shares } => budget(
+            Post::EstablishBudget {
+                budget: code,
+                name,
+                host,
+                year,
+                partners,
+                schemes,
+                overspend_shares,
+                underspend_shares,
+            } => budget(
                 &code,
-                BudgetCommand::Establish { name, host, year, partners, schemes, overspend_shares, underspend_shares },
+                BudgetCommand::Establish {
+                    name,
+                    host,
+                    year,
+                    partners,
+                    schemes,
+                    overspend_shares,
+                    underspend_shares,
+                },
             ),
-            Post::Pledge { budget: code, partner, amount, ring_fenced } => {
-                budget(&code, BudgetCommand::Pledge { partner, amount, ring_fenced_scheme: ring_fenced })
-            }
-            Post::PayContribution { budget: code, partner, period, amount } => {
-                budget(&code, BudgetCommand::PayContribution { partner, period, amount })
-            }
-            Post::RecordSpend { budget: code, scheme, period, amount, corrects } => {
-                budget(&code, BudgetCommand::RecordSpend { scheme, period, amount, corrects })
-            }
-            Post::VaryBudget { budget: code, reason, overspend_shares, underspend_shares, add_schemes } => budget(
+            Post::Pledge {
+                budget: code,
+                partner,
+                amount,
+                ring_fenced,
+            } => budget(
+                &code,
+                BudgetCommand::Pledge {
+                    partner,
+                    amount,
+                    ring_fenced_scheme: ring_fenced,
+                },
+            ),
+            Post::PayContribution {
+                budget: code,
+                partner,
+                period,
+                amount,
+            } => budget(
+                &code,
+                BudgetCommand::PayContribution {
+                    partner,
+                    period,
+                    amount,
+                },
+            ),
+            Post::RecordSpend {
+                budget: code,
+                scheme,
+                period,
+                amount,
+                corrects,
+            } => budget(
+                &code,
+                BudgetCommand::RecordSpend {
+                    scheme,
+                    period,
+                    amount,
+                    corrects,
+                },
+            ),
+            Post::VaryBudget {
+                budget: code,
+                reason,
+                overspend_shares,
+                underspend_shares,
+                add_schemes,
+            } => budget(
                 &code,
                 BudgetCommand::Vary {
                     reason,
@@ -449,44 +569,190 @@ impl Post {
                     add_schemes,
                 },
             ),
-            Post::SettleRiskShare { budget: code, period } => budget(&code, BudgetCommand::SettleRiskShare { period }),
-            Post::CloseBudget { budget: code, period } => budget(&code, BudgetCommand::Close { period }),
-            Post::AllocateFund { fund: code, name, year, recipients, conditions } => {
-                fund(&code, FundCommand::Allocate { name, year, recipients, conditions })
-            }
-            Post::AssessTranche { fund: code, quarter, evidence } => fund(&code, FundCommand::AssessTranche { quarter, evidence }),
-            Post::PayTranche { fund: code, quarter, period } => fund(&code, FundCommand::PayTranche { quarter, period }),
-            Post::ClawBack { fund: code, quarter, member, period, amount, reason } => {
-                fund(&code, FundCommand::ClawBack { quarter, member, period, amount, reason })
-            }
-            Post::AgreeContract { contract: code, commissioner, provider, year, model, description } => {
-                contract(&code, ContractCommand::Agree { commissioner, provider, year, model: model.model()?, description })
-            }
-            Post::VaryContract { contract: code, period, reason, model } => {
-                contract(&code, ContractCommand::Vary { period, reason, model: model.model()? })
-            }
-            Post::RecordActivity { contract: code, period, units, corrects } => {
-                contract(&code, ContractCommand::RecordActivity { period, units, corrects })
-            }
-            Post::RaiseInvoice { contract: code, invoice, period, amount, corrects } => {
-                contract(&code, ContractCommand::RaiseInvoice { invoice, period, amount, corrects })
-            }
-            Post::RecordPayment { contract: code, invoice, period, amount } => {
-                contract(&code, ContractCommand::RecordPayment { invoice, period, amount })
-            }
-            Post::RaiseDispute { contract: code, dispute, invoice, period, amount, reason } => {
-                contract(&code, ContractCommand::RaiseDispute { dispute, invoice, period, amount, reason })
-            }
-            Post::ResolveDispute { contract: code, dispute, period, provider_keeps, resolution } => {
-                contract(&code, ContractCommand::ResolveDispute { dispute, period, provider_keeps, resolution })
-            }
-            Post::ReconcileCquin { contract: code, period, achievement } => {
-                contract(&code, ContractCommand::ReconcileCquin { period, achievement })
-            }
-            Post::RecordAdjustment { contract: code, period, amount, reason, corrects } => {
-                contract(&code, ContractCommand::RecordAdjustment { period, amount, reason, corrects })
-            }
-            Post::TerminateContract { contract: code, period, reason } => contract(&code, ContractCommand::Terminate { period, reason }),
+            Post::SettleRiskShare {
+                budget: code,
+                period,
+            } => budget(&code, BudgetCommand::SettleRiskShare { period }),
+            Post::CloseBudget {
+                budget: code,
+                period,
+            } => budget(&code, BudgetCommand::Close { period }),
+            Post::AllocateFund {
+                fund: code,
+                name,
+                year,
+                recipients,
+                conditions,
+            } => fund(
+                &code,
+                FundCommand::Allocate {
+                    name,
+                    year,
+                    recipients,
+                    conditions,
+                },
+            ),
+            Post::AssessTranche {
+                fund: code,
+                quarter,
+                evidence,
+            } => fund(&code, FundCommand::AssessTranche { quarter, evidence }),
+            Post::PayTranche {
+                fund: code,
+                quarter,
+                period,
+            } => fund(&code, FundCommand::PayTranche { quarter, period }),
+            Post::ClawBack {
+                fund: code,
+                quarter,
+                member,
+                period,
+                amount,
+                reason,
+            } => fund(
+                &code,
+                FundCommand::ClawBack {
+                    quarter,
+                    member,
+                    period,
+                    amount,
+                    reason,
+                },
+            ),
+            Post::AgreeContract {
+                contract: code,
+                commissioner,
+                provider,
+                year,
+                model,
+                description,
+            } => contract(
+                &code,
+                ContractCommand::Agree {
+                    commissioner,
+                    provider,
+                    year,
+                    model: model.model()?,
+                    description,
+                },
+            ),
+            Post::VaryContract {
+                contract: code,
+                period,
+                reason,
+                model,
+            } => contract(
+                &code,
+                ContractCommand::Vary {
+                    period,
+                    reason,
+                    model: model.model()?,
+                },
+            ),
+            Post::RecordActivity {
+                contract: code,
+                period,
+                units,
+                corrects,
+            } => contract(
+                &code,
+                ContractCommand::RecordActivity {
+                    period,
+                    units,
+                    corrects,
+                },
+            ),
+            Post::RaiseInvoice {
+                contract: code,
+                invoice,
+                period,
+                amount,
+                corrects,
+            } => contract(
+                &code,
+                ContractCommand::RaiseInvoice {
+                    invoice,
+                    period,
+                    amount,
+                    corrects,
+                },
+            ),
+            Post::RecordPayment {
+                contract: code,
+                invoice,
+                period,
+                amount,
+            } => contract(
+                &code,
+                ContractCommand::RecordPayment {
+                    invoice,
+                    period,
+                    amount,
+                },
+            ),
+            Post::RaiseDispute {
+                contract: code,
+                dispute,
+                invoice,
+                period,
+                amount,
+                reason,
+            } => contract(
+                &code,
+                ContractCommand::RaiseDispute {
+                    dispute,
+                    invoice,
+                    period,
+                    amount,
+                    reason,
+                },
+            ),
+            Post::ResolveDispute {
+                contract: code,
+                dispute,
+                period,
+                provider_keeps,
+                resolution,
+            } => contract(
+                &code,
+                ContractCommand::ResolveDispute {
+                    dispute,
+                    period,
+                    provider_keeps,
+                    resolution,
+                },
+            ),
+            Post::ReconcileCquin {
+                contract: code,
+                period,
+                achievement,
+            } => contract(
+                &code,
+                ContractCommand::ReconcileCquin {
+                    period,
+                    achievement,
+                },
+            ),
+            Post::RecordAdjustment {
+                contract: code,
+                period,
+                amount,
+                reason,
+                corrects,
+            } => contract(
+                &code,
+                ContractCommand::RecordAdjustment {
+                    period,
+                    amount,
+                    reason,
+                    corrects,
+                },
+            ),
+            Post::TerminateContract {
+                contract: code,
+                period,
+                reason,
+            } => contract(&code, ContractCommand::Terminate { period, reason }),
         }
     }
 }
@@ -507,7 +773,9 @@ fn metric(text: &str) -> Result<Metric, String> {
 
 /// `KCCG:income=7000000,payables=12.50`
 fn balance(text: &str) -> Result<CounterpartyBalance, String> {
-    let (member, rest) = text.split_once(':').ok_or_else(|| format!("'{text}' is not MEMBER:key=value,…"))?;
+    let (member, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not MEMBER:key=value,…"))?;
     let kv = parse::key_values(rest, &["income", "expenditure", "receivables", "payables"])?;
     let amount = |key: &str| kv.get(key).map_or(Ok(Pence::ZERO), |v| parse::pounds(v));
     Ok(CounterpartyBalance {
@@ -523,55 +791,90 @@ fn balance(text: &str) -> Result<CounterpartyBalance, String> {
 fn scheme(text: &str) -> Result<Scheme, String> {
     let mut parts = text.splitn(3, ':');
     let code = parse::code(parts.next().unwrap_or_default())?;
-    let name = parse::text(parts.next().ok_or_else(|| format!("'{text}' is not CODE:Name[:ring-fenced]"))?)?;
+    let name = parse::text(
+        parts
+            .next()
+            .ok_or_else(|| format!("'{text}' is not CODE:Name[:ring-fenced]"))?,
+    )?;
     let ring_fenced = match parts.next() {
         None => false,
         Some("ring-fenced") => true,
         Some(other) => return Err(format!("'{other}' should be 'ring-fenced' or left out")),
     };
-    Ok(Scheme { scheme: code, name, ring_fenced })
+    Ok(Scheme {
+        scheme: code,
+        name,
+        ring_fenced,
+    })
 }
 
 /// `KCCG:50%`
 fn share(text: &str) -> Result<Share, String> {
-    let (member, percent) = text.split_once(':').ok_or_else(|| format!("'{text}' is not MEMBER:PERCENT"))?;
-    Ok(Share { member: parse::member(member)?, share: parse::percent(percent)? })
+    let (member, percent) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not MEMBER:PERCENT"))?;
+    Ok(Share {
+        member: parse::member(member)?,
+        share: parse::percent(percent)?,
+    })
 }
 
 /// `KHFT:4800000`
 fn recipient(text: &str) -> Result<Recipient, String> {
-    let (member, amount) = text.split_once(':').ok_or_else(|| format!("'{text}' is not MEMBER:AMOUNT"))?;
-    Ok(Recipient { member: parse::member(member)?, allocation: parse::pounds(amount)? })
+    let (member, amount) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not MEMBER:AMOUNT"))?;
+    Ok(Recipient {
+        member: parse::member(member)?,
+        allocation: parse::pounds(amount)?,
+    })
 }
 
 /// `FIN:system-finance:70%` or `AE:ae-four-hour>=90%:30%`
 fn condition(text: &str) -> Result<Condition, String> {
-    let bad = || format!("'{text}' is not CODE:system-finance:WEIGHT or CODE:ae-four-hour>=THRESHOLD:WEIGHT");
+    let bad = || {
+        format!("'{text}' is not CODE:system-finance:WEIGHT or CODE:ae-four-hour>=THRESHOLD:WEIGHT")
+    };
     let mut parts = text.split(':');
-    let (Some(code), Some(kind), Some(weight), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(code), Some(kind), Some(weight), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let kind = if kind == "system-finance" {
         ConditionKind::SystemFinance
     } else if let Some(threshold) = kind.strip_prefix("ae-four-hour>=") {
-        ConditionKind::AeFourHour { threshold: parse::percent(threshold)? }
+        ConditionKind::AeFourHour {
+            threshold: parse::percent(threshold)?,
+        }
     } else {
         return Err(bad());
     };
-    Ok(Condition { condition: parse::code(code)?, kind, weight: parse::percent(weight)? })
+    Ok(Condition {
+        condition: parse::code(code)?,
+        kind,
+        weight: parse::percent(weight)?,
+    })
 }
 
 /// `FIN:actual=-1800000,control-total=-1800000` or `AE:performance=91.00%`
 fn evidence(text: &str) -> Result<Evidence, String> {
-    let (code, rest) = text.split_once(':').ok_or_else(|| format!("'{text}' is not CODE:key=value,…"))?;
+    let (code, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not CODE:key=value,…"))?;
     let kv = parse::key_values(rest, &["actual", "control-total", "performance"])?;
     let figures = if let Some(performance) = kv.get("performance") {
-        Figures::AeFourHour { performance: parse::percent(performance)? }
+        Figures::AeFourHour {
+            performance: parse::percent(performance)?,
+        }
     } else {
         Figures::SystemFinance {
             actual_ytd: parse::pounds(parse::required(&kv, "actual")?)?,
             control_total_ytd: parse::pounds(parse::required(&kv, "control-total")?)?,
         }
     };
-    Ok(Evidence { condition: parse::code(code)?, figures })
+    Ok(Evidence {
+        condition: parse::code(code)?,
+        figures,
+    })
 }

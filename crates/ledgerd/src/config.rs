@@ -85,12 +85,16 @@ impl Default for Config {
 
 impl Config {
     /// Defaults ← file ← environment ← flags.
-    pub fn load(flags: &Flags) -> Result<Config, figment::Error> {
+    pub fn load(flags: &Flags) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &flags.config {
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment.merge(Env::prefixed("LEDGERD_")).merge(Serialized::defaults(flags)).extract()
+        figment
+            .merge(Env::prefixed("LEDGERD_"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)
     }
 
     pub fn duplicate_window(&self) -> Duration {
@@ -103,19 +107,30 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("ledgerd.toml", "system = \"from-file\"\nlisten = \"127.0.0.1:7000\"\nrelay_window_events = 64\n")?;
+            jail.create_file(
+                "ledgerd.toml",
+                "system = \"from-file\"\nlisten = \"127.0.0.1:7000\"\nrelay_window_events = 64\n",
+            )?;
             jail.set_env("LEDGERD_SYSTEM", "from-env");
-            let flags = Flags { config: Some("ledgerd.toml".into()), data_dir: Some("/tmp/x".into()), ..Flags::default() };
-            let config = Config::load(&flags)?;
+            let flags = Flags {
+                config: Some("ledgerd.toml".into()),
+                data_dir: Some("/tmp/x".into()),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).map_err(|e| *e)?;
             assert_eq!(config.system, "from-env");
             assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7000)));
             assert_eq!(config.relay_window_events, 64);
             assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
             assert_eq!(config.duplicate_window_s, 120);
-            let flags = Flags { system: Some("from-flag".into()), ..flags };
-            assert_eq!(Config::load(&flags)?.system, "from-flag");
+            let flags = Flags {
+                system: Some("from-flag".into()),
+                ..flags
+            };
+            assert_eq!(Config::load(&flags).map_err(|e| *e)?.system, "from-flag");
             Ok(())
         });
     }

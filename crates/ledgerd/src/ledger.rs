@@ -23,7 +23,9 @@ use domain::{Command, DomainError, Event, Family, Ledger as DomainLedger, Stream
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
-use store::{AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
+use store::{
+    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
+};
 use tokio::sync::Mutex;
 
 /// The store, with the domain's event type.
@@ -41,7 +43,11 @@ pub enum SubmitError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("{stream} is at version {actual}, not the expected {expected}")]
-    WrongExpectedVersion { stream: String, expected: u64, actual: u64 },
+    WrongExpectedVersion {
+        stream: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("request id {0} was already used for a different command")]
     RequestIdReused(String),
     #[error("the ledger stopped accepting commands after a storage failure; restart it")]
@@ -107,18 +113,30 @@ impl Ledger {
             let Some(last) = page.last() else { break };
             next = last.sequence + 1;
             for recorded in &page {
-                state.apply(&recorded.payload).map_err(|e| RecoverError::Replay { sequence: recorded.sequence, reason: e.to_string() })?;
+                state
+                    .apply(&recorded.payload)
+                    .map_err(|e| RecoverError::Replay {
+                        sequence: recorded.sequence,
+                        reason: e.to_string(),
+                    })?;
                 versions.insert(recorded.payload.stream(), recorded.version);
                 counts.add(recorded.payload.family(), 1);
             }
         }
         let head = store.head();
         if next != head.sequence + 1 {
-            return Err(RecoverError::Replay { sequence: next, reason: format!("replay ended before the head {}", head.sequence) });
+            return Err(RecoverError::Replay {
+                sequence: next,
+                reason: format!("replay ended before the head {}", head.sequence),
+            });
         }
         Ok(Ledger {
             store,
-            core: Arc::new(Mutex::new(Core { state, versions, in_flight: HashMap::new() })),
+            core: Arc::new(Mutex::new(Core {
+                state,
+                versions,
+                in_flight: HashMap::new(),
+            })),
             poisoned: Arc::new(AtomicBool::new(false)),
             counts: Arc::new(counts),
         })
@@ -136,7 +154,12 @@ impl Ledger {
     ///
     /// Split from [`Ledger::submit`] so a bulk load can queue many commands in order and await
     /// their flushes together.
-    pub async fn enqueue(&self, meta: CommandMeta, actor: &str, command: Command) -> Result<SharedPending, SubmitError> {
+    pub async fn enqueue(
+        &self,
+        meta: CommandMeta,
+        actor: &str,
+        command: Command,
+    ) -> Result<SharedPending, SubmitError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(SubmitError::Poisoned);
         }
@@ -149,11 +172,18 @@ impl Ledger {
             }
             return Ok(pending.clone());
         }
-        if let Some(record) = self.store.lookup_request(&meta.request_id).map_err(store_error)? {
+        if let Some(record) = self
+            .store
+            .lookup_request(&meta.request_id)
+            .map_err(store_error)?
+        {
             if record.command_hash != command_hash {
                 return Err(SubmitError::RequestIdReused(uuid_text(&meta.request_id)));
             }
-            let outcome = AppendOutcome { duplicate: true, ..record.outcome };
+            let outcome = AppendOutcome {
+                duplicate: true,
+                ..record.outcome
+            };
             return Ok(futures::future::ready(Ok(outcome)).boxed().shared());
         }
 
@@ -162,7 +192,11 @@ impl Ledger {
         if let Some(expected) = meta.expected_version
             && expected != current
         {
-            return Err(SubmitError::WrongExpectedVersion { stream: stream.to_string(), expected, actual: current });
+            return Err(SubmitError::WrongExpectedVersion {
+                stream: stream.to_string(),
+                expected,
+                actual: current,
+            });
         }
 
         let events = core.state.decide(&command)?;
@@ -178,7 +212,11 @@ impl Ledger {
             request_id: meta.request_id,
             command_hash,
             stream: stream.to_string(),
-            expected_version: if current == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(current) },
+            expected_version: if current == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(current)
+            },
             actor: actor.to_string(),
             correlation_id: meta.correlation_or_request_id(),
             events: events.iter().map(new_event).collect(),
@@ -214,14 +252,21 @@ impl Ledger {
         .boxed()
         .shared();
         if core.in_flight.len() >= IN_FLIGHT_PRUNE_AT {
-            core.in_flight.retain(|_, (_, pending)| pending.peek().is_none());
+            core.in_flight
+                .retain(|_, (_, pending)| pending.peek().is_none());
         }
-        core.in_flight.insert(meta.request_id, (command_hash, shared.clone()));
+        core.in_flight
+            .insert(meta.request_id, (command_hash, shared.clone()));
         Ok(shared)
     }
 
     /// Decides, appends and waits until the events are on disk.
-    pub async fn submit(&self, meta: CommandMeta, actor: &str, command: Command) -> Result<AppendOutcome, SubmitError> {
+    pub async fn submit(
+        &self,
+        meta: CommandMeta,
+        actor: &str,
+        command: Command,
+    ) -> Result<AppendOutcome, SubmitError> {
         let pending = self.enqueue(meta, actor, command).await?;
         pending.await.map_err(|shared| match shared.as_ref() {
             SubmitError::Store(message) => SubmitError::Store(message.clone()),
@@ -232,7 +277,10 @@ impl Ledger {
 
     fn poison(&self, reason: &str) {
         if !self.poisoned.swap(true, Ordering::AcqRel) {
-            tracing::error!(reason, "event store failed; refusing further commands until restart");
+            tracing::error!(
+                reason,
+                "event store failed; refusing further commands until restart"
+            );
         }
     }
 
@@ -262,7 +310,8 @@ fn new_event(event: &Event) -> NewEvent<Event> {
 /// SHA-256 of the command's canonical encoding: what a resend must match.
 fn command_hash(command: &Command) -> [u8; 32] {
     // Encoding a value of a serde-derived type into a Vec cannot fail.
-    let bytes = bincode::serde::encode_to_vec(command, bincode::config::standard()).unwrap_or_default();
+    let bytes =
+        bincode::serde::encode_to_vec(command, bincode::config::standard()).unwrap_or_default();
     Sha256::digest(&bytes).into()
 }
 
@@ -278,9 +327,13 @@ fn append_error(error: AppendError) -> SubmitError {
     match error {
         AppendError::WrongExpectedVersion { stream, actual, .. } => {
             // The decider tracks versions itself, so the store disagreeing means they diverged.
-            SubmitError::Store(format!("store and ledger disagree on the version of {stream} (store has {actual})"))
+            SubmitError::Store(format!(
+                "store and ledger disagree on the version of {stream} (store has {actual})"
+            ))
         }
-        AppendError::RequestIdReused { request_id } => SubmitError::RequestIdReused(uuid_text(&request_id)),
+        AppendError::RequestIdReused { request_id } => {
+            SubmitError::RequestIdReused(uuid_text(&request_id))
+        }
         other => SubmitError::Store(other.to_string()),
     }
 }

@@ -38,7 +38,12 @@ pub struct RelaySettings {
 }
 
 /// Runs until `shutdown` is cancelled.
-pub async fn run(store: Store, client: async_nats::Client, settings: RelaySettings, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    client: async_nats::Client,
+    settings: RelaySettings,
+    shutdown: CancellationToken,
+) {
     let js = bus::jetstream(client);
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -76,7 +81,9 @@ async fn relay_until_error(
     shutdown: &CancellationToken,
 ) -> Result<(), RelayError> {
     bus::ensure_stream(js, &settings.stream).await?;
-    let in_stream = bus::last_published_sequence(js, &settings.stream.name, &settings.system).await?.unwrap_or(0);
+    let in_stream = bus::last_published_sequence(js, &settings.stream.name, &settings.system)
+        .await?
+        .unwrap_or(0);
     let mut cursor = store.cursor(CURSOR)?.max(in_stream);
     tracing::info!(cursor, in_stream, "relay resuming");
     let publisher = Publisher::new(js.clone());

@@ -17,12 +17,19 @@ use crate::relay::{self, RelaySettings};
 use crate::service::{LedgerApi, Limits};
 
 /// Runs ledgerd on `listener` until `shutdown` resolves.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let system = SystemId::new(config.system.clone()).map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let system = SystemId::new(config.system.clone())
+        .map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.batch_events_max = config.batch_events_max;
-    let store = EventStore::open(store_config).with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
+    let store = EventStore::open(store_config)
+        .with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
     let ledger = Ledger::recover(store.clone()).context("rebuilding the ledger from its log")?;
     let head = store.head();
     tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
@@ -30,7 +37,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let stop = CancellationToken::new();
     let relay_task = match (&config.nats_url, config.no_relay) {
         (Some(url), false) => {
-            let client = bus::connect(url, &format!("ledgerd-{system}")).await.context("connecting to NATS")?;
+            let client = bus::connect(url, &format!("ledgerd-{system}"))
+                .await
+                .context("connecting to NATS")?;
             let settings = RelaySettings {
                 system: system.clone(),
                 stream: bus::StreamSettings {
@@ -40,7 +49,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
                 },
                 window_events: config.relay_window_events,
             };
-            Some(tokio::spawn(relay::run(store.clone(), client, settings, stop.clone())))
+            Some(tokio::spawn(relay::run(
+                store.clone(),
+                client,
+                settings,
+                stop.clone(),
+            )))
         }
         _ => {
             tracing::warn!("no NATS URL configured: events are recorded but not relayed");
@@ -49,12 +63,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+    health_reporter
+        .set_serving::<LedgerServiceServer<LedgerApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let limits = Limits { bulk_commands_max: config.bulk_commands_max, read_page_events: config.read_page_events };
+    let limits = Limits {
+        bulk_commands_max: config.bulk_commands_max,
+        read_page_events: config.read_page_events,
+    };
     let service = LedgerServiceServer::new(LedgerApi::new(ledger, limits))
         .max_decoding_message_size(config.grpc_message_bytes_max)
         .max_encoding_message_size(config.grpc_message_bytes_max);
@@ -86,14 +105,15 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops ledgerd");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops ledgerd");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -50,10 +50,20 @@ impl LedgerApi {
         LedgerApi { ledger, limits }
     }
 
-    async fn command<R: IntoCommand>(&self, request: Request<R>) -> Result<Response<pb::CommandReply>, Status> {
+    async fn command<R: IntoCommand>(
+        &self,
+        request: Request<R>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
         let actor = actor(&request);
-        let (meta, command) = request.into_inner().into_command().map_err(|e| api::status_from_domain(&e))?;
-        let outcome = self.ledger.submit(meta, &actor, command).await.map_err(|e| status_from_submit(&e))?;
+        let (meta, command) = request
+            .into_inner()
+            .into_command()
+            .map_err(|e| api::status_from_domain(&e))?;
+        let outcome = self
+            .ledger
+            .submit(meta, &actor, command)
+            .await
+            .map_err(|e| status_from_submit(&e))?;
         Ok(Response::new(reply(&outcome)))
     }
 }
@@ -85,10 +95,14 @@ fn reply(outcome: &AppendOutcome) -> pb::CommandReply {
 pub fn status_from_submit(error: &SubmitError) -> Status {
     match error {
         SubmitError::Domain(error) => api::status_from_domain(error),
-        SubmitError::WrongExpectedVersion { stream, expected, actual } => api::status_version_conflict(stream, *expected, *actual),
-        SubmitError::RequestIdReused(id) => {
-            Status::already_exists(format!("meta.request_id: {id} was already used for a different command; use a new request id"))
-        }
+        SubmitError::WrongExpectedVersion {
+            stream,
+            expected,
+            actual,
+        } => api::status_version_conflict(stream, *expected, *actual),
+        SubmitError::RequestIdReused(id) => Status::already_exists(format!(
+            "meta.request_id: {id} was already used for a different command; use a new request id"
+        )),
         SubmitError::Poisoned | SubmitError::Store(_) => Status::unavailable(error.to_string()),
     }
 }
@@ -165,7 +179,10 @@ impl LedgerApi {
     /// the reply comes when all are flushed. The first refused command ends the call with its
     /// status (message prefixed `command N:`, counting from 0); commands before it stay
     /// recorded, and resending the whole batch with the same request ids is safe.
-    async fn submit_bulk_impl(&self, request: Request<Streaming<pb::Command>>) -> Result<Response<pb::BulkReply>, Status> {
+    async fn submit_bulk_impl(
+        &self,
+        request: Request<Streaming<pb::Command>>,
+    ) -> Result<Response<pb::BulkReply>, Status> {
         let actor = actor(&request);
         let mut commands = request.into_inner();
         let mut pending = FuturesOrdered::new();
@@ -182,11 +199,20 @@ impl LedgerApi {
             }
             let submitted = match message {
                 Ok(command) => match api::command_from_proto(command) {
-                    Ok((meta, command)) => self.ledger.enqueue(meta, &actor, command).await.map_err(|e| match e {
-                        SubmitError::Domain(error) => api::status_from_domain(&api::with_field_prefix(error, &format!("commands[{index}]"))),
-                        other => status_from_submit(&other),
-                    }),
-                    Err(error) => Err(api::status_from_domain(&api::with_field_prefix(error, &format!("commands[{index}]")))),
+                    Ok((meta, command)) => self
+                        .ledger
+                        .enqueue(meta, &actor, command)
+                        .await
+                        .map_err(|e| match e {
+                            SubmitError::Domain(error) => api::status_from_domain(
+                                &api::with_field_prefix(error, &format!("commands[{index}]")),
+                            ),
+                            other => status_from_submit(&other),
+                        }),
+                    Err(error) => Err(api::status_from_domain(&api::with_field_prefix(
+                        error,
+                        &format!("commands[{index}]"),
+                    ))),
                 },
                 Err(status) => Err(status),
             };
@@ -220,15 +246,28 @@ impl LedgerApi {
         }))
     }
 
-    async fn read_stream_impl(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<EventStream>, Status> {
+    async fn read_stream_impl(
+        &self,
+        request: Request<pb::ReadStreamRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let request = request.into_inner();
         let stream = StreamId::parse(&request.stream).map_err(|e| api::status_from_domain(&e))?;
         let store = self.ledger.store().clone();
-        if store.stream_version(stream.as_str()).map_err(|e| Status::unavailable(e.to_string()))? == 0 {
-            return Err(Status::not_found(format!("stream '{stream}' has no events")));
+        if store
+            .stream_version(stream.as_str())
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            == 0
+        {
+            return Err(Status::not_found(format!(
+                "stream '{stream}' has no events"
+            )));
         }
         let page = self.limits.read_page_events;
-        let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+        let limit = if request.limit == 0 {
+            u64::MAX
+        } else {
+            request.limit
+        };
         let (tx, rx) = mpsc::channel(READ_BUFFER_EVENTS);
         tokio::spawn(async move {
             let mut next = request.from_version.max(1);
@@ -257,11 +296,18 @@ impl LedgerApi {
 
     /// Reads the log from `from_sequence`; with `follow`, keeps the call open and sends each
     /// event as it becomes durable.
-    async fn read_all_impl(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<EventStream>, Status> {
+    async fn read_all_impl(
+        &self,
+        request: Request<pb::ReadAllRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let request = request.into_inner();
         let store = self.ledger.store().clone();
         let page = self.limits.read_page_events;
-        let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+        let limit = if request.limit == 0 {
+            u64::MAX
+        } else {
+            request.limit
+        };
         let (tx, rx) = mpsc::channel(READ_BUFFER_EVENTS);
         tokio::spawn(async move {
             let mut head = store.subscribe();
@@ -303,7 +349,11 @@ impl LedgerApi {
         let counts = self.ledger.counts();
         Ok(Response::new(pb::HeadReply {
             sequence: head.sequence,
-            hash: if head.sequence == 0 { Vec::new() } else { head.hash.to_vec() },
+            hash: if head.sequence == 0 {
+                Vec::new()
+            } else {
+                head.hash.to_vec()
+            },
             system_events: counts.get(Family::System),
             budget_events: counts.get(Family::Budget),
             funding_events: counts.get(Family::Funding),
@@ -322,7 +372,10 @@ struct BulkSummary {
 }
 
 impl BulkSummary {
-    fn add(&mut self, result: Result<AppendOutcome, std::sync::Arc<SubmitError>>) -> Result<(), Status> {
+    fn add(
+        &mut self,
+        result: Result<AppendOutcome, std::sync::Arc<SubmitError>>,
+    ) -> Result<(), Status> {
         let outcome = result.map_err(|e| status_from_submit(&e))?;
         if outcome.duplicate {
             self.duplicates += 1;
@@ -337,5 +390,9 @@ impl BulkSummary {
 
 /// The same status, its message prefixed with the failing command's index in the bulk call.
 fn prefix_status(status: &Status, index: u64) -> Status {
-    Status::with_details(status.code(), format!("command {index}: {}", status.message()), status.details().to_vec().into())
+    Status::with_details(
+        status.code(),
+        format!("command {index}: {}", status.message()),
+        status.details().to_vec().into(),
+    )
 }
