@@ -48,7 +48,16 @@ macro_rules! code_type {
     ($(#[$doc:meta])* $name:ident, max = $max:expr, allowed = $allowed:expr, $ok:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                $name::new(text)
+            }
+        }
 
         impl $name {
             pub const BYTES_MAX: usize = $max;
@@ -115,7 +124,16 @@ impl MemberCode {
 
 /// Free text with a length limit and no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Text(String);
+
+impl TryFrom<String> for Text {
+    type Error = IdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Text::new(text)
+    }
+}
 
 impl Text {
     /// Non-empty text, at most [`TEXT_BYTES_MAX`] bytes, no control characters.

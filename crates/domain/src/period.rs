@@ -10,15 +10,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A financial year, named by the calendar year it starts in (`2018` is `2018/19`).
+/// Deserializing checks the range too, so a stored value cannot smuggle in an invalid year.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16")]
 pub struct FinancialYear(u16);
 
 /// A month of the financial year, 1 (April) to 12 (March).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8")]
 pub struct Month(u8);
 
 /// A quarter of the financial year, 1 to 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8")]
 pub struct Quarter(u8);
 
 /// One month of one financial year.
@@ -40,6 +44,30 @@ pub enum PeriodError {
     MalformedYear(String),
     #[error("'{0}' is not a period like 2018/19-M5")]
     MalformedPeriod(String),
+}
+
+impl TryFrom<u16> for FinancialYear {
+    type Error = PeriodError;
+
+    fn try_from(start_year: u16) -> Result<Self, Self::Error> {
+        FinancialYear::new(u32::from(start_year))
+    }
+}
+
+impl TryFrom<u8> for Month {
+    type Error = PeriodError;
+
+    fn try_from(month: u8) -> Result<Self, Self::Error> {
+        Month::new(u32::from(month))
+    }
+}
+
+impl TryFrom<u8> for Quarter {
+    type Error = PeriodError;
+
+    fn try_from(quarter: u8) -> Result<Self, Self::Error> {
+        Quarter::new(u32::from(quarter))
+    }
 }
 
 impl FinancialYear {
