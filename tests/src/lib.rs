@@ -1,1 +1,220 @@
-//! End-to-end tests live in tests/*.rs.
+//! Support for the end-to-end tests in `tests/tests/`: a real `ledgerd` process on a free
+//! loopback port with its own sled directory, a gRPC client to it, and the demo scenario.
+//!
+//! Binaries must be built first (`cargo build --bins`; `make test` does it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use testkit::ChildGuard;
+use tonic::transport::Channel;
+
+/// How long a freshly started ledgerd may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `ledgerd` binary; killed on drop.
+pub struct Ledgerd {
+    process: ChildGuard,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    nats_url: Option<String>,
+    log_dir: PathBuf,
+    starts: u32,
+}
+
+impl Ledgerd {
+    /// Starts ledgerd with its store in `data_dir`, relaying to `nats_url` if given.
+    pub fn start(data_dir: &Path, nats_url: Option<&str>) -> anyhow::Result<Self> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let log_dir = data_dir.with_extension("logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let process = spawn(addr, data_dir, nats_url, &log_dir.join("ledgerd-1.log"))?;
+        Ok(Ledgerd {
+            process,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            nats_url: nats_url.map(str::to_string),
+            log_dir,
+            starts: 1,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<LedgerServiceClient<Channel>> {
+        let channel = Channel::from_shared(self.url())?
+            .connect()
+            .await
+            .context("connecting to ledgerd")?;
+        Ok(LedgerServiceClient::new(channel))
+    }
+
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.process.kill9().map(|_| ())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.terminate(Duration::from_secs(20))
+    }
+
+    /// Starts it again on the same port and data directory (after a kill or terminate).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        let log = self.log_dir.join(format!("ledgerd-{}.log", self.starts));
+        self.process = spawn(self.addr, &self.data_dir, self.nats_url.as_deref(), &log)?;
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+}
+
+fn spawn(
+    addr: SocketAddr,
+    data_dir: &Path,
+    nats_url: Option<&str>,
+    log: &Path,
+) -> anyhow::Result<ChildGuard> {
+    let binary = testkit::workspace_binary("ledgerd")?;
+    let mut command = Command::new(binary);
+    command
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--system")
+        .arg("kav");
+    if let Some(url) = nats_url {
+        command.arg("--nats-url").arg(url);
+    }
+    command.env("RUST_LOG", "info");
+    let mut process = ChildGuard::spawn_logged("ledgerd", &mut command, log)?;
+    process.wait_for_port(addr, START_TIMEOUT)?;
+    Ok(process)
+}
+
+/// The demo scenario of BRIEF.md §8, as a path.
+pub fn demo_scenario() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/kingsmere-2018-19.ics")
+}
+
+/// Runs the real `icsctl` binary against `server`; returns its stdout, or the error with stderr.
+pub fn icsctl(server: &str, args: &[&str]) -> anyhow::Result<String> {
+    let binary = testkit::workspace_binary("icsctl")?;
+    let output = Command::new(binary)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "icsctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+pub async fn head(client: &mut LedgerServiceClient<Channel>) -> anyhow::Result<pb::HeadReply> {
+    Ok(client.head(pb::HeadRequest {}).await?.into_inner())
+}
+
+/// Every event of the log, in order.
+pub async fn read_all(
+    client: &mut LedgerServiceClient<Channel>,
+) -> anyhow::Result<Vec<pb::RecordedEvent>> {
+    use futures::StreamExt;
+    let mut stream = client
+        .read_all(pb::ReadAllRequest {
+            from_sequence: 1,
+            limit: 0,
+            follow: false,
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event?);
+    }
+    Ok(events)
+}
+
+/// Checks the chain of `events` (as served over gRPC): gapless sequences from 1 and each
+/// event's `prev_hash` equal to the previous event's `hash`.
+pub fn assert_chain_links(events: &[pb::RecordedEvent]) {
+    let mut prev = vec![0u8; 32];
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(event.sequence, index as u64 + 1, "sequence gap");
+        assert_eq!(
+            event.prev_hash, prev,
+            "chain broken at sequence {}",
+            event.sequence
+        );
+        prev = event.hash.clone();
+    }
+}
+
+/// Every message JetStream holds for system `kav`, in stream order: (ledger sequence, hash, event id).
+pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<(u64, [u8; 32], String)>> {
+    use futures::StreamExt;
+    let client = bus::connect(nats_url, "e2e-reader").await?;
+    let js = bus::jetstream(client);
+    let stream = js.get_stream(bus::STREAM_NAME).await?;
+    let info = stream.get_info().await?;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "ics.kav.>".to_string(),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut events = Vec::new();
+    let total = info.state.messages;
+    while (events.len() as u64) < total {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .context("timed out reading JetStream")?
+            .context("JetStream consumer ended")??;
+        let headers = bus::decode_headers(
+            message
+                .headers
+                .as_ref()
+                .context("message without headers")?,
+        )?;
+        events.push((headers.sequence, headers.hash, headers.event_id));
+    }
+    Ok(events)
+}
+
+/// Waits until JetStream holds `sequence` for system `kav`.
+pub async fn wait_for_relay(
+    nats_url: &str,
+    sequence: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client = bus::connect(nats_url, "e2e-wait").await?;
+    let js = bus::jetstream(client);
+    let system = domain::SystemId::new("kav").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(last)) = bus::last_published_sequence(&js, bus::STREAM_NAME, &system).await
+            && last >= sequence
+        {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            anyhow::bail!("JetStream did not reach sequence {sequence} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -170,7 +170,16 @@ impl Ledger {
             if *hash != command_hash {
                 return Err(SubmitError::RequestIdReused(uuid_text(&meta.request_id)));
             }
-            return Ok(pending.clone());
+            // The same command again while (or after) the first is in flight: the first's
+            // outcome, marked as a resend.
+            let first = pending.clone();
+            let resend = async move {
+                first.await.map(|outcome| AppendOutcome {
+                    duplicate: true,
+                    ..outcome
+                })
+            };
+            return Ok(resend.boxed().shared());
         }
         if let Some(record) = self
             .store
