@@ -15,6 +15,8 @@
 //!   reconciliation, adjustment, termination) is in an open period; it is in the contract's
 //!   year unless it is a correction (`corrects`, on activity, invoices and adjustments), which
 //!   is posted in a later open period and names the period of the contract's year it corrects;
+//!   payments and dispute resolutions settle cash, which often happens after the year closes,
+//!   so they may be posted in any open period from the contract's year on;
 //! - a terminated contract takes only payments and dispute resolutions;
 //! - activity is a count for one month (`for_period` = `corrects` or `period`); a later count
 //!   for the same month replaces the earlier one and the event records the change in value:
@@ -518,7 +520,7 @@ impl ContractState {
                 period,
                 amount,
             } => {
-                system.check_posting(self.year, *period, None)?;
+                system.check_open_from(self.year, *period, "period")?;
                 let found = self.invoice(code, invoice)?;
                 positive("amount_pence", *amount)?;
                 let outstanding = found.outstanding();
@@ -578,7 +580,7 @@ impl ContractState {
                 provider_keeps,
                 resolution,
             } => {
-                system.check_posting(self.year, *period, None)?;
+                system.check_open_from(self.year, *period, "period")?;
                 let found = self
                     .disputes
                     .get(dispute)
@@ -1479,6 +1481,18 @@ mod tests {
                 ]),
                 when: when("C1", payment("INV-C1-M4", m5, Pence::new(300_000_001))),
                 then: Then::Rejected(Rule::OverPaid),
+            },
+            Case {
+                name: "pay a 2018/19 invoice in 2019/20, after the year closed",
+                given: history([given_invoiced(), closed_through(period(2018, 12))]),
+                when: when(
+                    "C1",
+                    payment("INV-C1-M4", period(2019, 1), pounds(7_000_000)),
+                ),
+                then: Then::Events(vec![ev(
+                    "C1",
+                    payment_recorded("INV-C1-M4", period(2019, 1), pounds(7_000_000)),
+                )]),
             },
             Case {
                 name: "pay an invoice that does not exist",
