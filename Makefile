@@ -25,7 +25,7 @@ nats-server:
 
 # End-to-end tests spawn the real binaries, so build them first.
 test: build
-	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo test --workspace --all-targets
+	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo test --workspace
 
 lint:
 	cargo fmt --all -- --check

@@ -134,4 +134,17 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_shipped_example_file_loads() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ledgerd/ledgerd.toml");
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        let config = Config::load(&flags).expect("deploy/ledgerd/ledgerd.toml is valid");
+        assert_eq!(config.system, "kav");
+        assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+    }
 }

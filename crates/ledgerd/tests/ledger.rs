@@ -1,0 +1,228 @@
+//! The command path in-process, over a real sled store on disk: group commit across commands,
+//! idempotency, expected versions, and state rebuilt from the log.
+
+use std::sync::Arc;
+
+use api::CommandMeta;
+use domain::{
+    Code, Command, ContractCommand, FinancialYear, MemberCode, MemberKind, Month, Pence, Period,
+    SystemCommand, SystemId, Text,
+};
+use ledgerd::ledger::{Ledger, Store, SubmitError};
+use store::{EventStore, StoreConfig};
+
+fn member(code: &str) -> MemberCode {
+    MemberCode::parse(code).expect("valid code")
+}
+
+fn text(t: &str) -> Text {
+    Text::new(t).expect("valid text")
+}
+
+fn year() -> FinancialYear {
+    FinancialYear::new(2018).expect("valid year")
+}
+
+fn setup() -> Vec<Command> {
+    let admit = |code: &str, kind| {
+        Command::System(SystemCommand::AdmitMember {
+            member: member(code),
+            name: text(code),
+            kind,
+            in_control_total: true,
+        })
+    };
+    vec![
+        Command::System(SystemCommand::Establish {
+            system: SystemId::new("kav").expect("id"),
+            name: text("Kingsmere"),
+            first_year: year(),
+        }),
+        admit("KCCG", MemberKind::Commissioner),
+        admit("KCHT", MemberKind::CommunityTrust),
+        Command::Contract {
+            contract: Code::new("C1").expect("code"),
+            command: ContractCommand::Agree {
+                commissioner: member("KCCG"),
+                provider: member("KCHT"),
+                year: year(),
+                model: domain::contract::PaymentModel::Block {
+                    annual_value: Pence::new(8_400_000_000),
+                },
+                description: text("Community services block"),
+            },
+        },
+    ]
+}
+
+fn invoice(n: u32) -> Command {
+    Command::Contract {
+        contract: Code::new("C1").expect("code"),
+        command: ContractCommand::RaiseInvoice {
+            invoice: Code::new(format!("INV-{n}")).expect("code"),
+            period: Period::new(year(), Month::new(1 + n % 12).expect("month")),
+            amount: Pence::new(100),
+            corrects: None,
+        },
+    }
+}
+
+fn open(dir: &std::path::Path) -> (Store, Ledger) {
+    let store = EventStore::open(StoreConfig::new(dir)).expect("store opens");
+    let ledger = Ledger::recover(store.clone()).expect("ledger recovers");
+    (store, ledger)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_share_flushes_and_all_are_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, ledger) = open(dir.path());
+    for command in setup() {
+        ledger
+            .submit(CommandMeta::random(), "test", command)
+            .await
+            .expect("setup accepted");
+    }
+    let before = store.stats();
+    let ledger = Arc::new(ledger);
+    let mut tasks = Vec::new();
+    for writer in 0..32u32 {
+        let ledger = Arc::clone(&ledger);
+        tasks.push(tokio::spawn(async move {
+            let mut sequences = Vec::new();
+            for i in 0..50u32 {
+                let outcome = ledger
+                    .submit(CommandMeta::random(), "test", invoice(writer * 1_000 + i))
+                    .await
+                    .expect("accepted");
+                sequences.push(outcome.last_sequence);
+            }
+            sequences
+        }));
+    }
+    let mut sequences = Vec::new();
+    for task in tasks {
+        sequences.extend(task.await.expect("task"));
+    }
+    sequences.sort_unstable();
+    let first = sequences[0];
+    assert_eq!(
+        sequences,
+        (first..first + 1_600).collect::<Vec<_>>(),
+        "gapless and each once"
+    );
+    let after = store.stats();
+    let batches = after.batches_committed - before.batches_committed;
+    let requests = after.requests_committed - before.requests_committed;
+    assert_eq!(requests, 1_600);
+    assert!(
+        batches < requests,
+        "group commit: {requests} commands in {batches} flushes"
+    );
+    store.verify_chain().expect("chain verifies");
+}
+
+#[tokio::test]
+async fn a_resend_returns_the_first_outcome_and_a_changed_resend_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, ledger) = open(dir.path());
+    for command in setup() {
+        ledger
+            .submit(CommandMeta::random(), "test", command)
+            .await
+            .expect("setup accepted");
+    }
+    let meta = CommandMeta::random();
+    let first = ledger
+        .submit(meta, "test", invoice(1))
+        .await
+        .expect("accepted");
+    let head = store.head();
+    let again = ledger
+        .submit(meta, "test", invoice(1))
+        .await
+        .expect("resend accepted");
+    assert!(again.duplicate && !first.duplicate);
+    assert_eq!(
+        (again.first_sequence, again.hash),
+        (first.first_sequence, first.hash)
+    );
+    assert_eq!(store.head(), head, "a resend writes nothing");
+    let changed = ledger.submit(meta, "test", invoice(2)).await;
+    assert!(
+        matches!(changed, Err(SubmitError::RequestIdReused(_))),
+        "{changed:?}"
+    );
+    assert_eq!(store.head(), head);
+}
+
+#[tokio::test]
+async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, ledger) = open(dir.path());
+    for command in setup() {
+        ledger
+            .submit(CommandMeta::random(), "test", command)
+            .await
+            .expect("setup accepted");
+    }
+    let head = store.head();
+    let stale = CommandMeta {
+        expected_version: Some(0),
+        ..CommandMeta::random()
+    };
+    let refused = ledger.submit(stale, "test", invoice(1)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SubmitError::WrongExpectedVersion {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(store.head(), head);
+    let current = CommandMeta {
+        expected_version: Some(1),
+        ..CommandMeta::random()
+    };
+    let accepted = ledger
+        .submit(current, "test", invoice(1))
+        .await
+        .expect("accepted at version 1");
+    assert_eq!(accepted.first_version, 2);
+}
+
+#[tokio::test]
+async fn the_state_is_rebuilt_from_the_log_on_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (_store, ledger) = open(dir.path());
+        for command in setup() {
+            ledger
+                .submit(CommandMeta::random(), "test", command)
+                .await
+                .expect("setup accepted");
+        }
+        ledger
+            .submit(CommandMeta::random(), "test", invoice(7))
+            .await
+            .expect("accepted");
+    }
+    let (_store, ledger) = open(dir.path());
+    // The invoice exists after the restart, so raising it again is refused by the rules.
+    let again = ledger
+        .submit(CommandMeta::random(), "test", invoice(7))
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(SubmitError::Domain(
+                domain::DomainError::AlreadyExists { .. }
+            ))
+        ),
+        "{again:?}"
+    );
+}
