@@ -256,7 +256,8 @@ pub async fn bus_status(
     let (messages, last) = loop {
         let messages = bus::system_message_count(&js, stream_name, &system).await?;
         let last = bus::last_published(&js, stream_name, &system).await?;
-        let caught_up = last.as_ref().is_some_and(|l| l.sequence >= head.sequence);
+        let caught_up =
+            messages >= head.sequence && last.as_ref().is_some_and(|l| l.sequence >= head.sequence);
         if caught_up || !wait || started.elapsed() > timeout {
             break (messages, last);
         }
@@ -280,7 +281,10 @@ pub async fn bus_status(
             format!("JetStream stream {stream_name}"),
             String::new(),
         ]);
-        table.add_row(vec!["messages".to_string(), messages.to_string()]);
+        table.add_row(vec![
+            format!("messages on ics.{system}.>"),
+            messages.to_string(),
+        ]);
         table.add_row(vec![
             "last message's ledger sequence".to_string(),
             last_sequence.to_string(),
