@@ -136,15 +136,21 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn the_shipped_example_file_loads() {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ledgerd/ledgerd.toml");
-        let flags = Flags {
-            config: Some(path),
-            ..Flags::default()
-        };
-        let config = Config::load(&flags).expect("deploy/ledgerd/ledgerd.toml is valid");
-        assert_eq!(config.system, "kav");
-        assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        // Inside a jail too: the jail's lock keeps the other test's
+        // LEDGERD_SYSTEM out of this process's environment meanwhile.
+        figment::Jail::expect_with(|_jail| {
+            let path =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ledgerd/ledgerd.toml");
+            let flags = Flags {
+                config: Some(path),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).map_err(|e| *e)?;
+            assert_eq!(config.system, "kav");
+            assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+            Ok(())
+        });
     }
 }
