@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 mod keys;
 pub mod model;
+mod open;
 mod store;
 mod writer;
 
@@ -41,4 +42,5 @@ pub use model::{
     AppendOutcome, AppendRequest, ExpectedVersion, Head, IdempotencyRecord, NewEvent, RawEvent,
     RecordedEvent, StoreStats,
 };
+pub use open::{LOCK_WAIT, open_db, open_dir};
 pub use store::{EventStore, PendingAppend};

@@ -125,14 +125,15 @@ where
     /// indexes, and starts the writer thread. Refuses a store whose tip does not verify.
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        let db = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_capacity_bytes)
-            // Durability comes from the writer's explicit flush per batch; a timer flush
-            // would only add background I/O.
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = crate::open::open_db(
+            &sled::Config::new()
+                .path(&config.path)
+                .cache_capacity(config.cache_capacity_bytes)
+                // Durability comes from the writer's explicit flush per batch; a timer flush
+                // would only add background I/O.
+                .flush_every_ms(None)
+                .mode(sled::Mode::HighThroughput),
+        )?;
         let tree = db.open_tree(keys::TREE_NAME)?;
         check_format(&tree)?;
         let tip = recover_tip::<E>(&tree)?;

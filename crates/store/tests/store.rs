@@ -658,7 +658,7 @@ fn fill(dir: &TempDir, count: u32) -> Head {
 
 /// Edits the tree directly, as an attacker or a bad disk would, with the store closed.
 fn tamper(dir: &TempDir, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir.path()).expect("sled opens");
+    let db = store::open_dir(dir.path()).expect("sled opens");
     let tree = db.open_tree("ics-ledger").expect("tree");
     edit(&tree);
     tree.flush().expect("flush");

@@ -1,0 +1,65 @@
+//! Opening the sled directory.
+//!
+//! sled 0.34 takes an exclusive `flock` on `<dir>/db` when it opens, and releases it only
+//! when its background threads let go of the file after the last handle drops — a moment
+//! *after* `drop` returns (spacejam/sled#1234, #1289). A process that closes a store and
+//! opens it again at once (a restart in place, an offline verification after shutdown, a
+//! test) can find its own lock still held. [`open_db`] waits a bounded time for that lock;
+//! any other error, or a lock still held after [`LOCK_WAIT`], is returned as it is.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long [`open_db`] waits for a lock this process is still releasing.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens `config`, retrying while the directory's lock is held, for up to [`LOCK_WAIT`].
+pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Err(error) if is_lock_held(&error) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Opens the sled directory at `path` with sled's defaults (for tools and tests that read
+/// or edit a stopped store's tree directly), waiting for the lock as [`open_db`] does.
+pub fn open_dir(path: &Path) -> sled::Result<sled::Db> {
+    open_db(&sled::Config::new().path(path))
+}
+
+/// sled reports a held lock only as text inside an `io::Error` of kind `Other`.
+fn is_lock_held(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_held_by_another_handle_is_reported_after_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _held = open_dir(dir.path()).expect("first open");
+        let started = Instant::now();
+        let error = open_dir(dir.path()).expect_err("the lock is held");
+        assert!(is_lock_held(&error), "{error:?}");
+        assert!(started.elapsed() >= LOCK_WAIT);
+    }
+
+    #[test]
+    fn a_dropped_handle_can_be_reopened_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for n in 0..20u8 {
+            let db = open_dir(dir.path()).expect("opens");
+            db.insert([n], &[n]).expect("insert");
+            db.flush().expect("flush");
+        }
+    }
+}
