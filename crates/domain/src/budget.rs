@@ -377,10 +377,10 @@ impl BudgetState {
                     ));
                 }
                 if let Some(shares) = overspend_shares {
-                    check_shares(system, "overspend_shares", shares, &self.partners)?;
+                    check_shares(system, "overspend_shares.shares", shares, &self.partners)?;
                 }
                 if let Some(shares) = underspend_shares {
-                    check_shares(system, "underspend_shares", shares, &self.partners)?;
+                    check_shares(system, "underspend_shares.shares", shares, &self.partners)?;
                 }
                 check_schemes("add_schemes", add_schemes)?;
                 if let Some(existing) = add_schemes
@@ -1378,6 +1378,16 @@ mod tests {
                     vec![],
                 )),
                 then: Then::Rejected(Rule::NotAPartner),
+            },
+            Case {
+                name: "a partner named twice in the new shares",
+                given: bcf(),
+                when: when(vary(
+                    Some(vec![share("KCC", 5_000), share("KCC", 5_000)]),
+                    None,
+                    vec![],
+                )),
+                then: Then::Invalid("overspend_shares.shares[1].member"),
             },
             Case {
                 name: "adding a scheme the budget has",

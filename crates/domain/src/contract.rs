@@ -333,38 +333,45 @@ impl PaymentModel {
     }
 
     /// The rules at agreement and variation: amounts more than zero, shares and rates at most
-    /// 100.00%, at least one unit planned; returns the annual value.
+    /// 100.00%, at least one unit planned, and the planned units priced without overflow;
+    /// returns the annual value. Field paths name the proto's oneof case, such as
+    /// `model.aligned_payment.unit_price_pence`.
     fn check(&self) -> Result<Pence, DomainError> {
-        let rate = |field: &str, rate: BasisPoints| {
+        let kind = self.kind_name();
+        let field = |name: &str| format!("model.{kind}.{name}");
+        let positive = |name: &str, amount: Pence| positive(&field(name), amount);
+        let rate = |name: &str, rate: BasisPoints| {
             if rate.is_share() {
                 Ok(())
             } else {
                 Err(DomainError::invalid(
-                    field,
+                    field(name),
                     format!("{rate} is more than 100.00%"),
                 ))
             }
         };
-        let planned = |units: u64| {
+        let planned = |units: u64, unit_price: Pence| {
             if units == 0 {
-                Err(DomainError::invalid(
-                    "model.planned_units",
+                return Err(DomainError::invalid(
+                    field("planned_units"),
                     "plan at least one unit",
-                ))
-            } else {
-                Ok(())
+                ));
             }
+            positive("unit_price_pence", unit_price)?;
+            count(units)
+                .and_then(|units| unit_price.checked_mul(units))
+                .map(|_| ())
+                .map_err(|_| DomainError::overflow(field("planned_units")))
         };
         match *self {
             PaymentModel::Block { annual_value } => {
-                positive("model.annual_value_pence", annual_value)?;
+                positive("annual_value_pence", annual_value)?;
             }
             PaymentModel::ActivityTariff {
                 planned_units,
                 unit_price,
             } => {
-                planned(planned_units)?;
-                positive("model.unit_price_pence", unit_price)?;
+                planned(planned_units, unit_price)?;
             }
             PaymentModel::AlignedPayment {
                 fixed,
@@ -372,31 +379,31 @@ impl PaymentModel {
                 unit_price,
                 marginal_rate,
             } => {
-                positive("model.fixed_pence", fixed)?;
-                planned(planned_units)?;
-                positive("model.unit_price_pence", unit_price)?;
-                rate("model.marginal_rate_bp", marginal_rate)?;
+                positive("fixed_pence", fixed)?;
+                planned(planned_units, unit_price)?;
+                rate("marginal_rate_bp", marginal_rate)?;
             }
             PaymentModel::Capitation {
                 per_head,
+                population,
                 gain_share,
                 loss_share,
-                ..
             } => {
-                positive("model.per_head_pence", per_head)?;
-                rate("model.gain_share_bp", gain_share)?;
-                rate("model.loss_share_bp", loss_share)?;
+                positive("per_head_pence", per_head)?;
+                count(population).map_err(|_| DomainError::overflow(field("population")))?;
+                rate("gain_share_bp", gain_share)?;
+                rate("loss_share_bp", loss_share)?;
             }
             PaymentModel::Cquin {
                 base_value,
                 rate: r,
             } => {
-                positive("model.base_value_pence", base_value)?;
-                rate("model.rate_bp", r)?;
+                positive("base_value_pence", base_value)?;
+                rate("rate_bp", r)?;
             }
         }
         self.annual_value()
-            .map_err(|_| DomainError::overflow("model"))
+            .map_err(|_| DomainError::overflow(format!("model.{kind}")))
     }
 }
 
@@ -1199,14 +1206,14 @@ mod tests {
                 PaymentModel::Block {
                     annual_value: Pence::ZERO,
                 },
-                Then::Invalid("model.annual_value_pence"),
+                Then::Invalid("model.block.annual_value_pence"),
             ),
             case(
                 "a negative block",
                 PaymentModel::Block {
                     annual_value: pounds(-1),
                 },
-                Then::Invalid("model.annual_value_pence"),
+                Then::Invalid("model.block.annual_value_pence"),
             ),
             case(
                 "a zero unit price",
@@ -1214,7 +1221,7 @@ mod tests {
                     planned_units: 1,
                     unit_price: Pence::ZERO,
                 },
-                Then::Invalid("model.unit_price_pence"),
+                Then::Invalid("model.activity_tariff.unit_price_pence"),
             ),
             case(
                 "no units planned",
@@ -1222,7 +1229,7 @@ mod tests {
                     planned_units: 0,
                     unit_price: pounds(1),
                 },
-                Then::Invalid("model.planned_units"),
+                Then::Invalid("model.activity_tariff.planned_units"),
             ),
             case(
                 "a negative fixed element",
@@ -1232,7 +1239,7 @@ mod tests {
                     unit_price: pounds(1),
                     marginal_rate: bp(5_000),
                 },
-                Then::Invalid("model.fixed_pence"),
+                Then::Invalid("model.aligned_payment.fixed_pence"),
             ),
             case(
                 "a marginal rate above 100%",
@@ -1242,7 +1249,7 @@ mod tests {
                     unit_price: pounds(1),
                     marginal_rate: bp(10_001),
                 },
-                Then::Invalid("model.marginal_rate_bp"),
+                Then::Invalid("model.aligned_payment.marginal_rate_bp"),
             ),
             case(
                 "a zero capitation",
@@ -1252,7 +1259,7 @@ mod tests {
                     gain_share: bp(0),
                     loss_share: bp(0),
                 },
-                Then::Invalid("model.per_head_pence"),
+                Then::Invalid("model.capitation.per_head_pence"),
             ),
             case(
                 "a loss share above 100%",
@@ -1262,7 +1269,7 @@ mod tests {
                     gain_share: bp(0),
                     loss_share: bp(10_001),
                 },
-                Then::Invalid("model.loss_share_bp"),
+                Then::Invalid("model.capitation.loss_share_bp"),
             ),
             case(
                 "a CQUIN rate above 100%",
@@ -1270,7 +1277,7 @@ mod tests {
                     base_value: pounds(1),
                     rate: bp(10_001),
                 },
-                Then::Invalid("model.rate_bp"),
+                Then::Invalid("model.cquin.rate_bp"),
             ),
             case(
                 "a zero CQUIN base",
@@ -1278,7 +1285,7 @@ mod tests {
                     base_value: Pence::ZERO,
                     rate: bp(125),
                 },
-                Then::Invalid("model.base_value_pence"),
+                Then::Invalid("model.cquin.base_value_pence"),
             ),
             case(
                 "planned units × price overflows",
@@ -1286,7 +1293,7 @@ mod tests {
                     planned_units: 2,
                     unit_price: Pence::MAX,
                 },
-                Then::Overflow("model"),
+                Then::Overflow("model.activity_tariff.planned_units"),
             ),
             case(
                 "planned units beyond i64",
@@ -1294,7 +1301,7 @@ mod tests {
                     planned_units: u64::MAX,
                     unit_price: Pence::new(1),
                 },
-                Then::Overflow("model"),
+                Then::Overflow("model.activity_tariff.planned_units"),
             ),
             case(
                 "per head × population overflows",
@@ -1304,7 +1311,17 @@ mod tests {
                     gain_share: bp(0),
                     loss_share: bp(0),
                 },
-                Then::Overflow("model"),
+                Then::Overflow("model.capitation"),
+            ),
+            case(
+                "planned units that cannot be priced",
+                PaymentModel::AlignedPayment {
+                    fixed: pounds(1),
+                    planned_units: 1 << 40,
+                    unit_price: Pence::new(1 << 30),
+                    marginal_rate: bp(5_000),
+                },
+                Then::Overflow("model.aligned_payment.planned_units"),
             ),
         ]);
     }
@@ -1797,7 +1814,7 @@ mod tests {
                         unit_price: pounds(3_000),
                     }),
                 ),
-                then: Then::Invalid("model.planned_units"),
+                then: Then::Invalid("model.activity_tariff.planned_units"),
             },
             Case {
                 name: "from a period outside the year",

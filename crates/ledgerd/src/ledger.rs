@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use api::CommandMeta;
-use domain::{Command, DomainError, Event, Family, Ledger as DomainLedger, StreamId};
+use domain::{
+    Command, DomainError, Event, Family, Ledger as DomainLedger, StreamId, SystemCommand, SystemId,
+};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
@@ -95,6 +97,8 @@ fn family_index(family: Family) -> usize {
 /// The write side of one ICS. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
+    /// The one system this ledger serves; its events are published under `ics.<system>.`.
+    system: SystemId,
     store: Store,
     core: Arc<Mutex<Core>>,
     poisoned: Arc<AtomicBool>,
@@ -102,8 +106,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Rebuilds the domain state by replaying the whole log.
-    pub fn recover(store: Store) -> Result<Self, RecoverError> {
+    /// Rebuilds the domain state by replaying the whole log of `system`'s ledger; a log
+    /// established for another system is refused.
+    pub fn recover(store: Store, system: SystemId) -> Result<Self, RecoverError> {
         let mut state = DomainLedger::default();
         let mut versions = HashMap::new();
         let counts = FamilyCounts::default();
@@ -130,7 +135,16 @@ impl Ledger {
                 reason: format!("replay ended before the head {}", head.sequence),
             });
         }
+        if let Some(established) = &state.system.established
+            && established.system != system
+        {
+            return Err(RecoverError::WrongSystem {
+                configured: system,
+                recorded: established.system.clone(),
+            });
+        }
         Ok(Ledger {
+            system,
             store,
             core: Arc::new(Mutex::new(Core {
                 state,
@@ -162,6 +176,17 @@ impl Ledger {
     ) -> Result<SharedPending, SubmitError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(SubmitError::Poisoned);
+        }
+        if let Command::System(SystemCommand::Establish { system, .. }) = &command
+            && *system != self.system
+        {
+            return Err(SubmitError::Domain(DomainError::invalid(
+                "system",
+                format!(
+                    "this ledger serves system '{}', not '{system}'",
+                    self.system
+                ),
+            )));
         }
         let command_hash = command_hash(&command);
         let mut core = self.core.lock().await;
@@ -305,6 +330,11 @@ pub enum RecoverError {
     Store(#[from] StoreError),
     #[error("replaying the log failed at sequence {sequence}: {reason}")]
     Replay { sequence: u64, reason: String },
+    #[error("this log belongs to system '{recorded}', not the configured '{configured}'")]
+    WrongSystem {
+        configured: SystemId,
+        recorded: SystemId,
+    },
 }
 
 fn new_event(event: &Event) -> NewEvent<Event> {

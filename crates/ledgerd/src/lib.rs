@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod ledger;
+pub mod oversize;
 pub mod relay;
 pub mod server;
 pub mod service;

@@ -30,7 +30,8 @@ pub async fn run(
     store_config.batch_events_max = config.batch_events_max;
     let store = EventStore::open(store_config)
         .with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
-    let ledger = Ledger::recover(store.clone()).context("rebuilding the ledger from its log")?;
+    let ledger = Ledger::recover(store.clone(), system.clone())
+        .context("rebuilding the ledger from its log")?;
     let head = store.head();
     tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
 
@@ -81,6 +82,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "ledgerd serving");
     tonic::transport::Server::builder()
+        .layer(crate::oversize::layer())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

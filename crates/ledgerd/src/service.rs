@@ -214,7 +214,7 @@ impl LedgerApi {
                         &format!("commands[{index}]"),
                     ))),
                 },
-                Err(status) => Err(status),
+                Err(status) => Err(crate::oversize::renamed(status)),
             };
             match submitted {
                 Ok(future) => pending.push_back(future),

@@ -69,7 +69,8 @@ fn invoice(n: u32) -> Command {
 
 fn open(dir: &std::path::Path) -> (Store, Ledger) {
     let store = EventStore::open(StoreConfig::new(dir)).expect("store opens");
-    let ledger = Ledger::recover(store.clone()).expect("ledger recovers");
+    let ledger =
+        Ledger::recover(store.clone(), SystemId::new("kav").expect("id")).expect("ledger recovers");
     (store, ledger)
 }
 
@@ -224,5 +225,44 @@ async fn the_state_is_rebuilt_from_the_log_on_reopen() {
             ))
         ),
         "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ledger_serves_only_its_configured_system() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (store, ledger) = open(dir.path());
+        let other = Command::System(SystemCommand::Establish {
+            system: SystemId::new("other").expect("id"),
+            name: text("Another ICS"),
+            first_year: year(),
+        });
+        let refused = ledger.submit(CommandMeta::random(), "test", other).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(SubmitError::Domain(domain::DomainError::Invalid { field, .. })) if field == "system"
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(store.head().sequence, 0, "a refusal writes nothing");
+        for command in setup() {
+            ledger
+                .submit(CommandMeta::random(), "test", command)
+                .await
+                .expect("setup accepted");
+        }
+        store.flush().expect("flush");
+    }
+    // The log is kav's: opening it as another system's ledger is refused.
+    let store = EventStore::open(StoreConfig::new(dir.path())).expect("store opens");
+    let wrong = Ledger::recover(store, SystemId::new("other").expect("id"));
+    assert!(
+        matches!(
+            wrong,
+            Err(ledgerd::ledger::RecoverError::WrongSystem { .. })
+        ),
+        "a log of kav opened as 'other' must be refused"
     );
 }
