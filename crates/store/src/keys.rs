@@ -1,7 +1,7 @@
 //! The key layout of the single sled tree.
 //!
-//! Everything lives in ONE tree so that a whole group-commit batch — events, stream index,
-//! stream heads, idempotency records and the meta head — is one `sled::Batch` applied with
+//! Everything lives in ONE tree so that a whole group-commit batch — events, stream runs,
+//! idempotency records and the meta head — is one `sled::Batch` applied with
 //! `apply_batch`, which sled recovers atomically after a crash. (sled 0.34 can only make a
 //! multi-tree write atomic with a transaction, whose closure may re-run and which cannot scan.)
 //!
@@ -13,22 +13,28 @@
 //! | prefix | key                                   | value                                  |
 //! |--------|---------------------------------------|----------------------------------------|
 //! | `e`    | `e` ‖ sequence u64 BE                 | canonical body ‖ SHA-256 hash (32)     |
-//! | `h`    | `h` ‖ stream                          | stream version u64 BE                  |
 //! | `i`    | `i` ‖ request id (16)                 | bincode idempotency envelope           |
 //! | `m`    | `m` ‖ `head`                          | sequence u64 BE ‖ hash (32)            |
 //! | `m`    | `m` ‖ `format`                        | [`FORMAT_MARKER`]                      |
 //! | `m`    | `m` ‖ `cursor/` ‖ name                | u64 BE                                 |
-//! | `s`    | `s` ‖ stream ‖ `0x00` ‖ version u64 BE | sequence u64 BE                        |
+//! | `s`    | `s` ‖ stream ‖ `0x00` ‖ first version u64 BE | first sequence u64 BE ‖ count u64 BE |
+//!
+//! The stream index holds one **run** per request, not one entry per event: a request's
+//! events take consecutive versions of one stream at consecutive global sequences, so
+//! `(first version, first sequence, count)` locates all of them. That makes an append of `n`
+//! events `n + 3` sled inserts (events, one run, one idempotency record, the meta head per
+//! batch) instead of `2n + 3`, and sled's per-insert cost is most of an append's. A stream's
+//! version is the end of its last run (a reverse scan of its prefix); there is no separate
+//! stream-head key to keep in step.
 
 /// Name of the one sled tree the store uses.
 pub(crate) const TREE_NAME: &[u8] = b"ics-ledger";
 
 /// Written once when a store is created; a store without it (or with another value) is not
 /// ours or is of a format this code does not know, and is refused.
-pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/1";
+pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/2";
 
 pub(crate) const PREFIX_EVENT: u8 = b'e';
-pub(crate) const PREFIX_STREAM_HEAD: u8 = b'h';
 pub(crate) const PREFIX_IDEMPOTENCY: u8 = b'i';
 pub(crate) const PREFIX_META: u8 = b'm';
 pub(crate) const PREFIX_STREAM_INDEX: u8 = b's';
@@ -58,14 +64,7 @@ pub(crate) fn event_sequence(key: &[u8]) -> Option<u64> {
     }
 }
 
-pub(crate) fn stream_head(stream: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + stream.len());
-    key.push(PREFIX_STREAM_HEAD);
-    key.extend_from_slice(stream.as_bytes());
-    key
-}
-
-/// `s` ‖ stream ‖ `0x00`: the prefix all of a stream's index keys share.
+/// `s` ‖ stream ‖ `0x00`: the prefix all of a stream's run keys share.
 pub(crate) fn stream_index_prefix(stream: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + stream.len() + 1 + 8);
     key.push(PREFIX_STREAM_INDEX);
@@ -74,16 +73,65 @@ pub(crate) fn stream_index_prefix(stream: &str) -> Vec<u8> {
     key
 }
 
-pub(crate) fn stream_index(stream: &str, version: u64) -> Vec<u8> {
+/// The key of the run of `stream` that starts at `first_version`.
+pub(crate) fn stream_run(stream: &str, first_version: u64) -> Vec<u8> {
     let mut key = stream_index_prefix(stream);
-    key.extend_from_slice(&version.to_be_bytes());
+    key.extend_from_slice(&first_version.to_be_bytes());
     key
 }
 
-/// The version at the end of a stream index key (the caller scanned the stream's prefix).
-pub(crate) fn stream_index_version(key: &[u8]) -> Option<u64> {
-    let start = key.len().checked_sub(8)?;
-    Some(u64::from_be_bytes(key[start..].try_into().ok()?))
+/// `count` consecutive versions of one stream, from `first_version`, stored at consecutive
+/// global sequences from `first_sequence`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub first_version: u64,
+    pub first_sequence: u64,
+    pub count: u64,
+}
+
+impl Run {
+    pub(crate) fn value(&self) -> [u8; 16] {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&self.first_sequence.to_be_bytes());
+        value[8..].copy_from_slice(&self.count.to_be_bytes());
+        value
+    }
+
+    /// Decodes a run from its key (the caller scanned the stream's prefix) and value; `None`
+    /// if either is malformed, the run is empty, or its versions or sequences overflow.
+    pub(crate) fn decode(key: &[u8], value: &[u8]) -> Option<Run> {
+        let start = key.len().checked_sub(8)?;
+        let run = Run {
+            first_version: u64::from_be_bytes(key[start..].try_into().ok()?),
+            first_sequence: u64::from_be_bytes(value.get(..8)?.try_into().ok()?),
+            count: u64::from_be_bytes(value.get(8..)?.try_into().ok()?),
+        };
+        let fits = run.count > 0
+            && run.first_version > 0
+            && run.first_version.checked_add(run.count - 1).is_some()
+            && run.first_sequence.checked_add(run.count - 1).is_some();
+        fits.then_some(run)
+    }
+
+    pub(crate) fn last_version(&self) -> u64 {
+        self.first_version + (self.count - 1)
+    }
+
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.first_sequence + (self.count - 1)
+    }
+
+    /// The global sequence of `version`, which must lie in this run.
+    pub(crate) fn sequence_of(&self, version: u64) -> u64 {
+        debug_assert!((self.first_version..=self.last_version()).contains(&version));
+        self.first_sequence + (version - self.first_version)
+    }
+
+    /// The last version of this run at or below `head` (`None` if the run starts past it).
+    pub(crate) fn durable_version(&self, head: u64) -> Option<u64> {
+        let durable = head.checked_sub(self.first_sequence)?.checked_add(1)?;
+        Some(self.first_version + durable.min(self.count) - 1)
+    }
 }
 
 pub(crate) fn idempotency(request_id: &[u8; 16]) -> [u8; 17] {
@@ -151,9 +199,9 @@ mod tests {
         }
 
         #[test]
-        fn stream_index_keys_sort_numerically(a: u64, b: u64, stream in "[a-z/]{1,12}") {
+        fn stream_run_keys_sort_numerically(a: u64, b: u64, stream in "[a-z/]{1,12}") {
             prop_assert_eq!(
-                stream_index(&stream, a).cmp(&stream_index(&stream, b)),
+                stream_run(&stream, a).cmp(&stream_run(&stream, b)),
                 a.cmp(&b)
             );
         }
@@ -164,14 +212,15 @@ mod tests {
         }
 
         #[test]
-        fn stream_index_keys_stay_inside_their_prefix(
-            version: u64,
+        fn stream_run_keys_stay_inside_their_prefix(
+            version in 1..u64::MAX,
             stream in "[a-z/]{1,12}",
             other in "[a-z/]{1,12}",
         ) {
-            let key = stream_index(&other, version);
+            let key = stream_run(&other, version);
             prop_assert_eq!(key.starts_with(&stream_index_prefix(&stream)), stream == other);
-            prop_assert_eq!(stream_index_version(&key), Some(version));
+            let run = Run { first_version: version, first_sequence: 1, count: 1 };
+            prop_assert_eq!(Run::decode(&key, &run.value()), Some(run));
         }
     }
 
@@ -179,7 +228,6 @@ mod tests {
     fn prefixes_are_distinct_and_event_keys_sort_first() {
         let prefixes = [
             PREFIX_EVENT,
-            PREFIX_STREAM_HEAD,
             PREFIX_IDEMPOTENCY,
             PREFIX_META,
             PREFIX_STREAM_INDEX,
@@ -197,5 +245,51 @@ mod tests {
         let value = encode_meta_head(42, &hash);
         assert_eq!(decode_meta_head(&value), Some((42, hash)));
         assert_eq!(decode_meta_head(&value[1..]), None);
+    }
+
+    #[test]
+    fn a_run_round_trips_and_locates_its_versions() {
+        let run = Run {
+            first_version: 5,
+            first_sequence: 100,
+            count: 3,
+        };
+        let key = stream_run("contract/C1", run.first_version);
+        assert_eq!(Run::decode(&key, &run.value()), Some(run));
+        assert_eq!((run.last_version(), run.last_sequence()), (7, 102));
+        assert_eq!(run.sequence_of(6), 101);
+        assert_eq!(run.durable_version(99), None);
+        assert_eq!(run.durable_version(100), Some(5));
+        assert_eq!(run.durable_version(500), Some(7));
+    }
+
+    #[test]
+    fn malformed_runs_are_refused() {
+        let key = stream_run("s", 1);
+        let value = |sequence: u64, count: u64| {
+            Run {
+                first_version: 1,
+                first_sequence: sequence,
+                count,
+            }
+            .value()
+        };
+        assert_eq!(Run::decode(&key, &value(1, 0)), None, "empty");
+        assert_eq!(
+            Run::decode(&key, &value(u64::MAX, 2)),
+            None,
+            "sequence overflow"
+        );
+        assert_eq!(Run::decode(&key, &value(1, 1)[..15]), None, "short value");
+        assert_eq!(
+            Run::decode(&stream_run("s", 0), &value(1, 1)),
+            None,
+            "version 0"
+        );
+        assert_eq!(
+            Run::decode(&stream_run("s", u64::MAX), &value(1, 2)),
+            None,
+            "version overflow"
+        );
     }
 }

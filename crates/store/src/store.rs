@@ -239,10 +239,9 @@ where
             .rev()
         {
             let (key, value) = entry?;
-            let sequence = index_sequence(stream, &value)?;
-            if sequence <= head.sequence {
-                return keys::stream_index_version(&key)
-                    .ok_or_else(|| StoreError::Corrupt(format!("stream index key of {stream:?}")));
+            if let Some(version) = decode_run(stream, &key, &value)?.durable_version(head.sequence)
+            {
+                return Ok(version);
             }
         }
         Ok(0)
@@ -257,23 +256,35 @@ where
     ) -> Result<Vec<RecordedEvent<E>>, StoreError> {
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
-        let start = keys::stream_index(stream, from_version.max(1));
-        let end = keys::stream_index(stream, u64::MAX);
+        let from = from_version.max(1);
+        let tree = &self.inner.tree;
+        // Start at the run holding `from` (the last run starting at or before it), if any.
+        let start = match tree
+            .range(keys::stream_run(stream, 0)..=keys::stream_run(stream, from))
+            .next_back()
+        {
+            Some(entry) => entry?.0.to_vec(),
+            None => keys::stream_run(stream, from),
+        };
         let mut events = Vec::new();
-        for entry in self.inner.tree.range(start..=end).take(limit) {
+        for entry in tree.range(start..=keys::stream_run(stream, u64::MAX)) {
             let (key, value) = entry?;
-            let sequence = index_sequence(stream, &value)?;
-            if sequence > head.sequence {
-                break;
+            let run = decode_run(stream, &key, &value)?;
+            for version in run.first_version.max(from)..=run.last_version() {
+                let sequence = run.sequence_of(version);
+                if events.len() >= limit || sequence > head.sequence {
+                    return Ok(events);
+                }
+                let event = self.load(sequence)?;
+                if event.stream != stream || event.version != version {
+                    return Err(StoreError::Corrupt(format!(
+                        "stream index of {stream:?} puts v{version} at event {sequence}, \
+                         which is {:?} v{}",
+                        event.stream, event.version
+                    )));
+                }
+                events.push(event);
             }
-            let event = self.load(sequence)?;
-            if event.stream != stream || Some(event.version) != keys::stream_index_version(&key) {
-                return Err(StoreError::Corrupt(format!(
-                    "stream index of {stream:?} points at event {sequence} of {:?} v{}",
-                    event.stream, event.version
-                )));
-            }
-            events.push(event);
         }
         Ok(events)
     }
@@ -473,9 +484,9 @@ fn verify_link<E: DeserializeOwned>(
     Ok(stored)
 }
 
-fn index_sequence(stream: &str, value: &[u8]) -> Result<u64, StoreError> {
-    keys::decode_u64(value)
-        .ok_or_else(|| StoreError::Corrupt(format!("stream index value of {stream:?}")))
+fn decode_run(stream: &str, key: &[u8], value: &[u8]) -> Result<keys::Run, StoreError> {
+    keys::Run::decode(key, value)
+        .ok_or_else(|| StoreError::Corrupt(format!("a run of the stream index of {stream:?}")))
 }
 
 /// Checks what can be checked without the store's state. `Err` is the reason it is invalid.
@@ -514,8 +525,9 @@ fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
     match tree.get(keys::meta_format())? {
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),
         Some(marker) => Err(StoreError::Corrupt(format!(
-            "unknown store format {:?}",
-            String::from_utf8_lossy(&marker)
+            "store format {:?}, but this build reads {:?} only",
+            String::from_utf8_lossy(&marker),
+            String::from_utf8_lossy(keys::FORMAT_MARKER)
         ))),
         None if tree.is_empty() => {
             tree.insert(keys::meta_format(), keys::FORMAT_MARKER)?;
@@ -583,21 +595,24 @@ fn check_previous_link<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(
     Ok(())
 }
 
-/// The tip is the last event of the last committed request: its stream head, index entry and
-/// idempotency record must all point at it.
+/// The tip is the last event of the last committed request: its stream's last run and its
+/// idempotency record must both end at it.
 fn check_tip_indexes<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("tip {}: {what}", tip.sequence));
-    let stream_head = tree
-        .get(keys::stream_head(&tip.stream))?
-        .and_then(|bytes| keys::decode_u64(&bytes));
-    if stream_head != Some(tip.version) {
-        return Err(corrupt("stream head disagrees"));
-    }
-    let indexed = tree
-        .get(keys::stream_index(&tip.stream, tip.version))?
-        .and_then(|bytes| keys::decode_u64(&bytes));
-    if indexed != Some(tip.sequence) {
-        return Err(corrupt("stream index disagrees"));
+    let last_run = match tree
+        .scan_prefix(keys::stream_index_prefix(&tip.stream))
+        .next_back()
+    {
+        Some(entry) => {
+            let (key, value) = entry?;
+            keys::Run::decode(&key, &value)
+        }
+        None => None,
+    };
+    if last_run.map(|run| (run.last_version(), run.last_sequence()))
+        != Some((tip.version, tip.sequence))
+    {
+        return Err(corrupt("the stream index disagrees"));
     }
     let record = tree
         .get(keys::idempotency(&tip.request_id))?

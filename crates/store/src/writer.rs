@@ -247,8 +247,8 @@ struct Plan {
 
 /// A request's events, encoded and chained, not yet part of the plan.
 struct Staged {
-    /// `(sequence, version, body ‖ hash)` per event.
-    values: Vec<(u64, u64, Vec<u8>)>,
+    /// `(sequence, body ‖ hash)` per event.
+    values: Vec<(u64, Vec<u8>)>,
     hash: [u8; HASH_LEN],
 }
 
@@ -357,7 +357,7 @@ impl Plan {
             let body = codec::encode_body(&envelope)
                 .map_err(|e| AppendError::Invalid(format!("event {index}: {e}")))?;
             let hash = codec::chain_hash(&prev_hash, &body);
-            values.push((sequence, version, codec::join_value(&body, &hash)));
+            values.push((sequence, codec::join_value(&body, &hash)));
             prev_hash = hash;
         }
         Ok(Staged {
@@ -381,16 +381,17 @@ impl Plan {
             outcome.last_sequence - outcome.first_sequence + 1,
             count as u64
         );
-        for (sequence, version, value) in staged.values {
+        for (sequence, value) in staged.values {
             self.batch.insert(keys::event(sequence).to_vec(), value);
-            self.batch.insert(
-                keys::stream_index(&outcome.stream, version),
-                keys::encode_u64(sequence).to_vec(),
-            );
         }
+        let run = keys::Run {
+            first_version: outcome.first_version,
+            first_sequence: outcome.first_sequence,
+            count: count as u64,
+        };
         self.batch.insert(
-            keys::stream_head(&outcome.stream),
-            keys::encode_u64(outcome.last_version).to_vec(),
+            keys::stream_run(&outcome.stream, run.first_version),
+            run.value().to_vec(),
         );
         self.batch
             .insert(keys::idempotency(&request_id).to_vec(), encoded_record);
@@ -428,10 +429,17 @@ impl Plan {
         if let Some(version) = self.stream_versions.get(stream) {
             return Ok(*version);
         }
-        match tree.get(keys::stream_head(stream))? {
+        match tree
+            .scan_prefix(keys::stream_index_prefix(stream))
+            .next_back()
+        {
             None => Ok(0),
-            Some(bytes) => keys::decode_u64(&bytes)
-                .ok_or_else(|| StoreError::Corrupt(format!("stream head of {stream:?}"))),
+            Some(entry) => {
+                let (key, value) = entry?;
+                keys::Run::decode(&key, &value)
+                    .map(|run| run.last_version())
+                    .ok_or_else(|| StoreError::Corrupt(format!("last run of stream {stream:?}")))
+            }
         }
     }
 }
