@@ -36,7 +36,7 @@ pub type Store = EventStore<Event>;
 /// Replaying the log at start-up reads it in pages of this many events.
 const REPLAY_PAGE_EVENTS: usize = 4_096;
 
-/// In-flight requests kept for idempotency before pruning finished ones.
+/// In-flight requests kept for idempotency before the first pruning of finished ones.
 const IN_FLIGHT_PRUNE_AT: usize = 4_096;
 
 /// Why a command was not recorded.
@@ -69,6 +69,10 @@ struct Core {
     /// Requests queued but maybe not yet durable, so a concurrent resend waits for the same
     /// outcome instead of deciding twice.
     in_flight: HashMap<[u8; 16], ([u8; 32], SharedPending)>,
+    /// Prune `in_flight` when it reaches this size: twice what the last pruning kept (at least
+    /// [`IN_FLIGHT_PRUNE_AT`]), so a bulk load with thousands still in flight prunes in
+    /// amortised constant time per command, not a full scan per command.
+    prune_at: usize,
 }
 
 /// Event counts by family, for `Head`. Counted when an append becomes durable.
@@ -150,6 +154,7 @@ impl Ledger {
                 state,
                 versions,
                 in_flight: HashMap::new(),
+                prune_at: IN_FLIGHT_PRUNE_AT,
             })),
             poisoned: Arc::new(AtomicBool::new(false)),
             counts: Arc::new(counts),
@@ -285,9 +290,10 @@ impl Ledger {
         }
         .boxed()
         .shared();
-        if core.in_flight.len() >= IN_FLIGHT_PRUNE_AT {
+        if core.in_flight.len() >= core.prune_at {
             core.in_flight
                 .retain(|_, (_, pending)| pending.peek().is_none());
+            core.prune_at = (core.in_flight.len() * 2).max(IN_FLIGHT_PRUNE_AT);
         }
         core.in_flight
             .insert(meta.request_id, (command_hash, shared.clone()));
