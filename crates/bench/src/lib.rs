@@ -1,1 +1,65 @@
-//! placeholder
+//! Benchmarks of the write path, as one program (`cargo bench -p bench`, see README.md):
+//!
+//! - [`ceiling`]: raw sled — insert the very bytes the event store wrote, in batches of the
+//!   same size its group commit formed, one flush per batch. The ceiling for the store.
+//! - [`append`]: the event store's append throughput, requests of 1, 100 and 1,000 events
+//!   from concurrent appenders, each acknowledged only after its flush.
+//! - [`grpc`]: ledgerd in-process behind real gRPC over loopback, a bulk submit of invoices;
+//!   with a nats-server available, again with the relay on, timed until JetStream holds the
+//!   last event.
+//!
+//! Every measurement checks what it measured (the count of events stored, the chain), so a
+//! run that did less work than it claims fails instead of reporting a flattering figure.
+//! [`Scale::quick`] runs the same code small, for the test that keeps it working.
+
+pub mod append;
+pub mod ceiling;
+pub mod grpc;
+pub mod report;
+pub mod workload;
+
+/// How much work each measurement does.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// Events appended per run of the store benchmark, for each request size.
+    pub store_events: u64,
+    /// Events appended when each request holds one event (fsync bound, so fewer).
+    pub store_single_events: u64,
+    /// Concurrent appenders.
+    pub appenders: usize,
+    /// Commands in the gRPC bulk submission.
+    pub bulk_commands: u64,
+}
+
+impl Scale {
+    /// The figures in README.md.
+    pub const FULL: Scale = Scale {
+        store_events: 200_000,
+        store_single_events: 20_000,
+        appenders: 16,
+        bulk_commands: 100_000,
+    };
+
+    /// A few seconds in debug builds: proves every benchmark runs and checks itself.
+    pub fn quick() -> Scale {
+        Scale {
+            store_events: 2_000,
+            store_single_events: 200,
+            appenders: 4,
+            bulk_commands: 500,
+        }
+    }
+
+    /// `BENCH_QUICK=1` selects [`Scale::quick`].
+    pub fn from_env() -> Scale {
+        match std::env::var("BENCH_QUICK") {
+            Ok(value) if !value.is_empty() && value != "0" => Scale::quick(),
+            _ => Scale::FULL,
+        }
+    }
+}
+
+/// Events per second, for reporting.
+pub fn per_second(events: u64, elapsed: std::time::Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+}

@@ -1,0 +1,89 @@
+//! `cargo bench -p bench` (or `make bench`): the write-path figures of README.md.
+//! `BENCH_QUICK=1` runs everything small. A nats-server (NATS_SERVER_BIN or on PATH) adds
+//! the relay measurement; without one it is skipped and says so. `BENCH_ONLY=store` or
+//! `BENCH_ONLY=grpc` runs one part.
+
+use bench::{Scale, append, ceiling, grpc, report};
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; this harness takes no filters.
+    let scale = Scale::from_env();
+    println!("machine: {}", report::machine());
+    println!("scale: {scale:?}\n");
+
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "store" {
+        store(scale)?;
+    }
+    if only.is_empty() || only == "grpc" {
+        grpc(scale)?;
+    }
+    Ok(())
+}
+
+fn store(scale: Scale) -> anyhow::Result<()> {
+    let mut store_rows = Vec::new();
+    for request_events in [1, 100, 1_000] {
+        let total = if request_events == 1 {
+            scale.store_single_events
+        } else {
+            scale.store_events
+        };
+        let run = append::run(request_events, total, scale.appenders)?;
+        let raw = run.raw_events()?;
+        let ceiling = ceiling::run(&raw, run.events_per_flush())?;
+        eprintln!(
+            "store: {request_events} per request, {} events/s; raw {} events/s",
+            report::rate(run.events_per_second()),
+            report::rate(ceiling.events_per_second())
+        );
+        store_rows.push((run, ceiling));
+    }
+
+    // The ceiling at fixed batch sizes, on the bytes of the largest run.
+    let (largest, _) = store_rows.last().expect("three runs");
+    let raw = largest.raw_events()?;
+    let mut ceiling_rows = Vec::new();
+    for (batch, events) in [
+        (1, scale.store_single_events),
+        (100, scale.store_events),
+        (1_000, scale.store_events),
+    ] {
+        let take = usize::try_from(events)?.min(raw.len());
+        ceiling_rows.push(ceiling::run(&raw[..take], batch)?);
+    }
+    println!("### Event store against the raw sled ceiling\n");
+    println!("{}", report::store_table(&store_rows));
+    println!("### Raw sled at fixed batch sizes\n");
+    println!("{}", report::ceiling_table(&ceiling_rows));
+    Ok(())
+}
+
+fn grpc(scale: Scale) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut grpc_rows = vec![(
+        "no relay",
+        runtime.block_on(grpc::run(scale.bulk_commands, None))?,
+    )];
+    for (name, sync_always) in [
+        ("relaying to nats-server (sync_interval: always)", true),
+        ("relaying to nats-server (default lazy fsync)", false),
+    ] {
+        match testkit::NatsServer::start_with(testkit::NatsOptions { sync_always }) {
+            Ok(nats) => grpc_rows.push((
+                name,
+                runtime.block_on(grpc::run(scale.bulk_commands, Some(nats.url())))?,
+            )),
+            Err(error) => {
+                println!("relay not measured: no nats-server ({error:#})\n");
+                break;
+            }
+        }
+    }
+
+    println!("### ledgerd over gRPC\n");
+    println!("{}", report::grpc_table(&grpc_rows));
+    Ok(())
+}
