@@ -6,7 +6,7 @@
 //! be lost with a crash) or half a batch. Every read therefore takes the head published by
 //! the writer *after* its flush and ignores anything beyond it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -150,6 +150,7 @@ where
             batch_events_max: config.batch_events_max,
             tip,
             carry: None,
+            versions: HashMap::new(),
         };
         let writer = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.to_string())
