@@ -1,0 +1,263 @@
+//! Keeping the projection up to date.
+//!
+//! 1. Catch up from ledgerd's `ReadAll` (the record) from the checkpoint's next sequence to
+//!    the head, and checkpoint.
+//! 2. Follow the system's subjects with a durable JetStream pull consumer. Each message is
+//!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadAll`
+//!    first, a message that does not link to the chain is refused and logged.
+//! 3. Checkpoint (projection + sequence, one value, flushed) every so many events or so
+//!    often, and only then acknowledge the messages folded since the last checkpoint — so a
+//!    crash loses nothing that was acknowledged, and what comes again is ignored.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use domain::SystemId;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::checkpoint::CheckpointStore;
+use crate::incoming::Incoming;
+use crate::projection::{Checkpointed, Offer, Projection};
+
+/// The projection as queries see it: folded event by event under the lock.
+pub type Shared<P> = Arc<RwLock<Checkpointed<P>>>;
+
+/// How the consumer runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub system: SystemId,
+    pub nats_url: String,
+    pub ledgerd_url: String,
+    /// Durable consumer name; each replica has its own.
+    pub consumer: String,
+    pub stream_name: String,
+    /// Messages per pull.
+    pub fetch_max: usize,
+    /// Checkpoint after this many newly folded events…
+    pub checkpoint_events: u64,
+    /// …or this long after the first event folded since the last checkpoint.
+    pub checkpoint_interval: Duration,
+}
+
+/// Runs until `stop`; checkpoints before returning.
+pub async fn run<P: Projection>(
+    settings: Settings,
+    checkpoints: CheckpointStore,
+    shared: Shared<P>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ledger = connect_ledgerd(&settings.ledgerd_url, &stop).await?;
+    let from = read(&shared).sequence + 1;
+    let caught_up = fill(&mut ledger, &shared, from, None).await?;
+    save(&checkpoints, &shared)?;
+    tracing::info!(
+        folded = caught_up,
+        sequence = read(&shared).sequence,
+        "caught up from ledgerd"
+    );
+
+    let consumer = jetstream_consumer(&settings, &stop).await?;
+    let mut unacked = Vec::new();
+    let mut since_checkpoint: u64 = 0;
+    let mut first_unsaved = Instant::now();
+    loop {
+        let pulled = tokio::select! {
+            () = stop.cancelled() => break,
+            pulled = consumer
+                .fetch()
+                .max_messages(settings.fetch_max)
+                .expires(Duration::from_millis(500))
+                .messages() => pulled,
+        };
+        let mut messages = match pulled {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "pull failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "message error");
+                    break;
+                }
+            };
+            let folded = fold_message(&mut ledger, &shared, &message.payload).await?;
+            if folded > 0 {
+                if since_checkpoint == 0 {
+                    first_unsaved = Instant::now();
+                }
+                since_checkpoint += folded;
+            }
+            unacked.push(message);
+        }
+        let due = since_checkpoint >= settings.checkpoint_events
+            || (since_checkpoint > 0 && first_unsaved.elapsed() >= settings.checkpoint_interval);
+        if due {
+            save(&checkpoints, &shared)?;
+            since_checkpoint = 0;
+        }
+        if since_checkpoint == 0 {
+            for message in unacked.drain(..) {
+                if let Err(error) = message.ack().await {
+                    // Not acknowledged: it comes again and is ignored then.
+                    tracing::warn!(%error, "ack failed");
+                }
+            }
+        }
+    }
+    save(&checkpoints, &shared)?;
+    for message in unacked {
+        let _ = message.ack().await;
+    }
+    tracing::info!(sequence = read(&shared).sequence, "consumer stopped");
+    Ok(())
+}
+
+/// Folds one JetStream message (filling any gap before it from ledgerd); the number of
+/// events newly folded.
+async fn fold_message<P: Projection>(
+    ledger: &mut LedgerServiceClient<Channel>,
+    shared: &Shared<P>,
+    payload: &[u8],
+) -> anyhow::Result<u64> {
+    let incoming = match Incoming::decode(payload) {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            tracing::warn!(%error, "refused a message that is not an event");
+            return Ok(0);
+        }
+    };
+    let offered = write(shared).offer(&incoming);
+    match offered {
+        Ok(Offer::Applied) => Ok(1),
+        Ok(Offer::AlreadyApplied) => Ok(0),
+        Ok(Offer::Gap { next }) => {
+            // Fill from the record, through this event's own sequence: the copy from ledgerd
+            // is authoritative, the message is then a redelivery.
+            let filled = fill(ledger, shared, next, Some(incoming.sequence)).await?;
+            tracing::info!(
+                from = next,
+                to = incoming.sequence,
+                "filled a gap from ledgerd"
+            );
+            Ok(filled)
+        }
+        Err(error) => {
+            tracing::warn!(%error, sequence = incoming.sequence, "refused a message");
+            Ok(0)
+        }
+    }
+}
+
+/// Folds ledgerd's events `from..=to` (to the head when `to` is `None`); how many were new.
+pub async fn fill<P: Projection>(
+    ledger: &mut LedgerServiceClient<Channel>,
+    shared: &Shared<P>,
+    from: u64,
+    to: Option<u64>,
+) -> anyhow::Result<u64> {
+    let limit = to.map_or(0, |to| to.saturating_sub(from) + 1);
+    if to.is_some() && limit == 0 {
+        return Ok(0);
+    }
+    let mut events = ledger
+        .read_all(pb::ReadAllRequest {
+            from_sequence: from,
+            limit,
+            follow: false,
+        })
+        .await
+        .context("ReadAll from ledgerd")?
+        .into_inner();
+    let mut folded = 0;
+    while let Some(recorded) = events.message().await.context("ReadAll from ledgerd")? {
+        let incoming = Incoming::from_proto(recorded).context("an event from ledgerd")?;
+        // ledgerd is the record: anything it sends that does not fold is fatal.
+        match write(shared).offer(&incoming)? {
+            Offer::Applied => folded += 1,
+            Offer::AlreadyApplied => {}
+            Offer::Gap { next } => anyhow::bail!(
+                "ledgerd's ReadAll skipped from {next} to {}",
+                incoming.sequence
+            ),
+        }
+    }
+    Ok(folded)
+}
+
+fn save<P: Projection>(checkpoints: &CheckpointStore, shared: &Shared<P>) -> anyhow::Result<()> {
+    checkpoints
+        .save(&*read(shared))
+        .context("saving the checkpoint")
+}
+
+fn read<P>(shared: &Shared<P>) -> std::sync::RwLockReadGuard<'_, Checkpointed<P>> {
+    shared
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<P>(shared: &Shared<P>) -> std::sync::RwLockWriteGuard<'_, Checkpointed<P>> {
+    shared
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn connect_ledgerd(
+    url: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<LedgerServiceClient<Channel>> {
+    loop {
+        match LedgerServiceClient::connect(url.to_string()).await {
+            Ok(client) => return Ok(client),
+            Err(error) => tracing::warn!(%error, url, "ledgerd not reachable yet"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped before ledgerd was reachable"),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// The durable consumer of the system's subjects, once the stream exists (the relay creates
+/// it).
+async fn jetstream_consumer(
+    settings: &Settings,
+    stop: &CancellationToken,
+) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+    let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
+    let js = bus::jetstream(client);
+    let stream = loop {
+        match js.get_stream(&settings.stream_name).await {
+            Ok(stream) => break stream,
+            Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped before the stream existed"),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    };
+    let consumer = stream
+        .get_or_create_consumer(
+            &settings.consumer,
+            pull::Config {
+                durable_name: Some(settings.consumer.clone()),
+                filter_subject: bus::system_filter(&settings.system),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
+    Ok(consumer)
+}

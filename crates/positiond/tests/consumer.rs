@@ -1,0 +1,333 @@
+//! The consumer against real parts: ledgerd in-process on a real sled store behind real gRPC,
+//! a real nats-server, positiond's own sled on disk. The projection here is a tally (the
+//! sequences folded, in order, and the pence invoiced), so that double counting, gaps and
+//! lost events all show.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use api::CommandMeta;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use domain::{ContractEvent, Event};
+use positiond::checkpoint::CheckpointStore;
+use positiond::consumer::{self, Settings, Shared};
+use positiond::incoming::Incoming;
+use positiond::projection::{Checkpointed, Projection};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Tally {
+    sequences: Vec<u64>,
+    invoiced_pence: i64,
+}
+
+impl Projection for Tally {
+    fn apply(&mut self, event: &Incoming) -> Result<(), String> {
+        self.sequences.push(event.sequence);
+        if let Event::Contract {
+            event: ContractEvent::InvoiceRaised { amount, .. },
+            ..
+        } = &event.event
+        {
+            self.invoiced_pence = self
+                .invoiced_pence
+                .checked_add(amount.get())
+                .ok_or("overflow")?;
+        }
+        Ok(())
+    }
+}
+
+struct Ledgerd {
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_ledgerd(nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let config = ledgerd::config::Config {
+        listen: address,
+        data_dir: dir.path().to_path_buf(),
+        system: "kav".to_string(),
+        nats_url,
+        ..ledgerd::config::Config::default()
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ledgerd::server::run(
+        config,
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
+    Ok(Ledgerd {
+        url: format!("http://{address}"),
+        stop,
+        task,
+        _dir: dir,
+    })
+}
+
+async fn client(url: &str) -> anyhow::Result<LedgerServiceClient<Channel>> {
+    for _ in 0..100 {
+        if let Ok(client) = LedgerServiceClient::connect(url.to_string()).await {
+            return Ok(client);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("ledgerd did not come up")
+}
+
+fn invoice(n: u64) -> pb::Command {
+    let command = bench_like_invoice(n);
+    api::command_to_proto(&CommandMeta::random(), &command)
+}
+
+fn bench_like_invoice(n: u64) -> domain::Command {
+    use domain::{Code, ContractCommand, FinancialYear, Month, Pence, Period};
+    let month = u32::try_from(n % 12).expect("fits") + 1;
+    domain::Command::Contract {
+        contract: Code::new("C1").expect("code"),
+        command: ContractCommand::RaiseInvoice {
+            invoice: Code::new(format!("INV-{n}")).expect("code"),
+            period: Period::new(
+                FinancialYear::new(2018).expect("year"),
+                Month::new(month).expect("month"),
+            ),
+            amount: Pence::new(100 + i64::try_from(n).expect("fits")),
+            corrects: None,
+        },
+    }
+}
+
+fn setup() -> Vec<pb::Command> {
+    use domain::contract::PaymentModel;
+    use domain::{
+        Code, Command, ContractCommand, FinancialYear, MemberCode, MemberKind, Pence,
+        SystemCommand, SystemId, Text,
+    };
+    let year = FinancialYear::new(2018).expect("year");
+    let text = |t: &str| Text::new(t).expect("text");
+    let member = |c: &str| MemberCode::parse(c).expect("member");
+    let admit = |c: &str, kind| {
+        Command::System(SystemCommand::AdmitMember {
+            member: member(c),
+            name: text(c),
+            kind,
+            in_control_total: true,
+        })
+    };
+    [
+        Command::System(SystemCommand::Establish {
+            system: SystemId::new("kav").expect("id"),
+            name: text("Kingsmere"),
+            first_year: year,
+        }),
+        admit("KCCG", MemberKind::Commissioner),
+        admit("KHFT", MemberKind::AcuteTrust),
+        Command::Contract {
+            contract: Code::new("C1").expect("code"),
+            command: ContractCommand::Agree {
+                commissioner: member("KCCG"),
+                provider: member("KHFT"),
+                year,
+                model: PaymentModel::Block {
+                    annual_value: Pence::new(1_000_000),
+                },
+                description: text("Block"),
+            },
+        },
+    ]
+    .iter()
+    .map(|c| api::command_to_proto(&CommandMeta::random(), c))
+    .collect()
+}
+
+async fn post(
+    client: &mut LedgerServiceClient<Channel>,
+    commands: Vec<pb::Command>,
+) -> anyhow::Result<u64> {
+    let reply = client
+        .submit_bulk(futures::stream::iter(commands))
+        .await?
+        .into_inner();
+    Ok(reply.last_sequence)
+}
+
+fn settings(nats: &testkit::NatsServer, ledgerd: &Ledgerd, consumer: &str) -> Settings {
+    Settings {
+        system: domain::SystemId::new("kav").expect("id"),
+        nats_url: nats.url(),
+        ledgerd_url: ledgerd.url.clone(),
+        consumer: consumer.to_string(),
+        stream_name: bus::STREAM_NAME.to_string(),
+        fetch_max: 64,
+        checkpoint_events: 10,
+        checkpoint_interval: Duration::from_millis(50),
+    }
+}
+
+struct Running {
+    shared: Shared<Tally>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start_consumer(settings: Settings, dir: &std::path::Path) -> anyhow::Result<Running> {
+    let checkpoints = CheckpointStore::open(dir)?;
+    let shared: Shared<Tally> = Arc::new(RwLock::new(checkpoints.load()?));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        settings,
+        checkpoints,
+        shared.clone(),
+        stop.clone(),
+    ));
+    Ok(Running { shared, stop, task })
+}
+
+impl Running {
+    fn snapshot(&self) -> Checkpointed<Tally> {
+        self.shared.read().expect("lock").clone()
+    }
+
+    async fn wait_for(&self, sequence: u64) -> anyhow::Result<Checkpointed<Tally>> {
+        for _ in 0..400 {
+            let now = self.snapshot();
+            if now.sequence >= sequence {
+                return Ok(now);
+            }
+            anyhow::ensure!(!self.task.is_finished(), "the consumer stopped");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!(
+            "not at {sequence} after 10 s: {:?}",
+            self.snapshot().sequence
+        )
+    }
+
+    async fn stop(self) -> anyhow::Result<Checkpointed<Tally>> {
+        self.stop.cancel();
+        self.task.await??;
+        Ok(self.shared.read().expect("lock").clone())
+    }
+}
+
+fn expected(last: u64, invoices: std::ops::Range<u64>) -> Tally {
+    Tally {
+        sequences: (1..=last).collect(),
+        invoiced_pence: invoices
+            .map(|n| 100 + i64::try_from(n).expect("fits"))
+            .sum(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folds_every_event_once_across_restarts_and_redelivery() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let ledgerd = start_ledgerd(Some(nats.url())).await?;
+    let mut ledger = client(&ledgerd.url).await?;
+    post(&mut ledger, setup()).await?;
+    let first = post(&mut ledger, (0..100).map(invoice).collect()).await?;
+
+    let dir = tempfile::tempdir()?;
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    let seen = running.wait_for(first).await?;
+    assert_eq!(seen.projection, expected(first, 0..100));
+
+    // Events recorded while it runs arrive through JetStream.
+    let second = post(&mut ledger, (100..150).map(invoice).collect()).await?;
+    let seen = running.wait_for(second).await?;
+    assert_eq!(seen.projection, expected(second, 0..150));
+    let stopped = running.stop().await?;
+
+    // Restarted on its checkpoint, with events recorded meanwhile: each counted once.
+    let third = post(&mut ledger, (150..170).map(invoice).collect()).await?;
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    assert_eq!(
+        running.snapshot(),
+        stopped,
+        "the checkpoint is what was folded"
+    );
+    let seen = running.wait_for(third).await?;
+    assert_eq!(seen.projection, expected(third, 0..170));
+    running.stop().await?;
+
+    // A new durable consumer on the same checkpoint gets every message again: all ignored.
+    let running = start_consumer(settings(&nats, &ledgerd, "p1-again"), dir.path())?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = running.stop().await?;
+    assert_eq!(again.projection, expected(third, 0..170));
+
+    ledgerd.stop.cancel();
+    ledgerd.task.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    // No relay: the test decides what reaches JetStream.
+    let ledgerd = start_ledgerd(None).await?;
+    let mut ledger = client(&ledgerd.url).await?;
+    post(&mut ledger, setup()).await?;
+    let first = post(&mut ledger, (0..20).map(invoice).collect()).await?;
+
+    let js = bus::jetstream(bus::connect(&nats.url(), "test").await?);
+    bus::ensure_stream(&js, &bus::StreamSettings::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    running.wait_for(first).await?;
+
+    // Ten more recorded, only the last published: positiond sees a gap and fills it.
+    let last = post(&mut ledger, (20..30).map(invoice).collect()).await?;
+    let recorded = ledger
+        .read_all(pb::ReadAllRequest {
+            from_sequence: last,
+            limit: 1,
+            follow: false,
+        })
+        .await?
+        .into_inner()
+        .message()
+        .await?
+        .expect("the last event");
+    let publisher = bus::Publisher::new(js.clone());
+    publisher.publish(&outbound(&recorded)).await?.await?;
+    let seen = running.wait_for(last).await?;
+    assert_eq!(seen.projection, expected(last, 0..30));
+
+    // A message claiming the next sequence that does not link to the chain: refused.
+    let mut forged = recorded.clone();
+    forged.sequence = last + 1;
+    forged.event_id = "00000000-0000-4000-8000-000000000001".to_string();
+    forged.prev_hash = vec![9; 32];
+    publisher.publish(&outbound(&forged)).await?.await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = running.stop().await?;
+    assert_eq!(after.sequence, last);
+    assert_eq!(after.projection, expected(last, 0..30));
+
+    ledgerd.stop.cancel();
+    ledgerd.task.await??;
+    Ok(())
+}
+
+fn outbound(recorded: &pb::RecordedEvent) -> bus::OutboundEvent {
+    bus::OutboundEvent {
+        subject: "ics.kav.contract.invoice_raised".to_string(),
+        event_id: recorded.event_id.clone(),
+        sequence: recorded.sequence,
+        stream: recorded.stream.clone(),
+        version: recorded.version,
+        hash: recorded.hash.clone().try_into().expect("32 bytes"),
+        event_type: recorded.event_type.clone(),
+        payload: recorded.encode_to_vec().into(),
+    }
+}
