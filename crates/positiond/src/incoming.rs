@@ -56,3 +56,19 @@ impl Incoming {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// A NATS payload is untrusted: any bytes decode to an event or an error.
+        #[test]
+        fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Incoming::decode(&bytes);
+        }
+    }
+}
