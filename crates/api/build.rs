@@ -1,4 +1,4 @@
-//! Compiles `proto/ics/ledger/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
+//! Compiles `proto/ics/{ledger,position}/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
 //! the encoded `FileDescriptorSet` for tonic-reflection, and generates prost messages plus the
 //! tonic client and server.
 
@@ -6,28 +6,40 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message as _;
 
-const FILES: [&str; 4] = [
+const LEDGER: [&str; 4] = [
     "ics/ledger/v1/common.proto",
     "ics/ledger/v1/commands.proto",
     "ics/ledger/v1/events.proto",
     "ics/ledger/v1/ledger.proto",
 ];
+const POSITION: [&str; 1] = ["ics/position/v1/position.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<PathBuf> = FILES.iter().map(|f| root.join(f)).collect();
+    let paths = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|f| root.join(f)).collect() };
+    let files: Vec<PathBuf> = paths(&LEDGER).into_iter().chain(paths(&POSITION)).collect();
     // protox includes imports and source info (the comments become rustdoc).
-    let fds = protox::compile(&files, [&root])?;
+    let all = protox::compile(&files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     // prost-build's compile_fds ignores file_descriptor_set_path, so write the set ourselves.
     fs::write(
         out.join("ics_ledger_v1_descriptor.bin"),
-        fds.encode_to_vec(),
+        all.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds(protox::compile(paths(&LEDGER), [&root])?)?;
+    // The position package refers to ledger messages, which live in `crate::pb`; generated
+    // into its own folder so it cannot overwrite the ledger's file.
+    let position_out = out.join("position");
+    fs::create_dir_all(&position_out)?;
+    tonic_prost_build::configure()
+        .extern_path(".ics.ledger.v1", "crate::pb")
+        .out_dir(&position_out)
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile(paths(&POSITION), [&root])?)?;
     // tonic-prost-build never emits rerun-if-changed itself.
     println!("cargo:rerun-if-changed={}", root.display());
     for file in &files {

@@ -55,7 +55,20 @@ pub mod pb {
     tonic::include_proto!("ics.ledger.v1");
 }
 
-/// The encoded `FileDescriptorSet` of the four proto files (with imports and comments), for
+/// Code generated from `proto/ics/position/v1` (package `ics.position.v1`): positiond's
+/// `PositionService` and its reports.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    clippy::unwrap_used,
+    missing_docs
+)]
+pub mod position_pb {
+    include!(concat!(env!("OUT_DIR"), "/position/ics.position.v1.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of the proto files (with imports and comments), for
 /// `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("ics_ledger_v1_descriptor");

@@ -89,6 +89,7 @@ mod tests {
             projection: Count(7),
             sequence: 7,
             hash: [3; 32],
+            recorded_at_us: 1_700_000_000_000_000,
         };
         {
             let store = CheckpointStore::open(dir.path()).expect("open");

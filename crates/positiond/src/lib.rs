@@ -6,6 +6,9 @@
 //! - [`consumer`]: catch up from ledgerd, follow JetStream, checkpoint, then acknowledge.
 
 pub mod checkpoint;
+pub mod config;
 pub mod consumer;
 pub mod incoming;
 pub mod projection;
+pub mod server;
+pub mod service;

@@ -27,6 +27,8 @@ pub struct Checkpointed<P> {
     pub sequence: u64,
     /// Its chain hash.
     pub hash: [u8; 32],
+    /// When it was recorded (microseconds since the Unix epoch; 0 for none).
+    pub recorded_at_us: i64,
 }
 
 /// What offering an event did.
@@ -73,6 +75,7 @@ impl<P: Projection> Checkpointed<P> {
             })?;
         self.sequence = event.sequence;
         self.hash = event.hash;
+        self.recorded_at_us = event.recorded_at_us;
         Ok(Offer::Applied)
     }
 }

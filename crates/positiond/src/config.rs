@@ -1,0 +1,129 @@
+//! Configuration: built-in defaults, then a TOML file, then `POSITIOND_*` environment
+//! variables, then command-line flags — each layer overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// positiond: the collective financial position of one integrated care system.
+#[derive(Clone, Debug, Default, Parser, Serialize)]
+#[command(version, about)]
+pub struct Flags {
+    /// TOML configuration file (its keys are the long flag names with `_`).
+    #[arg(long, env = "POSITIOND_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address the gRPC server listens on.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of positiond's own sled (created if missing).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The ICS whose events it folds (`ics.<system>.>`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// NATS server URL.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// ledgerd's gRPC URL, for catching up and filling gaps (`http://host:port`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledgerd_url: Option<String>,
+    /// Durable JetStream consumer name; give each replica its own.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub system: String,
+    pub nats_url: String,
+    pub ledgerd_url: String,
+    pub consumer: String,
+    /// The JetStream stream the relay publishes to.
+    pub stream_name: String,
+    /// Messages per pull.
+    pub fetch_max: usize,
+    /// Checkpoint after this many new events…
+    pub checkpoint_events: u64,
+    /// …or this many milliseconds after the first unsaved one.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            data_dir: PathBuf::from(".local/positiond"),
+            system: "kav".to_string(),
+            nats_url: "nats://127.0.0.1:4222".to_string(),
+            ledgerd_url: "http://127.0.0.1:50051".to_string(),
+            consumer: "positiond".to_string(),
+            stream_name: "ICS".to_string(),
+            fetch_max: 512,
+            checkpoint_events: 10_000,
+            checkpoint_interval_ms: 200,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults ← file ← environment ← flags.
+    pub fn load(flags: &Flags) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &flags.config {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("POSITIOND_"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "positiond.toml",
+                "system = \"from-file\"\nconsumer = \"replica-2\"\nfetch_max = 64\n",
+            )?;
+            jail.set_env("POSITIOND_SYSTEM", "from-env");
+            let flags = Flags {
+                config: Some("positiond.toml".into()),
+                ledgerd_url: Some("http://10.0.0.1:50051".into()),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).map_err(|e| *e)?;
+            assert_eq!(config.system, "from-env");
+            assert_eq!(config.consumer, "replica-2");
+            assert_eq!(config.fetch_max, 64);
+            assert_eq!(config.ledgerd_url, "http://10.0.0.1:50051");
+            assert_eq!(config.checkpoint_events, 10_000);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,97 @@
+//! Start-up and shutdown: open positiond's sled, load the checkpoint, run the consumer, serve
+//! gRPC until the shutdown signal (or until the consumer fails), then checkpoint.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use api::position_pb::position_service_server::PositionServiceServer;
+use domain::SystemId;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::CheckpointStore;
+use crate::config::Config;
+use crate::consumer::{self, Settings, Shared};
+use crate::projection::Projection;
+use crate::service::PositionApi;
+
+/// Runs positiond with projection `P` on `listener` until `shutdown` resolves.
+pub async fn run<P: Projection>(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let system = SystemId::new(config.system.clone())
+        .map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let checkpoints = CheckpointStore::open(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let shared: Shared<P> = Arc::new(RwLock::new(checkpoints.load()?));
+    tracing::info!(
+        sequence = shared.read().map(|c| c.sequence).unwrap_or(0),
+        "checkpoint loaded"
+    );
+
+    let stop = CancellationToken::new();
+    let settings = Settings {
+        system: system.clone(),
+        nats_url: config.nats_url.clone(),
+        ledgerd_url: config.ledgerd_url.clone(),
+        consumer: config.consumer.clone(),
+        stream_name: config.stream_name.clone(),
+        fetch_max: config.fetch_max,
+        checkpoint_events: config.checkpoint_events,
+        checkpoint_interval: config.checkpoint_interval(),
+    };
+    let mut consumer_task = tokio::spawn(consumer::run(
+        settings,
+        checkpoints,
+        shared.clone(),
+        stop.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<PositionServiceServer<PositionApi<P>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let service = PositionServiceServer::new(PositionApi::new(system.to_string(), shared));
+    let address = listener.local_addr()?;
+    tracing::info!(%address, %system, "positiond serving");
+
+    let serving_stop = stop.clone();
+    let serve = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = serving_stop.cancelled() => {}
+            }
+        });
+    tokio::pin!(serve);
+    let consumer_result = tokio::select! {
+        served = &mut serve => {
+            served.context("serving gRPC")?;
+            tracing::info!("shutting down: checkpointing");
+            stop.cancel();
+            consumer_task.await
+        }
+        ended = &mut consumer_task => {
+            // The consumer only ends on its own when it fails: stop serving stale answers.
+            stop.cancel();
+            let _ = serve.await;
+            ended
+        }
+    };
+    consumer_result.context("the consumer task")??;
+    tracing::info!("positiond stopped");
+    Ok(())
+}
