@@ -5,6 +5,7 @@
 //! with the same rules the server applies.
 
 pub mod load;
+pub mod money;
 pub mod output;
 pub mod parse;
 pub mod post;
