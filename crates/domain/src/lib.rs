@@ -15,6 +15,7 @@ pub mod error;
 pub mod fund;
 pub mod ids;
 pub mod money;
+pub mod oversight;
 pub mod period;
 pub mod system;
 
