@@ -7,7 +7,9 @@
 #                    scenario, print the ledger head, the event counts per family and the
 #                    JetStream stream's message count and last hash, check they agree, stop.
 #
-# Ports (loopback only): NATS 14222 (monitoring 18222), ledgerd gRPC 50051.
+# Ports (loopback only): NATS 14222 (monitoring 18222), ledgerd gRPC 50051 over TLS.
+# Certificates: a local CA made by `icsctl dev certs` under .local/certs/ (once, then reused);
+# point a client at it with `icsctl --ca .local/certs/ca.pem …` (or ICS_CA=…).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -16,18 +18,23 @@ grpc_addr="127.0.0.1:50051"
 bin="$root/target/release"
 scenario="$root/deploy/demo/kingsmere-2018-19.ics"
 
+certs="$root/.local/certs"
+ctl=("$bin/icsctl" --server "https://$grpc_addr" --ca "$certs/ca.pem")
+
 start() { # $1 = state dir
   local dir="$1"
   mkdir -p "$dir/nats" "$dir/ledgerd" "$dir/logs"
+  "$bin/icsctl" dev certs --dir "$certs" >/dev/null
   local nats_bin
   nats_bin="$("$root/deploy/local/install-nats-server.sh")"
   "$nats_bin" -c "$root/deploy/nats/single.conf" -sd "$dir/nats" >"$dir/logs/nats.log" 2>&1 &
   echo $! >"$dir/nats.pid"
   wait_for "nats-server" "bash -c 'exec 3<>/dev/tcp/127.0.0.1/14222'" "$dir/logs/nats.log"
-  "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$nats_url" \
+  LEDGERD_TLS_CERT="$certs/server.pem" LEDGERD_TLS_KEY="$certs/server.key" \
+    "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$nats_url" \
     >"$dir/logs/ledgerd.log" 2>&1 &
   echo $! >"$dir/ledgerd.pid"
-  wait_for "ledgerd" "$bin/icsctl --server http://$grpc_addr head" "$dir/logs/ledgerd.log"
+  wait_for "ledgerd" "${ctl[*]} head" "$dir/logs/ledgerd.log"
 }
 
 wait_for() { # $1 = name, $2 = probe command, $3 = log
@@ -63,7 +70,7 @@ case "${1:-}" in
       echo "the stack is already up"; exit 0
     fi
     start "$dir"
-    echo "up: ledgerd on $grpc_addr, NATS on $nats_url (data in .local/stack; 'make down' stops it)"
+    echo "up: ledgerd on https://$grpc_addr (CA .local/certs/ca.pem), NATS on $nats_url (data in .local/stack; 'make down' stops it)"
     ;;
   down)
     stop "$root/.local/stack"
@@ -75,7 +82,6 @@ case "${1:-}" in
     rm -rf "$dir"
     trap 'stop "$dir"' EXIT
     start "$dir"
-    ctl=("$bin/icsctl" --server "http://$grpc_addr")
     echo "== loading $(basename "$scenario")"
     "${ctl[@]}" load "$scenario"
     echo "== ledger head"

@@ -52,6 +52,33 @@ pub struct Global {
     /// Refuse the command unless its stream is at this version (0: must not exist yet).
     #[arg(long, global = true)]
     pub expected_version: Option<u64>,
+    /// PEM CA certificate to trust for the server: connect over TLS (the URL may say http or
+    /// https).
+    #[arg(long, global = true, env = "ICS_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with --key).
+    #[arg(long, global = true, env = "ICS_CERT", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, global = true, env = "ICS_KEY", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// The server's name in its certificate (default: the URL's host, or `localhost` for an
+    /// IP address).
+    #[arg(long, global = true, env = "ICS_TLS_NAME")]
+    pub tls_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Dev {
+    /// Create a local CA, a server certificate for localhost and 127.0.0.1, and a client
+    /// certificate, as PEM files in DIR (ca.pem, server.pem/.key, client.pem/.key).
+    Certs {
+        #[arg(long, default_value = ".local/certs")]
+        dir: std::path::PathBuf,
+        /// Replace certificates already there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +109,9 @@ pub enum Cmd {
     },
     /// The ledger's head: sequence, chain hash and events per family.
     Head,
+    /// Tools for running the stack on one machine.
+    #[command(subcommand)]
+    Dev(Dev),
     /// The JetStream stream's message count and last message, checked against the ledger head.
     BusStatus {
         #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
@@ -99,13 +129,69 @@ pub enum Cmd {
 }
 
 pub async fn connect(global: &Global) -> anyhow::Result<LedgerServiceClient<Channel>> {
-    let channel = Channel::from_shared(global.server.clone())
-        .context("--server is not a URL")?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
+    let channel = channel(global)
         .await
         .with_context(|| format!("connecting to ledgerd at {}", global.server))?;
     Ok(LedgerServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// A channel to `--server`, over TLS when `--ca` is given.
+pub async fn channel(global: &Global) -> anyhow::Result<Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let Some(ca) = &global.ca else {
+        return Ok(Channel::from_shared(global.server.clone())
+            .context("--server is not a URL")?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?);
+    };
+    let url = global.server.replacen("http://", "https://", 1);
+    let uri: tonic::codegen::http::Uri = url.parse().context("--server is not a URL")?;
+    let host = uri.host().unwrap_or("localhost");
+    let name = global.tls_name.clone().unwrap_or_else(|| {
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            "localhost".to_string()
+        } else {
+            host.to_string()
+        }
+    });
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .domain_name(name);
+    if let (Some(cert), Some(key)) = (&global.cert, &global.key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Channel::from_shared(url)
+        .context("--server is not a URL")?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await?)
+}
+
+/// `icsctl dev certs`: writes a new local PKI unless one is there (or `force`).
+fn dev_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let files = devpki::Files::in_dir(dir);
+    if files.ca_cert.exists() && !force {
+        println!(
+            "certificates already in {} (--force to replace)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let bundle = devpki::generate("ICS Ledger local CA", &["localhost", "127.0.0.1"], "icsctl")?;
+    let files = devpki::write(&bundle, dir)?;
+    println!(
+        "wrote {}, {} and {} (and keys) in {}",
+        files.ca_cert.display(),
+        files.server_cert.display(),
+        files.client_cert.display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 /// A request carrying the actor metadata.
@@ -131,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             stream,
         } => output::events(&global, from, limit, follow, stream).await,
         Cmd::Head => output::head(&global).await,
+        Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
         Cmd::BusStatus {
             nats_url,
             system,

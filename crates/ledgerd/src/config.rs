@@ -62,6 +62,12 @@ pub struct Config {
     pub batch_events_max: usize,
     /// Page size of ReadAll/ReadStream reads from the store.
     pub read_page_events: usize,
+    /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -79,6 +85,9 @@ impl Default for Config {
             bulk_commands_max: 1_000_000,
             batch_events_max: 4_096,
             read_page_events: 1_024,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -95,6 +104,27 @@ impl Config {
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)
+    }
+
+    /// The server's TLS settings, read from the configured files; `None` for plaintext.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use anyhow::Context;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (read(cert)?, read(key)?),
+            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
+            _ => {
+                anyhow::bail!("TLS needs both tls_cert and tls_key (and tls_client_ca needs them)")
+            }
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
     }
 
     pub fn duplicate_window(&self) -> Duration {

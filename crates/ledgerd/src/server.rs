@@ -24,6 +24,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let system = SystemId::new(config.system.clone())
         .map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
+    let tls = config.server_tls()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let mut store_config = StoreConfig::new(&config.data_dir);
@@ -81,7 +82,14 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "ledgerd serving");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    } else {
+        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
+    }
+    builder
         .layer(crate::oversize::layer())
         .add_service(health_service)
         .add_service(reflection)
