@@ -14,6 +14,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 nats_url="nats://127.0.0.1:14222"
+# Each service connects as its own user (deploy/nats/permissions.conf; local passwords).
+ledgerd_nats="nats://ledgerd:local-ledgerd@127.0.0.1:14222"
+reader_nats="nats://reader:local-reader@127.0.0.1:14222"
 grpc_addr="127.0.0.1:50051"
 bin="$root/target/release"
 scenario="$root/deploy/demo/kingsmere-2018-19.ics"
@@ -31,7 +34,7 @@ start() { # $1 = state dir
   echo $! >"$dir/nats.pid"
   wait_for "nats-server" "bash -c 'exec 3<>/dev/tcp/127.0.0.1/14222'" "$dir/logs/nats.log"
   LEDGERD_TLS_CERT="$certs/server.pem" LEDGERD_TLS_KEY="$certs/server.key" \
-    "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$nats_url" \
+    "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$ledgerd_nats" \
     >"$dir/logs/ledgerd.log" 2>&1 &
   echo $! >"$dir/ledgerd.pid"
   wait_for "ledgerd" "${ctl[*]} head" "$dir/logs/ledgerd.log"
@@ -87,7 +90,7 @@ case "${1:-}" in
     echo "== ledger head"
     "${ctl[@]}" head
     echo "== JetStream"
-    "${ctl[@]}" bus-status --nats-url "$nats_url" --system kav --wait
+    "${ctl[@]}" bus-status --nats-url "$reader_nats" --system kav --wait
     ;;
   *)
     echo "usage: $0 up|down|demo" >&2

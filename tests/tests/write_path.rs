@@ -50,7 +50,10 @@ async fn assert_jetstream_matches_ledger(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_reaches_jetstream_exactly_once_in_order() -> anyhow::Result<()> {
-    let nats = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let nats = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let dir = tempfile::tempdir()?;
     let ledger = Ledgerd::start(&dir.path().join("ledger"), Some(&nats.url()))?;
     let scenario = demo_scenario();
@@ -114,7 +117,10 @@ fn split_scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_once_when_nats_stops_mid_load() -> anyhow::Result<()> {
-    let mut nats = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let mut nats = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let dir = tempfile::tempdir()?;
     let ledger = Ledgerd::start(&dir.path().join("ledger"), Some(&nats.url()))?;
     let (part1, part2) = split_scenario(dir.path(), 150)?;
@@ -160,7 +166,10 @@ fn invoice(n: u32) -> pb::RaiseInvoiceRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_kill_9() -> anyhow::Result<()> {
-    let nats = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let nats = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("ledger");
     let mut ledger = Ledgerd::start(&data_dir, Some(&nats.url()))?;

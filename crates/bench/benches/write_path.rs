@@ -71,7 +71,10 @@ fn grpc(scale: Scale) -> anyhow::Result<()> {
         ("relaying to nats-server (sync_interval: always)", true),
         ("relaying to nats-server (default lazy fsync)", false),
     ] {
-        match testkit::NatsServer::start_with(testkit::NatsOptions { sync_always }) {
+        match testkit::NatsServer::start_with(testkit::NatsOptions {
+            sync_always,
+            ..testkit::NatsOptions::default()
+        }) {
             Ok(nats) => grpc_rows.push((
                 name,
                 runtime.block_on(grpc::run(scale.bulk_commands, Some(nats.url())))?,

@@ -40,7 +40,20 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
 /// client or fail with a timeout; either way the relay's cursor does not advance.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
     let connection = name.to_string();
-    async_nats::ConnectOptions::new()
+    let shown = redacted(url);
+    let address: async_nats::ServerAddr = url.parse().map_err(|source| BusError::Connect {
+        url: shown.clone(),
+        source: async_nats::ConnectError::with_source(
+            async_nats::ConnectErrorKind::ServerParse,
+            source,
+        ),
+    })?;
+    let mut options = async_nats::ConnectOptions::new();
+    // `nats://user:password@host:port`: the credentials this service connects with.
+    if let (Some(user), Some(password)) = (address.username(), address.password()) {
+        options = options.user_and_password(user.to_string(), password.to_string());
+    }
+    options
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -59,12 +72,21 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
                 }
             }
         })
-        .connect(url)
+        .connect(address)
         .await
-        .map_err(|source| BusError::Connect {
-            url: url.to_string(),
-            source,
-        })
+        .map_err(|source| BusError::Connect { url: shown, source })
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// A JetStream context over `client` with explicit timeouts and a bounded, back-pressured

@@ -31,6 +31,7 @@ pub use async_nats;
 pub use connect::{
     CONNECTION_TIMEOUT, JETSTREAM_ACK_TIMEOUT, JETSTREAM_MAX_ACK_INFLIGHT, JETSTREAM_TIMEOUT,
     RECONNECT_DELAY_MAX, RECONNECT_DELAY_MIN, REQUEST_TIMEOUT, connect, jetstream, reconnect_delay,
+    redacted,
 };
 pub use error::BusError;
 pub use headers::{

@@ -343,7 +343,10 @@ async fn the_client_reconnects_after_a_restart_and_the_data_survives() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sync_always_acknowledged_events_survive_sigkill() -> Result<()> {
-    let mut server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let mut server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let js = connect(&server).await?;
     ensure_stream(&js, &StreamSettings::default()).await?;
     let publisher = Publisher::new(js.clone());

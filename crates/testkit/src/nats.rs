@@ -31,6 +31,9 @@ pub struct NatsOptions {
     /// shipped configurations do where the bus must be durable on its own. Off (the server's
     /// default lazy fsync) unless a test needs to survive [`NatsServer::kill9`].
     pub sync_always: bool,
+    /// A configuration file to `include` (copied beside the server's own), e.g. the shipped
+    /// `deploy/nats/permissions.conf`, so a test runs against the real users and permissions.
+    pub include: Option<&'static str>,
 }
 
 /// A `nats-server -js` on `127.0.0.1:<free port>` with its own temp store dir.
@@ -70,10 +73,19 @@ impl NatsServer {
         fs::create_dir_all(&store_dir)
             .with_context(|| format!("creating {}", store_dir.display()))?;
         let log = dir.path().join("nats-server.log");
-        let config = if options.sync_always {
+        let config = if options.sync_always || options.include.is_some() {
             let path = dir.path().join("nats-server.conf");
-            fs::write(&path, "jetstream {\n  sync_interval: always\n}\n")
-                .with_context(|| format!("writing {}", path.display()))?;
+            let mut text = String::new();
+            if options.sync_always {
+                text.push_str("jetstream {\n  sync_interval: always\n}\n");
+            }
+            if let Some(include) = options.include {
+                // nats-server resolves includes relative to the including file only.
+                let copy = dir.path().join("included.conf");
+                fs::copy(include, &copy).with_context(|| format!("copying {include}"))?;
+                text.push_str("include ./included.conf\n");
+            }
+            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             Some(path)
         } else {
             None

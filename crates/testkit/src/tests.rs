@@ -51,7 +51,11 @@ fn nats_server_starts_with_jetstream_and_accepts_clients() {
 
 #[test]
 fn sync_always_is_applied() {
-    let server = NatsServer::start_with(NatsOptions { sync_always: true }).unwrap();
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })
+    .unwrap();
     let mut stream = TcpStream::connect(("127.0.0.1", server.monitor_port())).unwrap();
     write!(stream, "GET /varz HTTP/1.0\r\n\r\n").unwrap();
     let mut varz = String::new();
