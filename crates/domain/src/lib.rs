@@ -17,6 +17,7 @@ pub mod ids;
 pub mod money;
 pub mod oversight;
 pub mod period;
+pub mod position;
 pub mod system;
 
 #[cfg(test)]
