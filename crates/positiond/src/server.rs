@@ -11,11 +11,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
-use crate::consumer::{self, Settings, Shared};
-use crate::projection::Projection;
 use crate::service::PositionApi;
+use follow::checkpoint::CheckpointStore;
+use follow::consumer::{self, Settings, Shared};
+use follow::projection::Projection;
 
 /// Runs positiond with projection `P` on `listener` until `shutdown` resolves.
 pub async fn run<P: Projection>(

@@ -4,8 +4,8 @@ use api::position_pb as pb;
 use api::position_pb::position_service_server::PositionService;
 use tonic::{Request, Response, Status};
 
-use crate::consumer::Shared;
-use crate::projection::Projection;
+use follow::consumer::Shared;
+use follow::projection::Projection;
 
 /// The gRPC service: reads the projection the consumer keeps up to date.
 pub struct PositionApi<P> {

@@ -1,4 +1,4 @@
-//! positiond's own sled: the projection and its last sequence, stored as ONE value, so that
+//! A read-side service's own sled: the projection and its last sequence, stored as ONE value, so that
 //! after a crash the projection on disk is exactly the fold of events `1..=sequence` — never
 //! a projection that has counted an event whose sequence it does not remember.
 

@@ -10,10 +10,10 @@ use api::CommandMeta;
 use api::pb;
 use api::pb::ledger_service_client::LedgerServiceClient;
 use domain::{ContractEvent, Event};
-use positiond::checkpoint::CheckpointStore;
-use positiond::consumer::{self, Settings, Shared};
-use positiond::incoming::Incoming;
-use positiond::projection::{Checkpointed, Projection};
+use follow::checkpoint::CheckpointStore;
+use follow::consumer::{self, Settings, Shared};
+use follow::incoming::Incoming;
+use follow::projection::{Checkpointed, Projection};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -330,75 +330,4 @@ fn outbound(recorded: &pb::RecordedEvent) -> bus::OutboundEvent {
         event_type: recorded.event_type.clone(),
         payload: recorded.encode_to_vec().into(),
     }
-}
-
-/// The whole service in-process: positiond's server folds what ledgerd relays and says how
-/// far it has got over gRPC; it checkpoints on shutdown and resumes from there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_reports_how_far_it_has_folded() -> anyhow::Result<()> {
-    use api::position_pb::StatusRequest;
-    use api::position_pb::position_service_client::PositionServiceClient;
-
-    let nats = testkit::NatsServer::start()?;
-    let ledgerd = start_ledgerd(Some(nats.url())).await?;
-    let mut ledger = client(&ledgerd.url).await?;
-    post(&mut ledger, setup()).await?;
-    let last = post(&mut ledger, (0..40).map(invoice).collect()).await?;
-    let head = ledger.head(pb::HeadRequest {}).await?.into_inner();
-
-    let dir = tempfile::tempdir()?;
-    let start = |dir: std::path::PathBuf| {
-        let config = positiond::config::Config {
-            data_dir: dir,
-            nats_url: nats.url(),
-            ledgerd_url: ledgerd.url.clone(),
-            consumer: "svc".to_string(),
-            ..positiond::config::Config::default()
-        };
-        async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let url = format!("http://{}", listener.local_addr()?);
-            let stop = CancellationToken::new();
-            let task = tokio::spawn(positiond::server::run::<Tally>(
-                config,
-                listener,
-                stop.clone().cancelled_owned(),
-            ));
-            anyhow::Ok((url, stop, task))
-        }
-    };
-
-    let (url, stop, task) = start(dir.path().to_path_buf()).await?;
-    let mut position = loop {
-        match PositionServiceClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let mut folded = None;
-    for _ in 0..200 {
-        let status = position.get_status(StatusRequest {}).await?.into_inner();
-        assert_eq!(status.system, "kav");
-        let basis = status.folded.expect("a basis");
-        if basis.sequence == last {
-            folded = Some(basis);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let folded = folded.expect("positiond caught up");
-    assert_eq!(folded.hash, head.hash, "the basis is the ledger's head");
-    assert!(folded.recorded_at_us > 0);
-    stop.cancel();
-    task.await??;
-
-    // Shut down, it left its checkpoint at the head: a restart starts from there.
-    let checkpoints = CheckpointStore::open(dir.path())?;
-    let saved: Checkpointed<Tally> = checkpoints.load()?;
-    assert_eq!(saved.sequence, last);
-    assert_eq!(saved.projection, expected(last, 0..40));
-
-    ledgerd.stop.cancel();
-    ledgerd.task.await??;
-    Ok(())
 }

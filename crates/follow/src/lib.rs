@@ -1,0 +1,15 @@
+//! follow: how a read-side service keeps a projection of the ledger up to date.
+//!
+//! positiond (one ICS) and oversightd (every ICS) both fold the ledger's events into a
+//! projection kept in their own sled; this crate is the mechanism they share:
+//!
+//! - [`incoming`]: events as they arrive (JetStream message or `ReadAll`), decoded and
+//!   checked.
+//! - [`projection`]: the fold and its place in the log; redelivery and gaps.
+//! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.
+//! - [`consumer`]: catch up from ledgerd, follow JetStream, checkpoint, then acknowledge.
+
+pub mod checkpoint;
+pub mod consumer;
+pub mod incoming;
+pub mod projection;
