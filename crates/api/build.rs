@@ -13,6 +13,8 @@ const LEDGER: [&str; 4] = [
     "ics/ledger/v1/ledger.proto",
 ];
 const POSITION: [&str; 1] = ["ics/position/v1/position.proto"];
+const SERIALIZE: &str = "#[derive(serde::Serialize)]";
+const HEX: &str = "#[serde(serialize_with = \"crate::json::hex\")]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
@@ -26,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("ics_ledger_v1_descriptor.bin"),
         all.encode_to_vec(),
     )?;
+    // Messages serialize to JSON (serde) for clients that print them (`icsctl --json`):
+    // proto field names, enums as their numbers, bytes as lowercase hex.
     tonic_prost_build::configure()
+        .type_attribute(".", SERIALIZE)
         .build_client(true)
         .build_server(true)
         .compile_fds(protox::compile(paths(&LEDGER), [&root])?)?;
@@ -36,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::create_dir_all(&position_out)?;
     tonic_prost_build::configure()
         .extern_path(".ics.ledger.v1", "crate::pb")
+        .type_attribute(".", SERIALIZE)
+        .field_attribute(".ics.position.v1.Basis.fingerprint", HEX)
+        .field_attribute(".ics.position.v1.StatusReply.hash", HEX)
         .out_dir(&position_out)
         .build_client(true)
         .build_server(true)

@@ -218,3 +218,132 @@ pub async fn wait_for_relay(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A running `positiond` binary folding system `kav`; killed on drop.
+pub struct Positiond {
+    process: ChildGuard,
+    addr: SocketAddr,
+    args: PositiondArgs,
+    starts: u32,
+}
+
+#[derive(Clone)]
+struct PositiondArgs {
+    data_dir: PathBuf,
+    nats_url: String,
+    ledgerd_url: String,
+    consumer: String,
+}
+
+impl Positiond {
+    /// Starts positiond with its own sled in `data_dir` and durable consumer `consumer`.
+    pub fn start(
+        data_dir: &Path,
+        nats_url: &str,
+        ledgerd_url: &str,
+        consumer: &str,
+    ) -> anyhow::Result<Self> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let args = PositiondArgs {
+            data_dir: data_dir.to_path_buf(),
+            nats_url: nats_url.to_string(),
+            ledgerd_url: ledgerd_url.to_string(),
+            consumer: consumer.to_string(),
+        };
+        let process = spawn_positiond(addr, &args, 1)?;
+        Ok(Positiond {
+            process,
+            addr,
+            args,
+            starts: 1,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<PositionServiceClient<Channel>> {
+        let channel = Channel::from_shared(self.url())?
+            .connect()
+            .await
+            .context("connecting to positiond")?;
+        Ok(PositionServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// SIGKILL: no final checkpoint.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.process.kill9().map(|_| ())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.terminate(Duration::from_secs(20))
+    }
+
+    /// Starts it again on the same port, data directory and consumer.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        self.process = spawn_positiond(self.addr, &self.args, self.starts)?;
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+
+    /// Waits until positiond has folded `sequence`; returns its status.
+    pub async fn wait_for(
+        &self,
+        sequence: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<api::position_pb::StatusReply> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(mut client) = self.client().await
+                && let Ok(status) = client.get_status(api::position_pb::StatusRequest {}).await
+                && status.get_ref().sequence >= sequence
+            {
+                return Ok(status.into_inner());
+            }
+            if started.elapsed() > timeout {
+                anyhow::bail!(
+                    "positiond did not fold sequence {sequence} within {timeout:?}; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+use api::position_pb::position_service_client::PositionServiceClient;
+
+fn spawn_positiond(
+    addr: SocketAddr,
+    args: &PositiondArgs,
+    start: u32,
+) -> anyhow::Result<ChildGuard> {
+    let binary = testkit::workspace_binary("positiond")?;
+    let log_dir = args.data_dir.with_extension("logs");
+    std::fs::create_dir_all(&log_dir)?;
+    let mut command = Command::new(binary);
+    command
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .arg("--system")
+        .arg("kav")
+        .arg("--nats-url")
+        .arg(&args.nats_url)
+        .arg("--ledgerd-url")
+        .arg(&args.ledgerd_url)
+        .arg("--consumer")
+        .arg(&args.consumer)
+        .env("RUST_LOG", "info");
+    let log = log_dir.join(format!("positiond-{start}.log"));
+    let mut process = ChildGuard::spawn_logged("positiond", &mut command, &log)?;
+    process.wait_for_port(addr, START_TIMEOUT)?;
+    Ok(process)
+}

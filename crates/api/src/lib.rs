@@ -18,6 +18,9 @@
 //! - [`period_to_proto`] / [`period_from_proto`]: periods on their own (reads, positions).
 //! - [`status`]: [`status_from_domain`], the one mapping from [`domain::DomainError`] to a
 //!   gRPC status with `google.rpc` error details.
+//! - [`report`]: the position reports — report requests checked into a
+//!   [`report::Question`], domain reports → `position_pb` messages with their fingerprints
+//!   ([`report::ReportToProto`]), and the statuses for reports that cannot be given yet.
 //!
 //! **API boundary:** malformed input never reaches the domain. Converting a request checks
 //! everything that needs no ledger state and reports it as
@@ -33,7 +36,9 @@
 
 pub mod command;
 pub mod event;
+pub mod json;
 pub mod meta;
+pub mod report;
 pub mod status;
 mod values;
 

@@ -4,4 +4,5 @@
 mod commands;
 mod events;
 mod fixtures;
+mod report;
 mod status;

@@ -9,6 +9,7 @@ pub mod money;
 pub mod output;
 pub mod parse;
 pub mod post;
+pub mod report;
 
 use std::time::Duration;
 
@@ -40,6 +41,14 @@ pub struct Global {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    /// positiond's gRPC address (reports: position, budget, contract, fund, aob, …).
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_POSITION_SERVER",
+        default_value = "http://127.0.0.1:50061"
+    )]
+    pub position_server: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -85,6 +94,8 @@ pub enum Dev {
 pub enum Cmd {
     #[command(flatten)]
     Post(Post),
+    #[command(flatten)]
+    Report(report::ReportCmd),
     /// Post every command of a scenario file (one icsctl subcommand per line) in one bulk call.
     Load {
         file: std::path::PathBuf,
@@ -135,20 +146,25 @@ pub async fn connect(global: &Global) -> anyhow::Result<LedgerServiceClient<Chan
     Ok(LedgerServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
 }
 
-/// A channel to `--server`, over TLS when `--ca` is given.
+/// A channel to `--server` (ledgerd), over TLS when `--ca` is given.
 pub async fn channel(global: &Global) -> anyhow::Result<Channel> {
+    channel_to(global, &global.server).await
+}
+
+/// A channel to `server`, over TLS when `--ca` is given.
+pub async fn channel_to(global: &Global, server: &str) -> anyhow::Result<Channel> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
     };
     let Some(ca) = &global.ca else {
-        return Ok(Channel::from_shared(global.server.clone())
+        return Ok(Channel::from_shared(server.to_string())
             .context("--server is not a URL")?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await?);
     };
-    let url = global.server.replacen("http://", "https://", 1);
+    let url = server.replacen("http://", "https://", 1);
     let uri: tonic::codegen::http::Uri = url.parse().context("--server is not a URL")?;
     let host = uri.host().unwrap_or("localhost");
     let name = global.tls_name.clone().unwrap_or_else(|| {
@@ -209,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Cmd::Post(post) => post_one(&global, &post).await,
+        Cmd::Report(report) => report::run(&global, report).await,
         Cmd::Load { file, quiet } => load::load(&global, &file, quiet).await,
         Cmd::Events {
             from,

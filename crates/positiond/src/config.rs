@@ -61,6 +61,12 @@ pub struct Config {
     pub checkpoint_events: u64,
     /// …or this many milliseconds after the first unsaved one.
     pub checkpoint_interval_ms: u64,
+    /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -76,6 +82,9 @@ impl Default for Config {
             fetch_max: 512,
             checkpoint_events: 10_000,
             checkpoint_interval_ms: 200,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -96,6 +105,27 @@ impl Config {
 
     pub fn checkpoint_interval(&self) -> Duration {
         Duration::from_millis(self.checkpoint_interval_ms)
+    }
+
+    /// The server's TLS settings, read from the configured files; `None` for plaintext.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use anyhow::Context;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (read(cert)?, read(key)?),
+            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
+            _ => {
+                anyhow::bail!("TLS needs both tls_cert and tls_key (and tls_client_ca needs them)")
+            }
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
     }
 }
 
@@ -123,7 +153,32 @@ mod tests {
             assert_eq!(config.fetch_max, 64);
             assert_eq!(config.ledgerd_url, "http://10.0.0.1:50051");
             assert_eq!(config.checkpoint_events, 10_000);
+            assert_eq!(config.tls_cert, None);
+            assert!(config.server_tls().map_err(|e| e.to_string())?.is_none());
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let half = Config {
+            tls_cert: Some("server.pem".into()),
+            ..Config::default()
+        };
+        let error = half.server_tls().expect_err("no key");
+        assert!(
+            error.to_string().contains("both tls_cert and tls_key"),
+            "{error}"
+        );
+        let missing = Config {
+            tls_cert: Some("/nonexistent/server.pem".into()),
+            tls_key: Some("/nonexistent/server-key.pem".into()),
+            ..Config::default()
+        };
+        let error = missing.server_tls().expect_err("no files");
+        assert!(
+            error.to_string().contains("/nonexistent/server.pem"),
+            "{error}"
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! Start-up and shutdown: open positiond's sled, load the checkpoint, run the consumer, serve
 //! gRPC until the shutdown signal (or until the consumer fails), then checkpoint.
+//!
+//! If the consumer fails — ledgerd's log holds an event the projection refuses, ledgerd's
+//! `ReadAll` skips, the checkpoint cannot be saved — positiond stops serving and `run` returns
+//! the consumer's error, rather than answer from a projection that stopped short.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -12,24 +16,25 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::position::Position;
 use crate::service::PositionApi;
 use follow::checkpoint::CheckpointStore;
 use follow::consumer::{self, Settings, Shared};
-use follow::projection::Projection;
 
-/// Runs positiond with projection `P` on `listener` until `shutdown` resolves.
-pub async fn run<P: Projection>(
+/// Runs positiond on `listener` until `shutdown` resolves.
+pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let system = SystemId::new(config.system.clone())
         .map_err(|e| anyhow::anyhow!("system '{}': {e}", config.system))?;
+    let tls = config.server_tls()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let checkpoints = CheckpointStore::open(&config.data_dir)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
-    let shared: Shared<P> = Arc::new(RwLock::new(checkpoints.load()?));
+    let shared: Shared<Position> = Arc::new(RwLock::new(checkpoints.load()?));
     tracing::info!(
         sequence = shared.read().map(|c| c.sequence).unwrap_or(0),
         "checkpoint loaded"
@@ -55,7 +60,7 @@ pub async fn run<P: Projection>(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<PositionServiceServer<PositionApi<P>>>()
+        .set_serving::<PositionServiceServer<PositionApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
@@ -66,7 +71,14 @@ pub async fn run<P: Projection>(
     tracing::info!(%address, %system, "positiond serving");
 
     let serving_stop = stop.clone();
-    let serve = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    } else {
+        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
+    }
+    let serve = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
@@ -94,4 +106,28 @@ pub async fn run<P: Projection>(
     consumer_result.context("the consumer task")??;
     tracing::info!("positiond stopped");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops positiond");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

@@ -1,26 +1,81 @@
 //! `PositionService` over the shared projection.
+//!
+//! Every report is one question — a year, a month (year to date) and a point in the log —
+//! asked of the domain projection the consumer keeps up to date: the request is checked
+//! ([`api::report`]: `INVALID_ARGUMENT` naming the field), the point is checked against how
+//! far positiond has folded (`FAILED_PRECONDITION` saying how far), and the report is taken
+//! from a snapshot of the projection under the read lock. The lock is released before the
+//! report is converted and its fingerprint computed, and is never held across an `.await`.
 
 use api::position_pb as pb;
 use api::position_pb::position_service_server::PositionService;
+use api::report::{
+    Question, ReportToProto, aob_question, check_as_of, consolidation_question,
+    question_from_proto, status_from_report,
+};
+use domain::position::{Recorded, ReportError, Snapshot};
 use tonic::{Request, Response, Status};
 
 use follow::consumer::Shared;
-use follow::projection::Projection;
+
+use crate::position::Position;
 
 /// The gRPC service: reads the projection the consumer keeps up to date.
-pub struct PositionApi<P> {
+pub struct PositionApi {
     system: String,
-    shared: Shared<P>,
+    shared: Shared<Position>,
 }
 
-impl<P> PositionApi<P> {
-    pub fn new(system: String, shared: Shared<P>) -> Self {
+impl PositionApi {
+    pub fn new(system: String, shared: Shared<Position>) -> Self {
         PositionApi { system, shared }
+    }
+
+    /// Takes the report `report` asks of the snapshot at `question.as_of`, and converts it.
+    #[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
+    fn answer<R: ReportToProto>(
+        &self,
+        rpc: &'static str,
+        question: Question,
+        report: impl FnOnce(&Snapshot<'_>) -> Result<R, ReportError>,
+    ) -> Result<Response<R::Proto>, Status> {
+        // Under the read lock: the check and the report, nothing else.
+        let (taken, folded) = {
+            let folded = self
+                .shared
+                .read()
+                .map_err(|_| Status::internal("the projection's lock is poisoned"))?;
+            let at = Recorded {
+                sequence: folded.sequence,
+                recorded_at_us: folded.recorded_at_us,
+            };
+            check_as_of(question.as_of, at)?;
+            let taken = folded
+                .projection
+                .projection()
+                .at(question.as_of)
+                .and_then(|snapshot| report(&snapshot));
+            (taken, at)
+        };
+        let report = taken.map_err(|error| {
+            tracing::debug!(rpc, %error, "report refused");
+            status_from_report(&error, folded)
+        })?;
+        let proto = report.to_proto().map_err(|error| {
+            tracing::error!(rpc, %error, "report has no canonical bytes");
+            Status::internal(format!("the report has no fingerprint: {error}"))
+        })?;
+        Ok(Response::new(proto))
     }
 }
 
+/// `INVALID_ARGUMENT` naming the field, with a `BadRequest` detail.
+fn invalid(error: &domain::DomainError) -> Status {
+    api::status_from_domain(error)
+}
+
 #[tonic::async_trait]
-impl<P: Projection> PositionService for PositionApi<P> {
+impl PositionService for PositionApi {
     async fn get_status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -31,15 +86,84 @@ impl<P: Projection> PositionService for PositionApi<P> {
             .map_err(|_| Status::internal("the projection's lock is poisoned"))?;
         Ok(Response::new(pb::StatusReply {
             system: self.system.clone(),
-            folded: Some(pb::Basis {
-                sequence: folded.sequence,
-                hash: if folded.sequence == 0 {
-                    Vec::new()
-                } else {
-                    folded.hash.to_vec()
-                },
-                recorded_at_us: folded.recorded_at_us,
-            }),
+            sequence: folded.sequence,
+            hash: if folded.sequence == 0 {
+                Vec::new()
+            } else {
+                folded.hash.to_vec()
+            },
+            recorded_at_us: folded.recorded_at_us,
         }))
+    }
+
+    async fn get_position(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::PositionReport>, Status> {
+        let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetPosition", question, |s| {
+            s.position(question.year, question.month)
+        })
+    }
+
+    async fn get_consolidation(
+        &self,
+        request: Request<pb::ConsolidationRequest>,
+    ) -> Result<Response<pb::ConsolidationReport>, Status> {
+        let (question, scope) =
+            consolidation_question(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetConsolidation", question, |s| {
+            s.consolidation(question.year, question.month, scope)
+        })
+    }
+
+    async fn get_pooled_budgets(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::PooledBudgetStatement>, Status> {
+        let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetPooledBudgets", question, |s| {
+            s.pooled_budgets(question.year, question.month)
+        })
+    }
+
+    async fn get_contracts(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ContractStatement>, Status> {
+        let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetContracts", question, |s| {
+            s.contracts_statement(question.year, question.month)
+        })
+    }
+
+    async fn get_funds(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::FundStatement>, Status> {
+        let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetFunds", question, |s| {
+            s.funds_statement(question.year, question.month)
+        })
+    }
+
+    async fn get_agreement_of_balances(
+        &self,
+        request: Request<pb::AgreementOfBalancesRequest>,
+    ) -> Result<Response<pb::AgreementOfBalances>, Status> {
+        let (question, options) = aob_question(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetAgreementOfBalances", question, |s| {
+            s.agreement_of_balances(question.year, question.month, options)
+        })
+    }
+
+    async fn get_adjustments(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::AdjustmentsReport>, Status> {
+        let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
+        self.answer("GetAdjustments", question, |s| {
+            s.adjustments(question.year, question.month)
+        })
     }
 }
