@@ -4,6 +4,7 @@
 //! its way to the wire, so a malformed amount or period is caught here, before the network,
 //! with the same rules the server applies.
 
+pub mod keys;
 pub mod load;
 pub mod money;
 pub mod output;
@@ -52,9 +53,13 @@ pub struct Global {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Who is posting (recorded on every event).
+    /// Who is posting (recorded on every event) when the server has authentication off; with
+    /// it on, the token's subject is recorded instead.
     #[arg(long, global = true, env = "ICS_ACTOR", default_value = "icsctl")]
     pub actor: String,
+    /// Bearer token (from `icsctl token issue`), sent as `authorization: Bearer <token>`.
+    #[arg(long, global = true, env = "ICS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Idempotency key (UUID) for a single command; random when not given.
     #[arg(long, global = true)]
     pub request_id: Option<String>,
@@ -123,6 +128,12 @@ pub enum Cmd {
     /// Tools for running the stack on one machine.
     #[command(subcommand)]
     Dev(Dev),
+    /// The ICS's Ed25519 signing key.
+    #[command(subcommand)]
+    Keys(keys::Keys),
+    /// Bearer tokens signed with the ICS's key.
+    #[command(subcommand)]
+    Token(keys::Token),
     /// The JetStream stream's message count and last message, checked against the ledger head.
     BusStatus {
         #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
@@ -210,7 +221,8 @@ fn dev_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A request carrying the actor metadata.
+/// A request carrying the bearer token (`--token`) and the actor metadata (which servers
+/// with authentication on ignore: there the actor is the token's subject).
 pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
     let actor = global
@@ -218,6 +230,12 @@ pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<
         .parse()
         .context("--actor must be printable ASCII")?;
     request.metadata_mut().insert("x-ics-actor", actor);
+    if let Some(token) = &global.token {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .context("--token must be printable ASCII")?;
+        request.metadata_mut().insert("authorization", value);
+    }
     Ok(request)
 }
 
@@ -235,6 +253,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => output::events(&global, from, limit, follow, stream).await,
         Cmd::Head => output::head(&global).await,
         Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
+        Cmd::Keys(command) => keys::keys(command),
+        Cmd::Token(command) => keys::token(command),
         Cmd::BusStatus {
             nats_url,
             system,
@@ -284,45 +304,36 @@ async fn send(
     command: pb::command::Command,
 ) -> Result<tonic::Response<pb::CommandReply>, tonic::Status> {
     use pb::command::Command as C;
-    let actor: tonic::metadata::AsciiMetadataValue = global
-        .actor
-        .parse()
-        .map_err(|_| tonic::Status::invalid_argument("--actor must be printable ASCII"))?;
-    fn with_actor<T>(
-        actor: &tonic::metadata::AsciiMetadataValue,
-        message: T,
-    ) -> Result<tonic::Request<T>, tonic::Status> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("x-ics-actor", actor.clone());
-        Ok(request)
+    fn with_actor<T>(global: &Global, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+        request(global, message).map_err(|e| tonic::Status::invalid_argument(format!("{e:#}")))
     }
     match command {
-        C::EstablishSystem(m) => client.establish_system(with_actor(&actor, m)?).await,
-        C::AdmitMember(m) => client.admit_member(with_actor(&actor, m)?).await,
-        C::AgreePlan(m) => client.agree_plan(with_actor(&actor, m)?).await,
-        C::SubmitReturn(m) => client.submit_return(with_actor(&actor, m)?).await,
-        C::ReportMetric(m) => client.report_metric(with_actor(&actor, m)?).await,
-        C::ClosePeriod(m) => client.close_period(with_actor(&actor, m)?).await,
-        C::EstablishBudget(m) => client.establish_budget(with_actor(&actor, m)?).await,
-        C::PledgeContribution(m) => client.pledge_contribution(with_actor(&actor, m)?).await,
-        C::PayContribution(m) => client.pay_contribution(with_actor(&actor, m)?).await,
-        C::RecordSpend(m) => client.record_spend(with_actor(&actor, m)?).await,
-        C::VaryBudget(m) => client.vary_budget(with_actor(&actor, m)?).await,
-        C::SettleRiskShare(m) => client.settle_risk_share(with_actor(&actor, m)?).await,
-        C::CloseBudget(m) => client.close_budget(with_actor(&actor, m)?).await,
-        C::AllocateFund(m) => client.allocate_fund(with_actor(&actor, m)?).await,
-        C::AssessTranche(m) => client.assess_tranche(with_actor(&actor, m)?).await,
-        C::PayTranche(m) => client.pay_tranche(with_actor(&actor, m)?).await,
-        C::ClawBack(m) => client.claw_back(with_actor(&actor, m)?).await,
-        C::AgreeContract(m) => client.agree_contract(with_actor(&actor, m)?).await,
-        C::VaryContract(m) => client.vary_contract(with_actor(&actor, m)?).await,
-        C::RecordActivity(m) => client.record_activity(with_actor(&actor, m)?).await,
-        C::RaiseInvoice(m) => client.raise_invoice(with_actor(&actor, m)?).await,
-        C::RecordPayment(m) => client.record_payment(with_actor(&actor, m)?).await,
-        C::RaiseDispute(m) => client.raise_dispute(with_actor(&actor, m)?).await,
-        C::ResolveDispute(m) => client.resolve_dispute(with_actor(&actor, m)?).await,
-        C::ReconcileCquin(m) => client.reconcile_cquin(with_actor(&actor, m)?).await,
-        C::RecordAdjustment(m) => client.record_adjustment(with_actor(&actor, m)?).await,
-        C::TerminateContract(m) => client.terminate_contract(with_actor(&actor, m)?).await,
+        C::EstablishSystem(m) => client.establish_system(with_actor(global, m)?).await,
+        C::AdmitMember(m) => client.admit_member(with_actor(global, m)?).await,
+        C::AgreePlan(m) => client.agree_plan(with_actor(global, m)?).await,
+        C::SubmitReturn(m) => client.submit_return(with_actor(global, m)?).await,
+        C::ReportMetric(m) => client.report_metric(with_actor(global, m)?).await,
+        C::ClosePeriod(m) => client.close_period(with_actor(global, m)?).await,
+        C::EstablishBudget(m) => client.establish_budget(with_actor(global, m)?).await,
+        C::PledgeContribution(m) => client.pledge_contribution(with_actor(global, m)?).await,
+        C::PayContribution(m) => client.pay_contribution(with_actor(global, m)?).await,
+        C::RecordSpend(m) => client.record_spend(with_actor(global, m)?).await,
+        C::VaryBudget(m) => client.vary_budget(with_actor(global, m)?).await,
+        C::SettleRiskShare(m) => client.settle_risk_share(with_actor(global, m)?).await,
+        C::CloseBudget(m) => client.close_budget(with_actor(global, m)?).await,
+        C::AllocateFund(m) => client.allocate_fund(with_actor(global, m)?).await,
+        C::AssessTranche(m) => client.assess_tranche(with_actor(global, m)?).await,
+        C::PayTranche(m) => client.pay_tranche(with_actor(global, m)?).await,
+        C::ClawBack(m) => client.claw_back(with_actor(global, m)?).await,
+        C::AgreeContract(m) => client.agree_contract(with_actor(global, m)?).await,
+        C::VaryContract(m) => client.vary_contract(with_actor(global, m)?).await,
+        C::RecordActivity(m) => client.record_activity(with_actor(global, m)?).await,
+        C::RaiseInvoice(m) => client.raise_invoice(with_actor(global, m)?).await,
+        C::RecordPayment(m) => client.record_payment(with_actor(global, m)?).await,
+        C::RaiseDispute(m) => client.raise_dispute(with_actor(global, m)?).await,
+        C::ResolveDispute(m) => client.resolve_dispute(with_actor(global, m)?).await,
+        C::ReconcileCquin(m) => client.reconcile_cquin(with_actor(global, m)?).await,
+        C::RecordAdjustment(m) => client.record_adjustment(with_actor(global, m)?).await,
+        C::TerminateContract(m) => client.terminate_contract(with_actor(global, m)?).await,
     }
 }

@@ -65,10 +65,10 @@ pub enum ReportCmd {
         args: ReportArgs,
         #[arg(long, value_enum, default_value = "nhs")]
         scope: Scope,
-        /// Flag receivables/payables mismatches from this many pounds (default 300,000).
+        /// Flag receivables/payables differences over this many pounds (default 300,000).
         #[arg(long, value_parser = crate::parse::pounds)]
         balance_threshold: Option<domain::Pence>,
-        /// Flag income/expenditure mismatches from this many pounds (default 3,000,000).
+        /// Flag income/expenditure differences over this many pounds (default 3,000,000).
         #[arg(long, value_parser = crate::parse::pounds)]
         income_threshold: Option<domain::Pence>,
     },
@@ -688,7 +688,7 @@ fn budget_table(report: &pb::PooledBudgetStatement) -> String {
             ]);
         }
         out.push_str(&format!("{schemes}\n"));
-        let mut totals = table(&["", "pledged", "spend YTD", "variance YTD"], 1);
+        let mut totals = table(&["", "pledged", "spend YTD", "over/(under)spend"], 1);
         totals.add_row(vec![
             "revenue pool (risk shared)".to_string(),
             pounds(b.revenue_pool_ytd_pence),
@@ -709,10 +709,15 @@ fn budget_table(report: &pb::PooledBudgetStatement) -> String {
                     .iter()
                     .map(|a| format!("{} {}", a.member, pounds(a.amount_pence).trim_end()))
                     .collect();
+                let outcome = if s.variance_pence >= 0 {
+                    "overspend"
+                } else {
+                    "underspend"
+                };
                 out.push_str(&format!(
-                    "risk share settled in {}: variance {} split {}\n",
+                    "risk share settled in {}: {outcome} of {} split {}\n",
                     opt_period(s.period),
-                    pounds(s.variance_pence).trim_end(),
+                    pounds(s.variance_pence.saturating_abs()).trim_end(),
                     split.join(", ")
                 ));
             }

@@ -68,6 +68,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// The ICS's Ed25519 public key (SPKI PEM, from `icsctl keys generate`): when set, every
+    /// RPC needs a bearer token it signed, and roles decide what each caller may post and
+    /// read. Unset: authentication is off and the actor is whatever `x-ics-actor` says.
+    pub auth_public_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            auth_public_key: None,
         }
     }
 }
@@ -125,6 +130,21 @@ impl Config {
             tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
         }
         Ok(Some(tls))
+    }
+
+    /// The token verifier for this system, if `auth_public_key` is set.
+    pub fn verifier(&self) -> anyhow::Result<Option<auth::Verifier>> {
+        use anyhow::Context;
+        let Some(path) = &self.auth_public_key else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading auth_public_key {}", path.display()))?;
+        let system = domain::SystemId::new(self.system.clone())
+            .map_err(|e| anyhow::anyhow!("system '{}': {e}", self.system))?;
+        let verifier = auth::Verifier::from_pem(&pem, system)
+            .with_context(|| format!("auth_public_key {}", path.display()))?;
+        Ok(Some(verifier))
     }
 
     pub fn duplicate_window(&self) -> Duration {

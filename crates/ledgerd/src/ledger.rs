@@ -56,6 +56,8 @@ pub enum SubmitError {
     Poisoned,
     #[error("event store: {0}")]
     Store(String),
+    #[error(transparent)]
+    Denied(#[from] auth::Denied),
 }
 
 type PendingResult = Result<AppendOutcome, Arc<SubmitError>>;
@@ -179,6 +181,19 @@ impl Ledger {
         actor: &str,
         command: Command,
     ) -> Result<SharedPending, SubmitError> {
+        self.enqueue_as(meta, actor, None, command).await
+    }
+
+    /// [`Ledger::enqueue`] for an authenticated caller: the command is refused
+    /// ([`SubmitError::Denied`]) unless `principal`'s role may post it, judged against the
+    /// state it would be decided on (who is the contract's provider, the budget's host).
+    pub async fn enqueue_as(
+        &self,
+        meta: CommandMeta,
+        actor: &str,
+        principal: Option<&auth::Principal>,
+        command: Command,
+    ) -> Result<SharedPending, SubmitError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(SubmitError::Poisoned);
         }
@@ -195,6 +210,9 @@ impl Ledger {
         }
         let command_hash = command_hash(&command);
         let mut core = self.core.lock().await;
+        if let Some(principal) = principal {
+            auth::may_post(principal, &command, &core.state)?;
+        }
 
         if let Some((hash, pending)) = core.in_flight.get(&meta.request_id) {
             if *hash != command_hash {
@@ -307,7 +325,18 @@ impl Ledger {
         actor: &str,
         command: Command,
     ) -> Result<AppendOutcome, SubmitError> {
-        let pending = self.enqueue(meta, actor, command).await?;
+        self.submit_as(meta, actor, None, command).await
+    }
+
+    /// [`Ledger::submit`] for an authenticated caller (see [`Ledger::enqueue_as`]).
+    pub async fn submit_as(
+        &self,
+        meta: CommandMeta,
+        actor: &str,
+        principal: Option<&auth::Principal>,
+        command: Command,
+    ) -> Result<AppendOutcome, SubmitError> {
+        let pending = self.enqueue_as(meta, actor, principal, command).await?;
         pending.await.map_err(|shared| match shared.as_ref() {
             SubmitError::Store(message) => SubmitError::Store(message.clone()),
             SubmitError::Poisoned => SubmitError::Poisoned,

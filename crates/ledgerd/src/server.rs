@@ -76,7 +76,14 @@ pub async fn run(
         bulk_commands_max: config.bulk_commands_max,
         read_page_events: config.read_page_events,
     };
-    let service = LedgerServiceServer::new(LedgerApi::new(ledger, limits))
+    let mut api = LedgerApi::new(ledger, limits);
+    match config.verifier()? {
+        Some(verifier) => api = api.with_auth(verifier),
+        None => tracing::warn!(
+            "authentication is off: no auth_public_key configured, so any caller may post and read"
+        ),
+    }
+    let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.grpc_message_bytes_max)
         .max_encoding_message_size(config.grpc_message_bytes_max);
 

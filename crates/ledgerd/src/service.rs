@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ledger::{Ledger, SubmitError};
 use crate::relay::recorded_to_proto;
 
-/// The metadata key naming who posts a command, until authenticated identities replace it.
+/// The metadata key naming who posts a command when authentication is off. With it on, the
+/// actor is the token's subject and this key is ignored.
 pub const ACTOR_METADATA: &str = "x-ics-actor";
 
 /// The actor recorded when a request names none.
@@ -43,29 +44,94 @@ pub struct Limits {
 pub struct LedgerApi {
     ledger: Ledger,
     limits: Limits,
+    /// Checks bearer tokens; `None`: authentication is off (the actor comes from
+    /// [`ACTOR_METADATA`]).
+    verifier: Option<auth::Verifier>,
+}
+
+/// Who is asking: the actor recorded on what it posts, and the authenticated principal.
+struct Caller {
+    actor: String,
+    principal: Option<auth::Principal>,
 }
 
 impl LedgerApi {
     pub fn new(ledger: Ledger, limits: Limits) -> Self {
-        LedgerApi { ledger, limits }
+        LedgerApi {
+            ledger,
+            limits,
+            verifier: None,
+        }
+    }
+
+    /// Requires a valid bearer token on every RPC and applies the roles' rules.
+    pub fn with_auth(self, verifier: auth::Verifier) -> Self {
+        LedgerApi {
+            verifier: Some(verifier),
+            ..self
+        }
+    }
+
+    /// The caller, from its token (`UNAUTHENTICATED` if missing or invalid) or, with
+    /// authentication off, from [`ACTOR_METADATA`].
+    fn caller<R>(&self, request: &Request<R>) -> Result<Caller, Status> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(Caller {
+                actor: actor(request),
+                principal: None,
+            });
+        };
+        let principal = authenticate(verifier, request)?;
+        Ok(Caller {
+            actor: principal.subject.clone(),
+            principal: Some(principal),
+        })
+    }
+
+    /// Checks the caller may make `read`.
+    fn may_read<R>(&self, request: &Request<R>, read: auth::Read) -> Result<(), Status> {
+        if let Some(principal) = self.caller(request)?.principal {
+            auth::may_read(&principal, read)
+                .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+        }
+        Ok(())
     }
 
     async fn command<R: IntoCommand>(
         &self,
         request: Request<R>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let actor = actor(&request);
+        let caller = self.caller(&request)?;
         let (meta, command) = request
             .into_inner()
             .into_command()
             .map_err(|e| api::status_from_domain(&e))?;
         let outcome = self
             .ledger
-            .submit(meta, &actor, command)
+            .submit_as(meta, &caller.actor, caller.principal.as_ref(), command)
             .await
             .map_err(|e| status_from_submit(&e))?;
         Ok(Response::new(reply(&outcome)))
     }
+}
+
+/// The principal a request's bearer token names, checked at the current time.
+pub fn authenticate<R>(
+    verifier: &auth::Verifier,
+    request: &Request<R>,
+) -> Result<auth::Principal, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Status::unauthenticated("the authorization header is not text"))
+        })
+        .transpose()?;
+    let now = jiff::Timestamp::now().as_second();
+    auth::bearer(header)
+        .and_then(|token| verifier.verify(token, now))
+        .map_err(|e| Status::unauthenticated(e.to_string()))
 }
 
 fn actor<R>(request: &Request<R>) -> String {
@@ -104,6 +170,7 @@ pub fn status_from_submit(error: &SubmitError) -> Status {
             "meta.request_id: {id} was already used for a different command; use a new request id"
         )),
         SubmitError::Poisoned | SubmitError::Store(_) => Status::unavailable(error.to_string()),
+        SubmitError::Denied(denied) => Status::permission_denied(denied.to_string()),
     }
 }
 
@@ -137,7 +204,8 @@ macro_rules! ledger_service {
                 self.read_all_impl(request).await
             }
 
-            async fn head(&self, _request: Request<pb::HeadRequest>) -> Result<Response<pb::HeadReply>, Status> {
+            async fn head(&self, request: Request<pb::HeadRequest>) -> Result<Response<pb::HeadReply>, Status> {
+                self.may_read(&request, auth::Read::Status)?;
                 self.head_impl()
             }
         }
@@ -183,7 +251,7 @@ impl LedgerApi {
         &self,
         request: Request<Streaming<pb::Command>>,
     ) -> Result<Response<pb::BulkReply>, Status> {
-        let actor = actor(&request);
+        let caller = self.caller(&request)?;
         let mut commands = request.into_inner();
         let mut pending = FuturesOrdered::new();
         let mut summary = BulkSummary::default();
@@ -201,7 +269,7 @@ impl LedgerApi {
                 Ok(command) => match api::command_from_proto(command) {
                     Ok((meta, command)) => self
                         .ledger
-                        .enqueue(meta, &actor, command)
+                        .enqueue_as(meta, &caller.actor, caller.principal.as_ref(), command)
                         .await
                         .map_err(|e| match e {
                             SubmitError::Domain(error) => api::status_from_domain(
@@ -250,6 +318,7 @@ impl LedgerApi {
         &self,
         request: Request<pb::ReadStreamRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        self.may_read(&request, auth::Read::Log)?;
         let request = request.into_inner();
         let stream = StreamId::parse(&request.stream).map_err(|e| api::status_from_domain(&e))?;
         let store = self.ledger.store().clone();
@@ -300,6 +369,7 @@ impl LedgerApi {
         &self,
         request: Request<pb::ReadAllRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        self.may_read(&request, auth::Read::Log)?;
         let request = request.into_inner();
         let store = self.ledger.store().clone();
         let page = self.limits.read_page_events;
