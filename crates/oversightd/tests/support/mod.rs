@@ -152,16 +152,27 @@ pub async fn start_oversightd(
     dir: &Path,
     consumer: &str,
 ) -> anyhow::Result<Oversightd> {
+    let map = ledgerds
+        .iter()
+        .map(|l| (l.system.clone(), l.url.clone()))
+        .collect();
+    start_oversightd_with(nats_url, map, dir, consumer).await
+}
+
+/// oversightd with the ledgerd map as given (system → URL).
+pub async fn start_oversightd_with(
+    nats_url: &str,
+    ledgerds: BTreeMap<String, String>,
+    dir: &Path,
+    consumer: &str,
+) -> anyhow::Result<Oversightd> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let config = oversightd::config::Config {
         listen: address,
         data_dir: dir.to_path_buf(),
         nats_url: nats_url.to_string(),
-        ledgerds: ledgerds
-            .iter()
-            .map(|l| (l.system.clone(), l.url.clone()))
-            .collect::<BTreeMap<_, _>>(),
+        ledgerds,
         consumer: consumer.to_string(),
         fetch_max: 64,
         checkpoint_events: 50,
