@@ -248,7 +248,9 @@ impl Ledgerds {
         for (system, url) in urls {
             let endpoint = Endpoint::from_shared(url.clone())
                 .with_context(|| format!("the ledgerd URL of system {system}: '{url}'"))?
-                .connect_timeout(Duration::from_secs(2));
+                .connect_timeout(Duration::from_secs(2))
+                // A ledgerd that accepts but does not answer must not hold up every system.
+                .timeout(Duration::from_secs(30));
             clients.insert(
                 system.clone(),
                 LedgerServiceClient::new(endpoint.connect_lazy()),
@@ -265,7 +267,8 @@ impl Ledgerds {
 /// Why filling from a ledgerd stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FillError {
-    /// The ledgerd could not be read (down, unreachable, refused): try again later.
+    /// The ledgerd could not be read (down, unreachable, too slow, or it refused the read):
+    /// try again later.
     #[error("reading ledgerd: {0}")]
     Unavailable(#[from] tonic::Status),
     /// What the ledgerd sent does not fold: the record and this projection disagree.

@@ -181,6 +181,29 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_shipped_example_loads() {
+        figment::Jail::expect_with(|_| {
+            let flags = Flags {
+                config: Some(
+                    concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/../../deploy/oversightd/oversightd.toml"
+                    )
+                    .into(),
+                ),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).map_err(|e| *e)?;
+            assert_eq!(config.filter_subject, "ics.*.>");
+            assert!(config.nats_url.starts_with("nats://oversightd:"));
+            let map = config.ledgerd_map().map_err(|e| e.to_string())?;
+            assert_eq!(map.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_ledgerd_flag_is_system_equals_url() {
         assert_eq!(
             parse_ledgerd("kav=http://h:1"),
