@@ -1,4 +1,4 @@
-//! Compiles `proto/ics/{ledger,position}/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
+//! Compiles `proto/ics/{ledger,position,oversight}/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
 //! the encoded `FileDescriptorSet` for tonic-reflection, and generates prost messages plus the
 //! tonic client and server.
 
@@ -13,13 +13,18 @@ const LEDGER: [&str; 4] = [
     "ics/ledger/v1/ledger.proto",
 ];
 const POSITION: [&str; 1] = ["ics/position/v1/position.proto"];
+const OVERSIGHT: [&str; 1] = ["ics/oversight/v1/oversight.proto"];
 const SERIALIZE: &str = "#[derive(serde::Serialize)]";
 const HEX: &str = "#[serde(serialize_with = \"crate::json::hex\")]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let paths = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(|f| root.join(f)).collect() };
-    let files: Vec<PathBuf> = paths(&LEDGER).into_iter().chain(paths(&POSITION)).collect();
+    let files: Vec<PathBuf> = paths(&LEDGER)
+        .into_iter()
+        .chain(paths(&POSITION))
+        .chain(paths(&OVERSIGHT))
+        .collect();
     // protox includes imports and source info (the comments become rustdoc).
     let all = protox::compile(&files, [&root])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
@@ -48,6 +53,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(protox::compile(paths(&POSITION), [&root])?)?;
+    // The oversight package likewise, in its own folder.
+    let oversight_out = out.join("oversight");
+    fs::create_dir_all(&oversight_out)?;
+    tonic_prost_build::configure()
+        .extern_path(".ics.ledger.v1", "crate::pb")
+        .type_attribute(".", SERIALIZE)
+        .field_attribute(".ics.oversight.v1.Folded.hash", HEX)
+        .field_attribute(".ics.oversight.v1.Financial.position_fingerprint", HEX)
+        .out_dir(&oversight_out)
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile(paths(&OVERSIGHT), [&root])?)?;
     // tonic-prost-build never emits rerun-if-changed itself.
     println!("cargo:rerun-if-changed={}", root.display());
     for file in &files {

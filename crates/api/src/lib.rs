@@ -73,6 +73,27 @@ pub mod position_pb {
     include!(concat!(env!("OUT_DIR"), "/position/ics.position.v1.rs"));
 }
 
+/// Code generated from `proto/ics/oversight/v1` (package `ics.oversight.v1`): oversightd's
+/// `OversightService` and its reports.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    clippy::unwrap_used,
+    missing_docs
+)]
+pub mod oversight_pb {
+    include!(concat!(env!("OUT_DIR"), "/oversight/ics.oversight.v1.rs"));
+}
+
+/// The proto form of a tranche assessment's condition outcomes (as in `TrancheAssessed`), for
+/// reports that show them.
+pub fn condition_outcomes_to_proto(
+    outcomes: &[domain::fund::ConditionOutcome],
+) -> Vec<pb::ConditionOutcome> {
+    values::outcomes_to_pb(outcomes)
+}
+
 /// The encoded `FileDescriptorSet` of the proto files (with imports and comments), for
 /// `tonic_reflection::server::Builder::register_encoded_file_descriptor_set`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -39,11 +39,13 @@ pub struct Growth {
 }
 
 /// One system's growth beside the rest of the country's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comparison {
     pub system: Growth,
     /// Every other system that reported both quarters, summed; `None` if there is none.
     pub rest: Option<Growth>,
+    /// The systems summed into `rest`, in id order.
+    pub rest_systems: Vec<SystemId>,
 }
 
 /// Where one system ranks on one measure (1 = best).
@@ -68,6 +70,13 @@ impl MetricBook {
     ) {
         self.values
             .insert((system.clone(), period, metric, member.clone()), value);
+    }
+
+    /// Adds every report of `other` (a book of other systems, or later reports of the same
+    /// ones): where both hold the same fact, `other`'s replaces this one's.
+    pub fn merge(&mut self, other: &MetricBook) {
+        self.values
+            .extend(other.values.iter().map(|(k, v)| (k.clone(), *v)));
     }
 
     /// Systems with any report, in id order.
@@ -136,20 +145,25 @@ impl MetricBook {
         };
         let (current, base) = pair(system)?;
         let own = growth(current, base)?;
-        let (rest_current, rest_base, any) = self
-            .systems()
-            .iter()
-            .filter(|s| *s != system)
-            .filter_map(pair)
-            .fold((0i128, 0i128, false), |(c, b, _), (cc, bb)| {
-                (c + cc, b + bb, true)
-            });
-        let rest = if any {
-            growth(rest_current, rest_base)
-        } else {
+        let mut rest_systems = Vec::new();
+        let (mut rest_current, mut rest_base) = (0i128, 0i128);
+        for other in self.systems().into_iter().filter(|s| s != system) {
+            if let Some((current, base)) = pair(&other) {
+                rest_current += current;
+                rest_base += base;
+                rest_systems.push(other);
+            }
+        }
+        let rest = if rest_systems.is_empty() {
             None
+        } else {
+            growth(rest_current, rest_base)
         };
-        Some(Comparison { system: own, rest })
+        Some(Comparison {
+            system: own,
+            rest,
+            rest_systems,
+        })
     }
 
     /// Every system with both quarters, ranked by growth of a count metric, lowest first;
@@ -212,7 +226,10 @@ fn divide_rounded(numerator: i128, denominator: i128) -> Option<i128> {
     })
 }
 
-fn rank(mut measured: Vec<(SystemId, i64)>, higher_is_better: bool) -> Vec<Ranked> {
+/// Ranks systems by a measured value, best first (the highest when `higher_is_better`, else
+/// the lowest); ties share a rank (1, 1, 3) and are listed in id order. For measures the book
+/// does not hold (a financial variance in pence, say).
+pub fn rank(mut measured: Vec<(SystemId, i64)>, higher_is_better: bool) -> Vec<Ranked> {
     measured.sort_by(|(a_id, a), (b_id, b)| {
         let order = if higher_is_better { b.cmp(a) } else { a.cmp(b) };
         order.then_with(|| a_id.cmp(b_id))
@@ -316,6 +333,7 @@ mod tests {
                 growth_bp: 490
             })
         );
+        assert_eq!(comparison.rest_systems, [system("north"), system("south")]);
         let ranking = book.rank_growth(Metric::EmergencyAdmissions, q2(2017), year(2016));
         let order: Vec<(u32, &str, i64)> = ranking
             .iter()
@@ -353,6 +371,7 @@ mod tests {
             .expect("reported");
         assert_eq!(comparison.system.growth_bp, 1_000);
         assert_eq!(comparison.rest, None, "no other system");
+        assert!(comparison.rest_systems.is_empty());
     }
 
     #[test]
@@ -401,6 +420,45 @@ mod tests {
         assert_eq!(growth(0, 10).map(|g| g.growth_bp), Some(-10_000));
         let huge = i128::from(i64::MAX) * 4;
         assert_eq!(growth(huge, 1), None, "beyond i64: no figure, no panic");
+    }
+
+    #[test]
+    fn books_merge_and_a_later_book_replaces() {
+        let mut kav = MetricBook::default();
+        admissions(&mut kav, "kav", 2016, 900);
+        admissions(&mut kav, "kav", 2017, 990);
+        let mut wes = MetricBook::default();
+        admissions(&mut wes, "wes", 2016, 100);
+        admissions(&mut wes, "wes", 2017, 105);
+        let mut all = MetricBook::default();
+        all.merge(&kav);
+        all.merge(&wes);
+        assert_eq!(all.systems(), [system("kav"), system("wes")]);
+        let kav_vs_rest = all
+            .compare(
+                &system("kav"),
+                Metric::EmergencyAdmissions,
+                q2(2017),
+                year(2016),
+            )
+            .expect("reported");
+        assert_eq!(kav_vs_rest.system.growth_bp, 1_000);
+        assert_eq!(kav_vs_rest.rest.map(|g| g.growth_bp), Some(500));
+        let mut resubmitted = MetricBook::default();
+        admissions(&mut resubmitted, "wes", 2017, 110);
+        all.merge(&resubmitted);
+        let wes_vs_rest = all
+            .compare(
+                &system("wes"),
+                Metric::EmergencyAdmissions,
+                q2(2017),
+                year(2016),
+            )
+            .expect("reported");
+        assert_eq!(
+            wes_vs_rest.system.growth_bp, 1_000,
+            "the later report counts"
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! - [`projection`]: the fold and its place in the log; redelivery and gaps.
 //! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.
 //! - [`consumer`]: catch up from ledgerd, follow JetStream, checkpoint, then acknowledge.
+//! - [`fleet`]: the same for many systems on one consumer (`ics.*.>`), each with its own
+//!   sequence, chain and ledgerd, checkpointed together.
 
 pub mod checkpoint;
 pub mod consumer;
+pub mod fleet;
 pub mod incoming;
 pub mod projection;

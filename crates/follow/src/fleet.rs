@@ -1,0 +1,650 @@
+//! Many systems on one consumer: how oversightd follows every ICS at once.
+//!
+//! Every ICS has its own ledger — its own gapless sequence from 1 and its own hash chain —
+//! and its own ledgerd, but they all publish into the one JetStream stream, on
+//! `ics.<system>.<family>.<event>`. A [`Fleet`] keeps one [`Checkpointed`] projection per
+//! system, and [`run`] follows them all with one durable pull consumer on `ics.*.>`:
+//!
+//! 1. Catch up each system that has a ledgerd configured from that ledgerd's `ReadAll`
+//!    (a ledgerd that cannot be reached is skipped: its system is then followed from
+//!    JetStream alone until it can be reached).
+//! 2. Route each message by the system in its subject (the second token) to that system's
+//!    projection, which accepts only its own next sequence, linked to its own chain.
+//!    Redeliveries are ignored. A message further on than the next sequence is a gap, filled
+//!    from **that system's** ledgerd (the configured map system → URL) through the message's
+//!    own sequence. A gap that cannot be filled — no ledgerd configured for the system, or
+//!    its ledgerd unreachable — is logged and the message is *not* acknowledged (it is
+//!    negatively acknowledged with a delay, so JetStream offers it again): the system's
+//!    projection stays where it is and nothing of that system past the gap is acknowledged.
+//!    Other systems carry on. A system with no ledgerd whose missing event never reaches
+//!    JetStream again stays stuck there (the log says so) and its unacknowledged messages
+//!    count against the consumer's `max_ack_pending`.
+//! 3. An event `Established` for another system than the subject names is refused, so a
+//!    ledgerd misconfigured under another system's id cannot fold into it (from JetStream:
+//!    logged and dropped; from a ledgerd's `ReadAll`: the consumer fails, as any record that
+//!    does not fold does).
+//! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
+//!    (atomic), flushed, and only then acknowledge — so after a crash every system's
+//!    projection on disk is the fold of exactly its events `1..=sequence`, and every
+//!    acknowledged message is in one of them.
+//!
+//! Messages on `ics.<system>.audit.>` (signed checkpoints) are not events and are
+//! acknowledged without folding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use domain::{Event, SystemEvent, SystemId};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::incoming::Incoming;
+use crate::projection::{Checkpointed, FoldError, Offer, Projection};
+
+/// Every system's projection, by system id.
+pub type Fleet<P> = BTreeMap<SystemId, Checkpointed<P>>;
+
+/// The fleet as queries see it: folded event by event under the lock.
+pub type SharedFleet<P> = Arc<RwLock<Fleet<P>>>;
+
+/// The subject filter that takes every system's events.
+pub const ALL_SYSTEMS: &str = "ics.*.>";
+
+/// How the fleet consumer runs.
+#[derive(Clone, Debug)]
+pub struct FleetSettings {
+    pub nats_url: String,
+    /// Each system's ledgerd gRPC URL, for catching up and filling gaps. A system missing
+    /// here is followed from JetStream only; its gaps cannot be filled.
+    pub ledgerds: BTreeMap<SystemId, String>,
+    /// Durable consumer name; each replica has its own.
+    pub consumer: String,
+    pub stream_name: String,
+    /// The subjects followed: [`ALL_SYSTEMS`] unless narrowed.
+    pub filter_subject: String,
+    /// Messages per pull.
+    pub fetch_max: usize,
+    /// Checkpoint after this many newly folded events (all systems together)…
+    pub checkpoint_events: u64,
+    /// …or this long after the first event folded since the last checkpoint.
+    pub checkpoint_interval: Duration,
+    /// How long JetStream waits before offering again a message whose gap could not be
+    /// filled.
+    pub retry_delay: Duration,
+}
+
+/// What became of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Folded (this many events, a filled gap included) or ignored: acknowledge after the
+    /// next checkpoint.
+    Done { folded: u64 },
+    /// Its gap could not be filled: do not acknowledge; offer it again later.
+    Retry,
+}
+
+/// Where a message belongs, read from its subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// An event of this system.
+    Event(SystemId),
+    /// Not an event (`ics.<system>.audit.…`): acknowledge, do not fold.
+    Audit,
+}
+
+/// The system a subject `ics.<system>.<family>.<event>` belongs to; `None` for a subject of
+/// another shape.
+pub fn route(subject: &str) -> Option<Route> {
+    let mut tokens = subject.split('.');
+    if tokens.next() != Some("ics") {
+        return None;
+    }
+    let system = SystemId::new(tokens.next()?).ok()?;
+    let family = tokens.next()?;
+    tokens.next()?;
+    if family == "audit" {
+        return Some(Route::Audit);
+    }
+    Some(Route::Event(system))
+}
+
+/// Why offering an event to a fleet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetFoldError {
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    #[error("event {sequence} establishes system '{established}', but it arrived as '{routed}'")]
+    WrongSystem {
+        sequence: u64,
+        routed: SystemId,
+        established: SystemId,
+    },
+}
+
+/// Offers `incoming` to `system`'s projection; a system seen for the first time gets a
+/// projection only once an event is folded into it.
+pub fn offer<P: Projection>(
+    fleet: &mut Fleet<P>,
+    system: &SystemId,
+    incoming: &Incoming,
+) -> Result<Offer, FleetFoldError> {
+    if let Event::System(SystemEvent::Established {
+        system: established,
+        ..
+    }) = &incoming.event
+        && established != system
+    {
+        return Err(FleetFoldError::WrongSystem {
+            sequence: incoming.sequence,
+            routed: system.clone(),
+            established: established.clone(),
+        });
+    }
+    if let Some(checkpointed) = fleet.get_mut(system) {
+        return Ok(checkpointed.offer(incoming)?);
+    }
+    let mut fresh = Checkpointed::<P>::default();
+    let offered = fresh.offer(incoming)?;
+    if offered == Offer::Applied {
+        fleet.insert(system.clone(), fresh);
+    }
+    Ok(offered)
+}
+
+/// Where the fleet's checkpoints are kept: one value per system in one sled tree, written
+/// together in one batch.
+pub struct FleetCheckpointStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+const TREE: &[u8] = b"fleet";
+/// Bumped when the stored layout changes; a system's checkpoint of another format is
+/// rebuilt from the log rather than misread.
+const FORMAT: u8 = 1;
+
+impl FleetCheckpointStore {
+    pub fn open(dir: &Path) -> Result<Self, crate::checkpoint::CheckpointError> {
+        let db = store::open_db(&sled::Config::new().path(dir).flush_every_ms(None))?;
+        let tree = db.open_tree(TREE)?;
+        Ok(FleetCheckpointStore { db, tree })
+    }
+
+    /// Every stored system's checkpoint. One that does not decode, or is of another format,
+    /// or is stored under a key that is not a system id, is left out (and so rebuilt from the
+    /// log: the log is the record, this is a cache).
+    pub fn load<P: Projection>(&self) -> Result<Fleet<P>, crate::checkpoint::CheckpointError> {
+        let mut fleet = Fleet::new();
+        for entry in &self.tree {
+            let (key, bytes) = entry?;
+            let Some(system) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|k| SystemId::new(k).ok())
+            else {
+                tracing::warn!(key = ?key, "stored checkpoint under a key that is not a system id: ignored");
+                continue;
+            };
+            let decoded: Result<Checkpointed<P>, String> = match bytes.split_first() {
+                Some((&FORMAT, body)) => {
+                    bincode::serde::decode_from_slice(body, bincode::config::standard())
+                        .map(|(value, _)| value)
+                        .map_err(|e| e.to_string())
+                }
+                Some((format, _)) => Err(format!("format {format}")),
+                None => Err("empty".to_string()),
+            };
+            match decoded {
+                Ok(checkpointed) => {
+                    fleet.insert(system, checkpointed);
+                }
+                Err(reason) => {
+                    tracing::warn!(%system, %reason, "stored checkpoint unusable: rebuilding the system from the log");
+                }
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// Stores the checkpoints of `systems` (those in `fleet`) in one atomic batch and flushes
+    /// it to disk before returning.
+    pub fn save<P: Projection>(
+        &self,
+        fleet: &Fleet<P>,
+        systems: &BTreeSet<SystemId>,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        let mut batch = sled::Batch::default();
+        for system in systems {
+            if let Some(checkpointed) = fleet.get(system) {
+                let mut bytes = vec![FORMAT];
+                bytes.extend(bincode::serde::encode_to_vec(
+                    checkpointed,
+                    bincode::config::standard(),
+                )?);
+                batch.insert(system.as_str().as_bytes(), bytes);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// The ledgerds, connected lazily (one that is down does not hold up the others).
+struct Ledgerds {
+    clients: BTreeMap<SystemId, LedgerServiceClient<Channel>>,
+}
+
+impl Ledgerds {
+    fn new(urls: &BTreeMap<SystemId, String>) -> anyhow::Result<Ledgerds> {
+        let mut clients = BTreeMap::new();
+        for (system, url) in urls {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .with_context(|| format!("the ledgerd URL of system {system}: '{url}'"))?
+                .connect_timeout(Duration::from_secs(2))
+                // A ledgerd that accepts but does not answer must not hold up every system.
+                .timeout(Duration::from_secs(30));
+            clients.insert(
+                system.clone(),
+                LedgerServiceClient::new(endpoint.connect_lazy()),
+            );
+        }
+        Ok(Ledgerds { clients })
+    }
+
+    fn get(&self, system: &SystemId) -> Option<LedgerServiceClient<Channel>> {
+        self.clients.get(system).cloned()
+    }
+}
+
+/// Why filling from a ledgerd stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    /// The ledgerd could not be read (down, unreachable, too slow, or it refused the read):
+    /// try again later.
+    #[error("reading ledgerd: {0}")]
+    Unavailable(#[from] tonic::Status),
+    /// What the ledgerd sent does not fold: the record and this projection disagree.
+    #[error("ledgerd's events do not fold: {0}")]
+    Record(#[source] anyhow::Error),
+}
+
+/// Folds `system`'s events `from..=to` (to the head when `to` is `None`) from its ledgerd;
+/// how many were new.
+pub async fn fill<P: Projection>(
+    ledger: &mut LedgerServiceClient<Channel>,
+    shared: &SharedFleet<P>,
+    system: &SystemId,
+    from: u64,
+    to: Option<u64>,
+) -> Result<u64, FillError> {
+    let limit = to.map_or(0, |to| to.saturating_sub(from) + 1);
+    if to.is_some() && limit == 0 {
+        return Ok(0);
+    }
+    let mut events = ledger
+        .read_all(pb::ReadAllRequest {
+            from_sequence: from,
+            limit,
+            follow: false,
+        })
+        .await?
+        .into_inner();
+    let mut folded = 0;
+    while let Some(recorded) = events.message().await? {
+        let incoming = Incoming::from_proto(recorded).map_err(|e| {
+            FillError::Record(anyhow::Error::new(e).context("an event from ledgerd"))
+        })?;
+        // ledgerd is the record: anything it sends that does not fold is an error.
+        let offered = offer(&mut write(shared), system, &incoming)
+            .map_err(|e| FillError::Record(e.into()))?;
+        match offered {
+            Offer::Applied => folded += 1,
+            Offer::AlreadyApplied => {}
+            Offer::Gap { next } => {
+                return Err(FillError::Record(anyhow::anyhow!(
+                    "ledgerd's ReadAll skipped from {next} to {}",
+                    incoming.sequence
+                )));
+            }
+        }
+    }
+    Ok(folded)
+}
+
+/// Runs until `stop`; checkpoints before returning. Fails only on what must not be passed
+/// over: a ledgerd whose events do not fold, a checkpoint that cannot be written, a consumer
+/// that cannot be created.
+pub async fn run<P: Projection>(
+    settings: FleetSettings,
+    checkpoints: FleetCheckpointStore,
+    shared: SharedFleet<P>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let ledgerds = Ledgerds::new(&settings.ledgerds)?;
+    let mut dirty = BTreeSet::new();
+    for system in settings.ledgerds.keys() {
+        let Some(mut ledger) = ledgerds.get(system) else {
+            continue;
+        };
+        let from = next_sequence(&shared, system);
+        match fill(&mut ledger, &shared, system, from, None).await {
+            Ok(folded) => {
+                tracing::info!(%system, folded, sequence = from + folded - 1, "caught up from ledgerd");
+                if folded > 0 {
+                    dirty.insert(system.clone());
+                }
+            }
+            Err(FillError::Unavailable(status)) => {
+                tracing::warn!(%system, %status, "ledgerd not reachable: following the system from JetStream until it is");
+            }
+            Err(error @ FillError::Record(_)) => {
+                return Err(anyhow::Error::new(error).context(format!("catching up {system}")));
+            }
+        }
+    }
+    save(&checkpoints, &shared, &mut dirty)?;
+    for system in read(&shared).keys() {
+        if !settings.ledgerds.contains_key(system) {
+            tracing::warn!(%system, "no ledgerd configured: a gap in this system's messages cannot be filled");
+        }
+    }
+
+    let consumer = jetstream_consumer(&settings, &stop).await?;
+    let mut unacked = Vec::new();
+    let mut since_checkpoint: u64 = 0;
+    let mut first_unsaved = Instant::now();
+    loop {
+        let pulled = tokio::select! {
+            () = stop.cancelled() => break,
+            pulled = consumer
+                .fetch()
+                .max_messages(settings.fetch_max)
+                .expires(Duration::from_millis(500))
+                .messages() => pulled,
+        };
+        let mut messages = match pulled {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "pull failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "message error");
+                    break;
+                }
+            };
+            let outcome = fold_message(
+                &ledgerds,
+                &shared,
+                message.subject.as_str(),
+                &message.payload,
+                &mut dirty,
+            )
+            .await?;
+            match outcome {
+                Outcome::Done { folded } => {
+                    if folded > 0 {
+                        if since_checkpoint == 0 {
+                            first_unsaved = Instant::now();
+                        }
+                        since_checkpoint += folded;
+                    }
+                    unacked.push(message);
+                }
+                Outcome::Retry => {
+                    if let Err(error) = message
+                        .ack_with(AckKind::Nak(Some(settings.retry_delay)))
+                        .await
+                    {
+                        // Not acknowledged either way: JetStream offers it again after its
+                        // ack wait.
+                        tracing::warn!(%error, "nak failed");
+                    }
+                }
+            }
+        }
+        let due = since_checkpoint >= settings.checkpoint_events
+            || (since_checkpoint > 0 && first_unsaved.elapsed() >= settings.checkpoint_interval);
+        if due {
+            save(&checkpoints, &shared, &mut dirty)?;
+            since_checkpoint = 0;
+        }
+        if since_checkpoint == 0 {
+            for message in unacked.drain(..) {
+                if let Err(error) = message.ack().await {
+                    // Not acknowledged: it comes again and is ignored then.
+                    tracing::warn!(%error, "ack failed");
+                }
+            }
+        }
+    }
+    save(&checkpoints, &shared, &mut dirty)?;
+    for message in unacked {
+        let _ = message.ack().await;
+    }
+    tracing::info!(systems = read(&shared).len(), "fleet consumer stopped");
+    Ok(())
+}
+
+/// Folds one JetStream message into its system (filling any gap before it from that
+/// system's ledgerd).
+async fn fold_message<P: Projection>(
+    ledgerds: &Ledgerds,
+    shared: &SharedFleet<P>,
+    subject: &str,
+    payload: &[u8],
+    dirty: &mut BTreeSet<SystemId>,
+) -> anyhow::Result<Outcome> {
+    let system = match route(subject) {
+        Some(Route::Event(system)) => system,
+        Some(Route::Audit) => return Ok(Outcome::Done { folded: 0 }),
+        None => {
+            tracing::warn!(
+                subject,
+                "refused a message on a subject that names no system"
+            );
+            return Ok(Outcome::Done { folded: 0 });
+        }
+    };
+    let incoming = match Incoming::decode(payload) {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            tracing::warn!(%system, %error, "refused a message that is not an event");
+            return Ok(Outcome::Done { folded: 0 });
+        }
+    };
+    let offered = offer(&mut write(shared), &system, &incoming);
+    match offered {
+        Ok(Offer::Applied) => {
+            dirty.insert(system);
+            Ok(Outcome::Done { folded: 1 })
+        }
+        Ok(Offer::AlreadyApplied) => Ok(Outcome::Done { folded: 0 }),
+        Ok(Offer::Gap { next }) => {
+            let Some(mut ledger) = ledgerds.get(&system) else {
+                tracing::error!(
+                    %system,
+                    from = next,
+                    to = incoming.sequence,
+                    "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
+                );
+                return Ok(Outcome::Retry);
+            };
+            // Fill from the record, through this event's own sequence: the copy from ledgerd
+            // is authoritative, the message is then a redelivery.
+            match fill(&mut ledger, shared, &system, next, Some(incoming.sequence)).await {
+                Ok(filled) => {
+                    tracing::info!(%system, from = next, to = incoming.sequence, "filled a gap from ledgerd");
+                    if filled > 0 {
+                        dirty.insert(system);
+                    }
+                    Ok(Outcome::Done { folded: filled })
+                }
+                Err(FillError::Unavailable(status)) => {
+                    tracing::warn!(%system, %status, from = next, to = incoming.sequence, "gap not filled: ledgerd unavailable; not acknowledging past it");
+                    Ok(Outcome::Retry)
+                }
+                Err(error @ FillError::Record(_)) => {
+                    Err(anyhow::Error::new(error).context(format!("filling a gap of {system}")))
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%system, %error, sequence = incoming.sequence, "refused a message");
+            Ok(Outcome::Done { folded: 0 })
+        }
+    }
+}
+
+fn next_sequence<P>(shared: &SharedFleet<P>, system: &SystemId) -> u64 {
+    read(shared).get(system).map_or(0, |c| c.sequence) + 1
+}
+
+fn save<P: Projection>(
+    checkpoints: &FleetCheckpointStore,
+    shared: &SharedFleet<P>,
+    dirty: &mut BTreeSet<SystemId>,
+) -> anyhow::Result<()> {
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    checkpoints
+        .save(&read(shared), dirty)
+        .context("saving the checkpoint")?;
+    dirty.clear();
+    Ok(())
+}
+
+fn read<P>(shared: &SharedFleet<P>) -> std::sync::RwLockReadGuard<'_, Fleet<P>> {
+    shared
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<P>(shared: &SharedFleet<P>) -> std::sync::RwLockWriteGuard<'_, Fleet<P>> {
+    shared
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The durable consumer of every system's subjects, once the stream exists (a relay creates
+/// it).
+async fn jetstream_consumer(
+    settings: &FleetSettings,
+    stop: &CancellationToken,
+) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+    let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
+    let js = bus::jetstream(client);
+    let stream = loop {
+        match js.get_stream(&settings.stream_name).await {
+            Ok(stream) => break stream,
+            Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped before the stream existed"),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    };
+    let consumer = stream
+        .get_or_create_consumer(
+            &settings.consumer,
+            pull::Config {
+                durable_name: Some(settings.consumer.clone()),
+                filter_subject: settings.filter_subject.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
+    Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct Count(u64);
+
+    impl Projection for Count {
+        fn apply(&mut self, _: &Incoming) -> Result<(), String> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    fn system(id: &str) -> SystemId {
+        SystemId::new(id).expect("id")
+    }
+
+    #[test]
+    fn subjects_route_to_their_system() {
+        assert_eq!(
+            route("ics.kav.contract.invoice_raised"),
+            Some(Route::Event(system("kav")))
+        );
+        assert_eq!(
+            route("ics.north-east.system.metric_reported"),
+            Some(Route::Event(system("north-east")))
+        );
+        assert_eq!(route("ics.kav.audit.checkpoint"), Some(Route::Audit));
+        assert_eq!(route("ics.kav"), None, "no family");
+        assert_eq!(route("ics.kav.system"), None, "no event");
+        assert_eq!(route("ics.KAV.system.x"), None, "not a system id");
+        assert_eq!(route("other.kav.system.x"), None);
+        assert_eq!(route(""), None);
+    }
+
+    fn checkpointed(n: u64) -> Checkpointed<Count> {
+        Checkpointed {
+            projection: Count(n),
+            sequence: n,
+            hash: [u8::try_from(n).expect("small"); 32],
+            recorded_at_us: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn every_system_is_saved_together_and_a_foreign_value_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut fleet = Fleet::new();
+        fleet.insert(system("kav"), checkpointed(7));
+        fleet.insert(system("wes"), checkpointed(3));
+        fleet.insert(system("nor"), checkpointed(5));
+        {
+            let store = FleetCheckpointStore::open(dir.path()).expect("open");
+            assert!(store.load::<Count>().expect("load").is_empty());
+            let dirty: BTreeSet<SystemId> = [system("kav"), system("wes")].into();
+            store.save(&fleet, &dirty).expect("save");
+        }
+        let store = FleetCheckpointStore::open(dir.path()).expect("reopen");
+        let loaded = store.load::<Count>().expect("load");
+        fleet.remove(&system("nor"));
+        assert_eq!(loaded, fleet, "only the systems saved");
+
+        store
+            .tree
+            .insert(b"wes", vec![FORMAT + 1, 1, 2])
+            .expect("insert");
+        store
+            .tree
+            .insert(b"NOT A SYSTEM", vec![FORMAT])
+            .expect("insert");
+        let loaded = store.load::<Count>().expect("load");
+        assert_eq!(loaded.keys().collect::<Vec<_>>(), [&system("kav")]);
+    }
+}

@@ -1,0 +1,19 @@
+//! `oversightd` — see the library docs.
+
+use clap::Parser;
+use oversightd::config::{Config, Flags};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let config = Config::load(&flags)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    oversightd::server::run(config, listener, oversightd::server::shutdown_signal()).await
+}

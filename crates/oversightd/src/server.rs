@@ -1,0 +1,120 @@
+//! Start-up and shutdown: open oversightd's sled, load every system's checkpoint, run the
+//! fleet consumer, serve gRPC until the shutdown signal (or until the consumer fails), then
+//! checkpoint.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use api::oversight_pb::oversight_service_server::OversightServiceServer;
+use follow::fleet::{self, FleetCheckpointStore, FleetSettings, SharedFleet};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::service::OversightApi;
+use crate::view::SystemView;
+
+/// Runs oversightd on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ledgerds = config.ledgerd_map()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let checkpoints = FleetCheckpointStore::open(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let loaded = checkpoints.load::<SystemView>()?;
+    for (system, checkpointed) in &loaded {
+        tracing::info!(%system, sequence = checkpointed.sequence, "checkpoint loaded");
+    }
+    let shared: SharedFleet<SystemView> = Arc::new(RwLock::new(loaded));
+
+    let stop = CancellationToken::new();
+    let settings = FleetSettings {
+        nats_url: config.nats_url.clone(),
+        ledgerds,
+        consumer: config.consumer.clone(),
+        stream_name: config.stream_name.clone(),
+        filter_subject: config.filter_subject.clone(),
+        fetch_max: config.fetch_max,
+        checkpoint_events: config.checkpoint_events,
+        checkpoint_interval: config.checkpoint_interval(),
+        retry_delay: config.retry_delay(),
+    };
+    let mut consumer_task = tokio::spawn(fleet::run(
+        settings,
+        checkpoints,
+        shared.clone(),
+        stop.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<OversightServiceServer<OversightApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let service = OversightServiceServer::new(OversightApi::new(shared));
+    let address = listener.local_addr()?;
+    tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
+
+    let serving_stop = stop.clone();
+    let serve = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = serving_stop.cancelled() => {}
+            }
+        });
+    tokio::pin!(serve);
+    let consumer_result = tokio::select! {
+        served = &mut serve => {
+            served.context("serving gRPC")?;
+            tracing::info!("shutting down: checkpointing");
+            stop.cancel();
+            consumer_task.await
+        }
+        ended = &mut consumer_task => {
+            // The consumer only ends on its own when it fails: stop serving stale answers.
+            stop.cancel();
+            let _ = serve.await;
+            ended
+        }
+    };
+    consumer_result.context("the consumer task")??;
+    tracing::info!("oversightd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops oversightd");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
