@@ -8,6 +8,7 @@ pub mod keys;
 pub mod load;
 pub mod money;
 pub mod output;
+pub mod oversight;
 pub mod parse;
 pub mod post;
 pub mod report;
@@ -50,6 +51,14 @@ pub struct Global {
         default_value = "http://127.0.0.1:50061"
     )]
     pub position_server: String,
+    /// oversightd's gRPC address (the regulator's view: `icsctl oversight …`).
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_OVERSIGHT_SERVER",
+        default_value = "http://127.0.0.1:50071"
+    )]
+    pub oversight_server: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -128,6 +137,9 @@ pub enum Cmd {
     /// Tools for running the stack on one machine.
     #[command(subcommand)]
     Dev(Dev),
+    /// The regulator's view from oversightd: systems, performance, rankings.
+    #[command(subcommand)]
+    Oversight(oversight::Oversight),
     /// The ICS's Ed25519 signing key.
     #[command(subcommand)]
     Keys(keys::Keys),
@@ -253,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => output::events(&global, from, limit, follow, stream).await,
         Cmd::Head => output::head(&global).await,
         Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
+        Cmd::Oversight(command) => oversight::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
         Cmd::BusStatus {
