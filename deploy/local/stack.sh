@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The single-machine stack: a local nats-server with JetStream, and ledgerd on embedded sled.
+# The single-machine stack: a local nats-server with JetStream, ledgerd on embedded sled, and
+# positiond folding the ledger's events into the collective position.
 #
 #   stack.sh up      start it in the background (data under .local/stack/, kept across runs)
 #   stack.sh down    stop it
 #   stack.sh demo    start a fresh stack under .local/demo/, load the Kingsmere & Alder Valley
 #                    scenario, print the ledger head, the event counts per family and the
-#                    JetStream stream's message count and last hash, check they agree, stop.
+#                    JetStream stream's message count and last hash, check they agree, wait
+#                    until positiond has folded the head, print the M12 position and the
+#                    sustainability fund's quarterly tests, stop.
 #
-# Ports (loopback only): NATS 14222 (monitoring 18222), ledgerd gRPC 50051 over TLS.
+# Ports (loopback only): NATS 14222 (monitoring 18222), ledgerd gRPC 50051 over TLS,
+# positiond gRPC 50061 over TLS.
 # Certificates: a local CA made by `icsctl dev certs` under .local/certs/ (once, then reused);
 # point a client at it with `icsctl --ca .local/certs/ca.pem …` (or ICS_CA=…).
 set -euo pipefail
@@ -17,32 +21,68 @@ nats_url="nats://127.0.0.1:14222"
 # Each service connects as its own user (deploy/nats/permissions.conf; local passwords).
 ledgerd_nats="nats://ledgerd:local-ledgerd@127.0.0.1:14222"
 reader_nats="nats://reader:local-reader@127.0.0.1:14222"
+positiond_nats="nats://positiond:local-positiond@127.0.0.1:14222"
+oversightd_nats="nats://oversightd:local-oversightd@127.0.0.1:14222"
 grpc_addr="127.0.0.1:50051"
+position_addr="127.0.0.1:50061"
+oversight_addr="127.0.0.1:50071"
 bin="$root/target/release"
 scenario="$root/deploy/demo/kingsmere-2018-19.ics"
 
 certs="$root/.local/certs"
-ctl=("$bin/icsctl" --server "https://$grpc_addr" --ca "$certs/ca.pem")
+keys="$root/.local/keys"
+ctl=("$bin/icsctl" --server "https://$grpc_addr" --position-server "https://$position_addr"
+  --oversight-server "https://$oversight_addr" --ca "$certs/ca.pem")
+
+# The ICS's signing key (made once), a system-finance token for this script's own calls,
+# and the tokens positiond and oversightd show ledgerd (auditors: they read the log).
+# `icsctl token issue --role …` makes others (see README).
+tokens() { # $1 = state dir
+  local issue=("$bin/icsctl" token issue --key "$keys/ics-signing.pem" --system kav)
+  "$bin/icsctl" keys generate --dir "$keys" >/dev/null
+  ICS_TOKEN="$("${issue[@]}" --role system-finance --subject kav-system-finance --expires 8h)"
+  export ICS_TOKEN
+  (umask 077
+   "${issue[@]}" --role auditor --subject positiond --expires 30d >"$1/positiond.token"
+   "${issue[@]}" --role auditor --subject oversightd --expires 30d >"$1/oversightd.token")
+}
 
 start() { # $1 = state dir
   local dir="$1"
   mkdir -p "$dir/nats" "$dir/ledgerd" "$dir/logs"
   "$bin/icsctl" dev certs --dir "$certs" >/dev/null
+  tokens "$dir"
   local nats_bin
   nats_bin="$("$root/deploy/local/install-nats-server.sh")"
   "$nats_bin" -c "$root/deploy/nats/single.conf" -sd "$dir/nats" >"$dir/logs/nats.log" 2>&1 &
   echo $! >"$dir/nats.pid"
   wait_for "nats-server" "bash -c 'exec 3<>/dev/tcp/127.0.0.1/14222'" "$dir/logs/nats.log"
   LEDGERD_TLS_CERT="$certs/server.pem" LEDGERD_TLS_KEY="$certs/server.key" \
+  LEDGERD_AUTH_PUBLIC_KEY="$keys/ics-signing.pub.pem" \
     "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$ledgerd_nats" \
     >"$dir/logs/ledgerd.log" 2>&1 &
   echo $! >"$dir/ledgerd.pid"
   wait_for "ledgerd" "${ctl[*]} head" "$dir/logs/ledgerd.log"
+  POSITIOND_TLS_CERT="$certs/server.pem" POSITIOND_TLS_KEY="$certs/server.key" \
+  POSITIOND_LEDGERD_CA="$certs/ca.pem" POSITIOND_LEDGERD_TOKEN_FILE="$dir/positiond.token" \
+    "$bin/positiond" --listen "$position_addr" --data-dir "$dir/positiond" --system kav \
+    --nats-url "$positiond_nats" --ledgerd-url "https://$grpc_addr" --consumer positiond \
+    >"$dir/logs/positiond.log" 2>&1 &
+  echo $! >"$dir/positiond.pid"
+  wait_for "positiond" "${ctl[*]} position-status" "$dir/logs/positiond.log" any
+  OVERSIGHTD_TLS_CERT="$certs/server.pem" OVERSIGHTD_TLS_KEY="$certs/server.key" \
+  OVERSIGHTD_LEDGERD_CA="$certs/ca.pem" OVERSIGHTD_LEDGERD_TOKEN_FILES="{kav=\"$dir/oversightd.token\"}" \
+    "$bin/oversightd" --listen "$oversight_addr" --data-dir "$dir/oversightd" \
+    --nats-url "$oversightd_nats" --ledgerd "kav=https://$grpc_addr" --consumer oversightd \
+    >"$dir/logs/oversightd.log" 2>&1 &
+  echo $! >"$dir/oversightd.pid"
+  wait_for "oversightd" "${ctl[*]} oversight systems" "$dir/logs/oversightd.log"
 }
 
-wait_for() { # $1 = name, $2 = probe command, $3 = log
+wait_for() { # $1 = name, $2 = probe command, $3 = log[, $4 = any: a failing answer will do]
   for _ in $(seq 1 100); do
     if eval "$2" >/dev/null 2>&1; then return 0; fi
+    if [ "${4:-}" = any ] && eval "$2" 2>&1 | grep -qv "connecting to"; then return 0; fi
     sleep 0.1
   done
   echo "$1 did not start; its log says:" >&2
@@ -52,7 +92,7 @@ wait_for() { # $1 = name, $2 = probe command, $3 = log
 
 stop() { # $1 = state dir
   local dir="$1"
-  for name in ledgerd nats; do
+  for name in oversightd positiond ledgerd nats; do
     if [ -f "$dir/$name.pid" ]; then
       local pid
       pid="$(cat "$dir/$name.pid")"
@@ -73,7 +113,9 @@ case "${1:-}" in
       echo "the stack is already up"; exit 0
     fi
     start "$dir"
-    echo "up: ledgerd on https://$grpc_addr (CA .local/certs/ca.pem), NATS on $nats_url (data in .local/stack; 'make down' stops it)"
+    echo "up: ledgerd https://$grpc_addr, positiond https://$position_addr, oversightd https://$oversight_addr"
+    echo "    (CA .local/certs/ca.pem), NATS $nats_url; data in .local/stack; 'make down' stops it."
+    echo "    A token: icsctl token issue --key .local/keys/ics-signing.pem --role system-finance --subject me"
     ;;
   down)
     stop "$root/.local/stack"
@@ -91,6 +133,20 @@ case "${1:-}" in
     "${ctl[@]}" head
     echo "== JetStream"
     "${ctl[@]}" bus-status --nats-url "$reader_nats" --system kav --wait
+    echo "== positiond"
+    "${ctl[@]}" position-status --wait
+    echo "== the position at M12 (2018/19, year to date)"
+    "${ctl[@]}" position --year 2018/19 --month 12
+    echo "== the sustainability fund's quarterly tests"
+    "${ctl[@]}" fund --year 2018/19 --month 12
+    echo "== the regulator's summary (oversightd)"
+    head_seq="$("${ctl[@]}" --json head | python3 -c 'import json,sys; print(json.load(sys.stdin)["sequence"])')"
+    for _ in $(seq 1 300); do
+      "${ctl[@]}" --json oversight systems | grep -q "\"sequence\": $head_seq" && break
+      sleep 0.1
+    done
+    "${ctl[@]}" oversight systems
+    "${ctl[@]}" oversight performance --system kav --year 2018/19 --quarter 4
     ;;
   *)
     echo "usage: $0 up|down|demo" >&2

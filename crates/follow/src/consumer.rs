@@ -14,15 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::pb;
-use api::pb::ledger_service_client::LedgerServiceClient;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use domain::SystemId;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::checkpoint::CheckpointStore;
 use crate::incoming::Incoming;
+use crate::ledgerd::{Access, LedgerdClient};
 use crate::projection::{Checkpointed, Offer, Projection};
 
 /// The projection as queries see it: folded event by event under the lock.
@@ -34,6 +33,8 @@ pub struct Settings {
     pub system: SystemId,
     pub nats_url: String,
     pub ledgerd_url: String,
+    /// TLS and token for reaching ledgerd.
+    pub ledgerd_access: Access,
     /// Durable consumer name; each replica has its own.
     pub consumer: String,
     pub stream_name: String,
@@ -52,7 +53,8 @@ pub async fn run<P: Projection>(
     shared: Shared<P>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut ledger = connect_ledgerd(&settings.ledgerd_url, &stop).await?;
+    let mut ledger =
+        connect_ledgerd(&settings.ledgerd_url, &settings.ledgerd_access, &stop).await?;
     let from = read(&shared).sequence + 1;
     let caught_up = fill(&mut ledger, &shared, from, None).await?;
     save(&checkpoints, &shared)?;
@@ -126,7 +128,7 @@ pub async fn run<P: Projection>(
 /// Folds one JetStream message (filling any gap before it from ledgerd); the number of
 /// events newly folded.
 async fn fold_message<P: Projection>(
-    ledger: &mut LedgerServiceClient<Channel>,
+    ledger: &mut LedgerdClient,
     shared: &Shared<P>,
     payload: &[u8],
 ) -> anyhow::Result<u64> {
@@ -161,7 +163,7 @@ async fn fold_message<P: Projection>(
 
 /// Folds ledgerd's events `from..=to` (to the head when `to` is `None`); how many were new.
 pub async fn fill<P: Projection>(
-    ledger: &mut LedgerServiceClient<Channel>,
+    ledger: &mut LedgerdClient,
     shared: &Shared<P>,
     from: u64,
     to: Option<u64>,
@@ -215,11 +217,13 @@ fn write<P>(shared: &Shared<P>) -> std::sync::RwLockWriteGuard<'_, Checkpointed<
 
 async fn connect_ledgerd(
     url: &str,
+    access: &Access,
     stop: &CancellationToken,
-) -> anyhow::Result<LedgerServiceClient<Channel>> {
+) -> anyhow::Result<LedgerdClient> {
+    let endpoint = crate::ledgerd::endpoint(url, access)?;
     loop {
-        match LedgerServiceClient::connect(url.to_string()).await {
-            Ok(client) => return Ok(client),
+        match endpoint.connect().await {
+            Ok(channel) => return crate::ledgerd::client(channel, access),
             Err(error) => tracing::warn!(%error, url, "ledgerd not reachable yet"),
         }
         tokio::select! {

@@ -38,15 +38,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::pb;
-use api::pb::ledger_service_client::LedgerServiceClient;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use domain::{Event, SystemEvent, SystemId};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::incoming::Incoming;
+use crate::ledgerd::{Access, LedgerdClient};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 
 /// Every system's projection, by system id.
@@ -65,6 +64,8 @@ pub struct FleetSettings {
     /// Each system's ledgerd gRPC URL, for catching up and filling gaps. A system missing
     /// here is followed from JetStream only; its gaps cannot be filled.
     pub ledgerds: BTreeMap<SystemId, String>,
+    /// TLS and token for reaching each ledgerd (a system missing here: plaintext, no token).
+    pub ledgerd_access: BTreeMap<SystemId, Access>,
     /// Durable consumer name; each replica has its own.
     pub consumer: String,
     pub stream_name: String,
@@ -239,27 +240,30 @@ impl FleetCheckpointStore {
 
 /// The ledgerds, connected lazily (one that is down does not hold up the others).
 struct Ledgerds {
-    clients: BTreeMap<SystemId, LedgerServiceClient<Channel>>,
+    clients: BTreeMap<SystemId, LedgerdClient>,
 }
 
 impl Ledgerds {
-    fn new(urls: &BTreeMap<SystemId, String>) -> anyhow::Result<Ledgerds> {
+    fn new(
+        urls: &BTreeMap<SystemId, String>,
+        access: &BTreeMap<SystemId, Access>,
+    ) -> anyhow::Result<Ledgerds> {
         let mut clients = BTreeMap::new();
         for (system, url) in urls {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("the ledgerd URL of system {system}: '{url}'"))?
-                .connect_timeout(Duration::from_secs(2))
+            let access = access.get(system).cloned().unwrap_or_default();
+            let endpoint = crate::ledgerd::endpoint(url, &access)
+                .with_context(|| format!("the ledgerd of system {system}"))?
                 // A ledgerd that accepts but does not answer must not hold up every system.
                 .timeout(Duration::from_secs(30));
             clients.insert(
                 system.clone(),
-                LedgerServiceClient::new(endpoint.connect_lazy()),
+                crate::ledgerd::client(endpoint.connect_lazy(), &access)?,
             );
         }
         Ok(Ledgerds { clients })
     }
 
-    fn get(&self, system: &SystemId) -> Option<LedgerServiceClient<Channel>> {
+    fn get(&self, system: &SystemId) -> Option<LedgerdClient> {
         self.clients.get(system).cloned()
     }
 }
@@ -279,7 +283,7 @@ pub enum FillError {
 /// Folds `system`'s events `from..=to` (to the head when `to` is `None`) from its ledgerd;
 /// how many were new.
 pub async fn fill<P: Projection>(
-    ledger: &mut LedgerServiceClient<Channel>,
+    ledger: &mut LedgerdClient,
     shared: &SharedFleet<P>,
     system: &SystemId,
     from: u64,
@@ -328,7 +332,7 @@ pub async fn run<P: Projection>(
     shared: SharedFleet<P>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let ledgerds = Ledgerds::new(&settings.ledgerds)?;
+    let ledgerds = Ledgerds::new(&settings.ledgerds, &settings.ledgerd_access)?;
     let mut dirty = BTreeSet::new();
     for system in settings.ledgerds.keys() {
         let Some(mut ledger) = ledgerds.get(system) else {

@@ -15,4 +15,5 @@ pub mod checkpoint;
 pub mod consumer;
 pub mod fleet;
 pub mod incoming;
+pub mod ledgerd;
 pub mod projection;

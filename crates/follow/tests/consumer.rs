@@ -165,6 +165,7 @@ fn settings(nats: &testkit::NatsServer, ledgerd: &Ledgerd, consumer: &str) -> Se
         system: domain::SystemId::new("kav").expect("id"),
         nats_url: nats.url(),
         ledgerd_url: ledgerd.url.clone(),
+        ledgerd_access: follow::ledgerd::Access::default(),
         consumer: consumer.to_string(),
         stream_name: bus::STREAM_NAME.to_string(),
         fetch_max: 64,

@@ -72,6 +72,17 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// How long before a message whose gap could not be filled is offered again.
     pub retry_delay_ms: u64,
+    /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificate to trust for every ledgerd: oversightd reaches them over TLS.
+    pub ledgerd_ca: Option<PathBuf>,
+    /// Per system, a file holding the bearer token oversightd shows that system's ledgerd
+    /// (tokens are signed by each ICS's own key), for ledgerds with authentication on.
+    pub ledgerd_token_files: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Config {
@@ -88,6 +99,11 @@ impl Default for Config {
             checkpoint_events: 10_000,
             checkpoint_interval_ms: 200,
             retry_delay_ms: 1_000,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            ledgerd_ca: None,
+            ledgerd_token_files: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +141,54 @@ impl Config {
     }
 
     /// The ledgerd map with its keys checked as system ids.
+    /// The server's TLS settings, read from the configured files; `None` for plaintext.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use anyhow::Context;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (read(cert)?, read(key)?),
+            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
+            _ => {
+                anyhow::bail!("TLS needs both tls_cert and tls_key (and tls_client_ca needs them)")
+            }
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
+    }
+
+    /// TLS and token for each configured ledgerd.
+    pub fn ledgerd_access(&self) -> anyhow::Result<BTreeMap<SystemId, follow::ledgerd::Access>> {
+        let mut access = BTreeMap::new();
+        for system in self.ledgerds.keys() {
+            let id = SystemId::new(system.clone())
+                .map_err(|e| anyhow::anyhow!("ledgerds: '{system}': {e}"))?;
+            let token = self
+                .ledgerd_token_files
+                .get(system)
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .map(|t| t.trim().to_string())
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+                })
+                .transpose()?;
+            access.insert(
+                id,
+                follow::ledgerd::Access {
+                    ca: self.ledgerd_ca.clone(),
+                    tls_name: None,
+                    token,
+                },
+            );
+        }
+        Ok(access)
+    }
+
     pub fn ledgerd_map(&self) -> anyhow::Result<BTreeMap<SystemId, String>> {
         self.ledgerds
             .iter()

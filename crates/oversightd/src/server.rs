@@ -37,6 +37,7 @@ pub async fn run(
     let settings = FleetSettings {
         nats_url: config.nats_url.clone(),
         ledgerds,
+        ledgerd_access: config.ledgerd_access()?,
         consumer: config.consumer.clone(),
         stream_name: config.stream_name.clone(),
         filter_subject: config.filter_subject.clone(),
@@ -65,7 +66,14 @@ pub async fn run(
     tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
 
     let serving_stop = stop.clone();
-    let serve = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config.server_tls()? {
+        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    } else {
+        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
+    }
+    let serve = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

@@ -67,6 +67,14 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificate to trust for ledgerd: positiond reaches it over TLS.
+    pub ledgerd_ca: Option<PathBuf>,
+    /// The name in ledgerd's certificate (default: the URL's host; `localhost` for an IP).
+    pub ledgerd_tls_name: Option<String>,
+    /// A file holding the bearer token positiond shows ledgerd (one that may read the log,
+    /// e.g. `icsctl token issue --role auditor --subject positiond`), for a ledgerd with
+    /// authentication on.
+    pub ledgerd_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,11 +93,33 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            ledgerd_ca: None,
+            ledgerd_tls_name: None,
+            ledgerd_token_file: None,
         }
     }
 }
 
 impl Config {
+    /// How positiond reaches ledgerd: TLS and token, read from the configured files.
+    pub fn ledgerd_access(&self) -> anyhow::Result<follow::ledgerd::Access> {
+        use anyhow::Context;
+        let token = self
+            .ledgerd_token_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading ledgerd_token_file {}", path.display()))
+                    .map(|t| t.trim().to_string())
+            })
+            .transpose()?;
+        Ok(follow::ledgerd::Access {
+            ca: self.ledgerd_ca.clone(),
+            tls_name: self.ledgerd_tls_name.clone(),
+            token,
+        })
+    }
+
     /// Defaults ← file ← environment ← flags.
     pub fn load(flags: &Flags) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

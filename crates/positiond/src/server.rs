@@ -45,6 +45,7 @@ pub async fn run(
         system: system.clone(),
         nats_url: config.nats_url.clone(),
         ledgerd_url: config.ledgerd_url.clone(),
+        ledgerd_access: config.ledgerd_access()?,
         consumer: config.consumer.clone(),
         stream_name: config.stream_name.clone(),
         fetch_max: config.fetch_max,

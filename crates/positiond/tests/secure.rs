@@ -1,0 +1,170 @@
+//! positiond against a ledgerd that serves TLS and requires tokens, as the local stack runs
+//! it: positiond trusts the configured CA and shows its own token (an auditor's: it reads the
+//! log) to catch up and fill gaps. A token whose role may not read the log stops it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use api::position_pb as ppb;
+use api::position_pb::position_service_client::PositionServiceClient;
+use auth::{Principal, Role};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+const DEMO: &str = "kingsmere-2018-19.ics";
+
+fn token(issuer: &auth::Issuer, role: Role, member: Option<&str>, subject: &str) -> String {
+    let system = domain::SystemId::new("kav").expect("valid");
+    let principal = Principal::new(subject, system, role, member).expect("valid");
+    issuer
+        .issue(&principal, jiff::Timestamp::now().as_second(), 3_600)
+        .expect("token")
+}
+
+fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    request
+}
+
+fn demo() -> anyhow::Result<Vec<pb::Command>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/demo")
+        .join(DEMO);
+    Ok(
+        icsctl::load::parse_scenario(DEMO, &std::fs::read_to_string(path)?)?
+            .into_iter()
+            .map(|(_, command)| command)
+            .collect(),
+    )
+}
+
+async fn start_positiond(
+    config: positiond::config::Config,
+) -> anyhow::Result<(
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(positiond::server::run(
+        config,
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
+    Ok((url, stop, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let pki = devpki::write(
+        &devpki::generate("test CA", &["localhost", "127.0.0.1"], "client")?,
+        &dir.path().join("certs"),
+    )?;
+    let (private, public) = auth::generate_key_pair()?;
+    let public_key = dir.path().join("ics-signing.pub.pem");
+    std::fs::write(&public_key, public)?;
+    let issuer = auth::Issuer::from_pem(&private)?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let ledgerd_stop = CancellationToken::new();
+    let ledgerd = tokio::spawn(ledgerd::server::run(
+        ledgerd::config::Config {
+            listen: listener.local_addr()?,
+            data_dir: dir.path().join("ledgerd"),
+            nats_url: Some(nats.url()),
+            tls_cert: Some(pki.server_cert.clone()),
+            tls_key: Some(pki.server_key.clone()),
+            auth_public_key: Some(public_key),
+            ..ledgerd::config::Config::default()
+        },
+        listener,
+        ledgerd_stop.clone().cancelled_owned(),
+    ));
+    let channel = {
+        let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))?.tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(std::fs::read(&pki.ca_cert)?))
+                .domain_name("localhost"),
+        )?;
+        let mut connected = None;
+        for _ in 0..100 {
+            if let Ok(channel) = endpoint.connect().await {
+                connected = Some(channel);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        connected.ok_or_else(|| anyhow::anyhow!("ledgerd did not come up"))?
+    };
+    let mut ledger = LedgerServiceClient::new(channel);
+    let finance = token(&issuer, Role::SystemFinance, None, "kav-finance");
+    let reply = ledger
+        .submit_bulk(bearer(futures::stream::iter(demo()?), &finance))
+        .await?
+        .into_inner();
+    let head = ledger
+        .head(bearer(pb::HeadRequest {}, &finance))
+        .await?
+        .into_inner();
+    assert_eq!(reply.last_sequence, head.sequence);
+
+    let config = |name: &str, token_text: &str| -> anyhow::Result<positiond::config::Config> {
+        let token_file = dir.path().join(format!("{name}.token"));
+        std::fs::write(&token_file, format!("{token_text}\n"))?;
+        Ok(positiond::config::Config {
+            data_dir: dir.path().join(name),
+            nats_url: nats.url(),
+            ledgerd_url: format!("https://127.0.0.1:{port}"),
+            ledgerd_ca: Some(pki.ca_cert.clone()),
+            ledgerd_token_file: Some(token_file),
+            consumer: name.to_string(),
+            ..positiond::config::Config::default()
+        })
+    };
+
+    // An auditor's token reads the log: positiond catches up to the head.
+    let auditor = token(&issuer, Role::Auditor, None, "positiond");
+    let (url, stop, task) = start_positiond(config("positiond", &auditor)?).await?;
+    let mut folded = None;
+    for _ in 0..400 {
+        if let Ok(mut client) = PositionServiceClient::connect(url.clone()).await
+            && let Ok(status) = client.get_status(ppb::StatusRequest {}).await
+            && status.get_ref().sequence == head.sequence
+        {
+            folded = Some(status.into_inner());
+            break;
+        }
+        anyhow::ensure!(!task.is_finished(), "positiond stopped: {:?}", task.await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let folded = folded.ok_or_else(|| anyhow::anyhow!("positiond did not catch up"))?;
+    assert_eq!(folded.hash, head.hash);
+    stop.cancel();
+    task.await??;
+
+    // A member's token may not read the log: positiond stops and says why.
+    let member = token(&issuer, Role::MemberFinance, Some("KHFT"), "khft-finance");
+    let (_, _stop, task) = start_positiond(config("refused", &member)?).await?;
+    let error = tokio::time::timeout(Duration::from_secs(30), task)
+        .await??
+        .expect_err("refused by ledgerd");
+    assert!(
+        format!("{error:#}").contains("may not read the event log"),
+        "{error:#}"
+    );
+
+    ledgerd_stop.cancel();
+    ledgerd.await??;
+    Ok(())
+}
