@@ -34,14 +34,17 @@ keys="$root/.local/keys"
 ctl=("$bin/icsctl" --server "https://$grpc_addr" --position-server "https://$position_addr"
   --oversight-server "https://$oversight_addr" --ca "$certs/ca.pem")
 
-# The ICS's signing key (made once), a system-finance token for this script's own calls,
-# and the tokens positiond and oversightd show ledgerd (auditors: they read the log).
-# `icsctl token issue --role …` makes others (see README).
+# The ICS's signing key and the regulator's (made once), a system-finance token for this
+# script's own calls, a regulator's token for oversightd, and the tokens positiond and
+# oversightd show ledgerd (auditors: they read the log). `icsctl token issue` makes others.
 tokens() { # $1 = state dir
   local issue=("$bin/icsctl" token issue --key "$keys/ics-signing.pem" --system kav)
   "$bin/icsctl" keys generate --dir "$keys" >/dev/null
+  "$bin/icsctl" keys generate --dir "$keys/regulator" >/dev/null
   ICS_TOKEN="$("${issue[@]}" --role system-finance --subject kav-system-finance --expires 8h)"
   export ICS_TOKEN
+  regulator_token="$("$bin/icsctl" token issue --key "$keys/regulator/ics-signing.pem" \
+    --system national --role regulator --subject regulator --expires 8h)"
   (umask 077
    "${issue[@]}" --role auditor --subject positiond --expires 30d >"$1/positiond.token"
    "${issue[@]}" --role auditor --subject oversightd --expires 30d >"$1/oversightd.token")
@@ -65,6 +68,7 @@ start() { # $1 = state dir
   wait_for "ledgerd" "${ctl[*]} head" "$dir/logs/ledgerd.log"
   POSITIOND_TLS_CERT="$certs/server.pem" POSITIOND_TLS_KEY="$certs/server.key" \
   POSITIOND_LEDGERD_CA="$certs/ca.pem" POSITIOND_LEDGERD_TOKEN_FILE="$dir/positiond.token" \
+  POSITIOND_AUTH_PUBLIC_KEY="$keys/ics-signing.pub.pem" \
     "$bin/positiond" --listen "$position_addr" --data-dir "$dir/positiond" --system kav \
     --nats-url "$positiond_nats" --ledgerd-url "https://$grpc_addr" --consumer positiond \
     >"$dir/logs/positiond.log" 2>&1 &
@@ -72,11 +76,12 @@ start() { # $1 = state dir
   wait_for "positiond" "${ctl[*]} position-status" "$dir/logs/positiond.log" any
   OVERSIGHTD_TLS_CERT="$certs/server.pem" OVERSIGHTD_TLS_KEY="$certs/server.key" \
   OVERSIGHTD_LEDGERD_CA="$certs/ca.pem" OVERSIGHTD_LEDGERD_TOKEN_FILES="{kav=\"$dir/oversightd.token\"}" \
+  OVERSIGHTD_AUTH_PUBLIC_KEY="$keys/regulator/ics-signing.pub.pem" \
     "$bin/oversightd" --listen "$oversight_addr" --data-dir "$dir/oversightd" \
     --nats-url "$oversightd_nats" --ledgerd "kav=https://$grpc_addr" --consumer oversightd \
     >"$dir/logs/oversightd.log" 2>&1 &
   echo $! >"$dir/oversightd.pid"
-  wait_for "oversightd" "${ctl[*]} oversight systems" "$dir/logs/oversightd.log"
+  wait_for "oversightd" "${ctl[*]} --token $regulator_token oversight systems" "$dir/logs/oversightd.log"
 }
 
 wait_for() { # $1 = name, $2 = probe command, $3 = log[, $4 = any: a failing answer will do]
@@ -116,6 +121,7 @@ case "${1:-}" in
     echo "up: ledgerd https://$grpc_addr, positiond https://$position_addr, oversightd https://$oversight_addr"
     echo "    (CA .local/certs/ca.pem), NATS $nats_url; data in .local/stack; 'make down' stops it."
     echo "    A token: icsctl token issue --key .local/keys/ics-signing.pem --role system-finance --subject me"
+    echo "    (oversightd: --key .local/keys/regulator/ics-signing.pem --system national --role regulator)"
     ;;
   down)
     stop "$root/.local/stack"
@@ -142,11 +148,11 @@ case "${1:-}" in
     echo "== the regulator's summary (oversightd)"
     head_seq="$("${ctl[@]}" --json head | python3 -c 'import json,sys; print(json.load(sys.stdin)["sequence"])')"
     for _ in $(seq 1 300); do
-      "${ctl[@]}" --json oversight systems | grep -q "\"sequence\": $head_seq" && break
+      "${ctl[@]}" --token "$regulator_token" --json oversight systems | grep "\"sequence\": $head_seq" >/dev/null && break
       sleep 0.1
     done
-    "${ctl[@]}" oversight systems
-    "${ctl[@]}" oversight performance --system kav --year 2018/19 --quarter 4
+    "${ctl[@]}" --token "$regulator_token" oversight systems
+    "${ctl[@]}" --token "$regulator_token" oversight performance --system kav --year 2018/19 --quarter 4
     ;;
   *)
     echo "usage: $0 up|down|demo" >&2

@@ -12,12 +12,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grpc;
 pub mod policy;
 pub mod token;
 
 use serde::{Deserialize, Serialize};
 
-pub use policy::{Denied, Read, may_post, may_read};
+pub use policy::{Denied, Read, Scope, may_post, may_read};
 pub use token::{Issuer, TokenError, Verifier, bearer, generate_key_pair};
 
 /// What a bearer is allowed to do.

@@ -46,15 +46,20 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
 }
 
-/// Runs until `stop`; checkpoints before returning.
+/// Runs until `stop` (a stop while ledgerd or the stream is still awaited is a clean stop);
+/// checkpoints before returning.
 pub async fn run<P: Projection>(
     settings: Settings,
     checkpoints: CheckpointStore,
     shared: Shared<P>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut ledger =
-        connect_ledgerd(&settings.ledgerd_url, &settings.ledgerd_access, &stop).await?;
+    let Some(mut ledger) =
+        connect_ledgerd(&settings.ledgerd_url, &settings.ledgerd_access, &stop).await?
+    else {
+        tracing::info!("stopped before ledgerd was reachable");
+        return Ok(());
+    };
     let from = read(&shared).sequence + 1;
     let caught_up = fill(&mut ledger, &shared, from, None).await?;
     save(&checkpoints, &shared)?;
@@ -64,7 +69,10 @@ pub async fn run<P: Projection>(
         "caught up from ledgerd"
     );
 
-    let consumer = jetstream_consumer(&settings, &stop).await?;
+    let Some(consumer) = jetstream_consumer(&settings, &stop).await? else {
+        tracing::info!("stopped before the JetStream stream existed");
+        return Ok(());
+    };
     let mut unacked = Vec::new();
     let mut since_checkpoint: u64 = 0;
     let mut first_unsaved = Instant::now();
@@ -219,15 +227,16 @@ async fn connect_ledgerd(
     url: &str,
     access: &Access,
     stop: &CancellationToken,
-) -> anyhow::Result<LedgerdClient> {
+) -> anyhow::Result<Option<LedgerdClient>> {
     let endpoint = crate::ledgerd::endpoint(url, access)?;
     loop {
         match endpoint.connect().await {
-            Ok(channel) => return crate::ledgerd::client(channel, access),
+            Ok(channel) => return crate::ledgerd::client(channel, access).map(Some),
             Err(error) => tracing::warn!(%error, url, "ledgerd not reachable yet"),
         }
         tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped before ledgerd was reachable"),
+            // Asked to stop while waiting: a clean stop, not a failure.
+            () = stop.cancelled() => return Ok(None),
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
@@ -238,7 +247,7 @@ async fn connect_ledgerd(
 async fn jetstream_consumer(
     settings: &Settings,
     stop: &CancellationToken,
-) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+) -> anyhow::Result<Option<async_nats::jetstream::consumer::PullConsumer>> {
     let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
     let js = bus::jetstream(client);
     let stream = loop {
@@ -247,7 +256,8 @@ async fn jetstream_consumer(
             Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
         }
         tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped before the stream existed"),
+            // Asked to stop while waiting: a clean stop, not a failure.
+            () = stop.cancelled() => return Ok(None),
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     };
@@ -263,5 +273,5 @@ async fn jetstream_consumer(
         )
         .await
         .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
-    Ok(consumer)
+    Ok(Some(consumer))
 }

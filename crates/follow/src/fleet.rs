@@ -361,7 +361,10 @@ pub async fn run<P: Projection>(
         }
     }
 
-    let consumer = jetstream_consumer(&settings, &stop).await?;
+    let Some(consumer) = jetstream_consumer(&settings, &stop).await? else {
+        tracing::info!("stopped before the JetStream stream existed");
+        return Ok(());
+    };
     let mut unacked = Vec::new();
     let mut since_checkpoint: u64 = 0;
     let mut first_unsaved = Instant::now();
@@ -549,7 +552,7 @@ fn write<P>(shared: &SharedFleet<P>) -> std::sync::RwLockWriteGuard<'_, Fleet<P>
 async fn jetstream_consumer(
     settings: &FleetSettings,
     stop: &CancellationToken,
-) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+) -> anyhow::Result<Option<async_nats::jetstream::consumer::PullConsumer>> {
     let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
     let js = bus::jetstream(client);
     let stream = loop {
@@ -558,7 +561,8 @@ async fn jetstream_consumer(
             Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
         }
         tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped before the stream existed"),
+            // Asked to stop while waiting: a clean stop, not a failure.
+            () = stop.cancelled() => return Ok(None),
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     };
@@ -574,7 +578,7 @@ async fn jetstream_consumer(
         )
         .await
         .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
-    Ok(consumer)
+    Ok(Some(consumer))
 }
 
 #[cfg(test)]

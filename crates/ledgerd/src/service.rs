@@ -91,8 +91,7 @@ impl LedgerApi {
     /// Checks the caller may make `read`.
     fn may_read<R>(&self, request: &Request<R>, read: auth::Read) -> Result<(), Status> {
         if let Some(principal) = self.caller(request)?.principal {
-            auth::may_read(&principal, read)
-                .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+            auth::may_read(&principal, read).map_err(|d| auth::grpc::denied(&d))?;
         }
         Ok(())
     }
@@ -116,22 +115,12 @@ impl LedgerApi {
 }
 
 /// The principal a request's bearer token names, checked at the current time.
+#[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
 pub fn authenticate<R>(
     verifier: &auth::Verifier,
     request: &Request<R>,
 ) -> Result<auth::Principal, Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Status::unauthenticated("the authorization header is not text"))
-        })
-        .transpose()?;
-    let now = jiff::Timestamp::now().as_second();
-    auth::bearer(header)
-        .and_then(|token| verifier.verify(token, now))
-        .map_err(|e| Status::unauthenticated(e.to_string()))
+    auth::grpc::authenticate(verifier, request, jiff::Timestamp::now().as_second())
 }
 
 fn actor<R>(request: &Request<R>) -> String {
@@ -170,7 +159,7 @@ pub fn status_from_submit(error: &SubmitError) -> Status {
             "meta.request_id: {id} was already used for a different command; use a new request id"
         )),
         SubmitError::Poisoned | SubmitError::Store(_) => Status::unavailable(error.to_string()),
-        SubmitError::Denied(denied) => Status::permission_denied(denied.to_string()),
+        SubmitError::Denied(denied) => auth::grpc::denied(denied),
     }
 }
 

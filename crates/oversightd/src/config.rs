@@ -83,6 +83,12 @@ pub struct Config {
     /// Per system, a file holding the bearer token oversightd shows that system's ledgerd
     /// (tokens are signed by each ICS's own key), for ledgerds with authentication on.
     pub ledgerd_token_files: BTreeMap<String, PathBuf>,
+    /// The regulator's Ed25519 public key (SPKI PEM): when set, every RPC needs a bearer
+    /// token it signed for `auth_system`, with a role that may read oversight (regulator,
+    /// auditor).
+    pub auth_public_key: Option<PathBuf>,
+    /// The `sys` claim oversightd's tokens carry (its own, not an ICS's).
+    pub auth_system: String,
 }
 
 impl Default for Config {
@@ -104,6 +110,8 @@ impl Default for Config {
             tls_client_ca: None,
             ledgerd_ca: None,
             ledgerd_token_files: BTreeMap::new(),
+            auth_public_key: None,
+            auth_system: "national".to_string(),
         }
     }
 }
@@ -160,6 +168,21 @@ impl Config {
             tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
         }
         Ok(Some(tls))
+    }
+
+    /// The token verifier, if `auth_public_key` is set.
+    pub fn verifier(&self) -> anyhow::Result<Option<auth::Verifier>> {
+        use anyhow::Context;
+        let Some(path) = &self.auth_public_key else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading auth_public_key {}", path.display()))?;
+        let system = SystemId::new(self.auth_system.clone())
+            .map_err(|e| anyhow::anyhow!("auth_system '{}': {e}", self.auth_system))?;
+        Ok(Some(auth::Verifier::from_pem(&pem, system).with_context(
+            || format!("auth_public_key {}", path.display()),
+        )?))
     }
 
     /// TLS and token for each configured ledgerd.

@@ -61,7 +61,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let service = OversightServiceServer::new(OversightApi::new(shared));
+    let mut api = OversightApi::new(shared);
+    match config.verifier()? {
+        Some(verifier) => api = api.with_auth(verifier),
+        None => tracing::warn!("authentication is off: no auth_public_key configured"),
+    }
+    let service = OversightServiceServer::new(api);
     let address = listener.local_addr()?;
     tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
 

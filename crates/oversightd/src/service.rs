@@ -11,11 +11,36 @@ use crate::view::SystemView;
 /// The gRPC service: reads the fleet the consumer keeps up to date.
 pub struct OversightApi {
     shared: SharedFleet<SystemView>,
+    /// Checks bearer tokens (signed with the regulator's key); `None`: authentication is off.
+    verifier: Option<auth::Verifier>,
 }
 
 impl OversightApi {
     pub fn new(shared: SharedFleet<SystemView>) -> Self {
-        OversightApi { shared }
+        OversightApi {
+            shared,
+            verifier: None,
+        }
+    }
+
+    /// Requires on every RPC a valid bearer token whose role may read oversight (the
+    /// regulator, auditors).
+    pub fn with_auth(self, verifier: auth::Verifier) -> Self {
+        OversightApi {
+            verifier: Some(verifier),
+            ..self
+        }
+    }
+
+    #[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
+    fn check<R>(&self, request: &Request<R>) -> Result<(), Status> {
+        auth::grpc::may_read(
+            self.verifier.as_ref(),
+            request,
+            auth::Read::Oversight,
+            jiff::Timestamp::now().as_second(),
+        )
+        .map(|_| ())
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Fleet<SystemView>>, Status> {
@@ -29,8 +54,9 @@ impl OversightApi {
 impl OversightService for OversightApi {
     async fn list_systems(
         &self,
-        _request: Request<pb::ListSystemsRequest>,
+        request: Request<pb::ListSystemsRequest>,
     ) -> Result<Response<pb::ListSystemsReply>, Status> {
+        self.check(&request)?;
         Ok(Response::new(report::list_systems(&*self.read()?)))
     }
 
@@ -38,6 +64,7 @@ impl OversightService for OversightApi {
         &self,
         request: Request<pb::PerformanceRequest>,
     ) -> Result<Response<pb::PerformanceReport>, Status> {
+        self.check(&request)?;
         let query = PerformanceQuery::from_proto(request.get_ref())?;
         Ok(Response::new(report::performance(&*self.read()?, &query)?))
     }
@@ -46,6 +73,7 @@ impl OversightService for OversightApi {
         &self,
         request: Request<pb::RankingRequest>,
     ) -> Result<Response<pb::RankingReport>, Status> {
+        self.check(&request)?;
         let query = RankingQuery::from_proto(request.get_ref())?;
         Ok(Response::new(report::ranking(&*self.read()?, &query)?))
     }

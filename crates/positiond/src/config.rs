@@ -75,6 +75,9 @@ pub struct Config {
     /// e.g. `icsctl token issue --role auditor --subject positiond`), for a ledgerd with
     /// authentication on.
     pub ledgerd_token_file: Option<PathBuf>,
+    /// The ICS's Ed25519 public key (SPKI PEM): when set, every RPC needs a bearer token it
+    /// signed, and a member's finance team sees only its own member and contracts.
+    pub auth_public_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for Config {
             ledgerd_ca: None,
             ledgerd_tls_name: None,
             ledgerd_token_file: None,
+            auth_public_key: None,
         }
     }
 }
@@ -118,6 +122,21 @@ impl Config {
             tls_name: self.ledgerd_tls_name.clone(),
             token,
         })
+    }
+
+    /// The token verifier for this system, if `auth_public_key` is set.
+    pub fn verifier(&self) -> anyhow::Result<Option<auth::Verifier>> {
+        use anyhow::Context;
+        let Some(path) = &self.auth_public_key else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading auth_public_key {}", path.display()))?;
+        let system = domain::SystemId::new(self.system.clone())
+            .map_err(|e| anyhow::anyhow!("system '{}': {e}", self.system))?;
+        Ok(Some(auth::Verifier::from_pem(&pem, system).with_context(
+            || format!("auth_public_key {}", path.display()),
+        )?))
     }
 
     /// Defaults ← file ← environment ← flags.

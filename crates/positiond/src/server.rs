@@ -67,7 +67,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let service = PositionServiceServer::new(PositionApi::new(system.to_string(), shared));
+    let mut api = PositionApi::new(system.to_string(), shared);
+    match config.verifier()? {
+        Some(verifier) => api = api.with_auth(verifier),
+        None => tracing::warn!("authentication is off: no auth_public_key configured"),
+    }
+    let service = PositionServiceServer::new(api);
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "positiond serving");
 

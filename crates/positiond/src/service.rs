@@ -13,6 +13,7 @@ use api::report::{
     Question, ReportToProto, aob_question, check_as_of, consolidation_question,
     question_from_proto, status_from_report,
 };
+use auth::Scope;
 use domain::position::{Recorded, ReportError, Snapshot};
 use tonic::{Request, Response, Status};
 
@@ -24,11 +25,37 @@ use crate::position::Position;
 pub struct PositionApi {
     system: String,
     shared: Shared<Position>,
+    /// Checks bearer tokens; `None`: authentication is off.
+    verifier: Option<auth::Verifier>,
 }
 
 impl PositionApi {
     pub fn new(system: String, shared: Shared<Position>) -> Self {
-        PositionApi { system, shared }
+        PositionApi {
+            system,
+            shared,
+            verifier: None,
+        }
+    }
+
+    /// Requires a valid bearer token on every RPC; a member's finance team sees only its own
+    /// member (and the system totals) and its own contracts.
+    pub fn with_auth(self, verifier: auth::Verifier) -> Self {
+        PositionApi {
+            verifier: Some(verifier),
+            ..self
+        }
+    }
+
+    /// How much of `read` the caller may see (`UNAUTHENTICATED` / `PERMISSION_DENIED`).
+    #[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
+    fn scope<R>(&self, request: &Request<R>, read: auth::Read) -> Result<Scope, Status> {
+        auth::grpc::may_read(
+            self.verifier.as_ref(),
+            request,
+            read,
+            jiff::Timestamp::now().as_second(),
+        )
     }
 
     /// Takes the report `report` asks of the snapshot at `question.as_of`, and converts it.
@@ -78,8 +105,9 @@ fn invalid(error: &domain::DomainError) -> Status {
 impl PositionService for PositionApi {
     async fn get_status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
+        self.scope(&request, auth::Read::Status)?;
         let folded = self
             .shared
             .read()
@@ -100,9 +128,14 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::PositionReport>, Status> {
+        let scope = self.scope(&request, auth::Read::Position)?;
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetPosition", question, |s| {
-            s.position(question.year, question.month)
+            let mut report = s.position(question.year, question.month)?;
+            if let Scope::Member(member) = &scope {
+                report.members.retain(|row| row.member == *member);
+            }
+            Ok(report)
         })
     }
 
@@ -110,6 +143,7 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ConsolidationRequest>,
     ) -> Result<Response<pb::ConsolidationReport>, Status> {
+        self.scope(&request, auth::Read::Statements)?;
         let (question, scope) =
             consolidation_question(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetConsolidation", question, |s| {
@@ -121,6 +155,7 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::PooledBudgetStatement>, Status> {
+        self.scope(&request, auth::Read::Statements)?;
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetPooledBudgets", question, |s| {
             s.pooled_budgets(question.year, question.month)
@@ -131,9 +166,16 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ContractStatement>, Status> {
+        let scope = self.scope(&request, auth::Read::Contracts)?;
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetContracts", question, |s| {
-            s.contracts_statement(question.year, question.month)
+            let mut report = s.contracts_statement(question.year, question.month)?;
+            if let Scope::Member(member) = &scope {
+                report
+                    .contracts
+                    .retain(|c| c.commissioner.member == *member || c.provider.member == *member);
+            }
+            Ok(report)
         })
     }
 
@@ -141,6 +183,7 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::FundStatement>, Status> {
+        self.scope(&request, auth::Read::Statements)?;
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetFunds", question, |s| {
             s.funds_statement(question.year, question.month)
@@ -151,6 +194,7 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::AgreementOfBalancesRequest>,
     ) -> Result<Response<pb::AgreementOfBalances>, Status> {
+        self.scope(&request, auth::Read::Statements)?;
         let (question, options) = aob_question(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetAgreementOfBalances", question, |s| {
             s.agreement_of_balances(question.year, question.month, options)
@@ -161,6 +205,7 @@ impl PositionService for PositionApi {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::AdjustmentsReport>, Status> {
+        self.scope(&request, auth::Read::Statements)?;
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetAdjustments", question, |s| {
             s.adjustments(question.year, question.month)

@@ -1,6 +1,8 @@
 //! positiond against a ledgerd that serves TLS and requires tokens, as the local stack runs
 //! it: positiond trusts the configured CA and shows its own token (an auditor's: it reads the
-//! log) to catch up and fill gaps. A token whose role may not read the log stops it.
+//! log) to catch up and fill gaps. A token whose role may not read the log stops it. With its
+//! own `auth_public_key`, positiond serves each caller what its role may read: a member's
+//! team its own row and the system totals, nobody without a valid token anything.
 
 use std::path::Path;
 use std::time::Duration;
@@ -72,7 +74,7 @@ async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()>
     )?;
     let (private, public) = auth::generate_key_pair()?;
     let public_key = dir.path().join("ics-signing.pub.pem");
-    std::fs::write(&public_key, public)?;
+    std::fs::write(&public_key, &public)?;
     let issuer = auth::Issuer::from_pem(&private)?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -123,6 +125,7 @@ async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()>
         let token_file = dir.path().join(format!("{name}.token"));
         std::fs::write(&token_file, format!("{token_text}\n"))?;
         Ok(positiond::config::Config {
+            auth_public_key: Some(dir.path().join("ics-signing.pub.pem")),
             data_dir: dir.path().join(name),
             nats_url: nats.url(),
             ledgerd_url: format!("https://127.0.0.1:{port}"),
@@ -139,7 +142,9 @@ async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()>
     let mut folded = None;
     for _ in 0..400 {
         if let Ok(mut client) = PositionServiceClient::connect(url.clone()).await
-            && let Ok(status) = client.get_status(ppb::StatusRequest {}).await
+            && let Ok(status) = client
+                .get_status(bearer(ppb::StatusRequest {}, &finance))
+                .await
             && status.get_ref().sequence == head.sequence
         {
             folded = Some(status.into_inner());
@@ -150,6 +155,63 @@ async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()>
     }
     let folded = folded.ok_or_else(|| anyhow::anyhow!("positiond did not catch up"))?;
     assert_eq!(folded.hash, head.hash);
+
+    // What each caller may read.
+    let mut position = PositionServiceClient::connect(url.clone()).await?;
+    let question = ppb::ReportRequest {
+        year: 2018,
+        month: 12,
+        as_of: None,
+    };
+    let everyone = position
+        .get_position(bearer(question, &finance))
+        .await?
+        .into_inner();
+    assert_eq!(everyone.members.len(), 7);
+    let khft_token = token(&issuer, Role::MemberFinance, Some("KHFT"), "khft-finance");
+    let khft = position
+        .get_position(bearer(question, &khft_token))
+        .await?
+        .into_inner();
+    let rows: Vec<&str> = khft.members.iter().map(|m| m.member.as_str()).collect();
+    assert_eq!(rows, ["KHFT"], "a member's team sees its own row");
+    assert_eq!(
+        khft.control_total, everyone.control_total,
+        "and the system totals"
+    );
+    let contracts = position
+        .get_contracts(bearer(question, &khft_token))
+        .await?
+        .into_inner();
+    assert!(!contracts.contracts.is_empty());
+    for c in &contracts.contracts {
+        let parties = [&c.commissioner, &c.provider].map(|p| p.as_ref().map(|p| p.member.clone()));
+        assert!(
+            parties.contains(&Some("KHFT".to_string())),
+            "{}",
+            c.contract
+        );
+    }
+    let refused = position
+        .get_funds(bearer(question, &khft_token))
+        .await
+        .expect_err("a member's team does not read the fund statements");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let regulator = token(&issuer, Role::Regulator, None, "regulator");
+    position.get_funds(bearer(question, &regulator)).await?;
+    for status in [
+        position.get_position(question).await.expect_err("no token"),
+        position
+            .get_status(ppb::StatusRequest {})
+            .await
+            .expect_err("no token"),
+        position
+            .get_position(bearer(question, "garbage"))
+            .await
+            .expect_err("not a token"),
+    ] {
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
     stop.cancel();
     task.await??;
 
