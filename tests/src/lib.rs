@@ -347,3 +347,84 @@ fn spawn_positiond(
     process.wait_for_port(addr, START_TIMEOUT)?;
     Ok(process)
 }
+
+/// A running `oversightd` binary following every system on a NATS server; killed on drop.
+pub struct Oversightd {
+    process: ChildGuard,
+    addr: SocketAddr,
+}
+
+impl Oversightd {
+    /// Starts oversightd with its own sled in `data_dir`, filling gaps from `ledgerds`
+    /// (system, URL).
+    pub fn start(
+        data_dir: &Path,
+        nats_url: &str,
+        ledgerds: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+        let log_dir = data_dir.with_extension("logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let binary = testkit::workspace_binary("oversightd")?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--nats-url")
+            .arg(nats_url)
+            .env("RUST_LOG", "info");
+        for (system, url) in ledgerds {
+            command.arg("--ledgerd").arg(format!("{system}={url}"));
+        }
+        let mut process =
+            ChildGuard::spawn_logged("oversightd", &mut command, &log_dir.join("oversightd.log"))?;
+        process.wait_for_port(addr, START_TIMEOUT)?;
+        Ok(Oversightd { process, addr })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(
+        &self,
+    ) -> anyhow::Result<api::oversight_pb::oversight_service_client::OversightServiceClient<Channel>>
+    {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await
+            .context("connecting to oversightd")?;
+        Ok(api::oversight_pb::oversight_service_client::OversightServiceClient::new(channel))
+    }
+
+    /// Waits until oversightd has folded `system` to `sequence`.
+    pub async fn wait_for(
+        &self,
+        system: &str,
+        sequence: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(mut client) = self.client().await
+                && let Ok(reply) = client
+                    .list_systems(api::oversight_pb::ListSystemsRequest {})
+                    .await
+                && reply.get_ref().systems.iter().any(|s| {
+                    s.system == system && s.folded.as_ref().is_some_and(|f| f.sequence >= sequence)
+                })
+            {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                anyhow::bail!(
+                    "oversightd did not fold {system} to {sequence} within {timeout:?}; its log:\n{}",
+                    self.process.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
