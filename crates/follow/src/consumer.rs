@@ -19,7 +19,7 @@ use domain::SystemId;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointStore, Parked};
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::projection::{Checkpointed, Offer, Projection};
@@ -101,7 +101,20 @@ pub async fn run<P: Projection>(
                     break;
                 }
             };
-            let folded = fold_message(&mut ledger, &shared, &message.payload).await?;
+            let Folded { folded, refused } =
+                fold_message(&mut ledger, &shared, &message.payload).await?;
+            if let Some(reason) = refused {
+                let stream_sequence = message.info().map_or(0, |info| info.stream_sequence);
+                tracing::warn!(subject = %message.subject, stream_sequence, %reason, "parked a message");
+                checkpoints
+                    .park(Parked {
+                        subject: message.subject.to_string(),
+                        stream_sequence,
+                        reason,
+                        payload: message.payload.to_vec(),
+                    })
+                    .context("parking a message")?;
+            }
             if folded > 0 {
                 if since_checkpoint == 0 {
                     first_unsaved = Instant::now();
@@ -133,39 +146,89 @@ pub async fn run<P: Projection>(
     Ok(())
 }
 
-/// Folds one JetStream message (filling any gap before it from ledgerd); the number of
-/// events newly folded.
+/// What one JetStream message did: events newly folded (from it, or from ledgerd filling the
+/// gap before it), and why it was refused, if it was.
+struct Folded {
+    folded: u64,
+    refused: Option<String>,
+}
+
+/// Folds one JetStream message, treating it as untrusted: the record is ledgerd.
+///
+/// - A gap before it is filled from ledgerd through the message's own sequence; the
+///   message is then refused if ledgerd has no such event, or if ledgerd's event there has
+///   another hash.
+/// - A message that does not fold (it does not link to the chain, or the projection refuses
+///   it) is checked against ledgerd's copy of that sequence: if ledgerd's folds, the message
+///   was not the ledger's and is refused; if ledgerd's does not fold either, that is fatal
+///   (an error), as anything from the record that does not fold is.
 async fn fold_message<P: Projection>(
     ledger: &mut LedgerdClient,
     shared: &Shared<P>,
     payload: &[u8],
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Folded> {
     let incoming = match Incoming::decode(payload) {
         Ok(incoming) => incoming,
         Err(error) => {
-            tracing::warn!(%error, "refused a message that is not an event");
-            return Ok(0);
+            return Ok(Folded {
+                folded: 0,
+                refused: Some(error.to_string()),
+            });
         }
     };
     let offered = write(shared).offer(&incoming);
     match offered {
-        Ok(Offer::Applied) => Ok(1),
-        Ok(Offer::AlreadyApplied) => Ok(0),
+        Ok(Offer::Applied) => Ok(Folded {
+            folded: 1,
+            refused: None,
+        }),
+        Ok(Offer::AlreadyApplied) => Ok(Folded {
+            folded: 0,
+            refused: None,
+        }),
         Ok(Offer::Gap { next }) => {
             // Fill from the record, through this event's own sequence: the copy from ledgerd
             // is authoritative, the message is then a redelivery.
-            let filled = fill(ledger, shared, next, Some(incoming.sequence)).await?;
+            let folded = fill(ledger, shared, next, Some(incoming.sequence)).await?;
             tracing::info!(
                 from = next,
                 to = incoming.sequence,
                 "filled a gap from ledgerd"
             );
-            Ok(filled)
+            Ok(Folded {
+                folded,
+                refused: disagreement(shared, &incoming),
+            })
         }
         Err(error) => {
-            tracing::warn!(%error, sequence = incoming.sequence, "refused a message");
-            Ok(0)
+            let folded = fill(ledger, shared, incoming.sequence, Some(incoming.sequence)).await?;
+            let why = disagreement(shared, &incoming).unwrap_or_else(|| {
+                format!("ledgerd's event {} folded in its place", incoming.sequence)
+            });
+            Ok(Folded {
+                folded,
+                refused: Some(format!("{error}; {why}")),
+            })
         }
+    }
+}
+
+/// Why `incoming` is not the ledger's event at its sequence, once the projection has folded
+/// what ledgerd has up to it; `None` if it is.
+fn disagreement<P>(shared: &Shared<P>, incoming: &Incoming) -> Option<String> {
+    let folded = read(shared);
+    if folded.sequence < incoming.sequence {
+        Some(format!(
+            "it claims sequence {}, but the ledger's log ends at {}",
+            incoming.sequence, folded.sequence
+        ))
+    } else if folded.sequence == incoming.sequence && folded.hash != incoming.hash {
+        Some(format!(
+            "its hash differs from the ledger's event {}",
+            incoming.sequence
+        ))
+    } else {
+        None
     }
 }
 

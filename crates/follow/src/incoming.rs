@@ -1,5 +1,8 @@
-//! An event as it reaches positiond — from a JetStream message or from ledgerd's `ReadAll`,
-//! both of which carry the public `RecordedEvent` protobuf — decoded and checked for shape.
+//! An event as it reaches a read-side service — from a JetStream message or from ledgerd's
+//! `ReadAll`, both of which carry the public `RecordedEvent` protobuf — decoded and checked:
+//! its `hash` must be the chain hash its own content gives (the store's canonical encoding of
+//! every field, see `store::codec::recomputed_hash`), so a message whose hash was changed,
+//! or whose content was changed under its hash, is refused before it reaches a projection.
 
 use api::pb;
 use domain::Event;
@@ -30,6 +33,12 @@ pub enum IncomingError {
     NoEvent,
     #[error("the event does not convert: {0}")]
     Event(#[from] domain::DomainError),
+    #[error("{field} is malformed")]
+    Field { field: &'static str },
+    #[error("its hash does not match its content (the content hashes to {computed})")]
+    HashMismatch { computed: String },
+    #[error("its content cannot be hashed: {0}")]
+    Unhashable(#[from] store::codec::CodecError),
 }
 
 impl Incoming {
@@ -39,22 +48,66 @@ impl Incoming {
     }
 
     pub fn from_proto(recorded: pb::RecordedEvent) -> Result<Incoming, IncomingError> {
-        let hash = |bytes: &[u8], field| {
-            <[u8; 32]>::try_from(bytes).map_err(|_| IncomingError::Hash { field })
-        };
-        if recorded.sequence == 0 {
-            return Err(IncomingError::NoSequence);
+        let stored = stored(recorded)?;
+        let computed = store::codec::recomputed_hash(&stored)?;
+        if computed != stored.hash {
+            return Err(IncomingError::HashMismatch {
+                computed: hex::encode(computed),
+            });
         }
         Ok(Incoming {
-            sequence: recorded.sequence,
-            prev_hash: hash(&recorded.prev_hash, "prev_hash")?,
-            hash: hash(&recorded.hash, "hash")?,
-            stream: recorded.stream,
-            version: recorded.version,
-            recorded_at_us: recorded.recorded_at_us,
-            event: api::event_from_proto(recorded.event.ok_or(IncomingError::NoEvent)?)?,
+            sequence: stored.sequence,
+            stream: stored.stream,
+            version: stored.version,
+            recorded_at_us: stored.recorded_at_us,
+            prev_hash: stored.prev_hash,
+            hash: stored.hash,
+            event: stored.payload,
         })
     }
+
+    /// The chain hash `recorded`'s content gives (whatever its `hash` field claims).
+    pub fn content_hash(recorded: &pb::RecordedEvent) -> Result<[u8; 32], IncomingError> {
+        Ok(store::codec::recomputed_hash(&stored(recorded.clone())?)?)
+    }
+}
+
+/// The store's record of `recorded`, as ledgerd stored it (if it is what it says).
+fn stored(recorded: pb::RecordedEvent) -> Result<store::RecordedEvent<Event>, IncomingError> {
+    let hash = |bytes: &[u8], field| {
+        <[u8; 32]>::try_from(bytes).map_err(|_| IncomingError::Hash { field })
+    };
+    if recorded.sequence == 0 {
+        return Err(IncomingError::NoSequence);
+    }
+    let uuid = |text: &str, field| {
+        api::parse_uuid(text, field).map_err(|_| IncomingError::Field { field })
+    };
+    let effective_period = recorded
+        .effective_period
+        .map(|p| api::period_from_proto(Some(p), "effective_period"))
+        .transpose()?;
+    let schema_version =
+        u16::try_from(recorded.schema_version).map_err(|_| IncomingError::Field {
+            field: "schema_version",
+        })?;
+    let stored = store::RecordedEvent {
+        sequence: recorded.sequence,
+        event_id: uuid(&recorded.event_id, "event_id")?,
+        request_id: uuid(&recorded.request_id, "request_id")?,
+        correlation_id: uuid(&recorded.correlation_id, "correlation_id")?,
+        effective_period,
+        schema_version,
+        prev_hash: hash(&recorded.prev_hash, "prev_hash")?,
+        hash: hash(&recorded.hash, "hash")?,
+        stream: recorded.stream,
+        version: recorded.version,
+        recorded_at_us: recorded.recorded_at_us,
+        actor: recorded.actor,
+        event_type: recorded.event_type,
+        payload: api::event_from_proto(recorded.event.ok_or(IncomingError::NoEvent)?)?,
+    };
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -309,11 +309,70 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
     forged.sequence = last + 1;
     forged.event_id = "00000000-0000-4000-8000-000000000001".to_string();
     forged.prev_hash = vec![9; 32];
+    // Self-consistent: its hash is what its content hashes to.
+    forged.hash = Incoming::content_hash(&forged)?.to_vec();
     publisher.publish(&outbound(&forged)).await?.await?;
+    // A copy of the last event, already folded: ignored (a redelivery), even with its hash
+    // changed.
+    let mut replayed = recorded.clone();
+    replayed.hash = vec![7; 32];
+    publisher.publish(&outbound(&replayed)).await?.await?;
+    // Bytes that are no event at all.
+    js.publish(
+        "ics.kav.contract.invoice_raised",
+        vec![0xff, 0x00, 0x13].into(),
+    )
+    .await?
+    .await?;
+    // The ledger's next event with a forged hash: refused (its content does not hash to it);
+    // then the genuine copy is folded.
+    let next = post(&mut ledger, (30..31).map(invoice).collect()).await?;
+    let genuine = ledger
+        .read_all(pb::ReadAllRequest {
+            from_sequence: next,
+            limit: 1,
+            follow: false,
+        })
+        .await?
+        .into_inner()
+        .message()
+        .await?
+        .expect("the next event");
+    let mut forged_hash = genuine.clone();
+    forged_hash.hash = vec![8; 32];
+    // Under another Nats-Msg-Id, so JetStream does not drop the genuine copy as a duplicate.
+    let mut message = outbound(&forged_hash);
+    message.event_id = "00000000-0000-4000-8000-000000000002".to_string();
+    publisher.publish(&message).await?.await?;
+    publisher.publish(&outbound(&genuine)).await?.await?;
+    running.wait_for(next).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = running.stop().await?;
-    assert_eq!(after.sequence, last);
-    assert_eq!(after.projection, expected(last, 0..30));
+    assert_eq!(after.sequence, next);
+    assert_eq!(after.projection, expected(next, 0..31));
+
+    // Each refused message is parked with its reason; the consumer went on.
+    let parked = CheckpointStore::open(dir.path())?.parked()?;
+    let reasons: Vec<&str> = parked.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(parked.len(), 3, "{reasons:#?}");
+    assert!(
+        reasons[0].contains(&format!("does not link to event {last}"))
+            && reasons[0].contains(&format!("the ledger's log ends at {last}")),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons[1].starts_with("not a RecordedEvent protobuf"),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons[2].starts_with("its hash does not match its content"),
+        "{reasons:#?}"
+    );
+    assert!(
+        parked
+            .iter()
+            .all(|p| p.stream_sequence > 0 && !p.payload.is_empty())
+    );
 
     ledgerd.stop.cancel();
     ledgerd.task.await??;

@@ -288,3 +288,33 @@ pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, Code
 
 #[cfg(test)]
 mod tests;
+
+/// The chain hash `event` must have: `SHA-256(prev_hash ‖ body)` with the body its fields
+/// encode to (the stored canonical encoding, as of its schema version). For a consumer that
+/// receives events over the wire and must not take their `hash` on trust.
+pub fn recomputed_hash<E: Serialize + Clone>(
+    event: &RecordedEvent<E>,
+) -> Result<[u8; HASH_LEN], CodecError> {
+    if event.schema_version != SCHEMA_VERSION_V1 {
+        return Err(CodecError::SchemaVersion {
+            variant: 1,
+            found: event.schema_version,
+        });
+    }
+    let envelope = Envelope::V1(EventRecordV1 {
+        sequence: event.sequence,
+        stream: event.stream.clone(),
+        version: event.version,
+        event_id: event.event_id,
+        request_id: event.request_id,
+        correlation_id: event.correlation_id,
+        recorded_at_us: event.recorded_at_us,
+        effective_period: event.effective_period,
+        actor: event.actor.clone(),
+        schema_version: event.schema_version,
+        event_type: event.event_type.clone(),
+        payload: event.payload.clone(),
+        prev_hash: event.prev_hash,
+    });
+    Ok(chain_hash(&event.prev_hash, &encode_body(&envelope)?))
+}
