@@ -1,4 +1,5 @@
-//! Benchmarks of the write path, as one program (`cargo bench -p bench`, see README.md):
+//! Benchmarks of the write path, as one program (`cargo bench -p bench --bench write_path`,
+//! see README.md):
 //!
 //! - [`ceiling`]: raw sled — insert the very bytes the event store wrote, in batches of the
 //!   same size its group commit formed, one flush per batch. The ceiling for the store.
@@ -11,11 +12,21 @@
 //! Every measurement checks what it measured (the count of events stored, the chain), so a
 //! run that did less work than it claims fails instead of reporting a flattering figure.
 //! [`Scale::quick`] runs the same code small, for the test that keeps it working.
+//!
+//! And of the read side, on the position projection alone (`--bench position`):
+//!
+//! - [`synthetic`]: a deterministic synthetic ICS log of any length, every event accepted by
+//!   the domain's rules; [`demo`]: the demo scenario as a log;
+//! - [`position`]: rebuild throughput, position and other report latencies at the latest
+//!   event and as of past sequences, and the size and cost of positiond's checkpoint.
 
 pub mod append;
 pub mod ceiling;
+pub mod demo;
 pub mod grpc;
+pub mod position;
 pub mod report;
+pub mod synthetic;
 pub mod workload;
 
 /// How much work each measurement does.

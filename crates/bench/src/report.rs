@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::append::AppendRun;
 use crate::ceiling::CeilingRun;
 use crate::grpc::GrpcRun;
+use crate::position::PositionRun;
 
 /// What this machine is, as far as the figures depend on it.
 pub fn machine() -> String {
@@ -103,6 +104,102 @@ pub fn grpc_table(rows: &[(&str, GrpcRun)]) -> String {
     out
 }
 
+/// A duration in microseconds: one decimal below 100 µs, whole (with separators) above.
+pub fn micros(duration: std::time::Duration) -> String {
+    let us = duration.as_secs_f64() * 1e6;
+    if us < 100.0 {
+        format!("{us:.1}")
+    } else {
+        rate(us)
+    }
+}
+
+/// A duration in milliseconds, one decimal.
+pub fn millis(duration: std::time::Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1e3)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The logs measured and how fast each folds.
+pub fn position_rebuild_table(runs: &[PositionRun]) -> String {
+    let mut out = String::from(
+        "| ICS | events | years posted in | reports for | members | folds | rebuild events/s (median) | rebuild events/s (best) | resident memory of the projection (MiB) |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for run in runs {
+        let years = if run.first_year == run.last_year {
+            run.first_year.to_string()
+        } else {
+            format!("{}–{}", run.first_year, run.last_year)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {years} | {} M12 | {} | {} | {} | {} | {} |",
+            run.ics,
+            rate(run.events as f64),
+            run.report_year,
+            run.members,
+            run.rebuilds.len(),
+            rate(run.rebuild_per_second()),
+            rate(run.rebuild_best_per_second()),
+            run.resident_growth_bytes.map_or("—".to_string(), mib),
+        );
+    }
+    out
+}
+
+/// Query latencies, one row per log and query.
+pub fn position_query_table(runs: &[PositionRun]) -> String {
+    let mut out = String::from(
+        "| ICS | query (at the latest event for the report year at M12; as of a past sequence for the year and month reached then) | answer | queries | p50 µs | p99 µs | max µs |\n\
+         |---|---|---|---:|---:|---:|---:|\n",
+    );
+    for run in runs {
+        for query in &run.queries {
+            let latency = &query.latency;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                run.ics,
+                query.name,
+                query.answer,
+                rate(latency.count() as f64),
+                micros(latency.p50()),
+                micros(latency.p99()),
+                micros(latency.max()),
+            );
+        }
+    }
+    out
+}
+
+/// What a checkpoint of the whole projection costs.
+pub fn checkpoint_table(runs: &[PositionRun]) -> String {
+    let mut out = String::from(
+        "| ICS | events | checkpoint (bincode) MiB | of which the timeline MiB | encode ms | decode ms | sled insert + flush ms | one checkpoint (encode + write) = events folded |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for run in runs {
+        let c = &run.checkpoint;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.ics,
+            rate(run.events as f64),
+            mib(c.bytes),
+            mib(c.timeline_bytes),
+            millis(c.encode),
+            millis(c.decode),
+            millis(c.write),
+            rate(run.checkpoint_in_events()),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -111,5 +208,12 @@ mod tests {
         assert_eq!(super::rate(999.0), "999");
         assert_eq!(super::rate(1_000.0), "1,000");
         assert_eq!(super::rate(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn micros_keep_a_decimal_only_when_small() {
+        use std::time::Duration;
+        assert_eq!(super::micros(Duration::from_nanos(12_340)), "12.3");
+        assert_eq!(super::micros(Duration::from_micros(1_234)), "1,234");
     }
 }
