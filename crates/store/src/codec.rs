@@ -180,8 +180,8 @@ pub(crate) fn join_value(body: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
     value
 }
 
-/// Splits a stored value into `(body, hash)`.
-pub(crate) fn split_value(value: &[u8]) -> Result<(&[u8], [u8; HASH_LEN]), CodecError> {
+/// Splits a stored value into `(body, hash)`. Public for auditors reading raw sled values.
+pub fn split_value(value: &[u8]) -> Result<(&[u8], [u8; HASH_LEN]), CodecError> {
     let Some(split) = value.len().checked_sub(HASH_LEN) else {
         return Err(CodecError::ShortValue { len: value.len() });
     };
@@ -286,15 +286,12 @@ pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, Code
     })
 }
 
-#[cfg(test)]
-mod tests;
-
-/// The chain hash `event` must have: `SHA-256(prev_hash ‖ body)` with the body its fields
-/// encode to (the stored canonical encoding, as of its schema version). For a consumer that
-/// receives events over the wire and must not take their `hash` on trust.
-pub fn recomputed_hash<E: Serialize + Clone>(
+/// The canonical body `event`'s fields encode to (the stored encoding, as of its schema
+/// version): what its chain hash covers. For an auditor or a consumer that receives events
+/// over the wire and must not take their `hash` on trust.
+pub fn canonical_body<E: Serialize + Clone>(
     event: &RecordedEvent<E>,
-) -> Result<[u8; HASH_LEN], CodecError> {
+) -> Result<Vec<u8>, CodecError> {
     if event.schema_version != SCHEMA_VERSION_V1 {
         return Err(CodecError::SchemaVersion {
             variant: 1,
@@ -316,5 +313,64 @@ pub fn recomputed_hash<E: Serialize + Clone>(
         payload: event.payload.clone(),
         prev_hash: event.prev_hash,
     });
-    Ok(chain_hash(&event.prev_hash, &encode_body(&envelope)?))
+    encode_body(&envelope)
 }
+
+/// The chain hash `event` must have: `SHA-256(prev_hash ‖ body)` with the body its fields
+/// encode to ([`canonical_body`]).
+pub fn recomputed_hash<E: Serialize + Clone>(
+    event: &RecordedEvent<E>,
+) -> Result<[u8; HASH_LEN], CodecError> {
+    Ok(chain_hash(&event.prev_hash, &canonical_body(event)?))
+}
+
+/// Verifies one link of the chain from its stored parts: that `stored` is
+/// `SHA-256(prev_hash ‖ body)` for the previous event's hash `prev_hash`, that the body
+/// decodes and records that same `prev_hash`, and that it records `sequence`. Returns the
+/// event's hash. The one check of a link, shared by the store's own verification and the
+/// auditor's (offline over sled values, online over bodies rebuilt from the wire).
+pub fn verify_link<E: DeserializeOwned>(
+    sequence: u64,
+    prev_hash: &[u8; HASH_LEN],
+    body: &[u8],
+    stored: [u8; HASH_LEN],
+) -> Result<[u8; HASH_LEN], crate::ChainError> {
+    use crate::ChainError;
+    let malformed = |reason: String| ChainError::Malformed { sequence, reason };
+    let computed = chain_hash(prev_hash, body);
+    if computed != stored {
+        return Err(ChainError::HashMismatch {
+            sequence,
+            expected: computed,
+            found: stored,
+        });
+    }
+    let record = decode_body::<E>(body).map_err(|e| malformed(e.to_string()))?;
+    if record.prev_hash != *prev_hash {
+        return Err(ChainError::PrevHashMismatch {
+            sequence,
+            expected: *prev_hash,
+            found: record.prev_hash,
+        });
+    }
+    if record.sequence != sequence {
+        return Err(malformed(format!("records sequence {}", record.sequence)));
+    }
+    Ok(stored)
+}
+
+/// [`verify_link`] of a stored `body ‖ hash` value.
+pub fn verify_stored_link<E: DeserializeOwned>(
+    sequence: u64,
+    prev_hash: &[u8; HASH_LEN],
+    value: &[u8],
+) -> Result<[u8; HASH_LEN], crate::ChainError> {
+    let (body, stored) = split_value(value).map_err(|e| crate::ChainError::Malformed {
+        sequence,
+        reason: e.to_string(),
+    })?;
+    verify_link::<E>(sequence, prev_hash, body, stored)
+}
+
+#[cfg(test)]
+mod tests;

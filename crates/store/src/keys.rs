@@ -18,6 +18,7 @@
 //! | `m`    | `m` ‖ `format`                        | [`FORMAT_MARKER`]                      |
 //! | `m`    | `m` ‖ `cursor/` ‖ name                | u64 BE                                 |
 //! | `s`    | `s` ‖ stream ‖ `0x00` ‖ first version u64 BE | first sequence u64 BE ‖ count u64 BE |
+//! | `c`    | `c` ‖ sequence u64 BE                 | a signed checkpoint (opaque to the store) |
 //!
 //! The stream index holds one **run** per request, not one entry per event: a request's
 //! events take consecutive versions of one stream at consecutive global sequences, so
@@ -38,6 +39,7 @@ pub(crate) const PREFIX_EVENT: u8 = b'e';
 pub(crate) const PREFIX_IDEMPOTENCY: u8 = b'i';
 pub(crate) const PREFIX_META: u8 = b'm';
 pub(crate) const PREFIX_STREAM_INDEX: u8 = b's';
+pub(crate) const PREFIX_CHECKPOINT: u8 = b'c';
 
 /// Separates the stream id from the version inside stream index keys.
 pub(crate) const STREAM_TERMINATOR: u8 = 0x00;
@@ -54,6 +56,21 @@ pub(crate) fn event(sequence: u64) -> [u8; 9] {
     key[0] = PREFIX_EVENT;
     key[1..].copy_from_slice(&sequence.to_be_bytes());
     key
+}
+
+pub(crate) fn checkpoint(sequence: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = PREFIX_CHECKPOINT;
+    key[1..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// The sequence in a checkpoint key, or `None` if `key` is not one.
+pub(crate) fn checkpoint_sequence(key: &[u8]) -> Option<u64> {
+    match key {
+        [PREFIX_CHECKPOINT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// The sequence in an event key, or `None` if `key` is not an event key.
@@ -225,8 +242,9 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_are_distinct_and_event_keys_sort_first() {
+    fn prefixes_are_distinct() {
         let prefixes = [
+            PREFIX_CHECKPOINT,
             PREFIX_EVENT,
             PREFIX_IDEMPOTENCY,
             PREFIX_META,
@@ -234,7 +252,7 @@ mod tests {
         ];
         for (i, a) in prefixes.iter().enumerate() {
             for b in &prefixes[i + 1..] {
-                assert!(a < b, "prefixes must be distinct and ordered");
+                assert!(a < b, "prefixes must be distinct (listed in order)");
             }
         }
     }

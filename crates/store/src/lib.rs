@@ -26,12 +26,14 @@
 //! - `store`: [`EventStore`]: open and recovery, enqueue, reads, chain verification.
 //! - `writer`: the writer thread.
 //! - [`codec`], `keys`: the on-disk format.
+//! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
 
 pub mod codec;
 pub mod config;
 pub mod error;
 mod keys;
 pub mod model;
+pub mod offline;
 mod open;
 mod store;
 mod writer;
@@ -42,5 +44,6 @@ pub use model::{
     AppendOutcome, AppendRequest, ExpectedVersion, Head, IdempotencyRecord, NewEvent, RawEvent,
     RecordedEvent, StoreStats,
 };
+pub use offline::RawLog;
 pub use open::{LOCK_WAIT, open_db, open_dir};
 pub use store::{EventStore, PendingAppend};

@@ -321,6 +321,42 @@ where
         Ok(events)
     }
 
+    /// The chain hashes of up to `limit` durable events from `from_sequence`, in order: what
+    /// a Merkle tree over the log needs, without decoding the events.
+    pub fn read_hashes(
+        &self,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut hashes = Vec::new();
+        for entry in self.scan(from_sequence, limit) {
+            let (sequence, value) = entry?;
+            let (_, hash) = codec::split_value(&value)
+                .map_err(|e| StoreError::Corrupt(format!("event {sequence}: {e}")))?;
+            hashes.push(hash);
+        }
+        Ok(hashes)
+    }
+
+    /// Stores a signed checkpoint of the log at `sequence` (opaque bytes: the store does not
+    /// interpret them) and flushes it. A checkpoint already stored at `sequence` is replaced.
+    pub fn put_checkpoint(&self, sequence: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner
+            .tree
+            .insert(keys::checkpoint(sequence), bytes.to_vec())?;
+        self.inner.tree.flush()?;
+        Ok(())
+    }
+
+    /// Up to `limit` stored checkpoints from `from_sequence`, in sequence order.
+    pub fn checkpoints(
+        &self,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        crate::offline::checkpoints(&self.inner.tree, from_sequence, limit)
+    }
+
     /// One durable event by global sequence.
     pub fn get(&self, sequence: u64) -> Result<Option<RecordedEvent<E>>, StoreError> {
         if sequence == 0 || sequence > self.head().sequence {
@@ -343,7 +379,7 @@ where
                     found: Some(sequence),
                 });
             }
-            prev_hash = verify_link::<E>(sequence, &prev_hash, &value)?;
+            prev_hash = codec::verify_stored_link::<E>(sequence, &prev_hash, &value)?;
             expected += 1;
         }
         if expected != head.sequence + 1 {
@@ -453,36 +489,6 @@ fn decode_event<E: DeserializeOwned>(
         )));
     }
     Ok(event)
-}
-
-/// Verifies one link of the chain; returns the event's hash.
-fn verify_link<E: DeserializeOwned>(
-    sequence: u64,
-    prev_hash: &[u8; HASH_LEN],
-    value: &[u8],
-) -> Result<[u8; HASH_LEN], ChainError> {
-    let malformed = |reason: String| ChainError::Malformed { sequence, reason };
-    let (body, stored) = codec::split_value(value).map_err(|e| malformed(e.to_string()))?;
-    let computed = codec::chain_hash(prev_hash, body);
-    if computed != stored {
-        return Err(ChainError::HashMismatch {
-            sequence,
-            expected: computed,
-            found: stored,
-        });
-    }
-    let record = codec::decode_body::<E>(body).map_err(|e| malformed(e.to_string()))?;
-    if record.prev_hash != *prev_hash {
-        return Err(ChainError::PrevHashMismatch {
-            sequence,
-            expected: *prev_hash,
-            found: record.prev_hash,
-        });
-    }
-    if record.sequence != sequence {
-        return Err(malformed(format!("records sequence {}", record.sequence)));
-    }
-    Ok(stored)
 }
 
 fn decode_run(stream: &str, key: &[u8], value: &[u8]) -> Result<keys::Run, StoreError> {
