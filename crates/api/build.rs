@@ -1,4 +1,4 @@
-//! Compiles `proto/ics/{ledger,position,oversight}/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
+//! Compiles `proto/ics/{ledger,position,oversight,audit}/v1/*.proto` with protox (pure Rust, no system `protoc`), writes
 //! the encoded `FileDescriptorSet` for tonic-reflection, and generates prost messages plus the
 //! tonic client and server.
 
@@ -14,6 +14,7 @@ const LEDGER: [&str; 4] = [
 ];
 const POSITION: [&str; 1] = ["ics/position/v1/position.proto"];
 const OVERSIGHT: [&str; 1] = ["ics/oversight/v1/oversight.proto"];
+const AUDIT: [&str; 1] = ["ics/audit/v1/audit.proto"];
 const SERIALIZE: &str = "#[derive(serde::Serialize)]";
 const HEX: &str = "#[serde(serialize_with = \"crate::json::hex\")]";
 
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .chain(paths(&POSITION))
         .chain(paths(&OVERSIGHT))
+        .chain(paths(&AUDIT))
         .collect();
     // protox includes imports and source info (the comments become rustdoc).
     let all = protox::compile(&files, [&root])?;
@@ -53,11 +55,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(protox::compile(paths(&POSITION), [&root])?)?;
+    // The audit package, in its own folder.
+    let audit_out = out.join("audit");
+    fs::create_dir_all(&audit_out)?;
+    tonic_prost_build::configure()
+        .type_attribute(".", SERIALIZE)
+        .field_attribute(".ics.audit.v1.Checkpoint.chain_hash", HEX)
+        .field_attribute(".ics.audit.v1.Checkpoint.merkle_root", HEX)
+        .field_attribute(".ics.audit.v1.Checkpoint.signature", HEX)
+        .out_dir(&audit_out)
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile(paths(&AUDIT), [&root])?)?;
     // The oversight package likewise, in its own folder.
     let oversight_out = out.join("oversight");
     fs::create_dir_all(&oversight_out)?;
     tonic_prost_build::configure()
         .extern_path(".ics.ledger.v1", "crate::pb")
+        .extern_path(".ics.audit.v1", "crate::audit_pb")
         .type_attribute(".", SERIALIZE)
         .field_attribute(".ics.oversight.v1.Folded.hash", HEX)
         .field_attribute(".ics.oversight.v1.Financial.position_fingerprint", HEX)

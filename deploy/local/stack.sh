@@ -41,6 +41,7 @@ tokens() { # $1 = state dir
   local issue=("$bin/icsctl" token issue --key "$keys/ics-signing.pem" --system kav)
   "$bin/icsctl" keys generate --dir "$keys" >/dev/null
   "$bin/icsctl" keys generate --dir "$keys/regulator" >/dev/null
+  "$bin/icsctl" keys generate --dir "$keys" --name ledger-checkpoint >/dev/null
   ICS_TOKEN="$("${issue[@]}" --role system-finance --subject kav-system-finance --expires 8h)"
   export ICS_TOKEN
   regulator_token="$("$bin/icsctl" token issue --key "$keys/regulator/ics-signing.pem" \
@@ -62,6 +63,9 @@ start() { # $1 = state dir
   wait_for "nats-server" "bash -c 'exec 3<>/dev/tcp/127.0.0.1/14222'" "$dir/logs/nats.log"
   LEDGERD_TLS_CERT="$certs/server.pem" LEDGERD_TLS_KEY="$certs/server.key" \
   LEDGERD_AUTH_PUBLIC_KEY="$keys/ics-signing.pub.pem" \
+  LEDGERD_CHECKPOINT_KEY="$keys/ledger-checkpoint.pem" \
+  LEDGERD_CHECKPOINT_EVERY_EVENTS="${LEDGERD_CHECKPOINT_EVERY_EVENTS:-100}" \
+  LEDGERD_CHECKPOINT_EVERY_S="${LEDGERD_CHECKPOINT_EVERY_S:-2}" \
     "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$ledgerd_nats" \
     >"$dir/logs/ledgerd.log" 2>&1 &
   echo $! >"$dir/ledgerd.pid"
@@ -153,6 +157,16 @@ case "${1:-}" in
     done
     "${ctl[@]}" --token "$regulator_token" oversight systems
     "${ctl[@]}" --token "$regulator_token" oversight performance --system kav --year 2018/19 --quarter 4
+    echo "== the audit: the whole log verified against the checkpoints the regulator holds"
+    for _ in $(seq 1 100); do
+      "${ctl[@]}" --token "$regulator_token" --json audit checkpoints --regulator \
+        --ledger-key "$keys/ledger-checkpoint.pub.pem" | grep "\"sequence\": $head_seq" >/dev/null && break
+      sleep 0.1
+    done
+    "${ctl[@]}" audit verify --quiet --ledger-key "$keys/ledger-checkpoint.pub.pem" \
+      --regulator-token "$regulator_token"
+    "${ctl[@]}" audit prove --seq 42 --ledger-key "$keys/ledger-checkpoint.pub.pem" \
+      --regulator-token "$regulator_token"
     ;;
   *)
     echo "usage: $0 up|down|demo" >&2

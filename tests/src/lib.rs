@@ -25,15 +25,37 @@ pub struct Ledgerd {
     nats_url: Option<String>,
     log_dir: PathBuf,
     starts: u32,
+    /// Extra `LEDGERD_*` environment (configuration beyond the flags).
+    env: Vec<(String, String)>,
 }
 
 impl Ledgerd {
     /// Starts ledgerd with its store in `data_dir`, relaying to `nats_url` if given.
     pub fn start(data_dir: &Path, nats_url: Option<&str>) -> anyhow::Result<Self> {
+        Ledgerd::start_with(data_dir, nats_url, &[])
+    }
+
+    /// [`Ledgerd::start`] with more configuration as environment variables
+    /// (`LEDGERD_CHECKPOINT_KEY`, …), kept for restarts.
+    pub fn start_with(
+        data_dir: &Path,
+        nats_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
         let log_dir = data_dir.with_extension("logs");
         std::fs::create_dir_all(&log_dir)?;
-        let process = spawn(addr, data_dir, nats_url, &log_dir.join("ledgerd-1.log"))?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let process = spawn(
+            addr,
+            data_dir,
+            nats_url,
+            &env,
+            &log_dir.join("ledgerd-1.log"),
+        )?;
         Ok(Ledgerd {
             process,
             addr,
@@ -41,6 +63,7 @@ impl Ledgerd {
             nats_url: nats_url.map(str::to_string),
             log_dir,
             starts: 1,
+            env,
         })
     }
 
@@ -70,7 +93,13 @@ impl Ledgerd {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
         let log = self.log_dir.join(format!("ledgerd-{}.log", self.starts));
-        self.process = spawn(self.addr, &self.data_dir, self.nats_url.as_deref(), &log)?;
+        self.process = spawn(
+            self.addr,
+            &self.data_dir,
+            self.nats_url.as_deref(),
+            &self.env,
+            &log,
+        )?;
         Ok(())
     }
 
@@ -83,6 +112,7 @@ fn spawn(
     addr: SocketAddr,
     data_dir: &Path,
     nats_url: Option<&str>,
+    env: &[(String, String)],
     log: &Path,
 ) -> anyhow::Result<ChildGuard> {
     let binary = testkit::workspace_binary("ledgerd")?;
@@ -98,6 +128,7 @@ fn spawn(
         command.arg("--nats-url").arg(url);
     }
     command.env("RUST_LOG", "info");
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let mut process = ChildGuard::spawn_logged("ledgerd", &mut command, log)?;
     process.wait_for_port(addr, START_TIMEOUT)?;
     Ok(process)
@@ -123,6 +154,19 @@ pub fn icsctl(server: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Runs the real `icsctl` binary with `args` as given (no `--server` added); returns whether
+/// it succeeded and its stdout and stderr together.
+pub fn icsctl_outcome(args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let binary = testkit::workspace_binary("icsctl")?;
+    let output = Command::new(binary).args(args).output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
 }
 
 pub async fn head(client: &mut LedgerServiceClient<Channel>) -> anyhow::Result<pb::HeadReply> {

@@ -86,6 +86,19 @@ pub mod oversight_pb {
     include!(concat!(env!("OUT_DIR"), "/oversight/ics.oversight.v1.rs"));
 }
 
+/// Code generated from `proto/ics/audit/v1` (package `ics.audit.v1`): ledgerd's
+/// `AuditService` (Merkle proofs, signed checkpoints).
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    clippy::unwrap_used,
+    missing_docs
+)]
+pub mod audit_pb {
+    include!(concat!(env!("OUT_DIR"), "/audit/ics.audit.v1.rs"));
+}
+
 /// The proto form of a tranche assessment's condition outcomes (as in `TrancheAssessed`), for
 /// reports that show them.
 pub fn condition_outcomes_to_proto(

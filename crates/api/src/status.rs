@@ -59,6 +59,15 @@ pub fn status_from_domain(error: &DomainError) -> Status {
     }
 }
 
+/// `INVALID_ARGUMENT` naming `field` (in the message and as a `BadRequest` field violation).
+pub fn status_invalid_field(field: &str, reason: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {reason}"),
+        ErrorDetails::with_bad_request_violation(field, reason),
+    )
+}
+
 /// `ABORTED` for an append whose `expected_version` is not the stream's version: the client
 /// re-reads the stream, decides again and retries with a new request id.
 pub fn status_version_conflict(stream: &str, expected: u64, actual: u64) -> Status {

@@ -101,6 +101,11 @@ pub async fn run<P: Projection>(
                     break;
                 }
             };
+            if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
+                // A signed checkpoint, not an event: the regulator keeps those, not positiond.
+                unacked.push(message);
+                continue;
+            }
             let Folded { folded, refused } =
                 fold_message(&mut ledger, &shared, &message.payload).await?;
             if let Some(reason) = refused {

@@ -97,8 +97,9 @@ enum Outcome {
 pub enum Route {
     /// An event of this system.
     Event(SystemId),
-    /// Not an event (`ics.<system>.audit.…`): acknowledge, do not fold.
-    Audit,
+    /// Not an event (`ics.<system>.audit.…`: a signed checkpoint of this system's ledger):
+    /// kept, not folded.
+    Audit(SystemId),
 }
 
 /// The system a subject `ics.<system>.<family>.<event>` belongs to; `None` for a subject of
@@ -112,9 +113,36 @@ pub fn route(subject: &str) -> Option<Route> {
     let family = tokens.next()?;
     tokens.next()?;
     if family == "audit" {
-        return Some(Route::Audit);
+        return Some(Route::Audit(system));
     }
     Some(Route::Event(system))
+}
+
+/// Keeps a signed checkpoint received on `ics.<system>.audit.checkpoint` (flushed before the
+/// message is acknowledged). One that is not a checkpoint, or is of another system than its
+/// subject, is refused and logged, not kept: the regulator keeps what the ledger signed,
+/// and whether it verifies is the auditor's check.
+fn keep_checkpoint(
+    received: &ReceivedCheckpoints,
+    system: &SystemId,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let checkpoint = match audit::SignedCheckpoint::decode(payload) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            tracing::warn!(%system, %error, "refused a message on the checkpoint subject that is not a checkpoint");
+            return Ok(());
+        }
+    };
+    if &checkpoint.checkpoint.system != system {
+        tracing::warn!(%system, claimed = %checkpoint.checkpoint.system, "refused a checkpoint published under another system's subject");
+        return Ok(());
+    }
+    received
+        .keep(&checkpoint)
+        .context("keeping a received checkpoint")?;
+    tracing::info!(%system, sequence = checkpoint.checkpoint.sequence, "kept a signed checkpoint");
+    Ok(())
 }
 
 /// Why offering an event to a fleet failed.
@@ -238,6 +266,81 @@ impl FleetCheckpointStore {
     }
 }
 
+impl FleetCheckpointStore {
+    /// The signed checkpoints of the ledgers this fleet follows, as received.
+    pub fn received(&self) -> Result<ReceivedCheckpoints, crate::checkpoint::CheckpointError> {
+        Ok(ReceivedCheckpoints {
+            db: self.db.clone(),
+            tree: self.db.open_tree(RECEIVED_TREE)?,
+        })
+    }
+}
+
+const RECEIVED_TREE: &[u8] = b"received-checkpoints";
+
+/// Every signed checkpoint received, by system and sequence: the regulator's copy, which a
+/// ledger rewritten later cannot change. Cheap to clone.
+#[derive(Clone)]
+pub struct ReceivedCheckpoints {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl ReceivedCheckpoints {
+    fn key(system: &SystemId, sequence: u64) -> Vec<u8> {
+        let mut key = system.as_str().as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&sequence.to_be_bytes());
+        key
+    }
+
+    /// Keeps `checkpoint` (flushed). A second checkpoint at the same sequence is kept only if
+    /// it is the same one: the first received stands.
+    pub fn keep(
+        &self,
+        checkpoint: &audit::SignedCheckpoint,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        let c = &checkpoint.checkpoint;
+        let key = Self::key(&c.system, c.sequence);
+        let bytes = checkpoint.encode();
+        match self
+            .tree
+            .compare_and_swap(&key, None as Option<&[u8]>, Some(bytes.as_slice()))?
+        {
+            Ok(()) => {}
+            Err(existing) if existing.current.as_deref() == Some(bytes.as_slice()) => {}
+            Err(_) => tracing::warn!(
+                system = %c.system,
+                sequence = c.sequence,
+                "received a different checkpoint at a sequence already checkpointed: keeping the first, refusing this one"
+            ),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Up to `limit` of `system`'s checkpoints from `from_sequence`, in sequence order.
+    pub fn list(
+        &self,
+        system: &SystemId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<audit::SignedCheckpoint>, crate::checkpoint::CheckpointError> {
+        let mut found = Vec::new();
+        let range = self
+            .tree
+            .range(Self::key(system, from_sequence)..=Self::key(system, u64::MAX));
+        for entry in range.take(limit) {
+            let (key, bytes) = entry?;
+            match audit::SignedCheckpoint::decode(&bytes) {
+                Ok(checkpoint) => found.push(checkpoint),
+                Err(error) => tracing::warn!(?key, %error, "a kept checkpoint does not decode"),
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// The ledgerds, connected lazily (one that is down does not hold up the others).
 struct Ledgerds {
     clients: BTreeMap<SystemId, LedgerdClient>,
@@ -333,6 +436,7 @@ pub async fn run<P: Projection>(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let ledgerds = Ledgerds::new(&settings.ledgerds, &settings.ledgerd_access)?;
+    let received = checkpoints.received()?;
     let mut dirty = BTreeSet::new();
     for system in settings.ledgerds.keys() {
         let Some(mut ledger) = ledgerds.get(system) else {
@@ -395,6 +499,7 @@ pub async fn run<P: Projection>(
             };
             let outcome = fold_message(
                 &ledgerds,
+                &received,
                 &shared,
                 message.subject.as_str(),
                 &message.payload,
@@ -450,6 +555,7 @@ pub async fn run<P: Projection>(
 /// system's ledgerd).
 async fn fold_message<P: Projection>(
     ledgerds: &Ledgerds,
+    received: &ReceivedCheckpoints,
     shared: &SharedFleet<P>,
     subject: &str,
     payload: &[u8],
@@ -457,7 +563,10 @@ async fn fold_message<P: Projection>(
 ) -> anyhow::Result<Outcome> {
     let system = match route(subject) {
         Some(Route::Event(system)) => system,
-        Some(Route::Audit) => return Ok(Outcome::Done { folded: 0 }),
+        Some(Route::Audit(system)) => {
+            keep_checkpoint(received, &system, payload)?;
+            return Ok(Outcome::Done { folded: 0 });
+        }
         None => {
             tracing::warn!(
                 subject,
@@ -609,7 +718,10 @@ mod tests {
             route("ics.north-east.system.metric_reported"),
             Some(Route::Event(system("north-east")))
         );
-        assert_eq!(route("ics.kav.audit.checkpoint"), Some(Route::Audit));
+        assert_eq!(
+            route("ics.kav.audit.checkpoint"),
+            Some(Route::Audit(SystemId::new("kav").unwrap()))
+        );
         assert_eq!(route("ics.kav"), None, "no family");
         assert_eq!(route("ics.kav.system"), None, "no event");
         assert_eq!(route("ics.KAV.system.x"), None, "not a system id");

@@ -72,8 +72,10 @@ impl Incoming {
     }
 }
 
-/// The store's record of `recorded`, as ledgerd stored it (if it is what it says).
-fn stored(recorded: pb::RecordedEvent) -> Result<store::RecordedEvent<Event>, IncomingError> {
+/// The store's record of `recorded`, as ledgerd stored it (if it is what it says) — whose
+/// canonical body (`store::codec::canonical_body`) is what its chain hash covers. Its
+/// `hash` is taken as given: checking it is the caller's job.
+pub fn stored(recorded: pb::RecordedEvent) -> Result<store::RecordedEvent<Event>, IncomingError> {
     let hash = |bytes: &[u8], field| {
         <[u8; 32]>::try_from(bytes).map_err(|_| IncomingError::Hash { field })
     };

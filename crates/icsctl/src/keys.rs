@@ -8,12 +8,16 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum Keys {
-    /// Make an Ed25519 key pair: DIR/ics-signing.pem (private, PKCS#8, mode 0600) and
-    /// DIR/ics-signing.pub.pem (public, SPKI) — the public key is what services, auditors and
-    /// the regulator are given.
+    /// Make an Ed25519 key pair: DIR/NAME.pem (private, PKCS#8, mode 0600) and
+    /// DIR/NAME.pub.pem (public, SPKI) — the public key is what services, auditors and the
+    /// regulator are given. NAME `ics-signing` signs tokens; `ledger-checkpoint` is ledgerd's
+    /// checkpoint key (its `checkpoint_key`).
     Generate {
         #[arg(long, default_value = ".local/keys")]
         dir: PathBuf,
+        /// The key pair's file name.
+        #[arg(long, default_value = "ics-signing")]
+        name: String,
         /// Replace a key pair already there.
         #[arg(long)]
         force: bool,
@@ -48,16 +52,19 @@ pub enum Token {
 
 pub fn keys(command: Keys) -> anyhow::Result<()> {
     match command {
-        Keys::Generate { dir, force } => generate(&dir, force),
+        Keys::Generate { dir, name, force } => generate(&dir, &name, force),
     }
 }
 
-fn generate(dir: &Path, force: bool) -> anyhow::Result<()> {
-    let private = dir.join("ics-signing.pem");
-    let public = dir.join("ics-signing.pub.pem");
+fn generate(dir: &Path, name: &str, force: bool) -> anyhow::Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        anyhow::bail!("--name must be a plain file name, not {name:?}");
+    }
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
     if private.exists() && !force {
         println!(
-            "a key pair is already in {} (--force to replace)",
+            "a key pair {name} is already in {} (--force to replace)",
             dir.display()
         );
         return Ok(());
@@ -149,7 +156,7 @@ mod tests {
     #[test]
     fn a_generated_key_signs_tokens_its_public_half_verifies() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        generate(dir.path(), false)?;
+        generate(dir.path(), "ics-signing", false)?;
         let private = std::fs::read_to_string(dir.path().join("ics-signing.pem"))?;
         let public = std::fs::read_to_string(dir.path().join("ics-signing.pub.pem"))?;
         #[cfg(unix)]
@@ -172,7 +179,7 @@ mod tests {
         let verifier = auth::Verifier::from_pem(&public, system)?;
         assert_eq!(verifier.verify(&token, 1_010), Ok(principal));
         // Generating again does not replace the pair.
-        generate(dir.path(), false)?;
+        generate(dir.path(), "ics-signing", false)?;
         assert_eq!(
             std::fs::read_to_string(dir.path().join("ics-signing.pem"))?,
             private

@@ -4,6 +4,7 @@
 //! its way to the wire, so a malformed amount or period is caught here, before the network,
 //! with the same rules the server applies.
 
+pub mod audit;
 pub mod keys;
 pub mod load;
 pub mod money;
@@ -140,7 +141,11 @@ pub enum Cmd {
     /// The regulator's view from oversightd: systems, performance, rankings.
     #[command(subcommand)]
     Oversight(oversight::Oversight),
-    /// The ICS's Ed25519 signing key.
+    /// Check the ledger without trusting its operator: verify the log, prove an event is in
+    /// it, list checkpoints.
+    #[command(subcommand)]
+    Audit(audit::Audit),
+    /// Ed25519 key pairs: the ICS's token-signing key, the ledger's checkpoint key.
     #[command(subcommand)]
     Keys(keys::Keys),
     /// Bearer tokens signed with the ICS's key.
@@ -266,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Head => output::head(&global).await,
         Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
         Cmd::Oversight(command) => oversight::run(&global, command).await,
+        Cmd::Audit(command) => audit::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
         Cmd::BusStatus {

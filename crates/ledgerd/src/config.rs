@@ -72,6 +72,15 @@ pub struct Config {
     /// RPC needs a bearer token it signed, and roles decide what each caller may post and
     /// read. Unset: authentication is off and the actor is whatever `x-ics-actor` says.
     pub auth_public_key: Option<PathBuf>,
+    /// The ledger's Ed25519 checkpoint signing key (PKCS#8 PEM, from `icsctl keys generate
+    /// --name ledger-checkpoint`): when set, ledgerd signs checkpoints of its log, stores them
+    /// and publishes them on `ics.<system>.audit.checkpoint`. Its public half is what
+    /// auditors and the regulator are given. Unset: no checkpoints (proofs are still served).
+    pub checkpoint_key: Option<PathBuf>,
+    /// Sign a checkpoint after this many events since the last one…
+    pub checkpoint_every_events: u64,
+    /// …or this many seconds after the first event not yet covered (and on shutdown).
+    pub checkpoint_every_s: u64,
 }
 
 impl Default for Config {
@@ -93,6 +102,9 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             auth_public_key: None,
+            checkpoint_key: None,
+            checkpoint_every_events: 10_000,
+            checkpoint_every_s: 60,
         }
     }
 }
@@ -145,6 +157,19 @@ impl Config {
         let verifier = auth::Verifier::from_pem(&pem, system)
             .with_context(|| format!("auth_public_key {}", path.display()))?;
         Ok(Some(verifier))
+    }
+
+    /// The checkpoint signing key, if `checkpoint_key` is set.
+    pub fn checkpoint_signing_key(&self) -> anyhow::Result<Option<ed25519_dalek::SigningKey>> {
+        use anyhow::Context;
+        let Some(path) = &self.checkpoint_key else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading checkpoint_key {}", path.display()))?;
+        let key = audit::checkpoint::signing_key_from_pem(&pem)
+            .with_context(|| format!("checkpoint_key {}", path.display()))?;
+        Ok(Some(key))
     }
 
     pub fn duplicate_window(&self) -> Duration {

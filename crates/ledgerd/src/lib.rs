@@ -6,8 +6,12 @@
 //!   short lock, group-committed append, acknowledgement after the flush.
 //! - [`service`]: `LedgerService` over gRPC, and the one mapping of submission errors to statuses.
 //! - [`relay`]: publishes the committed log to NATS JetStream in order, exactly once.
+//! - [`audit`]: the Merkle tree over the log and the signed checkpoints; [`audit_service`]:
+//!   `AuditService` (proofs, checkpoints) over gRPC.
 //! - [`server`]: start-up (replay), serving, graceful shutdown.
 
+pub mod audit;
+pub mod audit_service;
 pub mod config;
 pub mod ledger;
 pub mod oversize;

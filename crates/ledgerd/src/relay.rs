@@ -13,6 +13,7 @@
 //! and catches up when the server is back.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::pb;
@@ -20,12 +21,17 @@ use bus::{OutboundEvent, Publisher, StreamSettings};
 use domain::{Event, SystemId};
 use prost::Message;
 use store::RecordedEvent;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Store;
 
 /// The relay's cursor in the store's meta: the last sequence JetStream acknowledged.
 pub const CURSOR: &str = "relay";
+
+/// The relay's cursor of checkpoints: the sequence of the last checkpoint JetStream
+/// acknowledged.
+pub const CHECKPOINT_CURSOR: &str = "relay-checkpoints";
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -35,6 +41,9 @@ pub struct RelaySettings {
     pub stream: StreamSettings,
     /// Events published before awaiting their acknowledgements.
     pub window_events: usize,
+    /// Notified when a checkpoint is stored, so one signed while no events arrive is
+    /// published without waiting for the next event.
+    pub checkpoints_signed: Arc<Notify>,
 }
 
 /// Runs until `shutdown` is cancelled.
@@ -92,8 +101,10 @@ async fn relay_until_error(
         let page = store.read_all(cursor + 1, settings.window_events)?;
         if page.is_empty() {
             store.set_cursor(CURSOR, cursor)?;
+            publish_checkpoints(store, &publisher, &settings.system, cursor).await?;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
+                () = settings.checkpoints_signed.notified() => {}
                 changed = head.changed() => if changed.is_err() { return Ok(()) },
             }
             continue;
@@ -111,7 +122,39 @@ async fn relay_until_error(
             cursor = sequence;
         }
         store.set_cursor(CURSOR, cursor)?;
+        publish_checkpoints(store, &publisher, &settings.system, cursor).await?;
     }
+}
+
+/// Publishes the stored checkpoints not yet acknowledged that cover no more than the events
+/// already published (`published`), in order, advancing [`CHECKPOINT_CURSOR`] on each
+/// acknowledgement. A checkpoint therefore always follows, in the stream, the event it
+/// covers. `Nats-Msg-Id` makes a republished checkpoint a duplicate.
+async fn publish_checkpoints(
+    store: &Store,
+    publisher: &Publisher,
+    system: &SystemId,
+    published: u64,
+) -> Result<(), RelayError> {
+    let mut done = store.cursor(CHECKPOINT_CURSOR)?;
+    for (sequence, bytes) in store.checkpoints(done + 1, usize::MAX)? {
+        if sequence > published {
+            break;
+        }
+        let signed = audit::SignedCheckpoint::decode(&bytes).map_err(|e| {
+            store::StoreError::Corrupt(format!("stored checkpoint {sequence}: {e}"))
+        })?;
+        let outbound = bus::OutboundCheckpoint {
+            system: system.clone(),
+            sequence,
+            hash: signed.checkpoint.chain_hash,
+            payload: bytes.into(),
+        };
+        publisher.publish_checkpoint(&outbound).await?.await?;
+        done = sequence;
+        store.set_cursor(CHECKPOINT_CURSOR, done)?;
+    }
+    Ok(())
 }
 
 /// The NATS message for one committed event: the protobuf `RecordedEvent` plus headers.

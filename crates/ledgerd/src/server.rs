@@ -2,15 +2,21 @@
 //! the shutdown signal, then drain and flush.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use api::audit_pb::audit_service_server::AuditServiceServer;
 use api::pb::ledger_service_server::LedgerServiceServer;
 use domain::SystemId;
 use store::{EventStore, StoreConfig};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{self, AuditLog, CheckpointSettings};
+use crate::audit_service::AuditApi;
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::relay::{self, RelaySettings};
@@ -35,8 +41,31 @@ pub async fn run(
         .context("rebuilding the ledger from its log")?;
     let head = store.head();
     tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
+    let audit_log = AuditLog::build(&store).context("building the Merkle tree of the log")?;
+    tracing::info!(root = %hex::encode(audit_log.head().root), "Merkle tree built");
 
     let stop = CancellationToken::new();
+    let stop_audit = CancellationToken::new();
+    let checkpoints_signed = Arc::new(Notify::new());
+    let checkpoint_settings = match config.checkpoint_signing_key()? {
+        Some(key) => Some(CheckpointSettings {
+            system: system.clone(),
+            key,
+            every_events: config.checkpoint_every_events.max(1),
+            every: Duration::from_secs(config.checkpoint_every_s.max(1)),
+        }),
+        None => {
+            tracing::warn!("no checkpoint_key configured: the log's checkpoints are not signed");
+            None
+        }
+    };
+    let audit_task = tokio::spawn(audit::run(
+        store.clone(),
+        audit_log.clone(),
+        checkpoint_settings,
+        Arc::clone(&checkpoints_signed),
+        stop_audit.clone(),
+    ));
     let relay_task = match (&config.nats_url, config.no_relay) {
         (Some(url), false) => {
             let client = bus::connect(url, &format!("ledgerd-{system}"))
@@ -50,6 +79,7 @@ pub async fn run(
                     ..bus::StreamSettings::default()
                 },
                 window_events: config.relay_window_events,
+                checkpoints_signed: Arc::clone(&checkpoints_signed),
             };
             Some(tokio::spawn(relay::run(
                 store.clone(),
@@ -68,6 +98,9 @@ pub async fn run(
     health_reporter
         .set_serving::<LedgerServiceServer<LedgerApi>>()
         .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<AuditApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -77,12 +110,15 @@ pub async fn run(
         read_page_events: config.read_page_events,
     };
     let mut api = LedgerApi::new(ledger, limits);
-    match config.verifier()? {
-        Some(verifier) => api = api.with_auth(verifier),
+    let verifier = config.verifier()?;
+    match &verifier {
+        Some(verifier) => api = api.with_auth(verifier.clone()),
         None => tracing::warn!(
             "authentication is off: no auth_public_key configured, so any caller may post and read"
         ),
     }
+    let audit_service = AuditServiceServer::new(AuditApi::new(store.clone(), audit_log, verifier))
+        .max_encoding_message_size(config.grpc_message_bytes_max);
     let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.grpc_message_bytes_max)
         .max_encoding_message_size(config.grpc_message_bytes_max);
@@ -101,11 +137,19 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
+        .add_service(audit_service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("serving gRPC")?;
 
-    tracing::info!("shutting down: stopping the relay and flushing the store");
+    tracing::info!(
+        "shutting down: signing a last checkpoint, stopping the relay, flushing the store"
+    );
+    // The last checkpoint is stored now and published by the relay on the next start.
+    stop_audit.cancel();
+    if let Err(error) = audit_task.await {
+        tracing::error!(%error, "audit task failed");
+    }
     stop.cancel();
     if let Some(task) = relay_task
         && let Err(error) = task.await

@@ -32,6 +32,9 @@ pub async fn run(
         tracing::info!(%system, sequence = checkpointed.sequence, "checkpoint loaded");
     }
     let shared: SharedFleet<SystemView> = Arc::new(RwLock::new(loaded));
+    let received = checkpoints
+        .received()
+        .context("opening the kept checkpoints")?;
 
     let stop = CancellationToken::new();
     let settings = FleetSettings {
@@ -61,7 +64,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let mut api = OversightApi::new(shared);
+    let mut api = OversightApi::new(shared, received);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),

@@ -2,7 +2,7 @@
 
 use api::oversight_pb as pb;
 use api::oversight_pb::oversight_service_server::OversightService;
-use follow::fleet::{Fleet, SharedFleet};
+use follow::fleet::{Fleet, ReceivedCheckpoints, SharedFleet};
 use tonic::{Request, Response, Status};
 
 use crate::report::{self, PerformanceQuery, RankingQuery};
@@ -11,14 +11,17 @@ use crate::view::SystemView;
 /// The gRPC service: reads the fleet the consumer keeps up to date.
 pub struct OversightApi {
     shared: SharedFleet<SystemView>,
+    /// The signed checkpoints received from every ledger.
+    received: ReceivedCheckpoints,
     /// Checks bearer tokens (signed with the regulator's key); `None`: authentication is off.
     verifier: Option<auth::Verifier>,
 }
 
 impl OversightApi {
-    pub fn new(shared: SharedFleet<SystemView>) -> Self {
+    pub fn new(shared: SharedFleet<SystemView>, received: ReceivedCheckpoints) -> Self {
         OversightApi {
             shared,
+            received,
             verifier: None,
         }
     }
@@ -77,4 +80,35 @@ impl OversightService for OversightApi {
         let query = RankingQuery::from_proto(request.get_ref())?;
         Ok(Response::new(report::ranking(&*self.read()?, &query)?))
     }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListSystemCheckpointsRequest>,
+    ) -> Result<Response<api::audit_pb::ListCheckpointsReply>, Status> {
+        self.check(&request)?;
+        let pb::ListSystemCheckpointsRequest {
+            system,
+            from_sequence,
+            limit,
+        } = request.into_inner();
+        let system = domain::SystemId::new(system)
+            .map_err(|e| api::status::status_invalid_field("system", &e.to_string()))?;
+        let limit = match usize::try_from(limit) {
+            Ok(0) | Err(_) => CHECKPOINTS_PAGE,
+            Ok(n) => n.min(CHECKPOINTS_PAGE),
+        };
+        let checkpoints = self
+            .received
+            .list(&system, from_sequence, limit)
+            .map_err(|e| Status::internal(format!("reading kept checkpoints: {e}")))?
+            .iter()
+            .map(audit::SignedCheckpoint::to_proto)
+            .collect();
+        Ok(Response::new(api::audit_pb::ListCheckpointsReply {
+            checkpoints,
+        }))
+    }
 }
+
+/// Checkpoints returned when a request asks for none in particular, and at most.
+const CHECKPOINTS_PAGE: usize = 1_000;

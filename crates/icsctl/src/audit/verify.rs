@@ -1,0 +1,262 @@
+//! `icsctl audit verify`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use api::pb;
+use audit::{Finding, LogVerifier, Source, Verified};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{AuditArgs, ledger_checkpoints, regulator_checkpoints, tagged};
+use crate::Global;
+
+pub async fn run(
+    global: &Global,
+    args: &AuditArgs,
+    data_dir: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let system = args.system()?;
+    let key = args.key()?;
+    let regulator = if args.no_regulator {
+        None
+    } else {
+        Some(
+            regulator_checkpoints(global, args)
+                .await
+                .context("fetching the regulator's checkpoints (--no-regulator to skip)")?,
+        )
+    };
+    let outcome = match data_dir {
+        Some(dir) => offline(&system, &key, dir, regulator.clone(), quiet)?,
+        None => online(global, &system, &key, regulator.clone(), quiet).await?,
+    };
+    report(global, &outcome, regulator.is_some())
+}
+
+/// Either what verified or the first finding.
+type Outcome = Result<Verified, Finding>;
+
+fn report(global: &Global, outcome: &Outcome, asked_regulator: bool) -> anyhow::Result<()> {
+    if global.json {
+        let json = match outcome {
+            Ok(v) => serde_json::json!({
+                "verified": true,
+                "events": v.events,
+                "chain_hash": hex::encode(v.hash),
+                "merkle_root": hex::encode(v.root),
+                "checkpoints_ledger": v.checkpoints.get(&Source::Ledger).copied().unwrap_or(0),
+                "checkpoints_regulator": v.checkpoints.get(&Source::Regulator).copied().unwrap_or(0),
+                "regulator_consulted": asked_regulator,
+            }),
+            Err(finding) => serde_json::json!({
+                "verified": false,
+                "sequence": finding.sequence(),
+                "finding": finding.to_string(),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    match outcome {
+        Ok(v) => {
+            if !global.json {
+                println!("verified {} events", v.events);
+                println!("  chain hash   {}", hex::encode(v.hash));
+                println!("  Merkle root  {}", hex::encode(v.root));
+                println!(
+                    "  checkpoints  {} from the ledger, {} from the regulator — signatures, chain hashes and roots all match",
+                    v.checkpoints.get(&Source::Ledger).copied().unwrap_or(0),
+                    v.checkpoints.get(&Source::Regulator).copied().unwrap_or(0)
+                );
+                if !asked_regulator {
+                    println!(
+                        "  NOT checked against the regulator's checkpoints (--no-regulator): a ledger rewritten with re-signed checkpoints would pass"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(finding) => match finding.sequence() {
+            Some(sequence) => anyhow::bail!("verification FAILED at event {sequence}: {finding}"),
+            None => anyhow::bail!("verification FAILED: {finding}"),
+        },
+    }
+}
+
+fn bar(quiet: bool, len: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events {per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Updating the bar per event would cost more than verifying it.
+const BAR_STEP: u64 = 4_096;
+
+/// A stopped ledgerd's sled directory, read as it is.
+fn offline(
+    system: &domain::SystemId,
+    key: &audit::checkpoint::LedgerKey,
+    dir: &Path,
+    regulator: Option<Vec<audit::SignedCheckpoint>>,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let log = store::RawLog::open(dir)
+        .with_context(|| format!("opening the event store in {}", dir.display()))?;
+    let mut own = Vec::new();
+    for (sequence, bytes) in log.checkpoints()? {
+        match audit::SignedCheckpoint::decode(&bytes) {
+            Ok(checkpoint) if checkpoint.checkpoint.sequence == sequence => own.push(checkpoint),
+            Ok(checkpoint) => {
+                return Ok(Err(Finding::Checkpoint {
+                    from: Source::Ledger,
+                    sequence,
+                    reason: format!(
+                        "stored under {sequence} but says {}",
+                        checkpoint.checkpoint.sequence
+                    ),
+                }));
+            }
+            Err(error) => {
+                return Ok(Err(Finding::Checkpoint {
+                    from: Source::Ledger,
+                    sequence,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+    }
+    let checkpoints =
+        tagged(Source::Ledger, own).chain(tagged(Source::Regulator, regulator.unwrap_or_default()));
+    let mut verifier = match LogVerifier::new(system, key, checkpoints) {
+        Ok(verifier) => verifier,
+        Err(finding) => return Ok(Err(finding)),
+    };
+    let bar = bar(quiet, log.event_count() as u64);
+    for entry in log.events() {
+        let (sequence, value) = entry?;
+        if let Err(finding) = verifier.feed_stored(sequence, &value) {
+            bar.abandon();
+            return Ok(Err(finding));
+        }
+        if sequence % BAR_STEP == 0 {
+            bar.set_position(sequence);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(verifier.finish(log.recorded_head()?))
+}
+
+/// ledgerd's log over gRPC, up to the head it reports when asked.
+async fn online(
+    global: &Global,
+    system: &domain::SystemId,
+    key: &audit::checkpoint::LedgerKey,
+    regulator: Option<Vec<audit::SignedCheckpoint>>,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let mut ledger = crate::connect(global).await?;
+    let status = crate::output::status_error;
+    let head = ledger
+        .head(crate::request(global, pb::HeadRequest {})?)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let head = store::Head {
+        sequence: head.sequence,
+        hash: head
+            .hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("ledgerd's head hash is not 32 bytes"))?,
+    };
+    let own: Vec<_> = ledger_checkpoints(global)
+        .await?
+        .into_iter()
+        .filter(|c| c.checkpoint.sequence <= head.sequence)
+        .collect();
+    let checkpoints =
+        tagged(Source::Ledger, own).chain(tagged(Source::Regulator, regulator.unwrap_or_default()));
+    let mut verifier = match LogVerifier::new(system, key, checkpoints) {
+        Ok(verifier) => verifier,
+        Err(finding) => return Ok(Err(finding)),
+    };
+    let bar = bar(quiet, head.sequence);
+    if head.sequence > 0 {
+        let mut events = ledger
+            .read_all(crate::request(
+                global,
+                pb::ReadAllRequest {
+                    from_sequence: 1,
+                    limit: head.sequence,
+                    follow: false,
+                },
+            )?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        while let Some(event) = events.message().await.map_err(status)? {
+            let sequence = verifier.next_sequence();
+            let (body, hash) = match rebuilt_body(event) {
+                Ok(rebuilt) => rebuilt,
+                Err(reason) => {
+                    bar.abandon();
+                    return Ok(Err(Finding::Chain(store::ChainError::Malformed {
+                        sequence,
+                        reason: format!("the event ledgerd sent does not convert: {reason}"),
+                    })));
+                }
+            };
+            if let Err(finding) = verifier.feed_body(&body, hash) {
+                bar.abandon();
+                return Ok(Err(finding));
+            }
+            if sequence % BAR_STEP == 0 {
+                bar.set_position(sequence);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let verified = match verifier.finish(Some(head)) {
+        Ok(verified) => verified,
+        Err(finding) => return Ok(Err(finding)),
+    };
+    // ledgerd's own Merkle tree must agree with the one rebuilt here.
+    if verified.events > 0 {
+        let mut audit = super::audit_client(global).await?;
+        let proof = audit
+            .get_consistency_proof(crate::request(
+                global,
+                api::audit_pb::ConsistencyProofRequest {
+                    old_size: verified.events,
+                    new_size: 0,
+                },
+            )?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        if proof.old_root != verified.root {
+            anyhow::bail!(
+                "ledgerd's Merkle root of its first {} events is {}, but the log it sent gives {}",
+                verified.events,
+                hex::encode(&proof.old_root),
+                hex::encode(verified.root)
+            );
+        }
+    }
+    Ok(Ok(verified))
+}
+
+/// The canonical body an event from the wire encodes to, and the hash it says it has.
+fn rebuilt_body(event: pb::RecordedEvent) -> Result<(Vec<u8>, [u8; 32]), String> {
+    let record = follow::incoming::stored(event).map_err(|e| e.to_string())?;
+    let body = store::codec::canonical_body(&record).map_err(|e| e.to_string())?;
+    Ok((body, record.hash))
+}
