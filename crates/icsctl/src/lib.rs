@@ -327,6 +327,7 @@ async fn send(
         C::SubmitReturn(m) => client.submit_return(with_actor(global, m)?).await,
         C::ReportMetric(m) => client.report_metric(with_actor(global, m)?).await,
         C::ClosePeriod(m) => client.close_period(with_actor(global, m)?).await,
+        C::FileReturn(m) => client.file_return(with_actor(global, m)?).await,
         C::EstablishBudget(m) => client.establish_budget(with_actor(global, m)?).await,
         C::PledgeContribution(m) => client.pledge_contribution(with_actor(global, m)?).await,
         C::PayContribution(m) => client.pay_contribution(with_actor(global, m)?).await,
