@@ -1,9 +1,11 @@
-//! icsctl: post commands to ledgerd, load scenario files, read the log.
+//! icsctl: post commands to ledgerd, load scenario files, read the log, print reports, and
+//! audit (`icsctl audit …`: replay reports, check filed returns, the actor trail).
 //!
 //! Tables for people, `--json` for scripts. Every command goes through `domain::Command` on
 //! its way to the wire, so a malformed amount or period is caught here, before the network,
 //! with the same rules the server applies.
 
+pub mod audit;
 pub mod keys;
 pub mod load;
 pub mod money;
@@ -63,9 +65,12 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Who is posting (recorded on every event) when the server has authentication off; with
-    /// it on, the token's subject is recorded instead.
-    #[arg(long, global = true, env = "ICS_ACTOR", default_value = "icsctl")]
-    pub actor: String,
+    /// it on, the token's subject is recorded instead. Default: $ICS_ACTOR, or `icsctl`.
+    /// (`icsctl audit trail --actor A` lists what A posted.)
+    // No clap `env`/default: `audit trail` shares this flag as its filter, and must see only
+    // what was typed.
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
     /// Bearer token (from `icsctl token issue`), sent as `authorization: Bearer <token>`.
     #[arg(long, global = true, env = "ICS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -140,6 +145,9 @@ pub enum Cmd {
     /// The regulator's view from oversightd: systems, performance, rankings.
     #[command(subcommand)]
     Oversight(oversight::Oversight),
+    /// Audit: replay reports from the log, check filed returns, the actor trail.
+    #[command(subcommand)]
+    Audit(audit::Audit),
     /// The ICS's Ed25519 signing key.
     #[command(subcommand)]
     Keys(keys::Keys),
@@ -239,6 +247,9 @@ pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<
     let mut request = tonic::Request::new(message);
     let actor = global
         .actor
+        .clone()
+        .or_else(|| std::env::var("ICS_ACTOR").ok())
+        .unwrap_or_else(|| "icsctl".to_string())
         .parse()
         .context("--actor must be printable ASCII")?;
     request.metadata_mut().insert("x-ics-actor", actor);
@@ -266,6 +277,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Head => output::head(&global).await,
         Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
         Cmd::Oversight(command) => oversight::run(&global, command).await,
+        Cmd::Audit(command) => audit::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
         Cmd::BusStatus {
