@@ -169,6 +169,17 @@ pub fn icsctl_outcome(args: &[&str]) -> anyhow::Result<(bool, String)> {
     Ok((output.status.success(), text))
 }
 
+/// Runs the real `icsctl` binary against `server` whatever its exit status: for commands whose
+/// failure is the point (an audit that does not match).
+pub fn icsctl_output(server: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let binary = testkit::workspace_binary("icsctl")?;
+    Ok(Command::new(binary)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .output()?)
+}
+
 pub async fn head(client: &mut LedgerServiceClient<Channel>) -> anyhow::Result<pb::HeadReply> {
     Ok(client.head(pb::HeadRequest {}).await?.into_inner())
 }

@@ -2,7 +2,7 @@
 //!
 //! Each test starts its own ledgerd, records a valid ledger (the system `kav`, its members, a
 //! contract of each payment model, pooled budgets, a fund, and one accepted command of each of
-//! the 27 command rpcs, with 2018/19-M1 closed), and then sends what a careless or hostile
+//! the 28 command rpcs, with 2018/19-M1 closed), and then sends what a careless or hostile
 //! client might. Every refusal must
 //!
 //! - carry the status code `ledger.proto` documents for it;
@@ -184,6 +184,7 @@ rpcs! {
     SubmitReturnRequest => SubmitReturn.submit_return,
     ReportMetricRequest => ReportMetric.report_metric,
     ClosePeriodRequest => ClosePeriod.close_period,
+    FileReturnRequest => FileReturn.file_return,
     EstablishBudgetRequest => EstablishBudget.establish_budget,
     PledgeContributionRequest => PledgeContribution.pledge_contribution,
     PayContributionRequest => PayContribution.pay_contribution,
@@ -601,7 +602,7 @@ fn dispute(code: &str, invoice: Option<&str>, amount_pence: i64) -> pb::Command 
 }
 
 /// Kingsmere & Alder Valley 2018/19 (amounts from `deploy/demo/kingsmere-2018-19.ics`, in
-/// pence), with one accepted command of every one of the 27 command rpcs:
+/// pence), with one accepted command of every one of the 28 command rpcs:
 ///
 /// - members KCCG (commissioner), KHFT, AVT (acute), KCHT (community), AKMH (mental health),
 ///   KNPCN (PCN, outside the control total), KCC (council, outside);
@@ -611,7 +612,8 @@ fn dispute(code: &str, invoice: Option<&str>, amount_pence: i64) -> pb::Command 
 ///   closed); fund SSF (Q1 assessed and paid);
 /// - invoice C1/C1-01 of 7,000,000.00 with 3,000,000.00 paid; disputes C1/D1 (open, 1,000.00
 ///   on C1-01) and C1/D2 (resolved);
-/// - 2018/19-M1 closed, so M2 is the first open period.
+/// - 2018/19-M1 closed, so M2 is the first open period;
+/// - KHFT's position for M1 filed as of sequence 5.
 fn setup_commands() -> Vec<pb::Command> {
     use pb::MemberKind as K;
     vec![
@@ -839,7 +841,33 @@ fn setup_commands() -> Vec<pb::Command> {
             reason: s("Service decommissioned"),
         }
         .into_command(),
+        filed_return(5),
     ]
+}
+
+/// KHFT files its position for 2018/19 M1 as the log stood at `as_of_sequence`.
+fn filed_return(as_of_sequence: u64) -> pb::Command {
+    pb::FileReturnRequest {
+        meta: meta(),
+        member: s("KHFT"),
+        report: Some(report_spec(
+            pb::ReportKind::Position,
+            pb::ReportScope::Unspecified,
+        )),
+        period: closed(),
+        as_of_sequence,
+        fingerprint: vec![0x5a; 32],
+    }
+    .into_command()
+}
+
+fn report_spec(kind: pb::ReportKind, scope: pb::ReportScope) -> pb::ReportSpec {
+    pb::ReportSpec {
+        kind: kind.into(),
+        scope: scope.into(),
+        receivables_payables_threshold_pence: None,
+        income_expenditure_threshold_pence: None,
+    }
 }
 
 /// A running ledgerd holding the setup, and what the setup recorded.
@@ -871,8 +899,8 @@ impl Fixture {
         let rpcs: std::collections::BTreeSet<_> =
             recorded.iter().map(|(c, _)| rpc_name(c)).collect();
         anyhow::ensure!(
-            rpcs.len() == 27,
-            "the setup covers {} rpcs, not 27",
+            rpcs.len() == 28,
+            "the setup covers {} rpcs, not 28",
             rpcs.len()
         );
         Ok(Fixture {
@@ -1019,6 +1047,35 @@ async fn system_commands_refuse_hostile_input() -> anyhow::Result<()> {
         "skipping a period"            : |r| r.period = at(2018, 3)              => Rule("PERIODS_CLOSE_IN_ORDER");
         "before the first year"        : |r| r.period = at(2017, 12)             => Rule("PERIODS_CLOSE_IN_ORDER");
         "a later year"                 : |r| r.period = at(2019, 2)              => Rule("PERIODS_CLOSE_IN_ORDER");
+    }
+
+    let scope = |kind: pb::ReportKind, scope: pb::ReportScope| Some(report_spec(kind, scope));
+    let unspecified = pb::ReportScope::Unspecified;
+    table! { h, "FileReturn", pb::FileReturnRequest { meta: meta(), member: s("KHFT"), report: scope(pb::ReportKind::Position, unspecified), period: at(2018, 6), as_of_sequence: 5, fingerprint: vec![7; 32] };
+        "member not admitted"          : |r| r.member = s("ZZZZ")                => Rule("MEMBER_NOT_ADMITTED");
+        "member lowercase"             : |r| r.member = s("khft")                => Invalid("member");
+        "member 1 MiB"                 : |r| r.member = "K".repeat(1 << 20)      => Invalid("member");
+        "fingerprint empty"            : |r| r.fingerprint = vec![]              => Invalid("fingerprint");
+        "fingerprint 31 bytes"         : |r| r.fingerprint = vec![7; 31]         => Invalid("fingerprint");
+        "fingerprint 33 bytes"         : |r| r.fingerprint = vec![7; 33]         => Invalid("fingerprint");
+        "fingerprint as hex text"      : |r| r.fingerprint = "ab".repeat(32).into_bytes() => Invalid("fingerprint");
+        "fingerprint 1 MiB"            : |r| r.fingerprint = vec![7; 1 << 20]    => Invalid("fingerprint");
+        "as_of_sequence 0"             : |r| r.as_of_sequence = 0                => Invalid("as_of_sequence");
+        "as_of_sequence beyond the head" : |r| r.as_of_sequence = 1_000_000      => Invalid("as_of_sequence");
+        "as_of_sequence u64::MAX"      : |r| r.as_of_sequence = u64::MAX         => Invalid("as_of_sequence");
+        "report missing"               : |r| r.report = None                     => Invalid("report");
+        "report kind UNSPECIFIED"      : |r| r.report = scope(pb::ReportKind::Unspecified, unspecified) => Invalid("report.kind");
+        "report kind 99"               : |r| r.report = Some(pb::ReportSpec { kind: 99, ..report_spec(pb::ReportKind::Position, unspecified) }) => Invalid("report.kind");
+        "consolidation without a scope" : |r| r.report = scope(pb::ReportKind::Consolidation, unspecified) => Invalid("report.scope");
+        "aob without a scope"          : |r| r.report = scope(pb::ReportKind::AgreementOfBalances, unspecified) => Invalid("report.scope");
+        "funds with a scope"           : |r| r.report = scope(pb::ReportKind::Funds, pb::ReportScope::AllMembers) => Invalid("report.scope");
+        "scope 7"                      : |r| r.report = Some(pb::ReportSpec { scope: 7, ..report_spec(pb::ReportKind::Consolidation, unspecified) }) => Invalid("report.scope");
+        "position with a threshold"    : |r| r.report = Some(pb::ReportSpec { receivables_payables_threshold_pence: Some(1), ..report_spec(pb::ReportKind::Position, unspecified) }) => Invalid("report.receivables_payables_threshold_pence");
+        "aob threshold negative"       : |r| r.report = Some(pb::ReportSpec { income_expenditure_threshold_pence: Some(-1), ..report_spec(pb::ReportKind::AgreementOfBalances, pb::ReportScope::System) }) => Invalid("report.income_expenditure_threshold_pence");
+        "period missing"               : |r| r.period = None                     => Invalid("period");
+        "month 13"                     : |r| r.period = at(2018, 13)             => Invalid("period.month");
+        "year u32::MAX"                : |r| r.period = at(u32::MAX, 1)          => Invalid("period.year");
+        "before the first year"        : |r| r.period = at(2017, 12)             => Invalid("period");
     }
 
     h.finish(&fixture.ledger);
@@ -1432,6 +1489,7 @@ fn with_meta<T>(command: &mut pb::Command, f: impl FnOnce(&mut pb::CommandMeta) 
         SubmitReturn,
         ReportMetric,
         ClosePeriod,
+        FileReturn,
         EstablishBudget,
         PledgeContribution,
         PayContribution,
@@ -1457,7 +1515,7 @@ fn with_meta<T>(command: &mut pb::Command, f: impl FnOnce(&mut pb::CommandMeta) 
     f(meta.expect("every test command has meta"))
 }
 
-/// Every command the setup recorded (one of each of the 27 rpcs), sent again with the same
+/// Every command the setup recorded (one of each of the 28 rpcs), sent again with the same
 /// request id — in its own text form and in the other UUID forms — is answered OK with
 /// `duplicate: true` and the original outcome, and records nothing. That holds even where the
 /// command would now be refused (its period has closed, its invoice exists).
@@ -1760,6 +1818,7 @@ async fn bulk_stops_at_the_first_refused_command() -> anyhow::Result<()> {
         ("a duplicate of an earlier command in the call", vec![bulk_invoice("B-15"), bulk_invoice("B-15")], 1, Exists("invoice")),
         ("one request id for two commands in the call", vec![b17, same_id], 1, Reused),
         ("pledges overflow", vec![bulk_invoice("B-18"), pledge("BCF", "KCC", i64::MAX, None)], 1, Invalid("commands[1].amount_pence")),
+        ("a return filed beyond the head", vec![bulk_invoice("B-20"), filed_return(1_000_000)], 1, Invalid("commands[1].as_of_sequence")),
     ];
     for (case, commands, index, expect) in cases {
         bulk_refusal(h, case, commands, index, expect).await?;
@@ -1773,6 +1832,21 @@ async fn bulk_stops_at_the_first_refused_command() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!((reply.accepted, reply.duplicates), (1, 1), "{reply:?}");
+    // Nor is a return filed at the sequence of a command earlier in the same call, not yet
+    // flushed when the return is decided.
+    let at = head(&mut client).await?.sequence + 1;
+    let reply = client
+        .submit_bulk(futures::stream::iter(vec![
+            bulk_invoice("B-21"),
+            filed_return(at),
+        ]))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (reply.accepted, reply.last_sequence),
+        (2, at + 1),
+        "{reply:?}"
+    );
     // Nor is an empty call.
     let before = head(&mut client).await?;
     let reply = client

@@ -12,7 +12,7 @@
 use domain::budget::BudgetCommand;
 use domain::contract::ContractCommand;
 use domain::fund::FundCommand;
-use domain::system::{MonthlyReturn, SystemCommand};
+use domain::system::{FiledReturn, MonthlyReturn, SystemCommand};
 use domain::{Command, DomainError};
 
 use crate::meta::CommandMeta;
@@ -59,6 +59,7 @@ impl IntoCommand for pb::Command {
             Some(C::SubmitReturn(r)) => r.into_command(),
             Some(C::ReportMetric(r)) => r.into_command(),
             Some(C::ClosePeriod(r)) => r.into_command(),
+            Some(C::FileReturn(r)) => r.into_command(),
             Some(C::EstablishBudget(r)) => r.into_command(),
             Some(C::PledgeContribution(r)) => r.into_command(),
             Some(C::PayContribution(r)) => r.into_command(),
@@ -180,6 +181,22 @@ impl IntoCommand for pb::ClosePeriodRequest {
             SystemCommand::ClosePeriod {
                 period: v::period(self.period, "period")?,
             },
+        )
+    }
+}
+
+impl IntoCommand for pb::FileReturnRequest {
+    fn into_command(self) -> Result<(CommandMeta, Command), DomainError> {
+        let meta = meta(self.meta)?;
+        system(
+            meta,
+            SystemCommand::FileReturn(FiledReturn {
+                filer: v::filer(self.member, "member")?,
+                report: v::report_spec(self.report, "report")?,
+                period: v::period(self.period, "period")?,
+                as_of_sequence: self.as_of_sequence,
+                fingerprint: v::fingerprint(&self.fingerprint, "fingerprint")?,
+            }),
         )
     }
 }
@@ -614,6 +631,14 @@ fn system_to_proto(meta: Option<pb::CommandMeta>, command: &SystemCommand) -> C 
         SystemCommand::ClosePeriod { period } => C::ClosePeriod(pb::ClosePeriodRequest {
             meta,
             period: Some(v::period_to_pb(*period)),
+        }),
+        SystemCommand::FileReturn(filed) => C::FileReturn(pb::FileReturnRequest {
+            meta,
+            member: v::filer_to_pb(&filed.filer),
+            report: Some(v::report_spec_to_pb(filed.report)),
+            period: Some(v::period_to_pb(filed.period)),
+            as_of_sequence: filed.as_of_sequence,
+            fingerprint: filed.fingerprint.to_vec(),
         }),
     }
 }

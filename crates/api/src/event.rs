@@ -8,7 +8,7 @@
 use domain::budget::BudgetEvent;
 use domain::contract::ContractEvent;
 use domain::fund::FundEvent;
-use domain::system::{MonthlyReturn, SystemEvent};
+use domain::system::{FiledReturn, MonthlyReturn, SystemEvent};
 use domain::{DomainError, Event};
 
 use crate::pb;
@@ -92,6 +92,16 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
         E::PeriodClosed(e) => Ok(Event::System(SystemEvent::PeriodClosed {
             period: v::period(e.period, "period_closed.period")?,
         })),
+        E::ReturnFiled(e) => {
+            let at = |f: &str| path("return_filed", f);
+            Ok(Event::System(SystemEvent::ReturnFiled(FiledReturn {
+                filer: v::filer(e.member, &at("member"))?,
+                report: v::report_spec(e.report, &at("report"))?,
+                period: v::period(e.period, &at("period"))?,
+                as_of_sequence: e.as_of_sequence,
+                fingerprint: v::fingerprint(&e.fingerprint, &at("fingerprint"))?,
+            })))
+        }
         E::BudgetEstablished(e) => budget_event("budget_established", e.budget, |at| {
             Ok(BudgetEvent::Established {
                 name: v::text(e.name, &at("name"))?,
@@ -396,6 +406,13 @@ fn system_to_proto(event: &SystemEvent) -> E {
         }),
         SystemEvent::PeriodClosed { period } => E::PeriodClosed(pb::PeriodClosed {
             period: Some(v::period_to_pb(*period)),
+        }),
+        SystemEvent::ReturnFiled(filed) => E::ReturnFiled(pb::ReturnFiled {
+            member: v::filer_to_pb(&filed.filer),
+            report: Some(v::report_spec_to_pb(filed.report)),
+            period: Some(v::period_to_pb(filed.period)),
+            as_of_sequence: filed.as_of_sequence,
+            fingerprint: filed.fingerprint.to_vec(),
         }),
     }
 }

@@ -1,7 +1,8 @@
 //! The position reports (`ics.position.v1`): report requests → the question the domain
 //! answers ([`question_from_proto`], [`consolidation_question`], [`aob_question`]), domain
 //! reports → their protobuf messages ([`ReportToProto`]), and why a report could not be given
-//! → a gRPC status ([`check_as_of`], [`status_from_report`]).
+//! → a gRPC status ([`check_as_of`], [`status_from_report`]); any one report by kind
+//! ([`any_report_to_proto`]) for the audit replay.
 //!
 //! As for commands, a malformed request is [`DomainError::Invalid`] naming the field by its
 //! path in the request (`month`, `as_of.sequence`, `report.month`,
@@ -17,7 +18,7 @@
 use std::collections::HashMap;
 
 use domain::position::{
-    AdjustmentsReport, AgreementOfBalances, AobLine, AobMeasure, AobOptions, AobScope,
+    AdjustmentsReport, AgreementOfBalances, AnyReport, AobLine, AobMeasure, AobOptions, AobScope,
     AobThresholds, AsOf, Basis, BudgetPartner, CanonicalError, ConsolidatedMember,
     ConsolidationReport, ConsolidationScope, ContractSide, ContractStatement, ContractSummary,
     CorrectionKind, CquinOutcome, Elimination, FundStatement, FundSummary, LedgerTest,
@@ -668,4 +669,46 @@ fn correction_to_pb(c: &ListedCorrection) -> ppb::Correction {
         payee: c.payee.as_ref().map(ToString::to_string),
         reason: c.reason.as_ref().map(ToString::to_string),
     }
+}
+
+/// Any one report's protobuf message: what positiond's RPC for its kind returns.
+#[allow(clippy::large_enum_variant)] // one report at a time: boxing buys nothing
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyReportProto {
+    Position(ppb::PositionReport),
+    Consolidation(ppb::ConsolidationReport),
+    PooledBudgets(ppb::PooledBudgetStatement),
+    Contracts(ppb::ContractStatement),
+    Funds(ppb::FundStatement),
+    AgreementOfBalances(ppb::AgreementOfBalances),
+    Adjustments(ppb::AdjustmentsReport),
+}
+
+impl AnyReportProto {
+    /// The message's basis, with the fingerprint.
+    pub fn basis(&self) -> Option<&ppb::Basis> {
+        match self {
+            AnyReportProto::Position(r) => r.basis.as_ref(),
+            AnyReportProto::Consolidation(r) => r.basis.as_ref(),
+            AnyReportProto::PooledBudgets(r) => r.basis.as_ref(),
+            AnyReportProto::Contracts(r) => r.basis.as_ref(),
+            AnyReportProto::Funds(r) => r.basis.as_ref(),
+            AnyReportProto::AgreementOfBalances(r) => r.basis.as_ref(),
+            AnyReportProto::Adjustments(r) => r.basis.as_ref(),
+        }
+    }
+}
+
+/// The message positiond would send for `report` (its `Basis` carrying the fingerprint): the
+/// audit replay prints a report it took itself exactly as it prints positiond's.
+pub fn any_report_to_proto(report: &AnyReport) -> Result<AnyReportProto, CanonicalError> {
+    Ok(match report {
+        AnyReport::Position(r) => AnyReportProto::Position(r.to_proto()?),
+        AnyReport::Consolidation(r) => AnyReportProto::Consolidation(r.to_proto()?),
+        AnyReport::PooledBudgets(r) => AnyReportProto::PooledBudgets(r.to_proto()?),
+        AnyReport::Contracts(r) => AnyReportProto::Contracts(r.to_proto()?),
+        AnyReport::Funds(r) => AnyReportProto::Funds(r.to_proto()?),
+        AnyReport::AgreementOfBalances(r) => AnyReportProto::AgreementOfBalances(r.to_proto()?),
+        AnyReport::Adjustments(r) => AnyReportProto::Adjustments(r.to_proto()?),
+    })
 }

@@ -9,7 +9,8 @@
 use domain::budget::{Allocation, Scheme, Share};
 use domain::contract::PaymentModel;
 use domain::fund::{Condition, ConditionKind, ConditionOutcome, Evidence, Figures, Recipient};
-use domain::system::{CounterpartyBalance, Metric};
+use domain::position::{AobOptions, AobScope, AobThresholds, ConsolidationScope, ReportKind};
+use domain::system::{CounterpartyBalance, Filer, Metric};
 use domain::{
     BasisPoints, Code, DomainError, FinancialYear, MemberCode, MemberKind, Month, Pence, Period,
     Quarter, SystemId, Text,
@@ -649,4 +650,186 @@ pub(crate) fn payment_model_to_pb(model: &PaymentModel) -> pb::PaymentModel {
         }),
     };
     pb::PaymentModel { model: Some(model) }
+}
+
+// ---- filed returns -------------------------------------------------------------------------
+
+/// Who files a return: an ODS code, or empty for the system itself.
+pub(crate) fn filer(text: String, field: &str) -> Result<Filer, DomainError> {
+    if text.is_empty() {
+        Ok(Filer::System)
+    } else {
+        member(text, field).map(Filer::Member)
+    }
+}
+
+pub(crate) fn filer_to_pb(filer: &Filer) -> String {
+    match filer {
+        Filer::System => String::new(),
+        Filer::Member(member) => member.to_string(),
+    }
+}
+
+/// A report's fingerprint: exactly 32 bytes (SHA-256).
+pub(crate) fn fingerprint(bytes: &[u8], field: &str) -> Result<[u8; 32], DomainError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| {
+        invalid(
+            field,
+            format!(
+                "is {} bytes; a fingerprint is a SHA-256 digest of 32 bytes",
+                bytes.len()
+            ),
+        )
+    })
+}
+
+/// A required `ReportSpec` at `field`: its kind, and the scope and thresholds the kinds that
+/// take them need (absent thresholds are the defaults); options given for a kind that takes
+/// none are refused, so a return never names options that do not shape its report. Whether a
+/// threshold is negative is the domain's rule.
+pub(crate) fn report_spec(
+    spec: Option<pb::ReportSpec>,
+    field: &str,
+) -> Result<ReportKind, DomainError> {
+    let spec = required(spec, field)?;
+    let at = |name: &str| path(field, name);
+    let kind = match pb::ReportKind::try_from(spec.kind) {
+        Ok(pb::ReportKind::Unspecified) => {
+            return Err(invalid(
+                at("kind"),
+                "is required (REPORT_KIND_UNSPECIFIED is not a report)",
+            ));
+        }
+        Ok(kind) => kind,
+        Err(_) => {
+            return Err(invalid(
+                at("kind"),
+                format!("{} is not a ReportKind", spec.kind),
+            ));
+        }
+    };
+    let all_members = match pb::ReportScope::try_from(spec.scope) {
+        Ok(pb::ReportScope::Unspecified) => None,
+        Ok(pb::ReportScope::System) => Some(false),
+        Ok(pb::ReportScope::AllMembers) => Some(true),
+        Err(_) => {
+            return Err(invalid(
+                at("scope"),
+                format!("{} is not a ReportScope", spec.scope),
+            ));
+        }
+    };
+    let takes_scope = matches!(
+        kind,
+        pb::ReportKind::Consolidation | pb::ReportKind::AgreementOfBalances
+    );
+    let kind_name = kind.as_str_name();
+    match (takes_scope, all_members) {
+        (true, None) => {
+            return Err(invalid(
+                at("scope"),
+                format!(
+                    "is required for {kind_name} (REPORT_SCOPE_SYSTEM or REPORT_SCOPE_ALL_MEMBERS)"
+                ),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(invalid(
+                at("scope"),
+                format!("{kind_name} takes no scope; leave it unspecified"),
+            ));
+        }
+        _ => {}
+    }
+    let thresholds = [
+        (
+            "receivables_payables_threshold_pence",
+            spec.receivables_payables_threshold_pence,
+        ),
+        (
+            "income_expenditure_threshold_pence",
+            spec.income_expenditure_threshold_pence,
+        ),
+    ];
+    if kind != pb::ReportKind::AgreementOfBalances
+        && let Some((name, _)) = thresholds.iter().find(|(_, value)| value.is_some())
+    {
+        return Err(invalid(
+            at(name),
+            format!("{kind_name} takes no thresholds; leave it out"),
+        ));
+    }
+    let all_members = all_members.unwrap_or(false);
+    Ok(match kind {
+        pb::ReportKind::Position => ReportKind::Position,
+        pb::ReportKind::Consolidation => ReportKind::Consolidation(if all_members {
+            ConsolidationScope::WiderIcs
+        } else {
+            ConsolidationScope::ControlTotal
+        }),
+        pb::ReportKind::PooledBudgets => ReportKind::PooledBudgets,
+        pb::ReportKind::Contracts => ReportKind::Contracts,
+        pb::ReportKind::Funds => ReportKind::Funds,
+        pb::ReportKind::AgreementOfBalances => {
+            let defaults = AobThresholds::default();
+            ReportKind::AgreementOfBalances(AobOptions {
+                thresholds: AobThresholds {
+                    receivables_payables: spec
+                        .receivables_payables_threshold_pence
+                        .map_or(defaults.receivables_payables, Pence::new),
+                    income_expenditure: spec
+                        .income_expenditure_threshold_pence
+                        .map_or(defaults.income_expenditure, Pence::new),
+                },
+                scope: if all_members {
+                    AobScope::AllMembers
+                } else {
+                    AobScope::NhsBodies
+                },
+            })
+        }
+        pb::ReportKind::Adjustments => ReportKind::Adjustments,
+        // Refused above.
+        pb::ReportKind::Unspecified => {
+            return Err(invalid(at("kind"), "is required"));
+        }
+    })
+}
+
+/// The proto form of a report kind; an Agreement of Balances carries both thresholds.
+pub(crate) fn report_spec_to_pb(kind: ReportKind) -> pb::ReportSpec {
+    let spec = |kind: pb::ReportKind, scope: pb::ReportScope| pb::ReportSpec {
+        kind: kind.into(),
+        scope: scope.into(),
+        receivables_payables_threshold_pence: None,
+        income_expenditure_threshold_pence: None,
+    };
+    let none = pb::ReportScope::Unspecified;
+    match kind {
+        ReportKind::Position => spec(pb::ReportKind::Position, none),
+        ReportKind::Consolidation(scope) => spec(
+            pb::ReportKind::Consolidation,
+            match scope {
+                ConsolidationScope::ControlTotal => pb::ReportScope::System,
+                ConsolidationScope::WiderIcs => pb::ReportScope::AllMembers,
+            },
+        ),
+        ReportKind::PooledBudgets => spec(pb::ReportKind::PooledBudgets, none),
+        ReportKind::Contracts => spec(pb::ReportKind::Contracts, none),
+        ReportKind::Funds => spec(pb::ReportKind::Funds, none),
+        ReportKind::AgreementOfBalances(options) => pb::ReportSpec {
+            receivables_payables_threshold_pence: Some(
+                options.thresholds.receivables_payables.get(),
+            ),
+            income_expenditure_threshold_pence: Some(options.thresholds.income_expenditure.get()),
+            ..spec(
+                pb::ReportKind::AgreementOfBalances,
+                match options.scope {
+                    AobScope::NhsBodies => pb::ReportScope::System,
+                    AobScope::AllMembers => pb::ReportScope::AllMembers,
+                },
+            )
+        },
+        ReportKind::Adjustments => spec(pb::ReportKind::Adjustments, none),
+    }
 }

@@ -53,6 +53,15 @@ fn real_commands() -> Vec<Vec<u8>> {
                 corrects: None,
             },
         },
+        Command::System(SystemCommand::FileReturn(domain::system::FiledReturn {
+            filer: domain::system::Filer::Member(member("KHFT")),
+            report: domain::position::ReportKind::AgreementOfBalances(
+                domain::position::AobOptions::default(),
+            ),
+            period: Period::new(year, Month::new(6).expect("month")),
+            as_of_sequence: 212,
+            fingerprint: [0x5a; 32],
+        })),
     ];
     commands
         .iter()

@@ -2,8 +2,8 @@
 //!
 //! | role | posts | reads |
 //! |---|---|---|
-//! | member finance (member M) | a return or metric of M; activity, invoices on contracts M provides; payments, disputes and CQUIN reconciliation on contracts M commissions; resolving a dispute on a contract M is party to; pledging and paying M's own pooled-budget contributions; spend on a budget M hosts | the head and status; the position and contracts, limited to M (and the system totals) |
-//! | system finance | every command of its system | everything in its system |
+//! | member finance (member M) | a return, metric or filed return of M; activity, invoices on contracts M provides; payments, disputes and CQUIN reconciliation on contracts M commissions; resolving a dispute on a contract M is party to; pledging and paying M's own pooled-budget contributions; spend on a budget M hosts | the head and status; the position and contracts, limited to M (and the system totals) |
+//! | system finance | every command of its system (returns filed for the system as a whole too) | everything in its system |
 //! | regulator | nothing | the head and status, every report, oversight |
 //! | auditor | nothing | the log, proofs and checkpoints, every report, oversight |
 //! | admin | establishing the system, admitting members | the head and status |
@@ -11,6 +11,7 @@
 //! A token is for one system ([`crate::Verifier`] refuses others); these rules decide within
 //! it.
 
+use domain::system::Filer;
 use domain::{BudgetCommand, Command, ContractCommand, Ledger, MemberCode, SystemCommand};
 
 use crate::{Principal, Role};
@@ -148,6 +149,11 @@ fn acting_parties(command: &Command, ledger: &Ledger) -> Vec<MemberCode> {
     match command {
         Command::System(SystemCommand::SubmitReturn(r)) => vec![r.member.clone()],
         Command::System(SystemCommand::ReportMetric { member, .. }) => vec![member.clone()],
+        // A member files its own returns; a return of the system as a whole is system finance's.
+        Command::System(SystemCommand::FileReturn(filed)) => match &filed.filer {
+            Filer::Member(member) => vec![member.clone()],
+            Filer::System => Vec::new(),
+        },
         Command::System(_) | Command::Fund { .. } => Vec::new(),
         Command::Budget { budget, command } => {
             let Some(state) = ledger.budgets.get(budget) else {
@@ -197,6 +203,7 @@ fn command_name(command: &Command) -> &'static str {
             SystemCommand::SubmitReturn(_) => "SubmitReturn",
             SystemCommand::ReportMetric { .. } => "ReportMetric",
             SystemCommand::ClosePeriod { .. } => "ClosePeriod",
+            SystemCommand::FileReturn(_) => "FileReturn",
         },
         Command::Budget { command, .. } => match command {
             BudgetCommand::Establish { .. } => "EstablishBudget",
@@ -232,7 +239,8 @@ fn command_name(command: &Command) -> &'static str {
 mod tests {
     use domain::budget::{Scheme, Share};
     use domain::contract::PaymentModel;
-    use domain::system::{Metric, MonthlyReturn};
+    use domain::position::ReportKind;
+    use domain::system::{FiledReturn, Metric, MonthlyReturn};
     use domain::{
         BasisPoints, Code, FinancialYear, MemberKind, Month, Pence, Period, SystemId, Text,
     };
@@ -386,6 +394,26 @@ mod tests {
             ),
             (
                 Command::System(SystemCommand::ClosePeriod { period: p(1) }),
+                &[],
+            ),
+            (
+                Command::System(SystemCommand::FileReturn(FiledReturn {
+                    filer: Filer::Member(m("KHFT")),
+                    report: ReportKind::Position,
+                    period: p(6),
+                    as_of_sequence: 5,
+                    fingerprint: [1; 32],
+                })),
+                &["KHFT"],
+            ),
+            (
+                Command::System(SystemCommand::FileReturn(FiledReturn {
+                    filer: Filer::System,
+                    report: ReportKind::Funds,
+                    period: p(6),
+                    as_of_sequence: 5,
+                    fingerprint: [1; 32],
+                })),
                 &[],
             ),
             (

@@ -207,6 +207,7 @@ impl Event {
                 SystemEvent::ReturnSubmitted { .. } => "return_submitted",
                 SystemEvent::MetricReported { .. } => "metric_reported",
                 SystemEvent::PeriodClosed { .. } => "period_closed",
+                SystemEvent::ReturnFiled(_) => "return_filed",
             },
             Event::Budget { event, .. } => match event {
                 BudgetEvent::Established { .. } => "established",
@@ -245,6 +246,8 @@ impl Event {
                 SystemEvent::ReturnSubmitted { monthly_return, .. } => Some(monthly_return.period),
                 SystemEvent::MetricReported { period, .. }
                 | SystemEvent::PeriodClosed { period } => Some(*period),
+                // The year and month the filed report covers.
+                SystemEvent::ReturnFiled(filed) => Some(filed.period),
                 SystemEvent::Established { .. }
                 | SystemEvent::MemberAdmitted { .. }
                 | SystemEvent::PlanAgreed { .. } => None,
@@ -277,6 +280,103 @@ impl Event {
                 | ContractEvent::Terminated { period, .. } => Some(*period),
             },
         }
+    }
+}
+
+impl Event {
+    /// Every member the event names, in code order, each once: the member a return, metric,
+    /// plan or filed return is of; a contract's parties as agreed; a budget's host, partners
+    /// and the members its shares and allocations name; a fund's recipients and the members
+    /// its assessments, payments and claw-backs name; and the counterparties of a return.
+    ///
+    /// Only what the event itself says: an invoice names its contract, not the contract's
+    /// parties (those are in the contract's `agreed` event, see [`Event::stream`]).
+    pub fn members(&self) -> Vec<MemberCode> {
+        let mut named: Vec<&MemberCode> = Vec::new();
+        match self {
+            Event::System(event) => match event {
+                SystemEvent::Established { .. } | SystemEvent::PeriodClosed { .. } => {}
+                SystemEvent::MemberAdmitted { member, .. }
+                | SystemEvent::PlanAgreed { member, .. }
+                | SystemEvent::MetricReported { member, .. } => named.push(member),
+                SystemEvent::ReturnSubmitted { monthly_return, .. } => {
+                    named.push(&monthly_return.member);
+                    named.extend(monthly_return.balances.iter().map(|b| &b.counterparty));
+                }
+                SystemEvent::ReturnFiled(filed) => match &filed.filer {
+                    system::Filer::System => {}
+                    system::Filer::Member(member) => named.push(member),
+                },
+            },
+            Event::Budget { event, .. } => match event {
+                BudgetEvent::Established {
+                    host,
+                    partners,
+                    overspend_shares,
+                    underspend_shares,
+                    ..
+                } => {
+                    named.push(host);
+                    named.extend(partners);
+                    named.extend(overspend_shares.iter().map(|s| &s.member));
+                    named.extend(underspend_shares.iter().map(|s| &s.member));
+                }
+                BudgetEvent::Pledged { partner, .. }
+                | BudgetEvent::ContributionPaid { partner, .. } => named.push(partner),
+                BudgetEvent::Varied {
+                    overspend_shares,
+                    underspend_shares,
+                    ..
+                } => {
+                    named.extend(overspend_shares.iter().flatten().map(|s| &s.member));
+                    named.extend(underspend_shares.iter().flatten().map(|s| &s.member));
+                }
+                BudgetEvent::RiskShareSettled {
+                    shares,
+                    allocations,
+                    ..
+                } => {
+                    named.extend(shares.iter().map(|s| &s.member));
+                    named.extend(allocations.iter().map(|a| &a.member));
+                }
+                BudgetEvent::SpendRecorded { .. } | BudgetEvent::Closed { .. } => {}
+            },
+            Event::Fund { event, .. } => match event {
+                FundEvent::Allocated { recipients, .. } => {
+                    named.extend(recipients.iter().map(|r| &r.member));
+                }
+                FundEvent::TrancheAssessed {
+                    earned_by_recipient,
+                    ..
+                } => named.extend(earned_by_recipient.iter().map(|a| &a.member)),
+                FundEvent::TranchePaid { payments, .. } => {
+                    named.extend(payments.iter().map(|a| &a.member));
+                }
+                FundEvent::ClawedBack { member, .. } => named.push(member),
+            },
+            Event::Contract { event, .. } => match event {
+                ContractEvent::Agreed {
+                    commissioner,
+                    provider,
+                    ..
+                } => {
+                    named.push(commissioner);
+                    named.push(provider);
+                }
+                ContractEvent::Varied { .. }
+                | ContractEvent::ActivityRecorded { .. }
+                | ContractEvent::InvoiceRaised { .. }
+                | ContractEvent::PaymentRecorded { .. }
+                | ContractEvent::DisputeRaised { .. }
+                | ContractEvent::DisputeResolved { .. }
+                | ContractEvent::CquinReconciled { .. }
+                | ContractEvent::AdjustmentRecorded { .. }
+                | ContractEvent::Terminated { .. } => {}
+            },
+        }
+        named.sort();
+        named.dedup();
+        named.into_iter().cloned().collect()
     }
 }
 
@@ -386,5 +486,201 @@ impl Ledger {
             }
         }
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::{Allocation, Share};
+    use crate::contract::PaymentModel;
+    use crate::fund::Recipient;
+    use crate::position::ReportKind;
+    use crate::system::{CounterpartyBalance, FiledReturn, Filer, MonthlyReturn};
+    use crate::testing::*;
+
+    fn codes(event: &Event) -> Vec<String> {
+        event.members().iter().map(ToString::to_string).collect()
+    }
+
+    fn share(code: &str) -> Share {
+        Share {
+            member: member(code),
+            share: bp(5_000),
+        }
+    }
+
+    fn allocation(code: &str) -> Allocation {
+        Allocation {
+            member: member(code),
+            amount: pounds(1),
+        }
+    }
+
+    #[test]
+    fn an_event_names_its_members_in_code_order_once_each() {
+        let budget = |event| Event::Budget {
+            budget: code("BCF"),
+            event,
+        };
+        let fund = |event| Event::Fund {
+            fund: code("SSF"),
+            event,
+        };
+        let contract = |event| Event::Contract {
+            contract: code("C1"),
+            event,
+        };
+        let cases: Vec<(Event, &[&str])> = vec![
+            (established(), &[]),
+            (admitted("KHFT", MemberKind::AcuteTrust, true), &["KHFT"]),
+            (
+                Event::System(SystemEvent::ReturnSubmitted {
+                    monthly_return: MonthlyReturn {
+                        member: member("KHFT"),
+                        period: period(2018, 1),
+                        income: pounds(1),
+                        expenditure: pounds(1),
+                        balances: ["KCCG", "AVT"]
+                            .map(|c| CounterpartyBalance {
+                                counterparty: member(c),
+                                income: Pence::ZERO,
+                                expenditure: Pence::ZERO,
+                                receivables: Pence::ZERO,
+                                payables: Pence::ZERO,
+                            })
+                            .to_vec(),
+                    },
+                    revision: 1,
+                }),
+                &["AVT", "KCCG", "KHFT"],
+            ),
+            (
+                Event::System(SystemEvent::ReturnFiled(FiledReturn {
+                    filer: Filer::Member(member("AVT")),
+                    report: ReportKind::Position,
+                    period: period(2018, 6),
+                    as_of_sequence: 7,
+                    fingerprint: [0; 32],
+                })),
+                &["AVT"],
+            ),
+            (
+                Event::System(SystemEvent::ReturnFiled(FiledReturn {
+                    filer: Filer::System,
+                    report: ReportKind::Funds,
+                    period: period(2018, 6),
+                    as_of_sequence: 7,
+                    fingerprint: [0; 32],
+                })),
+                &[],
+            ),
+            (
+                Event::System(SystemEvent::PeriodClosed {
+                    period: period(2018, 1),
+                }),
+                &[],
+            ),
+            (
+                budget(BudgetEvent::Established {
+                    name: text("BCF"),
+                    host: member("KCC"),
+                    year: fy(),
+                    partners: vec![member("KCCG"), member("KCC")],
+                    schemes: vec![],
+                    overspend_shares: vec![share("KCCG"), share("KCC")],
+                    underspend_shares: vec![share("KCCG"), share("KCC")],
+                }),
+                &["KCC", "KCCG"],
+            ),
+            (
+                budget(BudgetEvent::Varied {
+                    reason: text("r"),
+                    overspend_shares: Some(vec![share("KHFT")]),
+                    underspend_shares: None,
+                    add_schemes: vec![],
+                }),
+                &["KHFT"],
+            ),
+            (
+                budget(BudgetEvent::SpendRecorded {
+                    scheme: code("CARE"),
+                    period: period(2018, 1),
+                    amount: pounds(1),
+                    corrects: None,
+                }),
+                &[],
+            ),
+            (
+                budget(BudgetEvent::RiskShareSettled {
+                    period: period(2018, 12),
+                    revenue_pledged: pounds(2),
+                    revenue_spend: pounds(4),
+                    variance: pounds(2),
+                    shares: vec![share("KCCG"), share("KCC")],
+                    allocations: vec![allocation("KCCG"), allocation("KCC")],
+                }),
+                &["KCC", "KCCG"],
+            ),
+            (
+                fund(FundEvent::Allocated {
+                    name: text("SSF"),
+                    year: fy(),
+                    recipients: ["KHFT", "AVT"]
+                        .map(|c| Recipient {
+                            member: member(c),
+                            allocation: pounds(1),
+                        })
+                        .to_vec(),
+                    conditions: vec![],
+                    total: pounds(2),
+                    tranches: vec![],
+                }),
+                &["AVT", "KHFT"],
+            ),
+            (
+                fund(FundEvent::ClawedBack {
+                    quarter: quarter(1),
+                    member: member("KHFT"),
+                    period: period(2018, 4),
+                    amount: pounds(1),
+                    reason: text("r"),
+                }),
+                &["KHFT"],
+            ),
+            (
+                fund(FundEvent::TranchePaid {
+                    quarter: quarter(1),
+                    period: period(2018, 4),
+                    payments: vec![allocation("KHFT")],
+                }),
+                &["KHFT"],
+            ),
+            (
+                contract(ContractEvent::Agreed {
+                    commissioner: member("KCCG"),
+                    provider: member("KHFT"),
+                    year: fy(),
+                    model: PaymentModel::Block {
+                        annual_value: pounds(12),
+                    },
+                    description: text("acute"),
+                    annual_value: pounds(12),
+                }),
+                &["KCCG", "KHFT"],
+            ),
+            (
+                contract(ContractEvent::InvoiceRaised {
+                    invoice: code("I1"),
+                    period: period(2018, 1),
+                    amount: pounds(1),
+                    corrects: None,
+                }),
+                &[],
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(codes(&event), expected, "{}", event.name());
+        }
     }
 }

@@ -7,7 +7,10 @@ use proptest::sample::select;
 use crate::budget::{BudgetCommand, BudgetEvent, Scheme, Share};
 use crate::contract::{ContractCommand, PaymentModel};
 use crate::fund::{Condition, ConditionKind, Evidence, Figures, FundCommand, Recipient};
-use crate::system::{CounterpartyBalance, Metric, MonthlyReturn, SystemCommand};
+use crate::position::ReportKind;
+use crate::system::{
+    CounterpartyBalance, FiledReturn, Filer, Metric, MonthlyReturn, SystemCommand,
+};
 use crate::testing::*;
 use crate::{BasisPoints, Code, Command, DomainError, Event, Ledger, MemberKind, Pence, Period};
 
@@ -258,8 +261,45 @@ fn system_command() -> BoxedStrategy<Command> {
                 value,
             }),
         1 => a_period().prop_map(|period| SystemCommand::ClosePeriod { period }),
+        1 => (prop::option::of(a_member()), a_report_kind(), a_period(), 0u64..400, any::<[u8; 32]>())
+            .prop_map(|(member, report, period, as_of_sequence, fingerprint)| {
+                SystemCommand::FileReturn(FiledReturn {
+                    filer: member.map_or(Filer::System, Filer::Member),
+                    report,
+                    period,
+                    as_of_sequence,
+                    fingerprint,
+                })
+            }),
     ]
     .prop_map(Command::System).boxed()
+}
+
+fn a_report_kind() -> BoxedStrategy<ReportKind> {
+    use crate::position::{AobOptions, AobScope, AobThresholds, ConsolidationScope};
+    prop_oneof![
+        Just(ReportKind::Position),
+        Just(ReportKind::Consolidation(ConsolidationScope::ControlTotal)),
+        Just(ReportKind::Consolidation(ConsolidationScope::WiderIcs)),
+        Just(ReportKind::PooledBudgets),
+        Just(ReportKind::Contracts),
+        Just(ReportKind::Funds),
+        Just(ReportKind::Adjustments),
+        (-5i64..=1_000_000, 0i64..=1_000_000, any::<bool>()).prop_map(|(rp, ie, all)| {
+            ReportKind::AgreementOfBalances(AobOptions {
+                thresholds: AobThresholds {
+                    receivables_payables: Pence::new(rp),
+                    income_expenditure: Pence::new(ie),
+                },
+                scope: if all {
+                    AobScope::AllMembers
+                } else {
+                    AobScope::NhsBodies
+                },
+            })
+        }),
+    ]
+    .boxed()
 }
 
 fn budget_command() -> BoxedStrategy<Command> {

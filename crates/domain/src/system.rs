@@ -12,7 +12,13 @@
 //!   member and open period replaces the earlier one (its `revision` counts up);
 //! - a metric is for an admitted member and an open period, counts are not negative and a
 //!   percentage is at most 100.00%;
-//! - periods close one at a time, in order, starting at M1 of the first year.
+//! - periods close one at a time, in order, starting at M1 of the first year;
+//! - a filed return (the record that a member, or the system itself, filed a report with
+//!   the regulator) is filed by an admitted member or the system, for a report of a period of
+//!   a year not before the system's first, taken at a sequence of 1 or more (the write side
+//!   also refuses a sequence beyond its log's head, which the domain does not know); an
+//!   Agreement of Balances' thresholds are not negative. Returns may be filed for closed
+//!   periods (that is when they are filed) and filed again.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +28,7 @@ use crate::error::{DomainError, Rule};
 use crate::ids::{MemberCode, MemberKind, SystemId, Text};
 use crate::money::{BasisPoints, Pence};
 use crate::period::{FinancialYear, Period};
+use crate::position::ReportKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SystemCommand {
@@ -52,6 +59,40 @@ pub enum SystemCommand {
     ClosePeriod {
         period: Period,
     },
+    FileReturn(FiledReturn),
+}
+
+/// Who filed a return.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Filer {
+    /// The system itself: the ICB's system finance team, for the ICS as a whole.
+    System,
+    /// An admitted member.
+    Member(MemberCode),
+}
+
+impl std::fmt::Display for Filer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filer::System => f.write_str("the system"),
+            Filer::Member(member) => write!(f, "{member}"),
+        }
+    }
+}
+
+/// That a report was filed (with the regulator): which report, for which year and month, as
+/// the log stood at which sequence, and the report's fingerprint (SHA-256 of its canonical
+/// bytes, see [`crate::position::canonical`]). An auditor replays the log to `as_of_sequence`,
+/// takes the same report, and compares fingerprints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiledReturn {
+    pub filer: Filer,
+    pub report: ReportKind,
+    /// The year the report is for, and its last month: the report is year to date.
+    pub period: Period,
+    /// The report's `as_of_sequence`: the last event it counts.
+    pub as_of_sequence: u64,
+    pub fingerprint: [u8; 32],
 }
 
 /// A member's return for one month: its income and expenditure in that month, and what it
@@ -148,6 +189,8 @@ pub enum SystemEvent {
     PeriodClosed {
         period: Period,
     },
+    /// Appended after `PeriodClosed`: stored events name their variant by index.
+    ReturnFiled(FiledReturn),
 }
 
 /// A member as the ledger knows it.
@@ -408,7 +451,41 @@ impl SystemState {
                 }
                 Ok(vec![SystemEvent::PeriodClosed { period: *period }])
             }
+            SystemCommand::FileReturn(filed) => self.decide_filed_return(filed),
         }
+    }
+
+    fn decide_filed_return(&self, filed: &FiledReturn) -> Result<Vec<SystemEvent>, DomainError> {
+        let first_year = self.establishment()?.first_year;
+        if let Filer::Member(member) = &filed.filer {
+            self.member(member)?;
+        }
+        if filed.period.year < first_year {
+            return Err(DomainError::invalid(
+                "period",
+                format!(
+                    "{} is before the system's first year {first_year}",
+                    filed.period
+                ),
+            ));
+        }
+        if filed.as_of_sequence == 0 {
+            return Err(DomainError::invalid(
+                "as_of_sequence",
+                "sequences start at 1: give the sequence the report was taken at (its as_of_sequence)",
+            ));
+        }
+        if let ReportKind::AgreementOfBalances(options) = filed.report {
+            non_negative(
+                "report.receivables_payables_threshold_pence",
+                options.thresholds.receivables_payables,
+            )?;
+            non_negative(
+                "report.income_expenditure_threshold_pence",
+                options.thresholds.income_expenditure,
+            )?;
+        }
+        Ok(vec![SystemEvent::ReturnFiled(filed.clone())])
     }
 
     fn decide_plan(
@@ -553,7 +630,8 @@ impl SystemState {
                     *revision,
                 );
             }
-            SystemEvent::MetricReported { .. } => {}
+            // Metrics and filed returns change nothing the rules consult.
+            SystemEvent::MetricReported { .. } | SystemEvent::ReturnFiled(_) => {}
             SystemEvent::PeriodClosed { period } => self.closed_through = Some(*period),
         }
     }
@@ -1018,6 +1096,148 @@ mod tests {
                 then: Then::Events(closed(period(2019, 1))),
             },
         ]);
+    }
+
+    fn filed(filer: Filer, report: ReportKind, p: Period, as_of_sequence: u64) -> FiledReturn {
+        FiledReturn {
+            filer,
+            report,
+            period: p,
+            as_of_sequence,
+            fingerprint: [0xab; 32],
+        }
+    }
+
+    fn file(filed: FiledReturn) -> Command {
+        when(SystemCommand::FileReturn(filed))
+    }
+
+    #[test]
+    fn returns_are_filed_by_admitted_members_or_the_system_at_a_sequence_from_1() {
+        use crate::position::{AobOptions, AobThresholds, ConsolidationScope};
+        let khft = Filer::Member(member("KHFT"));
+        let position = filed(khft.clone(), ReportKind::Position, period(2018, 6), 212);
+        let aob = |receivables_payables: Pence| {
+            ReportKind::AgreementOfBalances(AobOptions {
+                thresholds: AobThresholds {
+                    receivables_payables,
+                    ..AobThresholds::default()
+                },
+                ..AobOptions::default()
+            })
+        };
+        run(vec![
+            Case {
+                name: "KHFT files its Q2 position",
+                given: demo_system(),
+                when: file(position.clone()),
+                then: Then::Events(vec![sys(SystemEvent::ReturnFiled(position.clone()))]),
+            },
+            Case {
+                name: "the system files the consolidation",
+                given: demo_system(),
+                when: file(filed(
+                    Filer::System,
+                    ReportKind::Consolidation(ConsolidationScope::WiderIcs),
+                    period(2018, 12),
+                    1,
+                )),
+                then: Then::Events(vec![sys(SystemEvent::ReturnFiled(filed(
+                    Filer::System,
+                    ReportKind::Consolidation(ConsolidationScope::WiderIcs),
+                    period(2018, 12),
+                    1,
+                )))]),
+            },
+            Case {
+                name: "a closed period's return is filed after the close",
+                given: history([demo_system(), closed_through(period(2018, 6))]),
+                when: file(position.clone()),
+                then: Then::Events(vec![sys(SystemEvent::ReturnFiled(position.clone()))]),
+            },
+            Case {
+                name: "the same return filed again is recorded again",
+                given: history([
+                    demo_system(),
+                    vec![sys(SystemEvent::ReturnFiled(position.clone()))],
+                ]),
+                when: file(position.clone()),
+                then: Then::Events(vec![sys(SystemEvent::ReturnFiled(position.clone()))]),
+            },
+            Case {
+                name: "before the system is established",
+                given: vec![],
+                when: file(position.clone()),
+                then: Then::Rejected(Rule::SystemNotEstablished),
+            },
+            Case {
+                name: "by a member not admitted",
+                given: demo_system(),
+                when: file(filed(
+                    Filer::Member(member("RXX")),
+                    ReportKind::Position,
+                    period(2018, 6),
+                    212,
+                )),
+                then: Then::Rejected(Rule::MemberNotAdmitted),
+            },
+            Case {
+                name: "at sequence 0",
+                given: demo_system(),
+                when: file(filed(khft.clone(), ReportKind::Funds, period(2018, 6), 0)),
+                then: Then::Invalid("as_of_sequence"),
+            },
+            Case {
+                name: "for a year before the system's first",
+                given: demo_system(),
+                when: file(filed(khft.clone(), ReportKind::Funds, period(2017, 12), 9)),
+                then: Then::Invalid("period"),
+            },
+            Case {
+                name: "an Agreement of Balances with a negative threshold",
+                given: demo_system(),
+                when: file(filed(
+                    Filer::System,
+                    aob(Pence::new(-1)),
+                    period(2018, 6),
+                    9,
+                )),
+                then: Then::Invalid("report.receivables_payables_threshold_pence"),
+            },
+            Case {
+                name: "an Agreement of Balances with a zero threshold",
+                given: demo_system(),
+                when: file(filed(Filer::System, aob(Pence::ZERO), period(2018, 6), 9)),
+                then: Then::Events(vec![sys(SystemEvent::ReturnFiled(filed(
+                    Filer::System,
+                    aob(Pence::ZERO),
+                    period(2018, 6),
+                    9,
+                )))]),
+            },
+        ]);
+    }
+
+    #[test]
+    fn a_filed_return_changes_nothing_the_rules_consult() {
+        let before = ledger(&demo_system());
+        let mut after = before.clone();
+        let filed = filed(
+            Filer::Member(member("KHFT")),
+            ReportKind::Position,
+            period(2018, 6),
+            3,
+        );
+        after
+            .apply(&sys(SystemEvent::ReturnFiled(filed.clone())))
+            .expect("applies");
+        assert_eq!(after, before);
+        let event = sys(SystemEvent::ReturnFiled(filed));
+        assert_eq!(event.name(), "return_filed");
+        assert_eq!(event.effective_period(), Some(period(2018, 6)));
+        assert_eq!(event.stream(), crate::StreamId::system());
+        assert_eq!(Filer::System.to_string(), "the system");
+        assert_eq!(Filer::Member(member("KHFT")).to_string(), "KHFT");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! icsctl: post commands to ledgerd, load scenario files, read the log.
+//! icsctl: post commands to ledgerd, load scenario files, read the log, print reports, and
+//! audit (`icsctl audit …`: replay reports, check filed returns, the actor trail).
 //!
 //! Tables for people, `--json` for scripts. Every command goes through `domain::Command` on
 //! its way to the wire, so a malformed amount or period is caught here, before the network,
@@ -64,9 +65,12 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Who is posting (recorded on every event) when the server has authentication off; with
-    /// it on, the token's subject is recorded instead.
-    #[arg(long, global = true, env = "ICS_ACTOR", default_value = "icsctl")]
-    pub actor: String,
+    /// it on, the token's subject is recorded instead. Default: $ICS_ACTOR, or `icsctl`.
+    /// (`icsctl audit trail --actor A` lists what A posted.)
+    // No clap `env`/default: `audit trail` shares this flag as its filter, and must see only
+    // what was typed.
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
     /// Bearer token (from `icsctl token issue`), sent as `authorization: Bearer <token>`.
     #[arg(long, global = true, env = "ICS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -142,7 +146,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Oversight(oversight::Oversight),
     /// Check the ledger without trusting its operator: verify the log, prove an event is in
-    /// it, list checkpoints.
+    /// it, list checkpoints, replay reports, check filed returns, the actor trail.
     #[command(subcommand)]
     Audit(audit::Audit),
     /// Ed25519 key pairs: the ICS's token-signing key, the ledger's checkpoint key.
@@ -244,6 +248,9 @@ pub fn request<T>(global: &Global, message: T) -> anyhow::Result<tonic::Request<
     let mut request = tonic::Request::new(message);
     let actor = global
         .actor
+        .clone()
+        .or_else(|| std::env::var("ICS_ACTOR").ok())
+        .unwrap_or_else(|| "icsctl".to_string())
         .parse()
         .context("--actor must be printable ASCII")?;
     request.metadata_mut().insert("x-ics-actor", actor);
@@ -333,6 +340,7 @@ async fn send(
         C::SubmitReturn(m) => client.submit_return(with_actor(global, m)?).await,
         C::ReportMetric(m) => client.report_metric(with_actor(global, m)?).await,
         C::ClosePeriod(m) => client.close_period(with_actor(global, m)?).await,
+        C::FileReturn(m) => client.file_return(with_actor(global, m)?).await,
         C::EstablishBudget(m) => client.establish_budget(with_actor(global, m)?).await,
         C::PledgeContribution(m) => client.pledge_contribution(with_actor(global, m)?).await,
         C::PayContribution(m) => client.pay_contribution(with_actor(global, m)?).await,

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use domain::budget::{Scheme, Share};
 use domain::contract::PaymentModel;
 use domain::fund::{Condition, ConditionKind, Evidence, Figures, Recipient};
-use domain::system::{CounterpartyBalance, Metric, MonthlyReturn};
+use domain::system::{CounterpartyBalance, FiledReturn, Filer, Metric, MonthlyReturn};
 use domain::{
     BasisPoints, BudgetCommand, Code, Command, ContractCommand, FinancialYear, FundCommand,
     MemberCode, MemberKind, Pence, Period, Quarter, SystemCommand, SystemId, Text,
@@ -82,6 +82,39 @@ pub enum Post {
     ClosePeriod {
         #[arg(long, value_parser = parse::period)]
         period: Period,
+    },
+    /// Record that a report was filed (with the regulator) by --member, or by the system
+    /// itself (no --member): either the exported report (--file, from `icsctl audit replay
+    /// --export`), whose kind, period, sequence and fingerprint are read from it, or all of
+    /// --report, --period, --as-of-sequence and --fingerprint.
+    FileReturn {
+        /// The member filing; leave out for the system itself.
+        #[arg(long, value_parser = parse::member)]
+        member: Option<MemberCode>,
+        /// The exported report that was filed.
+        #[arg(long, conflicts_with_all = ["report", "period", "as_of_sequence", "fingerprint", "scope", "balance_threshold", "income_threshold"])]
+        file: Option<std::path::PathBuf>,
+        /// Which report: position, consolidation, budget, contract, fund, aob, adjustments.
+        #[arg(long, value_enum, requires_all = ["period", "as_of_sequence", "fingerprint"])]
+        report: Option<crate::audit::ReportName>,
+        /// The year and last month the report covers (year to date), e.g. 2018/19-M6.
+        #[arg(long, value_parser = parse::period)]
+        period: Option<Period>,
+        /// The sequence the report was taken at (its basis).
+        #[arg(long)]
+        as_of_sequence: Option<u64>,
+        /// The report's fingerprint: 64 hex digits.
+        #[arg(long, value_parser = fingerprint)]
+        fingerprint: Option<[u8; 32]>,
+        /// consolidation and aob: nhs (default) or all members.
+        #[arg(long, value_enum)]
+        scope: Option<crate::report::Scope>,
+        /// aob: the receivables/payables threshold in pounds (default 300,000).
+        #[arg(long, value_parser = parse::pounds)]
+        balance_threshold: Option<Pence>,
+        /// aob: the income/expenditure threshold in pounds (default 3,000,000).
+        #[arg(long, value_parser = parse::pounds)]
+        income_threshold: Option<Pence>,
     },
     /// Establish a pooled budget (Section 75).
     EstablishBudget {
@@ -492,6 +525,61 @@ impl Post {
                 })
             }
             Post::ClosePeriod { period } => system(SystemCommand::ClosePeriod { period }),
+            Post::FileReturn {
+                member,
+                file,
+                report,
+                period,
+                as_of_sequence,
+                fingerprint,
+                scope,
+                balance_threshold,
+                income_threshold,
+            } => {
+                let filer = member.map_or(Filer::System, Filer::Member);
+                let filed = match (file, report, period, as_of_sequence, fingerprint) {
+                    (Some(file), ..) => {
+                        let exported =
+                            crate::audit::export::read(&file).map_err(|e| format!("{e:#}"))?;
+                        let basis = exported.report.basis();
+                        if !exported.is_as_exported() {
+                            return Err(format!(
+                                "{}: its content does not give the fingerprint it states, so it was changed after it was exported; file the report as exported, or, to file this content as it now is, give --report {} --period {} --as-of-sequence {} --fingerprint {}",
+                                file.display(),
+                                exported.report.kind().name(),
+                                basis.year.period(basis.month),
+                                basis.as_of_sequence,
+                                crate::audit::hex32(&exported.fingerprint),
+                            ));
+                        }
+                        FiledReturn {
+                            filer,
+                            report: exported.report.kind(),
+                            period: basis.year.period(basis.month),
+                            as_of_sequence: basis.as_of_sequence,
+                            fingerprint: exported.fingerprint,
+                        }
+                    }
+                    (None, Some(name), Some(period), Some(as_of_sequence), Some(fingerprint)) => {
+                        FiledReturn {
+                            filer,
+                            report: crate::audit::report_kind(
+                                name,
+                                scope,
+                                balance_threshold,
+                                income_threshold,
+                            )?,
+                            period,
+                            as_of_sequence,
+                            fingerprint,
+                        }
+                    }
+                    _ => {
+                        return Err("give --file, or all of --report, --period, --as-of-sequence and --fingerprint".to_string());
+                    }
+                };
+                system(SystemCommand::FileReturn(filed))
+            }
             Post::EstablishBudget {
                 budget: code,
                 name,
@@ -755,6 +843,14 @@ impl Post {
             } => contract(&code, ContractCommand::Terminate { period, reason }),
         }
     }
+}
+
+/// 64 hex digits: a SHA-256 fingerprint.
+fn fingerprint(text: &str) -> Result<[u8; 32], String> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("'{text}' is not a fingerprint (64 hex digits)"))
 }
 
 fn member_kind(text: &str) -> Result<MemberKind, String> {

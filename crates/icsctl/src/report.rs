@@ -84,7 +84,7 @@ pub enum ReportCmd {
     },
 }
 
-fn month(text: &str) -> Result<domain::Month, String> {
+pub(crate) fn month(text: &str) -> Result<domain::Month, String> {
     let number = text.trim_start_matches(['M', 'm']);
     let n: u32 = number
         .parse()
@@ -137,7 +137,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, position_table, position_csv)
+            print(global, args.csv, &report, position_table, position_csv)
         }
         ReportCmd::Consolidation { args, scope } => {
             let request = pb::ConsolidationRequest {
@@ -155,7 +155,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .into_inner();
             print(
                 global,
-                &args,
+                args.csv,
                 &report,
                 consolidation_table,
                 consolidation_csv,
@@ -167,7 +167,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, budget_table, budget_csv)
+            print(global, args.csv, &report, budget_table, budget_csv)
         }
         ReportCmd::Contract(args) => {
             let report = client
@@ -175,7 +175,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, contract_table, contract_csv)
+            print(global, args.csv, &report, contract_table, contract_csv)
         }
         ReportCmd::Fund(args) => {
             let report = client
@@ -183,7 +183,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, fund_table, fund_csv)
+            print(global, args.csv, &report, fund_table, fund_csv)
         }
         ReportCmd::Aob {
             args,
@@ -206,7 +206,7 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, aob_table, aob_csv)
+            print(global, args.csv, &report, aob_table, aob_csv)
         }
         ReportCmd::Adjustments(args) => {
             let report = client
@@ -214,7 +214,13 @@ pub async fn run(global: &Global, command: ReportCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print(global, &args, &report, adjustments_table, adjustments_csv)
+            print(
+                global,
+                args.csv,
+                &report,
+                adjustments_table,
+                adjustments_csv,
+            )
         }
         ReportCmd::PositionStatus { .. } => Ok(()),
     }
@@ -285,19 +291,38 @@ async fn position_status(
 /// Prints `report` as JSON, CSV or tables.
 fn print<R: serde::Serialize>(
     global: &Global,
-    args: &ReportArgs,
+    as_csv: bool,
     report: &R,
     tables: fn(&R) -> String,
     csv: fn(&R) -> Csv,
 ) -> anyhow::Result<()> {
     if global.json {
         println!("{}", serde_json::to_string_pretty(report)?);
-    } else if args.csv {
+    } else if as_csv {
         print!("{}", csv(report).text);
     } else {
         print!("{}", tables(report));
     }
     Ok(())
+}
+
+/// Prints any report's message exactly as the command for its kind prints positiond's
+/// (`icsctl position`, `icsctl fund`, …): the audit replay's output is byte for byte theirs.
+pub fn print_any(
+    global: &Global,
+    as_csv: bool,
+    report: &api::report::AnyReportProto,
+) -> anyhow::Result<()> {
+    use api::report::AnyReportProto as R;
+    match report {
+        R::Position(r) => print(global, as_csv, r, position_table, position_csv),
+        R::Consolidation(r) => print(global, as_csv, r, consolidation_table, consolidation_csv),
+        R::PooledBudgets(r) => print(global, as_csv, r, budget_table, budget_csv),
+        R::Contracts(r) => print(global, as_csv, r, contract_table, contract_csv),
+        R::Funds(r) => print(global, as_csv, r, fund_table, fund_csv),
+        R::AgreementOfBalances(r) => print(global, as_csv, r, aob_table, aob_csv),
+        R::Adjustments(r) => print(global, as_csv, r, adjustments_table, adjustments_csv),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

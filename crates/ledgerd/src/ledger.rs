@@ -68,6 +68,9 @@ struct Core {
     state: DomainLedger,
     /// Current version of every stream, including events queued but not yet durable.
     versions: HashMap<StreamId, u64>,
+    /// Global sequence of the last event queued (durable or not): the log's head as the next
+    /// command sees it.
+    sequence: u64,
     /// Requests queued but maybe not yet durable, so a concurrent resend waits for the same
     /// outcome instead of deciding twice.
     in_flight: HashMap<[u8; 16], ([u8; 32], SharedPending)>,
@@ -155,6 +158,7 @@ impl Ledger {
             core: Arc::new(Mutex::new(Core {
                 state,
                 versions,
+                sequence: head.sequence,
                 in_flight: HashMap::new(),
                 prune_at: IN_FLIGHT_PRUNE_AT,
             })),
@@ -257,6 +261,7 @@ impl Ledger {
         }
 
         let events = core.state.decide(&command)?;
+        check_filed_sequence(&command, core.sequence)?;
         // Apply before queueing, so the next command sees these events. apply() cannot fail for
         // events decide() produced; if it does, the rules are broken: stop writing altogether.
         for event in &events {
@@ -288,6 +293,7 @@ impl Ledger {
             }
         };
         core.versions.insert(stream, current + event_count);
+        core.sequence += event_count;
 
         let ledger = self.clone();
         let shared = async move {
@@ -370,6 +376,23 @@ pub enum RecoverError {
         configured: SystemId,
         recorded: SystemId,
     },
+}
+
+/// A filed return names the sequence its report was taken at: one the log has, at most
+/// `head` (the last event recorded before this command). The domain checks the rest.
+fn check_filed_sequence(command: &Command, head: u64) -> Result<(), DomainError> {
+    match command {
+        Command::System(SystemCommand::FileReturn(filed)) if filed.as_of_sequence > head => {
+            Err(DomainError::invalid(
+                "as_of_sequence",
+                format!(
+                    "{} is beyond the ledger's head {head}: a report can only be taken at a sequence the log has",
+                    filed.as_of_sequence
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn new_event(event: &Event) -> NewEvent<Event> {

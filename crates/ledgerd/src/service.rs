@@ -208,6 +208,7 @@ ledger_service! {
     submit_return(SubmitReturnRequest);
     report_metric(ReportMetricRequest);
     close_period(ClosePeriodRequest);
+    file_return(FileReturnRequest);
     establish_budget(EstablishBudgetRequest);
     pledge_contribution(PledgeContributionRequest);
     pay_contribution(PayContributionRequest);

@@ -11,7 +11,8 @@ use api::pb::ledger_service_client::LedgerServiceClient;
 use auth::{Principal, Role};
 use domain::budget::{Scheme, Share};
 use domain::contract::PaymentModel;
-use domain::system::{Metric, MonthlyReturn};
+use domain::position::ReportKind;
+use domain::system::{FiledReturn, Filer, Metric, MonthlyReturn};
 use domain::{
     BasisPoints, BudgetCommand, Code, Command, ContractCommand, FinancialYear, MemberCode,
     MemberKind, Month, Pence, Period, SystemCommand, SystemId, Text,
@@ -272,6 +273,26 @@ fn writes() -> Vec<(Command, &'static [&'static str])> {
             &["KCC"],
         ),
         (
+            Command::System(SystemCommand::FileReturn(FiledReturn {
+                filer: Filer::Member(m("KHFT")),
+                report: ReportKind::Position,
+                period: p(1),
+                as_of_sequence: 1,
+                fingerprint: [3; 32],
+            })),
+            &["KHFT"],
+        ),
+        (
+            Command::System(SystemCommand::FileReturn(FiledReturn {
+                filer: Filer::System,
+                report: ReportKind::Funds,
+                period: p(1),
+                as_of_sequence: 1,
+                fingerprint: [3; 32],
+            })),
+            &[],
+        ),
+        (
             Command::System(SystemCommand::ClosePeriod { period: p(1) }),
             &[],
         ),
@@ -309,6 +330,7 @@ async fn post(
     rpc! {
         EstablishSystem => establish_system, AdmitMember => admit_member, AgreePlan => agree_plan,
         SubmitReturn => submit_return, ReportMetric => report_metric, ClosePeriod => close_period,
+        FileReturn => file_return,
         EstablishBudget => establish_budget, PledgeContribution => pledge_contribution,
         PayContribution => pay_contribution, RecordSpend => record_spend, VaryBudget => vary_budget,
         SettleRiskShare => settle_risk_share, CloseBudget => close_budget,
@@ -498,7 +520,7 @@ async fn each_role_posts_exactly_what_it_may() -> anyhow::Result<()> {
     }
 
     // Every member's own posting of the table went through (the domain accepted them all).
-    assert_eq!(posted_by_members, 8);
+    assert_eq!(posted_by_members, 9);
 
     // Only the log's readers read it: a member's team and the regulator are refused.
     for (role, member, may) in [

@@ -266,3 +266,72 @@ async fn a_ledger_serves_only_its_configured_system() {
         "a log of kav opened as 'other' must be refused"
     );
 }
+
+fn file_return(as_of_sequence: u64) -> Command {
+    Command::System(SystemCommand::FileReturn(domain::system::FiledReturn {
+        filer: domain::system::Filer::Member(member("KCHT")),
+        report: domain::position::ReportKind::Position,
+        period: Period::new(year(), Month::new(1).expect("month")),
+        as_of_sequence,
+        fingerprint: [9; 32],
+    }))
+}
+
+fn refused_as_of(result: &Result<store::AppendOutcome, SubmitError>) -> bool {
+    matches!(
+        result,
+        Err(SubmitError::Domain(domain::DomainError::Invalid { field, .. })) if field == "as_of_sequence"
+    )
+}
+
+/// A return names the sequence its report was taken at: the log must have it. Events queued
+/// ahead of it in the same group commit count (a bulk load may file a return at a sequence it
+/// recorded a moment before); one beyond the head is refused naming the field, and after a
+/// restart the head is the recovered one.
+#[tokio::test]
+async fn a_filed_return_names_a_sequence_the_log_has() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (store, ledger) = open(dir.path());
+        for command in setup() {
+            ledger
+                .submit(CommandMeta::random(), "test", command)
+                .await
+                .expect("setup accepted");
+        }
+        let head = store.head().sequence;
+        assert_eq!(head, 4);
+        let beyond = ledger
+            .submit(CommandMeta::random(), "test", file_return(head + 1))
+            .await;
+        assert!(refused_as_of(&beyond), "{beyond:?}");
+        assert_eq!(store.head().sequence, head, "a refusal writes nothing");
+
+        // Queued, not yet awaited: its sequence (5) is the head the next command sees.
+        let queued = ledger
+            .enqueue(CommandMeta::random(), "test", invoice(1))
+            .await
+            .expect("queued");
+        let filed = ledger
+            .enqueue(CommandMeta::random(), "test", file_return(head + 1))
+            .await
+            .expect("the queued invoice is in the log before it");
+        assert_eq!(queued.await.expect("durable").last_sequence, head + 1);
+        assert_eq!(filed.await.expect("durable").last_sequence, head + 2);
+        let zero = ledger
+            .submit(CommandMeta::random(), "test", file_return(0))
+            .await;
+        assert!(refused_as_of(&zero), "{zero:?}");
+    }
+    let (store, ledger) = open(dir.path());
+    let head = store.head().sequence;
+    assert_eq!(head, 6);
+    let beyond = ledger
+        .submit(CommandMeta::random(), "test", file_return(head + 1))
+        .await;
+    assert!(refused_as_of(&beyond), "{beyond:?}");
+    ledger
+        .submit(CommandMeta::random(), "test", file_return(head))
+        .await
+        .expect("at the head");
+}

@@ -67,7 +67,7 @@ fn every_command_round_trips_through_proto_and_the_wire() {
         assert_eq!(got_meta, meta());
         assert_eq!(&got, command);
     }
-    assert_eq!(kinds.len(), 27, "every request message is covered");
+    assert_eq!(kinds.len(), 28, "every request message is covered");
 }
 
 #[test]
@@ -274,6 +274,140 @@ fn system_requests_name_the_bad_field() {
             period: None,
         },
         "period",
+    );
+}
+
+#[test]
+fn file_return_requests_name_the_bad_field() {
+    let file = request(|c| match c {
+        C::FileReturn(r) => Some(r),
+        _ => None,
+    });
+    let with_spec = |spec: pb::ReportSpec| pb::FileReturnRequest {
+        report: Some(spec),
+        ..file.clone()
+    };
+    let spec = |kind: pb::ReportKind, scope: pb::ReportScope| pb::ReportSpec {
+        kind: kind.into(),
+        scope: scope.into(),
+        receivables_payables_threshold_pence: None,
+        income_expenditure_threshold_pence: None,
+    };
+    let none = pb::ReportScope::Unspecified;
+
+    // The system itself files with no member; a member by its ODS code.
+    let (_, system) = pb::FileReturnRequest {
+        member: String::new(),
+        ..file.clone()
+    }
+    .into_command()
+    .expect("valid");
+    assert!(matches!(
+        system,
+        Command::System(domain::SystemCommand::FileReturn(
+            domain::system::FiledReturn {
+                filer: domain::system::Filer::System,
+                ..
+            }
+        ))
+    ));
+    refused(
+        pb::FileReturnRequest {
+            member: "khft".to_string(),
+            ..file.clone()
+        },
+        "member",
+    );
+    for length in [0, 31, 33, 64] {
+        let reason = refused(
+            pb::FileReturnRequest {
+                fingerprint: vec![1; length],
+                ..file.clone()
+            },
+            "fingerprint",
+        );
+        assert!(reason.contains(&length.to_string()), "{reason}");
+    }
+    refused(
+        pb::FileReturnRequest {
+            period: None,
+            ..file.clone()
+        },
+        "period",
+    );
+    refused(
+        pb::FileReturnRequest {
+            period: pb_period(2018, 13),
+            ..file.clone()
+        },
+        "period.month",
+    );
+    refused(
+        pb::FileReturnRequest {
+            report: None,
+            ..file.clone()
+        },
+        "report",
+    );
+    let reason = refused(
+        with_spec(spec(pb::ReportKind::Unspecified, none)),
+        "report.kind",
+    );
+    assert!(reason.contains("UNSPECIFIED"), "{reason}");
+    refused(
+        with_spec(pb::ReportSpec {
+            kind: 99,
+            ..spec(pb::ReportKind::Position, none)
+        }),
+        "report.kind",
+    );
+    refused(
+        with_spec(spec(pb::ReportKind::Consolidation, none)),
+        "report.scope",
+    );
+    refused(
+        with_spec(spec(pb::ReportKind::AgreementOfBalances, none)),
+        "report.scope",
+    );
+    refused(
+        with_spec(spec(pb::ReportKind::Funds, pb::ReportScope::AllMembers)),
+        "report.scope",
+    );
+    refused(
+        with_spec(pb::ReportSpec {
+            scope: 7,
+            ..spec(pb::ReportKind::Consolidation, none)
+        }),
+        "report.scope",
+    );
+    refused(
+        with_spec(pb::ReportSpec {
+            income_expenditure_threshold_pence: Some(1),
+            ..spec(pb::ReportKind::Position, none)
+        }),
+        "report.income_expenditure_threshold_pence",
+    );
+    // Absent thresholds are the defaults; a negative one is the domain's to refuse.
+    let (_, aob) = with_spec(spec(
+        pb::ReportKind::AgreementOfBalances,
+        pb::ReportScope::System,
+    ))
+    .into_command()
+    .expect("valid");
+    let Command::System(domain::SystemCommand::FileReturn(filed)) = aob else {
+        panic!("a filed return: {aob:?}");
+    };
+    assert_eq!(
+        filed.report,
+        domain::position::ReportKind::AgreementOfBalances(domain::position::AobOptions::default())
+    );
+    assert!(
+        with_spec(pb::ReportSpec {
+            receivables_payables_threshold_pence: Some(-1),
+            ..spec(pb::ReportKind::AgreementOfBalances, pb::ReportScope::System)
+        })
+        .into_command()
+        .is_ok()
     );
 }
 

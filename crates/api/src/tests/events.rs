@@ -16,8 +16,8 @@ fn every_event_round_trips_through_proto_and_the_wire() {
         let decoded = pb::Event::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(event_from_proto(decoded).as_ref(), Ok(event));
     }
-    // 6 system + 7 budget + 4 funding + 10 contract event kinds.
-    assert_eq!(types.len(), 27, "every event variant is covered: {types:?}");
+    // 7 system + 7 budget + 4 funding + 10 contract event kinds.
+    assert_eq!(types.len(), 28, "every event variant is covered: {types:?}");
     for family in Family::ALL {
         assert!(
             types.iter().any(|t| t.starts_with(&format!("{family}."))),
@@ -36,6 +36,7 @@ fn event_types_are_family_dot_name() {
         "funding.tranche_paid",
         "contract.invoice_raised",
         "contract.agreed",
+        "system.return_filed",
     ] {
         assert!(types.contains(expected), "{expected} in {types:?}");
     }
@@ -50,7 +51,7 @@ fn each_event_kind_has_its_own_oneof_field() {
             format!("{:?}", proto.event.as_ref().map(std::mem::discriminant))
         })
         .collect();
-    assert_eq!(fields.len(), 27);
+    assert_eq!(fields.len(), 28);
 }
 
 #[test]
@@ -96,6 +97,29 @@ fn a_malformed_event_names_the_field() {
         })),
     };
     assert_eq!(refused(allocated), "fund_allocated.fund");
+
+    let filed = |fingerprint: Vec<u8>, kind: i32| pb::Event {
+        event: Some(pb::event::Event::ReturnFiled(pb::ReturnFiled {
+            member: "KHFT".to_string(),
+            report: Some(pb::ReportSpec {
+                kind,
+                ..Default::default()
+            }),
+            period: Some(pb::Period {
+                year: 2018,
+                month: 6,
+            }),
+            as_of_sequence: 9,
+            fingerprint,
+        })),
+    };
+    let position = pb::ReportKind::Position.into();
+    assert!(event_from_proto(filed(vec![0; 32], position)).is_ok());
+    assert_eq!(
+        refused(filed(vec![0; 31], position)),
+        "return_filed.fingerprint"
+    );
+    assert_eq!(refused(filed(vec![0; 32], 0)), "return_filed.report.kind");
 }
 
 #[test]

@@ -7,7 +7,10 @@ use domain::fund::{
     Condition, ConditionKind, ConditionOutcome, Evidence, Figures, FundCommand, FundEvent,
     Recipient,
 };
-use domain::system::{CounterpartyBalance, Metric, MonthlyReturn, SystemCommand, SystemEvent};
+use domain::position::{AobOptions, AobScope, AobThresholds, ConsolidationScope, ReportKind};
+use domain::system::{
+    CounterpartyBalance, FiledReturn, Filer, Metric, MonthlyReturn, SystemCommand, SystemEvent,
+};
 use domain::{
     BasisPoints, Code, Command, Event, FinancialYear, MemberCode, MemberKind, Pence, Period,
     Quarter, SystemId, Text,
@@ -148,6 +151,38 @@ pub fn models() -> Vec<PaymentModel> {
     ]
 }
 
+/// A filed return of `report` for 2018/19 M6 as of sequence 212.
+pub fn filed_return(filer: Filer, report: ReportKind) -> FiledReturn {
+    FiledReturn {
+        filer,
+        report,
+        period: period("2018/19-M6"),
+        as_of_sequence: 212,
+        fingerprint: std::array::from_fn(|i| u8::try_from(i).unwrap_or(0)),
+    }
+}
+
+/// One of every report kind, each option both ways.
+pub fn report_kinds() -> Vec<ReportKind> {
+    vec![
+        ReportKind::Position,
+        ReportKind::Consolidation(ConsolidationScope::ControlTotal),
+        ReportKind::Consolidation(ConsolidationScope::WiderIcs),
+        ReportKind::PooledBudgets,
+        ReportKind::Contracts,
+        ReportKind::Funds,
+        ReportKind::AgreementOfBalances(AobOptions::default()),
+        ReportKind::AgreementOfBalances(AobOptions {
+            thresholds: AobThresholds {
+                receivables_payables: Pence::new(1),
+                income_expenditure: gbp(5_000_000),
+            },
+            scope: AobScope::AllMembers,
+        }),
+        ReportKind::Adjustments,
+    ]
+}
+
 /// Every domain command, once (and a few twice, to cover optional fields both ways).
 pub fn commands() -> Vec<Command> {
     let sys = Command::System;
@@ -191,6 +226,10 @@ pub fn commands() -> Vec<Command> {
         sys(SystemCommand::ClosePeriod {
             period: period("2018/19-M1"),
         }),
+        sys(SystemCommand::FileReturn(filed_return(
+            Filer::Member(member("KHFT")),
+            ReportKind::Position,
+        ))),
         budget(BudgetCommand::Establish {
             name: text("Better Care Fund 2018/19"),
             host: member("KCC"),
@@ -353,6 +392,14 @@ pub fn commands() -> Vec<Command> {
             description: text("Acute services"),
         }));
     }
+    for (i, report) in report_kinds().into_iter().enumerate() {
+        let filer = if i % 2 == 0 {
+            Filer::System
+        } else {
+            Filer::Member(member("AVT"))
+        };
+        commands.push(sys(SystemCommand::FileReturn(filed_return(filer, report))));
+    }
     commands
 }
 
@@ -406,6 +453,16 @@ pub fn events() -> Vec<Event> {
         sys(SystemEvent::PeriodClosed {
             period: period("2018/19-M1"),
         }),
+        sys(SystemEvent::ReturnFiled(filed_return(
+            Filer::System,
+            ReportKind::AgreementOfBalances(AobOptions {
+                thresholds: AobThresholds {
+                    receivables_payables: gbp(150_000),
+                    income_expenditure: Pence::ZERO,
+                },
+                scope: AobScope::AllMembers,
+            }),
+        ))),
         budget(BudgetEvent::Established {
             name: text("Better Care Fund 2018/19"),
             host: member("KCC"),
@@ -602,6 +659,14 @@ pub fn events() -> Vec<Event> {
             description: text("Acute services"),
             annual_value: gbp(72_000_000),
         }));
+    }
+    for (i, report) in report_kinds().into_iter().enumerate() {
+        let filer = if i % 2 == 1 {
+            Filer::System
+        } else {
+            Filer::Member(member("15N"))
+        };
+        events.push(sys(SystemEvent::ReturnFiled(filed_return(filer, report))));
     }
     events
 }

@@ -145,8 +145,8 @@ fn the_descriptor_set_describes_the_service_for_reflection() {
     assert_eq!(ledger.package(), "ics.ledger.v1");
     let service = &ledger.service[0];
     assert_eq!(service.name(), "LedgerService");
-    // 27 commands + SubmitBulk, ReadStream, ReadAll, Head.
-    assert_eq!(service.method.len(), 31);
+    // 28 commands + SubmitBulk, ReadStream, ReadAll, Head.
+    assert_eq!(service.method.len(), 32);
     assert!(
         ledger.source_code_info.is_some(),
         "comments are kept, so reflection clients see the documentation"
@@ -195,6 +195,6 @@ fn each_command_rpc_has_its_bulk_oneof_field_with_the_same_request() {
             format!(".ics.ledger.v1.{}Request", method.name())
         );
     }
-    assert_eq!(unary, 27);
-    assert_eq!(command.field.len(), 27);
+    assert_eq!(unary, 28);
+    assert_eq!(command.field.len(), 28);
 }

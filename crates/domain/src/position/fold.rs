@@ -794,8 +794,9 @@ impl Projection {
                         },
                     );
             }
-            // Operational metrics are the regulator's (see `oversight`), not the position's.
-            SystemEvent::MetricReported { .. } => {}
+            // Operational metrics are the regulator's (see `oversight`), not the position's; a
+            // filed return records that a report was filed and changes no figure.
+            SystemEvent::MetricReported { .. } | SystemEvent::ReturnFiled(_) => {}
             SystemEvent::PeriodClosed { period } => self.closes.push((sequence, *period)),
         }
     }

@@ -16,6 +16,8 @@
 //!   [`AdjustmentsReport`].
 //! - Each report is serde data in integer pence with deterministic order, and has canonical
 //!   bytes and a SHA-256 fingerprint ([`Report`], [`canonical`]).
+//! - [`ReportKind`] names a report (as a filed return does), [`Snapshot::report`] takes the
+//!   report of a kind and [`AnyReport`] holds any one of them.
 //!
 //! # As of a sequence, without refolding
 //!
@@ -59,6 +61,7 @@
 pub mod canonical;
 mod fold;
 pub mod history;
+mod kind;
 mod snapshot;
 
 mod adjustments;
@@ -88,6 +91,7 @@ pub use funds::{
     FundStatement, FundSummary, LedgerTest, RecipientSummary, TrancheAssessment, TranchePaid,
     TrancheSummary,
 };
+pub use kind::{AnyReport, ReportKind};
 pub use members::{MemberPosition, PositionFigures, PositionReport};
 pub use snapshot::{Basis, Snapshot};
 

@@ -1,13 +1,30 @@
-//! `icsctl audit …`: checking the ledger without trusting its operator.
+//! `icsctl audit …`: what an auditor runs without trusting the ledger's operator or positiond.
 //!
 //! - [`verify`]: `audit verify` — the whole log, its chain, its Merkle tree, every checkpoint;
 //!   online (ledgerd's `ReadAll`) or offline (`--data-dir`, a stopped ledgerd's sled).
 //! - [`prove`]: `audit prove --seq N` — an inclusion proof from ledgerd checked against a
 //!   checkpoint the regulator holds; `audit checkpoints` lists checkpoints.
+//! - `replay`: rebuilds a report from the log with the domain crate's own position arithmetic
+//!   (the code positiond runs), as of a sequence or a moment of transaction time, and prints
+//!   it exactly as `icsctl position|budget|contract|fund|aob|…` prints positiond's — with its
+//!   fingerprint — or exports it ([`export`]).
+//! - `check-return`: takes a filed return (a `system.return_filed` event), replays the log to
+//!   the sequence it names, takes the same report and compares fingerprints; with the filed
+//!   file, shows what differs.
+//! - `trail`: who posted what, and when, filtered by member, stream, period and actor.
+//!
+//! Each reads ledgerd's `ReadAll` (with the global `--server`, `--ca`, `--token`) or, with
+//! `--data-dir`, a stopped ledgerd's sled directory ([`source`]).
 
+pub mod check;
+pub mod export;
 pub mod prove;
+pub mod replay;
+pub mod source;
+pub mod trail;
 pub mod verify;
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -15,11 +32,16 @@ use api::audit_pb;
 use api::audit_pb::audit_service_client::AuditServiceClient;
 use audit::checkpoint::LedgerKey;
 use audit::{SignedCheckpoint, Source};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use domain::Pence;
 use domain::SystemId;
+use domain::position::{
+    AobOptions, AobScope, AobThresholds, ConsolidationScope, Projection, ReportKind,
+};
 use tonic::transport::Channel;
 
 use crate::Global;
+use crate::report::Scope;
 
 #[derive(Debug, Subcommand)]
 pub enum Audit {
@@ -55,6 +77,33 @@ pub enum Audit {
         #[arg(long)]
         regulator: bool,
     },
+    /// Rebuild a report from the log with the domain's own code (no positiond): as of a
+    /// sequence (--to-seq) or a time (--as-of), printed as positiond's is, with its
+    /// fingerprint; --export writes it to a file that rebuilds its canonical bytes.
+    #[command(subcommand)]
+    Replay(replay::ReplayReport),
+    /// Check a filed return (the system.return_filed event at --seq): replay the log to the
+    /// sequence it names, take the same report, compare fingerprints. Exit status 0 only when
+    /// they match; with --file (the report that was filed), show what differs.
+    CheckReturn(check::CheckReturn),
+    /// Who posted what and when: sequence, time, actor, stream, event and period, filtered by
+    /// member, stream, period and actor.
+    Trail(trail::Trail),
+}
+
+pub async fn run(global: &Global, command: Audit) -> anyhow::Result<()> {
+    match command {
+        Audit::Replay(report) => replay::run(global, report).await,
+        Audit::CheckReturn(args) => check::run(global, args).await,
+        Audit::Trail(args) => trail::run(global, args).await,
+        Audit::Verify {
+            keys,
+            data_dir,
+            quiet,
+        } => verify::run(global, &keys, data_dir.as_deref(), quiet).await,
+        Audit::Prove { keys, seq } => prove::run(global, &keys, seq).await,
+        Audit::Checkpoints { keys, regulator } => prove::list(global, &keys, regulator).await,
+    }
 }
 
 /// What every audit needs: whose ledger, its public key, and the regulator's side.
@@ -86,18 +135,6 @@ impl AuditArgs {
             .with_context(|| format!("reading --ledger-key {}", self.ledger_key.display()))?;
         audit::checkpoint::verifying_key_from_pem(&pem)
             .with_context(|| format!("--ledger-key {}", self.ledger_key.display()))
-    }
-}
-
-pub async fn run(global: &Global, command: Audit) -> anyhow::Result<()> {
-    match command {
-        Audit::Verify {
-            keys,
-            data_dir,
-            quiet,
-        } => verify::run(global, &keys, data_dir.as_deref(), quiet).await,
-        Audit::Prove { keys, seq } => prove::run(global, &keys, seq).await,
-        Audit::Checkpoints { keys, regulator } => prove::list(global, &keys, regulator).await,
     }
 }
 
@@ -187,7 +224,193 @@ pub fn tagged(
     checkpoints.into_iter().map(move |c| (source, c))
 }
 
-/// `2019-04-01T09:00:00Z` for unix microseconds.
-pub fn time(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us).map_or_else(|_| format!("{us} µs"), |t| t.to_string())
+/// Where an audit command reads the log.
+#[derive(Clone, Debug, Args)]
+pub struct LogArgs {
+    /// Read a stopped ledgerd's data directory (its sled store) instead of asking ledgerd at
+    /// --server. Nothing is written to it.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The reports, named as icsctl's report commands name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportName {
+    Position,
+    Consolidation,
+    Budget,
+    Contract,
+    Fund,
+    Aob,
+    Adjustments,
+}
+
+/// The report kind of `name`: `scope` applies to consolidation and aob, the thresholds to aob
+/// (absent: £300,000 and £3,000,000); giving them for another report is an error.
+pub fn report_kind(
+    name: ReportName,
+    scope: Option<Scope>,
+    balance_threshold: Option<Pence>,
+    income_threshold: Option<Pence>,
+) -> Result<ReportKind, String> {
+    let all = matches!(scope, Some(Scope::All));
+    if scope.is_some() && !matches!(name, ReportName::Consolidation | ReportName::Aob) {
+        return Err("--scope is for consolidation and aob only".to_string());
+    }
+    if (balance_threshold.is_some() || income_threshold.is_some()) && name != ReportName::Aob {
+        return Err("--balance-threshold and --income-threshold are for aob only".to_string());
+    }
+    Ok(match name {
+        ReportName::Position => ReportKind::Position,
+        ReportName::Consolidation => ReportKind::Consolidation(if all {
+            ConsolidationScope::WiderIcs
+        } else {
+            ConsolidationScope::ControlTotal
+        }),
+        ReportName::Budget => ReportKind::PooledBudgets,
+        ReportName::Contract => ReportKind::Contracts,
+        ReportName::Fund => ReportKind::Funds,
+        ReportName::Aob => {
+            let defaults = AobThresholds::default();
+            ReportKind::AgreementOfBalances(AobOptions {
+                thresholds: AobThresholds {
+                    receivables_payables: balance_threshold
+                        .unwrap_or(defaults.receivables_payables),
+                    income_expenditure: income_threshold.unwrap_or(defaults.income_expenditure),
+                },
+                scope: if all {
+                    AobScope::AllMembers
+                } else {
+                    AobScope::NhsBodies
+                },
+            })
+        }
+        ReportName::Adjustments => ReportKind::Adjustments,
+    })
+}
+
+/// Up to where a replay folds the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Every event up to and including this sequence.
+    Sequence(u64),
+    /// Every event recorded at or before this time (µs since the Unix epoch), up to `head`.
+    RecordedAt { time_us: i64, head: u64 },
+}
+
+/// Folds the log from its first event until `until` into the domain's position projection;
+/// returns it with the number of events folded.
+pub async fn fold(log: &mut source::Log, until: Until) -> anyhow::Result<(Projection, u64)> {
+    let mut projection = Projection::new();
+    let (to, time) = match until {
+        Until::Sequence(sequence) => (sequence, None),
+        Until::RecordedAt { time_us, head } => (head, Some(time_us)),
+    };
+    let mut folded = 0u64;
+    log.each(1, to, |event| {
+        if time.is_some_and(|t| event.recorded_at_us > t) {
+            return Ok(ControlFlow::Break(()));
+        }
+        projection
+            .apply(&event.recorded(), &event.event)
+            .map_err(|e| anyhow::anyhow!("the log does not fold: {e}"))?;
+        folded += 1;
+        Ok(ControlFlow::Continue(()))
+    })
+    .await?;
+    Ok((projection, folded))
+}
+
+/// Lowercase hex of a fingerprint.
+pub fn hex32(fingerprint: &[u8; 32]) -> String {
+    domain::position::canonical::hex(fingerprint)
+}
+
+/// A time for people: RFC 3339, UTC.
+pub fn time_text(recorded_at_us: i64) -> String {
+    jiff::Timestamp::from_microsecond(recorded_at_us)
+        .map_or_else(|_| recorded_at_us.to_string(), |t| t.to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The demo ICS folded in-process, for the audit's unit tests.
+
+    use domain::position::{AsOf, Projection, Recorded};
+    use domain::{Event, Ledger};
+
+    use super::*;
+
+    /// The demo scenario's events as the ledger records them (a second apart from
+    /// 2018-04-01), and their projection.
+    pub fn demo() -> (Vec<(Recorded, Event)>, Projection) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/demo/kingsmere-2018-19.ics");
+        let text = std::fs::read_to_string(path).expect("demo scenario");
+        let commands = crate::load::parse_scenario("demo", &text).expect("parses");
+        let mut ledger = Ledger::default();
+        let mut log = Vec::new();
+        let mut projection = Projection::new();
+        for (line, command) in commands {
+            let (_, command) = api::command_from_proto(command).expect("converts");
+            let events = ledger
+                .execute(&command)
+                .unwrap_or_else(|e| panic!("line {line}: {e}"));
+            for event in events {
+                let sequence = log.len() as u64 + 1;
+                let recorded = Recorded {
+                    sequence,
+                    recorded_at_us: 1_522_540_800_000_000
+                        + i64::try_from(sequence).unwrap_or(0) * 1_000_000,
+                };
+                projection.apply(&recorded, &event).expect("folds");
+                log.push((recorded, event));
+            }
+        }
+        (log, projection)
+    }
+
+    /// Every kind of report, each option both ways.
+    pub fn every_kind() -> Vec<ReportKind> {
+        let mut kinds = Vec::new();
+        for name in ReportName::value_variants() {
+            for scope in [None, Some(Scope::Nhs), Some(Scope::All)] {
+                if let Ok(kind) = report_kind(*name, scope, None, None)
+                    && !kinds.contains(&kind)
+                {
+                    kinds.push(kind);
+                }
+            }
+        }
+        kinds.push(
+            report_kind(
+                ReportName::Aob,
+                Some(Scope::All),
+                Some(Pence::ZERO),
+                Some(Pence::new(100)),
+            )
+            .expect("aob"),
+        );
+        kinds
+    }
+
+    #[test]
+    fn report_names_make_every_kind_and_refuse_options_that_do_not_apply() {
+        assert_eq!(every_kind().len(), 10);
+        assert_eq!(
+            report_kind(ReportName::Fund, Some(Scope::All), None, None),
+            Err("--scope is for consolidation and aob only".to_string())
+        );
+        assert!(report_kind(ReportName::Consolidation, None, Some(Pence::ZERO), None).is_err());
+        assert_eq!(
+            report_kind(ReportName::Aob, None, None, None),
+            Ok(ReportKind::AgreementOfBalances(AobOptions::default()))
+        );
+        assert_eq!(
+            report_kind(ReportName::Consolidation, None, None, None),
+            Ok(ReportKind::Consolidation(ConsolidationScope::ControlTotal))
+        );
+        let (_, projection) = demo();
+        assert!(projection.at(AsOf::Latest).is_ok());
+    }
 }

@@ -4,7 +4,8 @@ use anyhow::Context;
 use api::{audit_pb, pb};
 use comfy_table::Table;
 
-use super::{AuditArgs, audit_client, ledger_checkpoints, regulator_checkpoints, time};
+use super::time_text as time;
+use super::{AuditArgs, audit_client, ledger_checkpoints, regulator_checkpoints};
 use crate::Global;
 
 /// Proves the event at `seq` is in the log the regulator's latest checkpoint covers.

@@ -716,3 +716,133 @@ fn a_report_has_stable_canonical_bytes() {
         crate::position::canonical::hex(&crate::position::canonical::sha256(&bytes))
     );
 }
+
+/// Every kind of report the demo has, as a filed return would name it.
+fn every_kind() -> Vec<crate::position::ReportKind> {
+    use crate::position::{AobThresholds, ReportKind};
+    vec![
+        ReportKind::Position,
+        ReportKind::Consolidation(ConsolidationScope::ControlTotal),
+        ReportKind::Consolidation(ConsolidationScope::WiderIcs),
+        ReportKind::PooledBudgets,
+        ReportKind::Contracts,
+        ReportKind::Funds,
+        ReportKind::AgreementOfBalances(AobOptions::default()),
+        ReportKind::AgreementOfBalances(AobOptions {
+            thresholds: AobThresholds {
+                receivables_payables: Pence::ZERO,
+                income_expenditure: pounds(1),
+            },
+            scope: AobScope::AllMembers,
+        }),
+        ReportKind::Adjustments,
+    ]
+}
+
+#[test]
+fn a_report_taken_by_kind_is_the_report_its_own_method_gives() {
+    use crate::position::AnyReport;
+    let (log, projection) = demo();
+    let q2 = sequence_of(&log, assessment_of(2));
+    let snapshot = projection.at(AsOf::Sequence(q2)).expect("snapshot");
+    let (fy, month) = (year(2018), m(6));
+    for kind in every_kind() {
+        let report = snapshot.report(kind, fy, month).expect("report");
+        assert_eq!(report.kind(), kind, "{kind}");
+        assert_eq!(report.basis().as_of_sequence, q2);
+        assert_eq!(report.basis().month, month);
+        let direct = match kind {
+            crate::position::ReportKind::Position => {
+                AnyReport::Position(snapshot.position(fy, month).expect("report"))
+            }
+            crate::position::ReportKind::Consolidation(scope) => {
+                AnyReport::Consolidation(snapshot.consolidation(fy, month, scope).expect("report"))
+            }
+            crate::position::ReportKind::PooledBudgets => {
+                AnyReport::PooledBudgets(snapshot.pooled_budgets(fy, month).expect("report"))
+            }
+            crate::position::ReportKind::Contracts => {
+                AnyReport::Contracts(snapshot.contracts_statement(fy, month).expect("report"))
+            }
+            crate::position::ReportKind::Funds => {
+                AnyReport::Funds(snapshot.funds_statement(fy, month).expect("report"))
+            }
+            crate::position::ReportKind::AgreementOfBalances(options) => {
+                AnyReport::AgreementOfBalances(
+                    snapshot
+                        .agreement_of_balances(fy, month, options)
+                        .expect("report"),
+                )
+            }
+            crate::position::ReportKind::Adjustments => {
+                AnyReport::Adjustments(snapshot.adjustments(fy, month).expect("report"))
+            }
+        };
+        assert_eq!(report, direct, "{kind}");
+        assert_eq!(
+            report.fingerprint().expect("encodes"),
+            crate::position::canonical::sha256(&report.canonical_bytes().expect("encodes")),
+        );
+        assert!(
+            report
+                .canonical_bytes()
+                .expect("encodes")
+                .windows(kind.canonical_kind().len())
+                .any(|w| w == kind.canonical_kind().as_bytes()),
+            "{kind}: the canonical bytes name the kind"
+        );
+    }
+}
+
+#[test]
+fn a_filed_return_folds_and_changes_no_figure() {
+    use crate::system::{FiledReturn, Filer, SystemEvent};
+    let (mut log, before) = demo();
+    let last = log.last().map(|(r, _)| r.sequence).expect("a log");
+    let filed = Event::System(SystemEvent::ReturnFiled(FiledReturn {
+        filer: Filer::Member(member("KHFT")),
+        report: crate::position::ReportKind::Position,
+        period: period(2018, 12),
+        as_of_sequence: last,
+        fingerprint: [7; 32],
+    }));
+    log.push((super::recorded(last + 1), filed));
+    let after = fold(&log);
+    assert_eq!(after.events(), before.events() + 1);
+    let (fy, month) = (year(2018), m(12));
+    for kind in every_kind() {
+        // As of the sequence before it: byte for byte the same report.
+        let was = before
+            .at(AsOf::Latest)
+            .and_then(|s| s.report(kind, fy, month))
+            .expect("report");
+        let at_last = after
+            .at(AsOf::Sequence(last))
+            .and_then(|s| s.report(kind, fy, month))
+            .expect("report");
+        assert_eq!(at_last.canonical_bytes(), was.canonical_bytes(), "{kind}");
+        // Counting it: only the basis moves on.
+        let mut now = after
+            .at(AsOf::Latest)
+            .and_then(|s| s.report(kind, fy, month))
+            .expect("report");
+        assert_eq!(now.basis().as_of_sequence, last + 1);
+        let rebased = |report: &mut crate::position::AnyReport| {
+            let basis = match report {
+                crate::position::AnyReport::Position(r) => &mut r.basis,
+                crate::position::AnyReport::Consolidation(r) => &mut r.basis,
+                crate::position::AnyReport::PooledBudgets(r) => &mut r.basis,
+                crate::position::AnyReport::Contracts(r) => &mut r.basis,
+                crate::position::AnyReport::Funds(r) => &mut r.basis,
+                crate::position::AnyReport::AgreementOfBalances(r) => &mut r.basis,
+                crate::position::AnyReport::Adjustments(r) => &mut r.basis,
+            };
+            basis.as_of_sequence = 0;
+            basis.as_of_recorded_at_us = 0;
+        };
+        let mut was = was;
+        rebased(&mut now);
+        rebased(&mut was);
+        assert_eq!(now, was, "{kind}");
+    }
+}

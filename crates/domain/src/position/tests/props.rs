@@ -10,10 +10,11 @@ use super::{fold, log_of, recorded};
 use crate::budget::{BudgetCommand, Scheme, Share};
 use crate::contract::{ContractCommand, PaymentModel};
 use crate::fund::{Condition, ConditionKind, Evidence, Figures, FundCommand, Recipient};
+use crate::position::ReportKind;
 use crate::position::{
     AobOptions, AobScope, AsOf, ConsolidationScope, PositionFigures, Projection, Recorded, Report,
 };
-use crate::system::{CounterpartyBalance, MonthlyReturn, SystemCommand};
+use crate::system::{CounterpartyBalance, FiledReturn, Filer, MonthlyReturn, SystemCommand};
 use crate::testing::{bp, code, member, period, pounds, text, year};
 use crate::{Command, Event, Ledger, MemberKind, Month, Pence, Period, Quarter, SystemId};
 
@@ -201,6 +202,16 @@ fn a_step() -> BoxedStrategy<Step> {
                 Evidence { condition: code("AE"), figures: Figures::AeFourHour { performance: bp(ae) } },
             ])),
         1 => a_period().prop_map(Step::PayNext),
+        1 => (prop::option::of(a_member()), a_period(), 1u64..=40, any::<[u8; 32]>())
+            .prop_map(|(filer, period, as_of_sequence, fingerprint)| {
+                Step::Run(Command::System(SystemCommand::FileReturn(FiledReturn {
+                    filer: filer.map_or(Filer::System, Filer::Member),
+                    report: ReportKind::Position,
+                    period,
+                    as_of_sequence,
+                    fingerprint,
+                })))
+            }),
         1 => (select(vec!["KHFT", "AVT"]), 1u32..=4, a_period(), an_amount())
             .prop_map(|(m, q, period, amount)| Step::Run(Command::Fund {
                 fund: code("F1"),

@@ -1,0 +1,245 @@
+//! Where an audit reads the log: ledgerd's `ReadAll` over gRPC (honouring `--server`, `--ca`,
+//! `--token` like every other command), or with `--data-dir` a stopped ledgerd's sled
+//! directory, opened with the `store` crate and never appended to.
+//!
+//! Either way the events come in global-sequence order, each checked to be the next one (a
+//! gap or a repeat is an error naming the sequence), with what the trail shows of them: when
+//! they were recorded, by whom, on which stream, of which type and period.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use api::pb;
+use api::pb::ledger_service_client::LedgerServiceClient;
+use domain::{Event, Period};
+use futures::StreamExt;
+use store::{EventStore, StoreConfig};
+use tonic::transport::Channel;
+
+use crate::Global;
+
+/// Events read from a stopped ledgerd's store in pages of this many.
+const PAGE_EVENTS: usize = 4_096;
+
+/// One event of the log, with its place and provenance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    pub sequence: u64,
+    /// Transaction time, microseconds since the Unix epoch.
+    pub recorded_at_us: i64,
+    pub stream: String,
+    /// Who posted it.
+    pub actor: String,
+    /// `<family>.<name>`.
+    pub event_type: String,
+    /// Valid time, where the event has one.
+    pub effective_period: Option<Period>,
+    pub event: Event,
+}
+
+impl LogEvent {
+    /// The place the position projection folds it at.
+    pub fn recorded(&self) -> domain::position::Recorded {
+        domain::position::Recorded {
+            sequence: self.sequence,
+            recorded_at_us: self.recorded_at_us,
+        }
+    }
+}
+
+/// The log an audit reads.
+pub enum Log {
+    Ledgerd {
+        client: LedgerServiceClient<Channel>,
+        global: Box<Global>,
+    },
+    DataDir {
+        store: EventStore<Event>,
+        path: PathBuf,
+    },
+}
+
+impl Log {
+    /// ledgerd at `--server`, or the stopped ledgerd's directory `data_dir`.
+    pub async fn open(global: &Global, data_dir: Option<&Path>) -> anyhow::Result<Log> {
+        match data_dir {
+            None => Ok(Log::Ledgerd {
+                client: crate::connect(global).await?,
+                global: Box::new(global.clone()),
+            }),
+            Some(path) => open_data_dir(path),
+        }
+    }
+
+    /// Where the events come from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Log::Ledgerd { global, .. } => format!("ledgerd at {}", global.server),
+            Log::DataDir { path, .. } => format!("the ledger directory {}", path.display()),
+        }
+    }
+
+    /// The last sequence the log holds (0: empty).
+    pub async fn head(&mut self) -> anyhow::Result<u64> {
+        match self {
+            Log::Ledgerd { client, global } => Ok(client
+                .head(crate::request(global, pb::HeadRequest {})?)
+                .await
+                .map_err(crate::output::status_error)?
+                .into_inner()
+                .sequence),
+            Log::DataDir { store, .. } => Ok(store.head().sequence),
+        }
+    }
+
+    /// Visits the events `from ..= to` in order until `visit` breaks; returns how many it
+    /// visited. Fails if the log does not hold them all, or holds them out of order.
+    pub async fn each(
+        &mut self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(LogEvent) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<u64> {
+        let from = from.max(1);
+        if to < from {
+            return Ok(0);
+        }
+        let mut expected = from;
+        match self {
+            Log::Ledgerd { client, global } => {
+                let request = pb::ReadAllRequest {
+                    from_sequence: from,
+                    limit: to - from + 1,
+                    follow: false,
+                };
+                let mut events = client
+                    .read_all(crate::request(global, request)?)
+                    .await
+                    .map_err(crate::output::status_error)?
+                    .into_inner();
+                while let Some(event) = events.next().await {
+                    let event = from_proto(event.map_err(crate::output::status_error)?)?;
+                    if step(&mut expected, event, &mut visit)?.is_break() {
+                        return Ok(expected - from);
+                    }
+                }
+            }
+            Log::DataDir { store, .. } => {
+                let mut next = from;
+                while next <= to {
+                    let want = usize::try_from(to - next + 1)
+                        .unwrap_or(PAGE_EVENTS)
+                        .min(PAGE_EVENTS);
+                    let page = store
+                        .read_all(next, want)
+                        .with_context(|| format!("reading event {next} from the store"))?;
+                    let Some(last) = page.last() else { break };
+                    next = last.sequence + 1;
+                    for recorded in page {
+                        if step(&mut expected, from_store(recorded), &mut visit)?.is_break() {
+                            return Ok(expected - from);
+                        }
+                    }
+                }
+            }
+        }
+        anyhow::ensure!(
+            expected > to,
+            "{} ends at event {}, before event {to}",
+            self.describe(),
+            expected - 1
+        );
+        Ok(expected - from)
+    }
+
+    /// The event at `sequence`.
+    pub async fn get(&mut self, sequence: u64) -> anyhow::Result<LogEvent> {
+        let head = self.head().await?;
+        anyhow::ensure!(sequence >= 1, "sequences start at 1");
+        anyhow::ensure!(
+            sequence <= head,
+            "there is no event {sequence}: the log ends at {head}"
+        );
+        let mut found = None;
+        self.each(sequence, sequence, |event| {
+            found = Some(event);
+            Ok(ControlFlow::Break(()))
+        })
+        .await?;
+        found.with_context(|| format!("{} did not return event {sequence}", self.describe()))
+    }
+}
+
+/// Checks `event` is the `expected` one, counts it, and visits it.
+fn step(
+    expected: &mut u64,
+    event: LogEvent,
+    visit: &mut impl FnMut(LogEvent) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<ControlFlow<()>> {
+    anyhow::ensure!(
+        event.sequence == *expected,
+        "the log gave event {} where event {expected} was expected",
+        event.sequence
+    );
+    *expected += 1;
+    visit(event)
+}
+
+/// Opens a stopped ledgerd's sled directory. A directory that is not a ledger's is refused
+/// before sled is asked to open it (which would create a new, empty database there).
+fn open_data_dir(path: &Path) -> anyhow::Result<Log> {
+    let is_sled = ["conf", "db"].iter().all(|f| path.join(f).is_file());
+    anyhow::ensure!(
+        is_sled,
+        "{} is not a ledgerd data directory (no sled database in it)",
+        path.display()
+    );
+    let store = EventStore::<Event>::open(StoreConfig::new(path)).map_err(|error| {
+        let text = error.to_string();
+        if text.contains("lock") {
+            anyhow::anyhow!(
+                "{}: {text}; is ledgerd still running? --data-dir reads a stopped ledgerd's directory",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("opening the store in {}: {text}", path.display())
+        }
+    })?;
+    Ok(Log::DataDir {
+        store,
+        path: path.to_path_buf(),
+    })
+}
+
+fn from_store(recorded: store::RecordedEvent<Event>) -> LogEvent {
+    LogEvent {
+        sequence: recorded.sequence,
+        recorded_at_us: recorded.recorded_at_us,
+        stream: recorded.stream,
+        actor: recorded.actor,
+        event_type: recorded.event_type,
+        effective_period: recorded.effective_period,
+        event: recorded.payload,
+    }
+}
+
+fn from_proto(recorded: pb::RecordedEvent) -> anyhow::Result<LogEvent> {
+    let sequence = recorded.sequence;
+    let event = api::event_from_proto(recorded.event.unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("event {sequence} does not decode: {e}"))?;
+    let effective_period = recorded
+        .effective_period
+        .map(|p| api::period_from_proto(Some(p), "effective_period"))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("event {sequence}: {e}"))?;
+    Ok(LogEvent {
+        sequence,
+        recorded_at_us: recorded.recorded_at_us,
+        stream: recorded.stream,
+        actor: recorded.actor,
+        event_type: recorded.event_type,
+        effective_period,
+        event,
+    })
+}
