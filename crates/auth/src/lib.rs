@@ -8,10 +8,15 @@
 //!   provider of a contract is, who hosts a pooled budget), so [`policy::may_post`] takes the
 //!   domain's [`domain::Ledger`].
 //!
-//! Pure: no clock (callers pass the time), no I/O except the randomness of key generation.
+//! - [`files`]: the PEM files a service is configured with (TLS identity, token public key),
+//!   read the same way by ledgerd, positiond and oversightd.
+//!
+//! Pure apart from [`files`]: no clock (callers pass the time), no I/O except the randomness
+//! of key generation.
 
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod grpc;
 pub mod policy;
 pub mod token;

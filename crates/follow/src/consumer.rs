@@ -10,19 +10,18 @@
 //!    crash loses nothing that was acknowledged, and what comes again is ignored.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use api::pb;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
 use domain::SystemId;
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointStore, Parked};
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::projection::{Checkpointed, Offer, Projection};
+use crate::pull::{self, Unsaved};
 
 /// The projection as queries see it: folded event by event under the lock.
 pub type Shared<P> = Arc<RwLock<Checkpointed<P>>>;
@@ -69,41 +68,24 @@ pub async fn run<P: Projection>(
         "caught up from ledgerd"
     );
 
-    let Some(consumer) = jetstream_consumer(&settings, &stop).await? else {
+    let Some(consumer) = pull::durable_consumer(
+        &settings.nats_url,
+        &settings.consumer,
+        &settings.stream_name,
+        bus::system_filter(&settings.system),
+        &stop,
+    )
+    .await?
+    else {
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
-    let mut unacked = Vec::new();
-    let mut since_checkpoint: u64 = 0;
-    let mut first_unsaved = Instant::now();
-    loop {
-        let pulled = tokio::select! {
-            () = stop.cancelled() => break,
-            pulled = consumer
-                .fetch()
-                .max_messages(settings.fetch_max)
-                .expires(Duration::from_millis(500))
-                .messages() => pulled,
-        };
-        let mut messages = match pulled {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "pull failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "message error");
-                    break;
-                }
-            };
+    let mut unsaved = Unsaved::new();
+    while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
+        while let Some(message) = pull::next_message(&mut batch).await {
             if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
                 // A signed checkpoint, not an event: the regulator keeps those, not positiond.
-                unacked.push(message);
+                unsaved.hold(message, 0);
                 continue;
             }
             let Folded { folded, refused } =
@@ -120,33 +102,17 @@ pub async fn run<P: Projection>(
                     })
                     .context("parking a message")?;
             }
-            if folded > 0 {
-                if since_checkpoint == 0 {
-                    first_unsaved = Instant::now();
-                }
-                since_checkpoint += folded;
-            }
-            unacked.push(message);
+            unsaved.hold(message, folded);
         }
-        let due = since_checkpoint >= settings.checkpoint_events
-            || (since_checkpoint > 0 && first_unsaved.elapsed() >= settings.checkpoint_interval);
-        if due {
+        if unsaved.due(settings.checkpoint_events, settings.checkpoint_interval) {
             save(&checkpoints, &shared)?;
-            since_checkpoint = 0;
+            unsaved.saved();
         }
-        if since_checkpoint == 0 {
-            for message in unacked.drain(..) {
-                if let Err(error) = message.ack().await {
-                    // Not acknowledged: it comes again and is ignored then.
-                    tracing::warn!(%error, "ack failed");
-                }
-            }
-        }
+        unsaved.ack_if_saved().await;
     }
     save(&checkpoints, &shared)?;
-    for message in unacked {
-        let _ = message.ack().await;
-    }
+    unsaved.saved();
+    unsaved.ack_if_saved().await;
     tracing::info!(sequence = read(&shared).sequence, "consumer stopped");
     Ok(())
 }
@@ -308,38 +274,4 @@ async fn connect_ledgerd(
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
-}
-
-/// The durable consumer of the system's subjects, once the stream exists (the relay creates
-/// it).
-async fn jetstream_consumer(
-    settings: &Settings,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<async_nats::jetstream::consumer::PullConsumer>> {
-    let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
-    let js = bus::jetstream(client);
-    let stream = loop {
-        match js.get_stream(&settings.stream_name).await {
-            Ok(stream) => break stream,
-            Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
-        }
-        tokio::select! {
-            // Asked to stop while waiting: a clean stop, not a failure.
-            () = stop.cancelled() => return Ok(None),
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    };
-    let consumer = stream
-        .get_or_create_consumer(
-            &settings.consumer,
-            pull::Config {
-                durable_name: Some(settings.consumer.clone()),
-                filter_subject: bus::system_filter(&settings.system),
-                ack_policy: AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
-    Ok(Some(consumer))
 }

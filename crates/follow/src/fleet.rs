@@ -34,19 +34,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use api::pb;
 use async_nats::jetstream::AckKind;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
 use domain::{Event, SystemEvent, SystemId};
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
+use crate::pull::{self, Unsaved};
 
 /// Every system's projection, by system id.
 pub type Fleet<P> = BTreeMap<SystemId, Checkpointed<P>>;
@@ -465,38 +464,21 @@ pub async fn run<P: Projection>(
         }
     }
 
-    let Some(consumer) = jetstream_consumer(&settings, &stop).await? else {
+    let Some(consumer) = pull::durable_consumer(
+        &settings.nats_url,
+        &settings.consumer,
+        &settings.stream_name,
+        settings.filter_subject.clone(),
+        &stop,
+    )
+    .await?
+    else {
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
-    let mut unacked = Vec::new();
-    let mut since_checkpoint: u64 = 0;
-    let mut first_unsaved = Instant::now();
-    loop {
-        let pulled = tokio::select! {
-            () = stop.cancelled() => break,
-            pulled = consumer
-                .fetch()
-                .max_messages(settings.fetch_max)
-                .expires(Duration::from_millis(500))
-                .messages() => pulled,
-        };
-        let mut messages = match pulled {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "pull failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "message error");
-                    break;
-                }
-            };
+    let mut unsaved = Unsaved::new();
+    while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
+        while let Some(message) = pull::next_message(&mut batch).await {
             let outcome = fold_message(
                 &ledgerds,
                 &received,
@@ -507,15 +489,7 @@ pub async fn run<P: Projection>(
             )
             .await?;
             match outcome {
-                Outcome::Done { folded } => {
-                    if folded > 0 {
-                        if since_checkpoint == 0 {
-                            first_unsaved = Instant::now();
-                        }
-                        since_checkpoint += folded;
-                    }
-                    unacked.push(message);
-                }
+                Outcome::Done { folded } => unsaved.hold(message, folded),
                 Outcome::Retry => {
                     if let Err(error) = message
                         .ack_with(AckKind::Nak(Some(settings.retry_delay)))
@@ -528,25 +502,15 @@ pub async fn run<P: Projection>(
                 }
             }
         }
-        let due = since_checkpoint >= settings.checkpoint_events
-            || (since_checkpoint > 0 && first_unsaved.elapsed() >= settings.checkpoint_interval);
-        if due {
+        if unsaved.due(settings.checkpoint_events, settings.checkpoint_interval) {
             save(&checkpoints, &shared, &mut dirty)?;
-            since_checkpoint = 0;
+            unsaved.saved();
         }
-        if since_checkpoint == 0 {
-            for message in unacked.drain(..) {
-                if let Err(error) = message.ack().await {
-                    // Not acknowledged: it comes again and is ignored then.
-                    tracing::warn!(%error, "ack failed");
-                }
-            }
-        }
+        unsaved.ack_if_saved().await;
     }
     save(&checkpoints, &shared, &mut dirty)?;
-    for message in unacked {
-        let _ = message.ack().await;
-    }
+    unsaved.saved();
+    unsaved.ack_if_saved().await;
     tracing::info!(systems = read(&shared).len(), "fleet consumer stopped");
     Ok(())
 }
@@ -654,40 +618,6 @@ fn write<P>(shared: &SharedFleet<P>) -> std::sync::RwLockWriteGuard<'_, Fleet<P>
     shared
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The durable consumer of every system's subjects, once the stream exists (a relay creates
-/// it).
-async fn jetstream_consumer(
-    settings: &FleetSettings,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<async_nats::jetstream::consumer::PullConsumer>> {
-    let client = bus::connect(&settings.nats_url, &settings.consumer).await?;
-    let js = bus::jetstream(client);
-    let stream = loop {
-        match js.get_stream(&settings.stream_name).await {
-            Ok(stream) => break stream,
-            Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
-        }
-        tokio::select! {
-            // Asked to stop while waiting: a clean stop, not a failure.
-            () = stop.cancelled() => return Ok(None),
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    };
-    let consumer = stream
-        .get_or_create_consumer(
-            &settings.consumer,
-            pull::Config {
-                durable_name: Some(settings.consumer.clone()),
-                filter_subject: settings.filter_subject.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", settings.consumer))?;
-    Ok(Some(consumer))
 }
 
 #[cfg(test)]

@@ -17,3 +17,4 @@ pub mod fleet;
 pub mod incoming;
 pub mod ledgerd;
 pub mod projection;
+mod pull;

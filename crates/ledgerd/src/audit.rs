@@ -87,10 +87,7 @@ impl AuditLog {
             state: Arc::new(RwLock::new(State {
                 tree: merkle::Tree::new(),
                 last_hash: [0; 32],
-                checkpointed: store
-                    .checkpoints(0, usize::MAX)?
-                    .last()
-                    .map_or(0, |(sequence, _)| *sequence),
+                checkpointed: store.last_checkpoint()?,
             })),
         };
         log.catch_up(store)?;
@@ -100,7 +97,7 @@ impl AuditLog {
     /// Extends the tree to the store's durable head; returns the new size.
     pub fn catch_up(&self, store: &Store) -> Result<u64, StoreError> {
         loop {
-            let from = self.head().size + 1;
+            let from = self.size() + 1;
             let hashes = store.read_hashes(from, PAGE)?;
             let Some(last) = hashes.last().copied() else {
                 return Ok(from - 1);
@@ -111,6 +108,11 @@ impl AuditLog {
             }
             state.last_hash = last;
         }
+    }
+
+    /// The tree's size (its last sequence), without computing its root.
+    pub fn size(&self) -> u64 {
+        read(&self.state).tree.len()
     }
 
     pub fn head(&self) -> TreeHead {
@@ -185,7 +187,7 @@ impl AuditLog {
         system: &SystemId,
         key: &SigningKey,
     ) -> Result<Option<SignedCheckpoint>, ProofError> {
-        let size = self.head().size;
+        let size = self.size();
         if size == 0 || self.checkpointed() >= size {
             return Ok(None);
         }
@@ -210,7 +212,7 @@ impl AuditLog {
                 .ok_or(ProofError::OutOfRange {
                     field: "sequence",
                     value: sequence,
-                    size: self.head().size,
+                    size: self.size(),
                 })?;
         let signed = Checkpoint {
             system: system.clone(),

@@ -124,11 +124,12 @@ impl AuditService for AuditApi {
             .store
             .checkpoints(from_sequence, limit)
             .map_err(|e| Status::internal(format!("event store: {e}")))?;
+        // Stored as the protobuf itself: decoded, not rebuilt (signatures are the caller's
+        // to verify).
         let checkpoints = stored
             .iter()
             .map(|(sequence, bytes)| {
-                audit::SignedCheckpoint::decode(bytes)
-                    .map(|c| c.to_proto())
+                <audit_pb::Checkpoint as prost::Message>::decode(bytes.as_slice())
                     .map_err(|e| Status::data_loss(format!("stored checkpoint {sequence}: {e}")))
             })
             .collect::<Result<_, _>>()?;

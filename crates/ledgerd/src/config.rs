@@ -125,38 +125,21 @@ impl Config {
 
     /// The server's TLS settings, read from the configured files; `None` for plaintext.
     pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        use anyhow::Context;
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let read = |path: &PathBuf| {
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-        };
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => (read(cert)?, read(key)?),
-            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
-            _ => {
-                anyhow::bail!("TLS needs both tls_cert and tls_key (and tls_client_ca needs them)")
-            }
-        };
-        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &self.tls_client_ca {
-            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
-        Ok(Some(tls))
+        Ok(auth::files::server_tls(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )?)
     }
 
     /// The token verifier for this system, if `auth_public_key` is set.
     pub fn verifier(&self) -> anyhow::Result<Option<auth::Verifier>> {
-        use anyhow::Context;
-        let Some(path) = &self.auth_public_key else {
-            return Ok(None);
-        };
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("reading auth_public_key {}", path.display()))?;
         let system = domain::SystemId::new(self.system.clone())
             .map_err(|e| anyhow::anyhow!("system '{}': {e}", self.system))?;
-        let verifier = auth::Verifier::from_pem(&pem, system)
-            .with_context(|| format!("auth_public_key {}", path.display()))?;
-        Ok(Some(verifier))
+        Ok(auth::files::verifier(
+            self.auth_public_key.as_deref(),
+            system,
+        )?)
     }
 
     /// The checkpoint signing key, if `checkpoint_key` is set.

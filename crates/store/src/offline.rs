@@ -84,6 +84,18 @@ impl RawLog {
     }
 }
 
+/// The last checkpoint's sequence (0: none).
+pub(crate) fn last_checkpoint(tree: &sled::Tree) -> Result<u64, StoreError> {
+    match tree.scan_prefix([keys::PREFIX_CHECKPOINT]).next_back() {
+        None => Ok(0),
+        Some(entry) => {
+            let (key, _) = entry?;
+            keys::checkpoint_sequence(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("checkpoint key {key:?}")))
+        }
+    }
+}
+
 /// Up to `limit` checkpoints from `from_sequence`.
 pub(crate) fn checkpoints(
     tree: &sled::Tree,

@@ -348,6 +348,11 @@ where
         Ok(())
     }
 
+    /// The last stored checkpoint's sequence (0: none), without reading the others.
+    pub fn last_checkpoint(&self) -> Result<u64, StoreError> {
+        crate::offline::last_checkpoint(&self.inner.tree)
+    }
+
     /// Up to `limit` stored checkpoints from `from_sequence`, in sequence order.
     pub fn checkpoints(
         &self,

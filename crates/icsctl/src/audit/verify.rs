@@ -18,6 +18,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let system = args.system()?;
     let key = args.key()?;
+    // The regulator's checkpoints are fetched BEFORE ledgerd is asked for its head: the
+    // regulator only receives a checkpoint after ledgerd committed what it covers, so none can
+    // lie beyond an honest head read afterwards. Fetched after, a live ledger's newer
+    // checkpoint would look like a truncated log.
     let regulator = if args.no_regulator {
         None
     } else {
