@@ -4,14 +4,11 @@
 
 use std::path::Path;
 
+use crate::parked::ParkedMessages;
 use crate::projection::{Checkpointed, Projection};
 
 const TREE: &[u8] = b"positiond";
 const KEY: &[u8] = b"checkpoint";
-/// Messages refused from JetStream, with the reason: kept for an operator to look at.
-const PARKED: &[u8] = b"parked";
-/// Most payload bytes kept with a parked message.
-const PARKED_PAYLOAD_MAX: usize = 64 * 1024;
 /// Bumped when the stored layout changes; a checkpoint of another format is rebuilt from
 /// the log rather than misread.
 const FORMAT: u8 = 1;
@@ -20,20 +17,7 @@ const FORMAT: u8 = 1;
 pub struct CheckpointStore {
     db: sled::Db,
     tree: sled::Tree,
-    parked: sled::Tree,
-}
-
-/// A JetStream message that was not folded, and why: it did not decode, it did not link to
-/// the chain or fold, it claimed a sequence the ledger does not have, or its hash differs
-/// from the ledger's event at that sequence. NATS is the distribution path, not the record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Parked {
-    pub subject: String,
-    /// Its sequence in the JetStream stream (0 if unknown).
-    pub stream_sequence: u64,
-    pub reason: String,
-    /// The payload as received (at most 64 KiB of it).
-    pub payload: Vec<u8>,
+    parked: ParkedMessages,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,38 +32,13 @@ impl CheckpointStore {
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
         let db = store::open_db(&sled::Config::new().path(dir).flush_every_ms(None))?;
         let tree = db.open_tree(TREE)?;
-        let parked = db.open_tree(PARKED)?;
+        let parked = ParkedMessages::open(&db)?;
         Ok(CheckpointStore { db, tree, parked })
     }
 
-    /// Keeps a refused message with its reason, flushed before returning (it is acknowledged
-    /// next).
-    pub fn park(&self, mut parked: Parked) -> Result<(), CheckpointError> {
-        parked.payload.truncate(PARKED_PAYLOAD_MAX);
-        let key = self.db.generate_id()?.to_be_bytes();
-        let bytes = bincode::serde::encode_to_vec(&parked, bincode::config::standard())?;
-        self.parked.insert(key, bytes)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Every parked message, oldest first (entries that do not decode are skipped).
-    pub fn parked(&self) -> Result<Vec<Parked>, CheckpointError> {
-        let mut all = Vec::new();
-        for entry in &self.parked {
-            let (_, bytes) = entry?;
-            if let Ok((parked, _)) =
-                bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            {
-                all.push(parked);
-            }
-        }
-        Ok(all)
-    }
-
-    /// How many messages are parked.
-    pub fn parked_count(&self) -> usize {
-        self.parked.len()
+    /// The messages refused from JetStream.
+    pub fn parked(&self) -> &ParkedMessages {
+        &self.parked
     }
 
     /// The stored checkpoint; a fresh one if there is none, or if it is of another format or

@@ -17,9 +17,10 @@ use api::pb;
 use domain::SystemId;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{CheckpointStore, Parked};
+use crate::checkpoint::CheckpointStore;
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
+use crate::parked::Parked;
 use crate::projection::{Checkpointed, Offer, Projection};
 use crate::pull::{self, Unsaved};
 
@@ -91,15 +92,9 @@ pub async fn run<P: Projection>(
             let Folded { folded, refused } =
                 fold_message(&mut ledger, &shared, &message.payload).await?;
             if let Some(reason) = refused {
-                let stream_sequence = message.info().map_or(0, |info| info.stream_sequence);
-                tracing::warn!(subject = %message.subject, stream_sequence, %reason, "parked a message");
                 checkpoints
-                    .park(Parked {
-                        subject: message.subject.to_string(),
-                        stream_sequence,
-                        reason,
-                        payload: message.payload.to_vec(),
-                    })
+                    .parked()
+                    .park(Parked::message(&message, reason))
                     .context("parking a message")?;
             }
             unsaved.hold(message, folded);
@@ -168,12 +163,12 @@ async fn fold_message<P: Projection>(
             );
             Ok(Folded {
                 folded,
-                refused: disagreement(shared, &incoming),
+                refused: read(shared).disagreement(&incoming),
             })
         }
         Err(error) => {
             let folded = fill(ledger, shared, incoming.sequence, Some(incoming.sequence)).await?;
-            let why = disagreement(shared, &incoming).unwrap_or_else(|| {
+            let why = read(shared).disagreement(&incoming).unwrap_or_else(|| {
                 format!("ledgerd's event {} folded in its place", incoming.sequence)
             });
             Ok(Folded {
@@ -181,25 +176,6 @@ async fn fold_message<P: Projection>(
                 refused: Some(format!("{error}; {why}")),
             })
         }
-    }
-}
-
-/// Why `incoming` is not the ledger's event at its sequence, once the projection has folded
-/// what ledgerd has up to it; `None` if it is.
-fn disagreement<P>(shared: &Shared<P>, incoming: &Incoming) -> Option<String> {
-    let folded = read(shared);
-    if folded.sequence < incoming.sequence {
-        Some(format!(
-            "it claims sequence {}, but the ledger's log ends at {}",
-            incoming.sequence, folded.sequence
-        ))
-    } else if folded.sequence == incoming.sequence && folded.hash != incoming.hash {
-        Some(format!(
-            "its hash differs from the ledger's event {}",
-            incoming.sequence
-        ))
-    } else {
-        None
     }
 }
 

@@ -19,17 +19,21 @@
 //!    Other systems carry on. A system with no ledgerd whose missing event never reaches
 //!    JetStream again stays stuck there (the log says so) and its unacknowledged messages
 //!    count against the consumer's `max_ack_pending`.
-//! 3. An event `Established` for another system than the subject names is refused, so a
-//!    ledgerd misconfigured under another system's id cannot fold into it (from JetStream:
-//!    logged and dropped; from a ledgerd's `ReadAll`: the consumer fails, as any record that
-//!    does not fold does).
+//! 3. NATS is untrusted: a message that names no system, does not decode, does not link to
+//!    its system's chain or fold, claims a sequence its ledgerd does not have or differs from
+//!    ledgerd's event there — or, on `ics.<system>.audit.checkpoint`, is not a checkpoint of
+//!    that system or differs from the one already kept at its sequence — is **parked** with
+//!    the reason (`crate::parked`) and acknowledged; the consumer goes on. An event
+//!    `Established` for another system than the subject names is refused the same way, so a
+//!    ledgerd misconfigured under another system's id cannot fold into it (from a ledgerd's
+//!    `ReadAll` the consumer fails instead, as any record that does not fold does).
 //! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
 //!    (atomic), flushed, and only then acknowledge — so after a crash every system's
 //!    projection on disk is the fold of exactly its events `1..=sequence`, and every
 //!    acknowledged message is in one of them.
 //!
-//! Messages on `ics.<system>.audit.>` (signed checkpoints) are not events and are
-//! acknowledged without folding.
+//! Messages on `ics.<system>.audit.>` (signed checkpoints) are not events: each is kept in
+//! [`ReceivedCheckpoints`] (the regulator's copy) and acknowledged without folding.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -44,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
+use crate::parked::{Parked, ParkedMessages};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Unsaved};
 
@@ -82,11 +87,14 @@ pub struct FleetSettings {
 }
 
 /// What became of one message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
     /// Folded (this many events, a filled gap included) or ignored: acknowledge after the
     /// next checkpoint.
     Done { folded: u64 },
+    /// Refused, for this reason (after folding this many events of a gap before it from
+    /// ledgerd): park it, then acknowledge after the next checkpoint.
+    Refused { folded: u64, reason: String },
     /// Its gap could not be filled: do not acknowledge; offer it again later.
     Retry,
 }
@@ -118,30 +126,41 @@ pub fn route(subject: &str) -> Option<Route> {
 }
 
 /// Keeps a signed checkpoint received on `ics.<system>.audit.checkpoint` (flushed before the
-/// message is acknowledged). One that is not a checkpoint, or is of another system than its
-/// subject, is refused and logged, not kept: the regulator keeps what the ledger signed,
-/// and whether it verifies is the auditor's check.
+/// message is acknowledged). One that is not a checkpoint, is of another system than its
+/// subject, or differs from the one already kept at its sequence is refused — the reason is
+/// returned, for parking — and not kept: the regulator keeps what the ledger signed, and
+/// whether it verifies is the auditor's check.
 fn keep_checkpoint(
     received: &ReceivedCheckpoints,
     system: &SystemId,
     payload: &[u8],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let checkpoint = match audit::SignedCheckpoint::decode(payload) {
         Ok(checkpoint) => checkpoint,
         Err(error) => {
-            tracing::warn!(%system, %error, "refused a message on the checkpoint subject that is not a checkpoint");
-            return Ok(());
+            return Ok(Some(format!(
+                "not a signed checkpoint, on {system}'s checkpoint subject: {error}"
+            )));
         }
     };
-    if &checkpoint.checkpoint.system != system {
-        tracing::warn!(%system, claimed = %checkpoint.checkpoint.system, "refused a checkpoint published under another system's subject");
-        return Ok(());
+    let claimed = &checkpoint.checkpoint.system;
+    if claimed != system {
+        return Ok(Some(format!(
+            "a checkpoint of system '{claimed}' published under '{system}'"
+        )));
     }
-    received
+    let sequence = checkpoint.checkpoint.sequence;
+    if !received
         .keep(&checkpoint)
-        .context("keeping a received checkpoint")?;
-    tracing::info!(%system, sequence = checkpoint.checkpoint.sequence, "kept a signed checkpoint");
-    Ok(())
+        .context("keeping a received checkpoint")?
+    {
+        return Ok(Some(format!(
+            "a checkpoint of {system} at sequence {sequence} that differs from the one already \
+             received there (the first received stands)"
+        )));
+    }
+    tracing::info!(%system, sequence, "kept a signed checkpoint");
+    Ok(None)
 }
 
 /// Why offering an event to a fleet failed.
@@ -266,6 +285,11 @@ impl FleetCheckpointStore {
 }
 
 impl FleetCheckpointStore {
+    /// The messages refused from JetStream.
+    pub fn parked(&self) -> Result<ParkedMessages, crate::checkpoint::CheckpointError> {
+        ParkedMessages::open(&self.db)
+    }
+
     /// The signed checkpoints of the ledgers this fleet follows, as received.
     pub fn received(&self) -> Result<ReceivedCheckpoints, crate::checkpoint::CheckpointError> {
         Ok(ReceivedCheckpoints {
@@ -293,29 +317,25 @@ impl ReceivedCheckpoints {
         key
     }
 
-    /// Keeps `checkpoint` (flushed). A second checkpoint at the same sequence is kept only if
-    /// it is the same one: the first received stands.
+    /// Keeps `checkpoint` (flushed); `false` if another checkpoint is already kept at its
+    /// sequence (the first received stands; receiving the same one again is `true`).
     pub fn keep(
         &self,
         checkpoint: &audit::SignedCheckpoint,
-    ) -> Result<(), crate::checkpoint::CheckpointError> {
+    ) -> Result<bool, crate::checkpoint::CheckpointError> {
         let c = &checkpoint.checkpoint;
         let key = Self::key(&c.system, c.sequence);
         let bytes = checkpoint.encode();
-        match self
-            .tree
-            .compare_and_swap(&key, None as Option<&[u8]>, Some(bytes.as_slice()))?
-        {
-            Ok(()) => {}
-            Err(existing) if existing.current.as_deref() == Some(bytes.as_slice()) => {}
-            Err(_) => tracing::warn!(
-                system = %c.system,
-                sequence = c.sequence,
-                "received a different checkpoint at a sequence already checkpointed: keeping the first, refusing this one"
-            ),
-        }
+        let kept =
+            match self
+                .tree
+                .compare_and_swap(&key, None as Option<&[u8]>, Some(bytes.as_slice()))?
+            {
+                Ok(()) => true,
+                Err(existing) => existing.current.as_deref() == Some(bytes.as_slice()),
+            };
         self.db.flush()?;
-        Ok(())
+        Ok(kept)
     }
 
     /// Up to `limit` of `system`'s checkpoints from `from_sequence`, in sequence order.
@@ -436,6 +456,7 @@ pub async fn run<P: Projection>(
 ) -> anyhow::Result<()> {
     let ledgerds = Ledgerds::new(&settings.ledgerds, &settings.ledgerd_access)?;
     let received = checkpoints.received()?;
+    let parked = checkpoints.parked()?;
     let mut dirty = BTreeSet::new();
     for system in settings.ledgerds.keys() {
         let Some(mut ledger) = ledgerds.get(system) else {
@@ -490,6 +511,12 @@ pub async fn run<P: Projection>(
             .await?;
             match outcome {
                 Outcome::Done { folded } => unsaved.hold(message, folded),
+                Outcome::Refused { folded, reason } => {
+                    parked
+                        .park(Parked::message(&message, reason))
+                        .context("parking a message")?;
+                    unsaved.hold(message, folded);
+                }
                 Outcome::Retry => {
                     if let Err(error) = message
                         .ack_with(AckKind::Nak(Some(settings.retry_delay)))
@@ -525,26 +552,20 @@ async fn fold_message<P: Projection>(
     payload: &[u8],
     dirty: &mut BTreeSet<SystemId>,
 ) -> anyhow::Result<Outcome> {
+    let refused = |folded: u64, reason: String| Ok(Outcome::Refused { folded, reason });
     let system = match route(subject) {
         Some(Route::Event(system)) => system,
         Some(Route::Audit(system)) => {
-            keep_checkpoint(received, &system, payload)?;
-            return Ok(Outcome::Done { folded: 0 });
+            return match keep_checkpoint(received, &system, payload)? {
+                Some(reason) => refused(0, reason),
+                None => Ok(Outcome::Done { folded: 0 }),
+            };
         }
-        None => {
-            tracing::warn!(
-                subject,
-                "refused a message on a subject that names no system"
-            );
-            return Ok(Outcome::Done { folded: 0 });
-        }
+        None => return refused(0, "its subject names no system".to_string()),
     };
     let incoming = match Incoming::decode(payload) {
         Ok(incoming) => incoming,
-        Err(error) => {
-            tracing::warn!(%system, %error, "refused a message that is not an event");
-            return Ok(Outcome::Done { folded: 0 });
-        }
+        Err(error) => return refused(0, error.to_string()),
     };
     let offered = offer(&mut write(shared), &system, &incoming);
     match offered {
@@ -564,14 +585,21 @@ async fn fold_message<P: Projection>(
                 return Ok(Outcome::Retry);
             };
             // Fill from the record, through this event's own sequence: the copy from ledgerd
-            // is authoritative, the message is then a redelivery.
+            // is authoritative, the message is then a redelivery — unless ledgerd has no such
+            // event, or another one there.
             match fill(&mut ledger, shared, &system, next, Some(incoming.sequence)).await {
                 Ok(filled) => {
                     tracing::info!(%system, from = next, to = incoming.sequence, "filled a gap from ledgerd");
                     if filled > 0 {
-                        dirty.insert(system);
+                        dirty.insert(system.clone());
                     }
-                    Ok(Outcome::Done { folded: filled })
+                    let disagreement = read(shared)
+                        .get(&system)
+                        .and_then(|folded| folded.disagreement(&incoming));
+                    match disagreement {
+                        Some(reason) => refused(filled, reason),
+                        None => Ok(Outcome::Done { folded: filled }),
+                    }
                 }
                 Err(FillError::Unavailable(status)) => {
                     tracing::warn!(%system, %status, from = next, to = incoming.sequence, "gap not filled: ledgerd unavailable; not acknowledging past it");
@@ -582,10 +610,7 @@ async fn fold_message<P: Projection>(
                 }
             }
         }
-        Err(error) => {
-            tracing::warn!(%system, %error, sequence = incoming.sequence, "refused a message");
-            Ok(Outcome::Done { folded: 0 })
-        }
+        Err(error) => refused(0, format!("{system}: {error}")),
     }
 }
 

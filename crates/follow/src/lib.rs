@@ -7,6 +7,7 @@
 //!   checked.
 //! - [`projection`]: the fold and its place in the log; redelivery and gaps.
 //! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.
+//! - [`parked`]: messages refused from JetStream (NATS is untrusted), kept with the reason.
 //! - [`consumer`]: catch up from ledgerd, follow JetStream, checkpoint, then acknowledge.
 //! - [`fleet`]: the same for many systems on one consumer (`ics.*.>`), each with its own
 //!   sequence, chain and ledgerd, checkpointed together.
@@ -16,5 +17,6 @@ pub mod consumer;
 pub mod fleet;
 pub mod incoming;
 pub mod ledgerd;
+pub mod parked;
 pub mod projection;
 mod pull;

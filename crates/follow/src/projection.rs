@@ -31,6 +31,26 @@ pub struct Checkpointed<P> {
     pub recorded_at_us: i64,
 }
 
+impl<P> Checkpointed<P> {
+    /// Why `incoming` (from JetStream) is not the ledger's event at its sequence, once this
+    /// projection has folded what ledgerd has up to it; `None` if it is.
+    pub fn disagreement(&self, incoming: &Incoming) -> Option<String> {
+        if self.sequence < incoming.sequence {
+            Some(format!(
+                "it claims sequence {}, but the ledger's log ends at {}",
+                incoming.sequence, self.sequence
+            ))
+        } else if self.sequence == incoming.sequence && self.hash != incoming.hash {
+            Some(format!(
+                "its hash differs from the ledger's event {}",
+                incoming.sequence
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 /// What offering an event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offer {

@@ -352,7 +352,7 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
     assert_eq!(after.projection, expected(next, 0..31));
 
     // Each refused message is parked with its reason; the consumer went on.
-    let parked = CheckpointStore::open(dir.path())?.parked()?;
+    let parked = CheckpointStore::open(dir.path())?.parked().all()?;
     let reasons: Vec<&str> = parked.iter().map(|p| p.reason.as_str()).collect();
     assert_eq!(parked.len(), 3, "{reasons:#?}");
     assert!(

@@ -111,6 +111,12 @@ pub async fn run(global: &Global, command: Oversight) -> anyhow::Result<()> {
                 ]);
             }
             println!("{t}");
+            if reply.parked > 0 {
+                println!(
+                    "{} message(s) from NATS refused and parked by oversightd (see its log)",
+                    reply.parked
+                );
+            }
         }
         Oversight::Performance {
             system,

@@ -263,6 +263,7 @@ async fn position_status(
             serde_json::json!({
                 "system": status.system, "sequence": status.sequence, "hash": hex::encode(&status.hash),
                 "ledger_sequence": head.sequence, "ledger_hash": hex::encode(&head.hash), "agrees": agrees,
+                "parked": status.parked,
             })
         );
     } else {
@@ -276,6 +277,10 @@ async fn position_status(
         t.add_row(vec![
             "agrees with the ledger head".to_string(),
             if agrees { "yes" } else { "NO" }.to_string(),
+        ]);
+        t.add_row(vec![
+            "messages from NATS parked".to_string(),
+            status.parked.to_string(),
         ]);
         println!("{t}");
     }

@@ -54,8 +54,10 @@ pub struct Config {
     pub duplicate_window_s: u64,
     /// Events the relay reads from the store and publishes before awaiting acknowledgements.
     pub relay_window_events: usize,
-    /// Largest gRPC message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
-    pub grpc_message_bytes_max: usize,
+    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
+    /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
+    #[serde(flatten)]
+    pub limits: serving::Limits,
     /// Most commands accepted in one bulk submission (more: RESOURCE_EXHAUSTED).
     pub bulk_commands_max: u64,
     /// Most events one command may produce or one group commit may hold.
@@ -94,7 +96,7 @@ impl Default for Config {
             stream_name: "ICS".to_string(),
             duplicate_window_s: 120,
             relay_window_events: 512,
-            grpc_message_bytes_max: 4 * 1024 * 1024,
+            limits: serving::Limits::default(),
             bulk_commands_max: 1_000_000,
             batch_events_max: 4_096,
             read_page_events: 1_024,
@@ -184,11 +186,38 @@ mod tests {
             assert_eq!(config.relay_window_events, 64);
             assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
             assert_eq!(config.duplicate_window_s, 120);
+            assert_eq!(config.limits, serving::Limits::default());
             let flags = Flags {
                 system: Some("from-flag".into()),
                 ..flags
             };
             assert_eq!(Config::load(&flags).map_err(|e| *e)?.system, "from-flag");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn limits_are_top_level_keys_in_every_layer() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ledgerd.toml",
+                "grpc_request_deadline_ms = 5000\ngrpc_message_bytes_max = 1024\n",
+            )?;
+            jail.set_env("LEDGERD_GRPC_STREAMS_PER_CONNECTION_MAX", "8");
+            let flags = Flags {
+                config: Some("ledgerd.toml".into()),
+                ..Flags::default()
+            };
+            let config = Config::load(&flags).map_err(|e| *e)?;
+            assert_eq!(
+                config.limits,
+                serving::Limits {
+                    grpc_message_bytes_max: 1024,
+                    grpc_streams_per_connection_max: 8,
+                    grpc_request_deadline_ms: 5000,
+                }
+            );
             Ok(())
         });
     }
@@ -208,6 +237,7 @@ mod tests {
             let config = Config::load(&flags).map_err(|e| *e)?;
             assert_eq!(config.system, "kav");
             assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+            assert_eq!(config.limits, serving::Limits::default());
             Ok(())
         });
     }

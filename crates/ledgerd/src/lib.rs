@@ -14,7 +14,6 @@ pub mod audit;
 pub mod audit_service;
 pub mod config;
 pub mod ledger;
-pub mod oversize;
 pub mod relay;
 pub mod server;
 pub mod service;

@@ -117,23 +117,17 @@ pub async fn run(
             "authentication is off: no auth_public_key configured, so any caller may post and read"
         ),
     }
+    let message_max = config.limits.grpc_message_bytes_max;
     let audit_service = AuditServiceServer::new(AuditApi::new(store.clone(), audit_log, verifier))
-        .max_encoding_message_size(config.grpc_message_bytes_max);
+        .max_decoding_message_size(message_max)
+        .max_encoding_message_size(message_max);
     let service = LedgerServiceServer::new(api)
-        .max_decoding_message_size(config.grpc_message_bytes_max)
-        .max_encoding_message_size(config.grpc_message_bytes_max);
+        .max_decoding_message_size(message_max)
+        .max_encoding_message_size(message_max);
 
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "ledgerd serving");
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
-        builder = builder.tls_config(tls).context("configuring TLS")?;
-    } else {
-        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
-    }
-    builder
-        .layer(crate::oversize::layer())
+    serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
@@ -163,23 +157,5 @@ pub async fn run(
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops ledgerd");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    serving::shutdown_signal("ledgerd").await;
 }

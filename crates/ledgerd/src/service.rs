@@ -272,7 +272,7 @@ impl LedgerApi {
                         &format!("commands[{index}]"),
                     ))),
                 },
-                Err(status) => Err(crate::oversize::renamed(status)),
+                Err(status) => Err(serving::oversize::renamed(status)),
             };
             match submitted {
                 Ok(future) => pending.push_back(future),

@@ -72,6 +72,10 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// How long before a message whose gap could not be filled is offered again.
     pub retry_delay_ms: u64,
+    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
+    /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
+    #[serde(flatten)]
+    pub limits: serving::Limits,
     /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -105,6 +109,7 @@ impl Default for Config {
             checkpoint_events: 10_000,
             checkpoint_interval_ms: 200,
             retry_delay_ms: 1_000,
+            limits: serving::Limits::default(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

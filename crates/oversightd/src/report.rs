@@ -201,7 +201,7 @@ pub fn list_systems(fleet: &Fleet<SystemView>) -> pb::ListSystemsReply {
             }
         })
         .collect();
-    pb::ListSystemsReply { systems }
+    pb::ListSystemsReply { systems, parked: 0 }
 }
 
 /// Every system's metrics in one book (each book is keyed by its own system).

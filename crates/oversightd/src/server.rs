@@ -35,6 +35,9 @@ pub async fn run(
     let received = checkpoints
         .received()
         .context("opening the kept checkpoints")?;
+    let parked = checkpoints
+        .parked()
+        .context("opening the parked messages")?;
 
     let stop = CancellationToken::new();
     let settings = FleetSettings {
@@ -64,33 +67,31 @@ pub async fn run(
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let mut api = OversightApi::new(shared, received);
+    let mut api = OversightApi::new(shared, received, parked);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
     }
-    let service = OversightServiceServer::new(api);
+    let service = OversightServiceServer::new(api)
+        .max_decoding_message_size(config.limits.grpc_message_bytes_max);
     let address = listener.local_addr()?;
     tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
 
     let serving_stop = stop.clone();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = config.server_tls()? {
-        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
-        builder = builder.tls_config(tls).context("configuring TLS")?;
-    } else {
-        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
-    }
-    let serve = builder
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = serving_stop.cancelled() => {}
-            }
-        });
+    let serve = serving::server(
+        config.server_tls()?,
+        config.tls_client_ca.is_some(),
+        &config.limits,
+    )?
+    .add_service(health_service)
+    .add_service(reflection)
+    .add_service(service)
+    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = serving_stop.cancelled() => {}
+        }
+    });
     tokio::pin!(serve);
     let consumer_result = tokio::select! {
         served = &mut serve => {
@@ -113,24 +114,5 @@ pub async fn run(
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops oversightd");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    serving::shutdown_signal("oversightd").await;
 }

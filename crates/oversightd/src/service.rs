@@ -3,6 +3,7 @@
 use api::oversight_pb as pb;
 use api::oversight_pb::oversight_service_server::OversightService;
 use follow::fleet::{Fleet, ReceivedCheckpoints, SharedFleet};
+use follow::parked::ParkedMessages;
 use tonic::{Request, Response, Status};
 
 use crate::report::{self, PerformanceQuery, RankingQuery};
@@ -13,15 +14,22 @@ pub struct OversightApi {
     shared: SharedFleet<SystemView>,
     /// The signed checkpoints received from every ledger.
     received: ReceivedCheckpoints,
+    /// Messages refused from NATS, counted in `ListSystems`.
+    parked: ParkedMessages,
     /// Checks bearer tokens (signed with the regulator's key); `None`: authentication is off.
     verifier: Option<auth::Verifier>,
 }
 
 impl OversightApi {
-    pub fn new(shared: SharedFleet<SystemView>, received: ReceivedCheckpoints) -> Self {
+    pub fn new(
+        shared: SharedFleet<SystemView>,
+        received: ReceivedCheckpoints,
+        parked: ParkedMessages,
+    ) -> Self {
         OversightApi {
             shared,
             received,
+            parked,
             verifier: None,
         }
     }
@@ -60,7 +68,9 @@ impl OversightService for OversightApi {
         request: Request<pb::ListSystemsRequest>,
     ) -> Result<Response<pb::ListSystemsReply>, Status> {
         self.check(&request)?;
-        Ok(Response::new(report::list_systems(&*self.read()?)))
+        let mut reply = report::list_systems(&*self.read()?);
+        reply.parked = self.parked.count();
+        Ok(Response::new(reply))
     }
 
     async fn get_performance(

@@ -61,6 +61,10 @@ pub struct Config {
     pub checkpoint_events: u64,
     /// …or this many milliseconds after the first unsaved one.
     pub checkpoint_interval_ms: u64,
+    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
+    /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
+    #[serde(flatten)]
+    pub limits: serving::Limits,
     /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -93,6 +97,7 @@ impl Default for Config {
             fetch_max: 512,
             checkpoint_events: 10_000,
             checkpoint_interval_ms: 200,
+            limits: serving::Limits::default(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

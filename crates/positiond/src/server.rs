@@ -35,6 +35,7 @@ pub async fn run(
     let checkpoints = CheckpointStore::open(&config.data_dir)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     let shared: Shared<Position> = Arc::new(RwLock::new(checkpoints.load()?));
+    let parked = checkpoints.parked().clone();
     tracing::info!(
         sequence = shared.read().map(|c| c.sequence).unwrap_or(0),
         "checkpoint loaded"
@@ -67,24 +68,18 @@ pub async fn run(
         .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let mut api = PositionApi::new(system.to_string(), shared);
+    let mut api = PositionApi::new(system.to_string(), shared, parked);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
     }
-    let service = PositionServiceServer::new(api);
+    let service = PositionServiceServer::new(api)
+        .max_decoding_message_size(config.limits.grpc_message_bytes_max);
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "positiond serving");
 
     let serving_stop = stop.clone();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        tracing::info!(mutual = config.tls_client_ca.is_some(), "gRPC over TLS");
-        builder = builder.tls_config(tls).context("configuring TLS")?;
-    } else {
-        tracing::warn!("gRPC in plaintext: set tls_cert and tls_key to encrypt");
-    }
-    let serve = builder
+    let serve = serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
@@ -116,24 +111,5 @@ pub async fn run(
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops positiond");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    serving::shutdown_signal("positiond").await;
 }

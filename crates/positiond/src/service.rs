@@ -18,6 +18,7 @@ use domain::position::{Recorded, ReportError, Snapshot};
 use tonic::{Request, Response, Status};
 
 use follow::consumer::Shared;
+use follow::parked::ParkedMessages;
 
 use crate::position::Position;
 
@@ -25,15 +26,18 @@ use crate::position::Position;
 pub struct PositionApi {
     system: String,
     shared: Shared<Position>,
+    /// Messages refused from NATS, counted in the status.
+    parked: ParkedMessages,
     /// Checks bearer tokens; `None`: authentication is off.
     verifier: Option<auth::Verifier>,
 }
 
 impl PositionApi {
-    pub fn new(system: String, shared: Shared<Position>) -> Self {
+    pub fn new(system: String, shared: Shared<Position>, parked: ParkedMessages) -> Self {
         PositionApi {
             system,
             shared,
+            parked,
             verifier: None,
         }
     }
@@ -121,6 +125,7 @@ impl PositionService for PositionApi {
                 folded.hash.to_vec()
             },
             recorded_at_us: folded.recorded_at_us,
+            parked: self.parked.count(),
         }))
     }
 

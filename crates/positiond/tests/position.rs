@@ -720,6 +720,41 @@ async fn restarts_from_its_checkpoint_and_a_late_replica_converges() -> anyhow::
     Ok(())
 }
 
+/// NATS is untrusted: a message that is not an event is parked, counted in the status, and
+/// positiond goes on folding what comes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_an_event_is_parked_and_counted() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let ledgerd = start_ledgerd(Some(nats.url())).await?;
+    let mut ledger = ledgerd.client().await?;
+    let commands = demo_commands()?;
+    let first_last = post(&mut ledger, commands[..20].to_vec()).await?;
+    let dir = tempfile::tempdir()?;
+    let positiond = start_positiond(positiond_config(dir.path(), &nats, &ledgerd, "p")).await?;
+    let before = positiond.wait_for(first_last).await?;
+    assert_eq!(before.parked, 0);
+
+    let js = bus::jetstream(bus::connect(&nats.url(), "intruder").await?);
+    js.publish("ics.kav.contract.invoice_raised", vec![0xff, 0x00].into())
+        .await?
+        .await?;
+    let last = post(&mut ledger, commands[20..40].to_vec()).await?;
+    let after = positiond.wait_for(last).await?;
+    assert_eq!(after.sequence, last, "it went on past the parked message");
+    assert_eq!(after.parked, 1, "{after:?}");
+    positiond.stop().await?;
+    let parked = CheckpointStore::open(dir.path())?.parked().all()?;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].subject, "ics.kav.contract.invoice_raised");
+    assert_eq!(parked[0].payload, vec![0xff, 0x00]);
+    assert!(
+        parked[0].reason.starts_with("not a RecordedEvent protobuf"),
+        "{parked:?}"
+    );
+    ledgerd.stop().await?;
+    Ok(())
+}
+
 /// Prints the checkpoint's size (the bytes `CheckpointStore::save` stores: a format byte and
 /// the bincode encoding) and how long saving it takes (encode, insert, flush), and checks it
 /// loads back equal. No timed assertion: the figures are for the record.

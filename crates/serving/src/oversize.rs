@@ -2,13 +2,13 @@
 //! message, as `ledger.proto` documents. tonic refuses such a message while decoding, before
 //! any handler runs, and calls it `OUT_OF_RANGE`; this module renames that one refusal.
 //!
-//! Unary calls get it as a trailers-only response, which [`layer`] rewrites on the way out;
-//! a streamed `SubmitBulk` gets it from the request stream, where [`renamed`] applies.
+//! Unary calls get it as a trailers-only response, which [`crate::LimitsLayer`] rewrites on the
+//! way out; a client-streamed call (ledgerd's `SubmitBulk`) gets it from the request stream,
+//! where its handler applies [`renamed`].
 
 use http::Response;
 use tonic::body::Body;
 use tonic::{Code, Status};
-use tower::util::MapResponseLayer;
 
 /// How tonic 0.14 starts the message of a request over `max_decoding_message_size`.
 const DECODED_TOO_LARGE: &str = "Error, decoded message length too large: ";
@@ -27,12 +27,8 @@ pub fn renamed(status: Status) -> Status {
     }
 }
 
-/// A server layer that applies [`renamed`] to trailers-only responses.
-pub fn layer() -> MapResponseLayer<fn(Response<Body>) -> Response<Body>> {
-    MapResponseLayer::new(rename_response as fn(Response<Body>) -> Response<Body>)
-}
-
-fn rename_response(mut response: Response<Body>) -> Response<Body> {
+/// `response` with [`renamed`] applied to its status if it is a trailers-only refusal.
+pub(crate) fn rename_response(mut response: Response<Body>) -> Response<Body> {
     let Some(status) = Status::from_header_map(response.headers()) else {
         return response;
     };
