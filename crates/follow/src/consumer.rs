@@ -5,9 +5,16 @@
 //! 2. Follow the system's subjects with a durable JetStream pull consumer. Each message is
 //!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadAll`
 //!    first, a message that does not link to the chain is refused and logged.
-//! 3. Checkpoint (projection + sequence, one value, flushed) every so many events or so
-//!    often, and only then acknowledge the messages folded since the last checkpoint — so a
-//!    crash loses nothing that was acknowledged, and what comes again is ignored.
+//! 3. Acknowledge each message once it is folded (or ignored, or parked — a parked message is
+//!    flushed to disk first). JetStream is how events arrive quickly, not the record: after a
+//!    crash, step 1 folds again from ledgerd everything past the checkpoint, acknowledged or
+//!    not, and what JetStream offers again is ignored. So acknowledging never waits for a
+//!    checkpoint, and a checkpoint — which rewrites the whole projection — never holds up
+//!    JetStream (whose `max_ack_pending` would otherwise stall delivery while it runs).
+//! 4. Checkpoint (projection + sequence, one value, flushed) every so many events or so
+//!    often, but never more than a tenth of the time (`pull::Schedule`: after a checkpoint
+//!    that took `d`, the next waits `9d`), and on stopping. The checkpoint only bounds how much
+//!    a restart folds again.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,7 +29,7 @@ use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::Parked;
 use crate::projection::{Checkpointed, Offer, Projection};
-use crate::pull::{self, Unsaved};
+use crate::pull::{self, Schedule};
 
 /// The projection as queries see it: folded event by event under the lock.
 pub type Shared<P> = Arc<RwLock<Checkpointed<P>>>;
@@ -81,12 +88,12 @@ pub async fn run<P: Projection>(
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
-    let mut unsaved = Unsaved::new();
+    let mut schedule = Schedule::new(settings.checkpoint_events, settings.checkpoint_interval);
     while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
         while let Some(message) = pull::next_message(&mut batch).await {
             if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
                 // A signed checkpoint, not an event: the regulator keeps those, not positiond.
-                unsaved.hold(message, 0);
+                pull::ack(&message).await;
                 continue;
             }
             let Folded { folded, refused } =
@@ -97,17 +104,14 @@ pub async fn run<P: Projection>(
                     .park(Parked::message(&message, reason))
                     .context("parking a message")?;
             }
-            unsaved.hold(message, folded);
+            schedule.folded(folded);
+            pull::ack(&message).await;
         }
-        if unsaved.due(settings.checkpoint_events, settings.checkpoint_interval) {
-            save(&checkpoints, &shared)?;
-            unsaved.saved();
+        if schedule.due() {
+            schedule.saved(save(&checkpoints, &shared)?);
         }
-        unsaved.ack_if_saved().await;
     }
     save(&checkpoints, &shared)?;
-    unsaved.saved();
-    unsaved.ack_if_saved().await;
     tracing::info!(sequence = read(&shared).sequence, "consumer stopped");
     Ok(())
 }
@@ -215,10 +219,17 @@ pub async fn fill<P: Projection>(
     Ok(folded)
 }
 
-fn save<P: Projection>(checkpoints: &CheckpointStore, shared: &Shared<P>) -> anyhow::Result<()> {
-    checkpoints
-        .save(&*read(shared))
-        .context("saving the checkpoint")
+/// Saves the checkpoint; how long it took.
+fn save<P: Projection>(
+    checkpoints: &CheckpointStore,
+    shared: &Shared<P>,
+) -> anyhow::Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let folded = read(shared);
+    checkpoints.save(&folded).context("saving the checkpoint")?;
+    let took = started.elapsed();
+    tracing::debug!(sequence = folded.sequence, ?took, "checkpoint saved");
+    Ok(took)
 }
 
 fn read<P>(shared: &Shared<P>) -> std::sync::RwLockReadGuard<'_, Checkpointed<P>> {

@@ -28,7 +28,9 @@
 //!    ledgerd misconfigured under another system's id cannot fold into it (from a ledgerd's
 //!    `ReadAll` the consumer fails instead, as any record that does not fold does).
 //! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
-//!    (atomic), flushed, and only then acknowledge — so after a crash every system's
+//!    (atomic), flushed — every so many events or so often, never more than a tenth of the
+//!    time (`pull::Schedule`) — and only then acknowledge (unlike positiond: a system without
+//!    a ledgerd has no other copy of its events to fold again) — so after a crash every system's
 //!    projection on disk is the fold of exactly its events `1..=sequence`, and every
 //!    acknowledged message is in one of them.
 //!
@@ -50,7 +52,7 @@ use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::{Parked, ParkedMessages};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
-use crate::pull::{self, Unsaved};
+use crate::pull::{self, Schedule, Unsaved};
 
 /// Every system's projection, by system id.
 pub type Fleet<P> = BTreeMap<SystemId, Checkpointed<P>>;
@@ -497,7 +499,10 @@ pub async fn run<P: Projection>(
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
-    let mut unsaved = Unsaved::new();
+    let mut unsaved = Unsaved::new(Schedule::new(
+        settings.checkpoint_events,
+        settings.checkpoint_interval,
+    ));
     while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
         while let Some(message) = pull::next_message(&mut batch).await {
             let outcome = fold_message(
@@ -529,14 +534,15 @@ pub async fn run<P: Projection>(
                 }
             }
         }
-        if unsaved.due(settings.checkpoint_events, settings.checkpoint_interval) {
+        if unsaved.due() {
+            let started = std::time::Instant::now();
             save(&checkpoints, &shared, &mut dirty)?;
-            unsaved.saved();
+            unsaved.saved(started.elapsed());
         }
         unsaved.ack_if_saved().await;
     }
     save(&checkpoints, &shared, &mut dirty)?;
-    unsaved.saved();
+    unsaved.saved(std::time::Duration::ZERO);
     unsaved.ack_if_saved().await;
     tracing::info!(systems = read(&shared).len(), "fleet consumer stopped");
     Ok(())

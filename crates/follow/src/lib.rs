@@ -8,7 +8,8 @@
 //! - [`projection`]: the fold and its place in the log; redelivery and gaps.
 //! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.
 //! - [`parked`]: messages refused from JetStream (NATS is untrusted), kept with the reason.
-//! - [`consumer`]: catch up from ledgerd, follow JetStream, checkpoint, then acknowledge.
+//! - [`consumer`]: catch up from ledgerd, follow JetStream (acknowledging what is folded),
+//!   checkpoint on a schedule that bounds its cost.
 //! - [`fleet`]: the same for many systems on one consumer (`ics.*.>`), each with its own
 //!   sequence, chain and ledgerd, checkpointed together.
 

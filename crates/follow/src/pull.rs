@@ -83,57 +83,167 @@ pub(crate) async fn next_message(batch: &mut Batch) -> Option<Message> {
     }
 }
 
-/// Messages handled but not yet acknowledged, because what they folded is not yet in a
-/// checkpoint. Acknowledged only once it is: a crash before then redelivers them, and the
-/// projection ignores what it already holds.
-pub(crate) struct Unsaved {
-    held: Vec<Message>,
+/// How much of a consumer's time checkpoints may take: after a checkpoint that took `d`, the
+/// next waits at least `CHECKPOINT_SHARE_INVERSE - 1` times `d`. A checkpoint rewrites the
+/// whole projection (tens of MiB at a million events), so a fixed interval alone would have a
+/// large projection checkpointing most of the time; this keeps it under a tenth however large
+/// the projection grows, and leaves small ones on their configured interval.
+const CHECKPOINT_SHARE_INVERSE: u32 = 10;
+
+/// When the next checkpoint is due: so many events folded since the last, or so long since
+/// the first of them — and never more than a tenth of the time spent checkpointing.
+pub(crate) struct Schedule {
+    events: u64,
+    interval: Duration,
     /// Events folded since the last checkpoint.
     folded: u64,
     /// When the first of them was folded.
     since: Instant,
+    /// When the last checkpoint ended and how long it took.
+    last: Option<(Instant, Duration)>,
+}
+
+impl Schedule {
+    pub(crate) fn new(events: u64, interval: Duration) -> Self {
+        Schedule {
+            events,
+            interval,
+            folded: 0,
+            since: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// `folded` more events await a checkpoint.
+    pub(crate) fn folded(&mut self, folded: u64) {
+        self.folded_at(Instant::now(), folded);
+    }
+
+    fn folded_at(&mut self, now: Instant, folded: u64) {
+        if folded > 0 {
+            if self.folded == 0 {
+                self.since = now;
+            }
+            self.folded += folded;
+        }
+    }
+
+    /// Whether anything folded awaits a checkpoint.
+    pub(crate) fn pending(&self) -> bool {
+        self.folded > 0
+    }
+
+    /// Whether a checkpoint is due now.
+    pub(crate) fn due(&self) -> bool {
+        self.due_at(Instant::now())
+    }
+
+    fn due_at(&self, now: Instant) -> bool {
+        let since = |then: Instant| now.saturating_duration_since(then);
+        let wanted =
+            self.folded >= self.events || (self.folded > 0 && since(self.since) >= self.interval);
+        let rested = self
+            .last
+            .is_none_or(|(ended, took)| since(ended) >= took * (CHECKPOINT_SHARE_INVERSE - 1));
+        wanted && rested
+    }
+
+    /// A checkpoint that took `took` now covers everything folded.
+    pub(crate) fn saved(&mut self, took: Duration) {
+        self.saved_at(Instant::now(), took);
+    }
+
+    fn saved_at(&mut self, now: Instant, took: Duration) {
+        self.folded = 0;
+        self.last = Some((now, took));
+    }
+}
+
+/// Messages handled but not yet acknowledged, because what they folded is not yet in a
+/// checkpoint (oversightd: a system without a ledgerd has no other copy of its events).
+/// Acknowledged only once it is: a crash before then redelivers them, and the projection
+/// ignores what it already holds.
+pub(crate) struct Unsaved {
+    held: Vec<Message>,
+    schedule: Schedule,
 }
 
 impl Unsaved {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(schedule: Schedule) -> Self {
         Unsaved {
             held: Vec::new(),
-            folded: 0,
-            since: Instant::now(),
+            schedule,
         }
     }
 
     /// Holds `message`, which folded `folded` events (0: nothing to save for it).
     pub(crate) fn hold(&mut self, message: Message, folded: u64) {
-        if folded > 0 {
-            if self.folded == 0 {
-                self.since = Instant::now();
-            }
-            self.folded += folded;
-        }
+        self.schedule.folded(folded);
         self.held.push(message);
     }
 
-    /// Whether a checkpoint is due: `events` folded, or `interval` since the first unsaved.
-    pub(crate) fn due(&self, events: u64, interval: Duration) -> bool {
-        self.folded >= events || (self.folded > 0 && self.since.elapsed() >= interval)
+    /// Whether a checkpoint is due (see [`Schedule`]).
+    pub(crate) fn due(&self) -> bool {
+        self.schedule.due()
     }
 
-    /// A checkpoint now covers everything folded.
-    pub(crate) fn saved(&mut self) {
-        self.folded = 0;
+    /// A checkpoint that took `took` now covers everything folded.
+    pub(crate) fn saved(&mut self, took: Duration) {
+        self.schedule.saved(took);
     }
 
     /// Acknowledges every held message if nothing folded awaits a checkpoint.
     pub(crate) async fn ack_if_saved(&mut self) {
-        if self.folded > 0 {
+        if self.schedule.pending() {
             return;
         }
         for message in self.held.drain(..) {
-            if let Err(error) = message.ack().await {
-                // Not acknowledged: it comes again and is ignored then.
-                tracing::warn!(%error, "ack failed");
-            }
+            ack(&message).await;
         }
+    }
+}
+
+/// Acknowledges `message`; a failure is logged (it comes again and is ignored then).
+pub(crate) async fn ack(message: &Message) {
+    if let Err(error) = message.ack().await {
+        tracing::warn!(%error, "ack failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_due_by_events_or_time_but_never_more_than_a_tenth_of_the_time() {
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        let mut schedule = Schedule::new(100, ms(30));
+        assert!(!schedule.due_at(start), "nothing folded");
+        schedule.folded_at(start, 99);
+        assert!(!schedule.due_at(start));
+        schedule.folded_at(start, 1);
+        assert!(schedule.due_at(start), "100 events");
+
+        // A cheap checkpoint: due again as soon as wanted.
+        schedule.saved_at(start, Duration::ZERO);
+        schedule.folded_at(start, 100);
+        assert!(schedule.due_at(start));
+
+        // One that took 40 ms: the next waits 360 ms however many events come.
+        schedule.saved_at(start, ms(40));
+        schedule.folded_at(start, 1_000_000);
+        assert!(
+            !schedule.due_at(start + ms(359)),
+            "resting after a costly checkpoint"
+        );
+        assert!(schedule.due_at(start + ms(360)));
+
+        // By time: one event, then the interval since it.
+        let later = start + ms(1_000);
+        schedule.saved_at(later, Duration::ZERO);
+        schedule.folded_at(later + ms(5), 1);
+        assert!(!schedule.due_at(later + ms(34)));
+        assert!(schedule.due_at(later + ms(35)));
     }
 }
