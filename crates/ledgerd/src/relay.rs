@@ -11,6 +11,11 @@
 //!
 //! With NATS down the ledger keeps accepting commands; the relay retries with a capped backoff
 //! and catches up when the server is back.
+//!
+//! Asked to stop, the relay makes one last pass, bounded by [`DRAIN_MAX`]: what was committed
+//! before the stop — and the checkpoint ledgerd signs on its way down — reaches JetStream now
+//! rather than at the next start. (Skipped when the relay was already waiting out an error:
+//! NATS is then most likely down, and whatever is left goes at the next start as before.)
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,6 +39,8 @@ pub const CURSOR: &str = "relay";
 pub const CHECKPOINT_CURSOR: &str = "relay-checkpoints";
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest the last pass on stopping may take.
+pub const DRAIN_MAX: Duration = Duration::from_secs(3);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub struct RelaySettings {
@@ -46,7 +53,7 @@ pub struct RelaySettings {
     pub checkpoints_signed: Arc<Notify>,
 }
 
-/// Runs until `shutdown` is cancelled.
+/// Runs until `shutdown` is cancelled, then makes the last pass.
 pub async fn run(
     store: Store,
     client: async_nats::Client,
@@ -57,11 +64,11 @@ pub async fn run(
     let mut backoff = BACKOFF_MIN;
     loop {
         let result = tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = relay_until_error(&store, &js, &settings, &shutdown) => result,
+            () = shutdown.cancelled() => break,
+            result = relay(&store, &js, &settings, Until::Stopped(&shutdown)) => result,
         };
         match result {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; will resume from the cursor");
                 tokio::select! {
@@ -72,6 +79,27 @@ pub async fn run(
             }
         }
     }
+    match tokio::time::timeout(DRAIN_MAX, relay(&store, &js, &settings, Until::CaughtUp)).await {
+        Ok(Ok(())) => {
+            tracing::info!("relay stopped: JetStream holds the whole log and its checkpoints")
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "relay stopped short; the rest goes at the next start")
+        }
+        Err(_) => tracing::warn!(
+            limit_s = DRAIN_MAX.as_secs(),
+            "relay stopped before catching up; the rest goes at the next start"
+        ),
+    }
+}
+
+/// When [`relay`] returns.
+#[derive(Clone, Copy)]
+enum Until<'a> {
+    /// When this is cancelled (waiting for more while caught up).
+    Stopped(&'a CancellationToken),
+    /// As soon as everything committed, and every checkpoint stored, is published.
+    CaughtUp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +110,12 @@ enum RelayError {
     Store(#[from] store::StoreError),
 }
 
-/// Publishes until shutdown (`Ok`) or the first error.
-async fn relay_until_error(
+/// Publishes until `until` (`Ok`) or the first error.
+async fn relay(
     store: &Store,
     js: &async_nats::jetstream::Context,
     settings: &RelaySettings,
-    shutdown: &CancellationToken,
+    until: Until<'_>,
 ) -> Result<(), RelayError> {
     bus::ensure_stream(js, &settings.stream).await?;
     let in_stream = bus::last_published_sequence(js, &settings.stream.name, &settings.system)
@@ -102,6 +130,9 @@ async fn relay_until_error(
         if page.is_empty() {
             store.set_cursor(CURSOR, cursor)?;
             publish_checkpoints(store, &publisher, &settings.system, cursor).await?;
+            let Until::Stopped(shutdown) = until else {
+                return Ok(());
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = settings.checkpoints_signed.notified() => {}

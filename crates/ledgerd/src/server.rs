@@ -139,7 +139,7 @@ pub async fn run(
     tracing::info!(
         "shutting down: signing a last checkpoint, stopping the relay, flushing the store"
     );
-    // The last checkpoint is stored now and published by the relay on the next start.
+    // The last checkpoint is signed and stored first, so the relay's last pass publishes it.
     stop_audit.cancel();
     if let Err(error) = audit_task.await {
         tracing::error!(%error, "audit task failed");
