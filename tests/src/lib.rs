@@ -159,6 +159,13 @@ pub fn icsctl(server: &str, args: &[&str]) -> anyhow::Result<String> {
 /// Runs the real `icsctl` binary with `args` as given (no `--server` added); returns whether
 /// it succeeded and its stdout and stderr together.
 pub fn icsctl_outcome(args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let (code, text) = icsctl_exit(args)?;
+    Ok((code == Some(0), text))
+}
+
+/// Like [`icsctl_outcome`], with the exit status itself: 0 done, 1 an audit refuted what it
+/// checked, 2 any other failure (`None`: killed by a signal).
+pub fn icsctl_exit(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
     let binary = testkit::workspace_binary("icsctl")?;
     let output = Command::new(binary).args(args).output()?;
     let text = format!(
@@ -166,7 +173,7 @@ pub fn icsctl_outcome(args: &[&str]) -> anyhow::Result<(bool, String)> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok((output.status.success(), text))
+    Ok((output.status.code(), text))
 }
 
 /// Runs the real `icsctl` binary against `server` whatever its exit status: for commands whose

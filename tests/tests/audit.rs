@@ -137,12 +137,12 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        e2e::icsctl_outcome(&args)
+        e2e::icsctl_exit(&args)
     };
 
     // Online: the whole log over gRPC against the ledger's and the regulator's checkpoints.
-    let (ok, out) = verify(&[])?;
-    assert!(ok, "{out}");
+    let (code, out) = verify(&[])?;
+    assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verified 383 events"), "{out}");
     assert!(
         out.contains("4 from the ledger, 4 from the regulator"),
@@ -223,8 +223,8 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     // Offline: the stopped ledger's sled directory, as it is…
     ledgerd.terminate()?;
     let data_arg = data.to_string_lossy().to_string();
-    let (ok, out) = verify(&["--data-dir", &data_arg])?;
-    assert!(ok, "{out}");
+    let (code, out) = verify(&["--data-dir", &data_arg])?;
+    assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verified 383 events"), "{out}");
 
     // …and tampered with: each names the first sequence that does not verify.
@@ -251,8 +251,8 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     })?;
     for (dir, sequence) in [(&byte, 100), (&deleted, 200), (&swapped, 50)] {
         let dir_arg = dir.to_string_lossy().to_string();
-        let (ok, out) = verify(&["--data-dir", &dir_arg, "--no-regulator"])?;
-        assert!(!ok, "{} verified: {out}", dir.display());
+        let (code, out) = verify(&["--data-dir", &dir_arg, "--no-regulator"])?;
+        assert_eq!(code, Some(1), "{} must be refuted: {out}", dir.display());
         assert!(
             out.contains(&format!("verification FAILED at event {sequence}:")),
             "{}: {out}",
@@ -267,12 +267,12 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     e2e::icsctl(&forger.url(), &["load", "--quiet", &scenario])?;
     forger.terminate()?;
     let rewritten_arg = rewritten.to_string_lossy().to_string();
-    let (ok, out) = verify(&["--data-dir", &rewritten_arg, "--no-regulator"])?;
-    assert!(ok, "alone, the rewritten ledger verifies: {out}");
+    let (code, out) = verify(&["--data-dir", &rewritten_arg, "--no-regulator"])?;
+    assert_eq!(code, Some(0), "alone, the rewritten ledger verifies: {out}");
     assert!(out.contains("NOT checked against the regulator"), "{out}");
     // The checkpoints the regulator holds catch it at the first one.
-    let (ok, out) = verify(&["--data-dir", &rewritten_arg])?;
-    assert!(!ok, "{out}");
+    let (code, out) = verify(&["--data-dir", &rewritten_arg])?;
+    assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("verification FAILED at event 100:") && out.contains("the regulator"),
         "{out}"

@@ -310,9 +310,10 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     .to_string();
     let bad = check(&["--seq", &bad_seq, "--file", &altered_path])?;
     let (out, err) = text(&bad);
-    assert!(
-        !bad.status.success(),
-        "an altered return must not check out"
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "an altered return does not check out (exit 1: checked, and wrong)"
     );
     assert!(out.contains("DOES NOT MATCH"), "{out}");
     assert!(
@@ -327,12 +328,25 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     assert!(out.contains(&now), "the log's figure {now}: {out}");
     assert!(err.contains("does not match"), "{err}");
     let bad = check(&["--seq", &bad_seq])?;
-    assert!(!bad.status.success());
+    assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).0.contains("--file"), "{:?}", text(&bad));
     // The genuine file against the altered return: the file is not what was filed.
     let crossed = check(&["--seq", &bad_seq, "--file", &q2_path])?;
     let (out, _) = text(&crossed);
-    assert!(!crossed.status.success());
+    assert_eq!(crossed.status.code(), Some(1));
+    // An event that is no filed return cannot be checked at all: exit 2.
+    let not_a_return = check(&["--seq", "1"])?;
+    assert_eq!(
+        not_a_return.status.code(),
+        Some(2),
+        "{:?}",
+        text(&not_a_return)
+    );
+    assert!(
+        text(&not_a_return).1.contains("not a filed return"),
+        "{:?}",
+        text(&not_a_return)
+    );
     assert!(out.contains("NOT the report that was filed"), "{out}");
     // As JSON, for scripts.
     let json = check(&["--seq", &bad_seq, "--file", &altered_path, "--json"])?;
@@ -445,7 +459,7 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
             &dir,
         ],
     )?;
-    assert!(!offline.status.success());
+    assert_eq!(offline.status.code(), Some(1));
     Ok(())
 }
 

@@ -1,4 +1,8 @@
 //! `icsctl` — the command-line client of ICS Ledger. See `icsctl --help`.
+//!
+//! Exit status: 0 done; 1 an audit found something that does not hold up
+//! ([`icsctl::audit::Refuted`]: verification failed, a proof or signature does not verify, a
+//! filed return does not match); 2 any other failure (and clap's usage errors).
 
 use std::process::ExitCode;
 
@@ -11,7 +15,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<icsctl::audit::Refuted>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

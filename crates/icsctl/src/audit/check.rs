@@ -5,7 +5,7 @@
 //! kind and options), the year and month it covers and the sequence it was taken at. The log
 //! is replayed from its first event to that sequence with the domain's position arithmetic,
 //! the same report is taken, and its fingerprint compared with the one filed. Exit status 0
-//! only when they are equal.
+//! when they are equal, 1 when they are not, 2 when the check could not be made.
 //!
 //! With `--file` (the report as filed, exported by `icsctl audit replay --export`), the file's
 //! fingerprint — recomputed from its content — is first compared with the one filed; then,
@@ -104,10 +104,10 @@ pub async fn run(global: &Global, args: CheckReturn) -> anyhow::Result<()> {
     if outcome.matches() {
         Ok(())
     } else {
-        anyhow::bail!(
+        Err(super::refuted(format!(
             "the return filed at sequence {} does not match the log",
             args.seq
-        )
+        )))
     }
 }
 

@@ -83,8 +83,9 @@ pub enum Audit {
     #[command(subcommand)]
     Replay(replay::ReplayReport),
     /// Check a filed return (the system.return_filed event at --seq): replay the log to the
-    /// sequence it names, take the same report, compare fingerprints. Exit status 0 only when
-    /// they match; with --file (the report that was filed), show what differs.
+    /// sequence it names, take the same report, compare fingerprints. Exit status 0 when they
+    /// match, 1 when they do not, 2 when it cannot check; with --file (the report that was
+    /// filed), show what differs.
     CheckReturn(check::CheckReturn),
     /// Who posted what and when: sequence, time, actor, stream, event and period, filtered by
     /// member, stream, period and actor.
@@ -330,6 +331,26 @@ pub fn hex32(fingerprint: &[u8; 32]) -> String {
 pub fn time_text(recorded_at_us: i64) -> String {
     jiff::Timestamp::from_microsecond(recorded_at_us)
         .map_or_else(|_| recorded_at_us.to_string(), |t| t.to_string())
+}
+
+/// What an audit found: the log, a proof, a checkpoint or a filed return does not hold up.
+/// `icsctl` exits with status 1 for it — and 2 when it could not carry out the audit at all
+/// (ledgerd unreachable, a file unreadable, bad arguments) — so a script can tell "checked:
+/// it is wrong" from "could not check".
+#[derive(Debug)]
+pub struct Refuted(pub String);
+
+impl std::fmt::Display for Refuted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refuted {}
+
+/// An error that is a [`Refuted`] finding.
+pub fn refuted(finding: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Refuted(finding.into()))
 }
 
 #[cfg(test)]

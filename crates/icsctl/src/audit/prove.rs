@@ -24,7 +24,13 @@ pub async fn run(global: &Global, args: &AuditArgs, seq: u64) -> anyhow::Result<
         .with_context(|| {
             format!("the regulator holds no checkpoint of {system} covering event {seq} yet")
         })?;
-    checkpoint.verify(&key)?;
+    checkpoint.verify(&key).map_err(|error| {
+        super::refuted(format!(
+            "the regulator's checkpoint at {} does not verify under {}: {error}",
+            checkpoint.checkpoint.sequence,
+            args.ledger_key.display()
+        ))
+    })?;
     let c = &checkpoint.checkpoint;
 
     let mut audit = audit_client(global).await?;
@@ -61,11 +67,11 @@ pub async fn run(global: &Global, args: &AuditArgs, seq: u64) -> anyhow::Result<
     let record = follow::incoming::stored(event.clone()).context("the event ledgerd sent")?;
     let content_hash = store::codec::recomputed_hash(&record)?;
     if record.sequence != seq || content_hash.as_slice() != proof.chain_hash.as_slice() {
-        anyhow::bail!(
+        return Err(super::refuted(format!(
             "event {seq} as ledgerd sent it hashes to {}, but its proof is for {}",
             hex::encode(content_hash),
             hex::encode(&proof.chain_hash)
-        );
+        )));
     }
     let path: Vec<merkle::Hash> = proof
         .path
@@ -80,11 +86,11 @@ pub async fn run(global: &Global, args: &AuditArgs, seq: u64) -> anyhow::Result<
         &path,
         &c.merkle_root,
     )
-    .with_context(|| {
-        format!(
-            "event {seq} is NOT proven to be in the log of {} events the regulator's checkpoint covers",
+    .map_err(|error| {
+        super::refuted(format!(
+            "event {seq} is NOT proven to be in the log of {} events the regulator's checkpoint covers: {error}",
             c.sequence
-        )
+        ))
     })?;
     if global.json {
         let json = serde_json::json!({
@@ -179,10 +185,10 @@ pub async fn list(global: &Global, args: &AuditArgs, regulator: bool) -> anyhow:
         }
     );
     if bad > 0 {
-        anyhow::bail!(
+        return Err(super::refuted(format!(
             "{bad} checkpoint signatures do not verify under {}",
             args.ledger_key.display()
-        );
+        )));
     }
     Ok(())
 }

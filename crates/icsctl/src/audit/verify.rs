@@ -81,8 +81,10 @@ fn report(global: &Global, outcome: &Outcome, asked_regulator: bool) -> anyhow::
             Ok(())
         }
         Err(finding) => match finding.sequence() {
-            Some(sequence) => anyhow::bail!("verification FAILED at event {sequence}: {finding}"),
-            None => anyhow::bail!("verification FAILED: {finding}"),
+            Some(sequence) => Err(super::refuted(format!(
+                "verification FAILED at event {sequence}: {finding}"
+            ))),
+            None => Err(super::refuted(format!("verification FAILED: {finding}"))),
         },
     }
 }
@@ -247,12 +249,12 @@ async fn online(
             .map_err(status)?
             .into_inner();
         if proof.old_root != verified.root {
-            anyhow::bail!(
+            return Err(super::refuted(format!(
                 "ledgerd's Merkle root of its first {} events is {}, but the log it sent gives {}",
                 verified.events,
                 hex::encode(&proof.old_root),
                 hex::encode(verified.root)
-            );
+            )));
         }
     }
     Ok(Ok(verified))
