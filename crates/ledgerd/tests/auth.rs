@@ -2,10 +2,13 @@
 //! `auth_public_key` configured, every RPC without a valid token for this system is
 //! `UNAUTHENTICATED`; each role posts exactly what its rules allow and is otherwise
 //! `PERMISSION_DENIED`; a refusal never moves the head; the token's subject is the actor
-//! recorded on the events it posts.
+//! recorded on the events it posts. The reads — the log and, on `AuditService`, the tree head,
+//! proofs and checkpoints — are in the same tables.
 
 use std::time::Duration;
 
+use api::audit_pb;
+use api::audit_pb::audit_service_client::AuditServiceClient;
 use api::pb;
 use api::pb::ledger_service_client::LedgerServiceClient;
 use auth::{Principal, Role};
@@ -24,6 +27,7 @@ use tonic::{Code as Status, Request};
 
 struct Server {
     client: LedgerServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     issuer: auth::Issuer,
@@ -55,8 +59,10 @@ async fn start() -> anyhow::Result<Server> {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
+    let audit = AuditServiceClient::connect(url).await?;
     Ok(Server {
         client,
+        audit,
         stop,
         task,
         issuer: auth::Issuer::from_pem(&private)?,
@@ -354,11 +360,13 @@ async fn head(server: &mut Server) -> anyhow::Result<u64> {
         .sequence)
 }
 
-/// The reads, and the bulk submit, with `token`: the first error of each.
+/// The reads (the log's and `AuditService`'s), and the bulk submit, with `token`: the first
+/// error of each.
 async fn reads_and_bulk(
-    client: &mut LedgerServiceClient<Channel>,
+    server: &mut Server,
     token: Option<&str>,
 ) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let client = &mut server.client;
     let head = client
         .head(with_token(pb::HeadRequest {}, token))
         .await
@@ -393,11 +401,50 @@ async fn reads_and_bulk(
         .submit_bulk(with_token(futures::stream::iter(vec![command]), token))
         .await
         .map(|_| ());
+    let audit = &mut server.audit;
+    let tree_head = audit
+        .get_tree_head(with_token(audit_pb::TreeHeadRequest {}, token))
+        .await
+        .map(|_| ());
+    let inclusion = audit
+        .get_inclusion_proof(with_token(
+            audit_pb::InclusionProofRequest {
+                sequence: 1,
+                tree_size: 0,
+            },
+            token,
+        ))
+        .await
+        .map(|_| ());
+    let consistency = audit
+        .get_consistency_proof(with_token(
+            audit_pb::ConsistencyProofRequest {
+                old_size: 1,
+                new_size: 0,
+            },
+            token,
+        ))
+        .await
+        .map(|_| ());
+    let checkpoints = audit
+        .list_checkpoints(with_token(
+            audit_pb::ListCheckpointsRequest {
+                from_sequence: 0,
+                limit: 0,
+            },
+            token,
+        ))
+        .await
+        .map(|_| ());
     vec![
         ("Head", head),
         ("ReadAll", read_all),
         ("ReadStream", read_stream),
         ("SubmitBulk", bulk),
+        ("GetTreeHead", tree_head),
+        ("GetInclusionProof", inclusion),
+        ("GetConsistencyProof", consistency),
+        ("ListCheckpoints", checkpoints),
     ]
 }
 
@@ -447,7 +494,7 @@ async fn no_valid_token_gets_nothing_and_writes_nothing() -> anyhow::Result<()> 
                 .expect_err("refused");
             assert_eq!(status.code(), Status::Unauthenticated, "{case}: {status:?}");
         }
-        for (rpc, result) in reads_and_bulk(&mut server.client, token).await {
+        for (rpc, result) in reads_and_bulk(&mut server, token).await {
             let status = result.expect_err("refused");
             assert_eq!(
                 status.code(),
@@ -522,27 +569,31 @@ async fn each_role_posts_exactly_what_it_may() -> anyhow::Result<()> {
     // Every member's own posting of the table went through (the domain accepted them all).
     assert_eq!(posted_by_members, 9);
 
-    // Only the log's readers read it: a member's team and the regulator are refused.
-    for (role, member, may) in [
-        (Role::MemberFinance, Some("KHFT"), false),
-        (Role::Regulator, None, false),
-        (Role::Auditor, None, true),
-        (Role::SystemFinance, None, true),
+    // Only the log's readers read it: a member's team, the regulator and the admin are
+    // refused. Proofs and checkpoints are for system finance, the regulator and auditors.
+    for (role, member, log, proofs) in [
+        (Role::MemberFinance, Some("KHFT"), false, false),
+        (Role::Regulator, None, false, true),
+        (Role::Auditor, None, true, true),
+        (Role::SystemFinance, None, true, true),
+        (Role::Admin, None, false, false),
     ] {
         let token = token(&server, role, member);
-        let results = reads_and_bulk(&mut server.client, Some(&token)).await;
+        let results = reads_and_bulk(&mut server, Some(&token)).await;
         for (rpc, result) in results {
-            match rpc {
-                "Head" => assert!(result.is_ok(), "{role} reads the head"),
-                "ReadAll" | "ReadStream" => {
-                    if may {
-                        assert!(result.is_ok(), "{role} {rpc}: {result:?}");
-                    } else {
-                        let status = result.expect_err("refused");
-                        assert_eq!(status.code(), Status::PermissionDenied, "{role} {rpc}");
-                    }
+            let may = match rpc {
+                "Head" => true,
+                "ReadAll" | "ReadStream" => log,
+                "GetTreeHead" | "GetInclusionProof" | "GetConsistencyProof" | "ListCheckpoints" => {
+                    proofs
                 }
-                _ => {}
+                _ => continue,
+            };
+            if may {
+                assert!(result.is_ok(), "{role} {rpc}: {result:?}");
+            } else {
+                let status = result.expect_err("refused");
+                assert_eq!(status.code(), Status::PermissionDenied, "{role} {rpc}");
             }
         }
     }

@@ -59,6 +59,19 @@ async fn codes(client: &mut OversightServiceClient<Channel>, token: Option<&str>
                 .await
                 .map(|_| ()),
         ),
+        code(
+            client
+                .list_checkpoints(bearer(
+                    opb::ListSystemCheckpointsRequest {
+                        system: "kav".to_string(),
+                        from_sequence: 0,
+                        limit: 0,
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+        ),
     ]
 }
 
@@ -118,7 +131,7 @@ async fn only_the_regulator_and_auditors_read_oversight() -> anyhow::Result<()> 
         let token = issue(&regulator_key, &national, role, now);
         assert_eq!(
             codes(&mut client, Some(&token)).await,
-            [Code::PermissionDenied; 3],
+            [Code::PermissionDenied; 4],
             "{role}"
         );
     }
@@ -136,7 +149,7 @@ async fn only_the_regulator_and_auditors_read_oversight() -> anyhow::Result<()> 
     for token in unauthenticated {
         assert_eq!(
             codes(&mut client, token.as_deref()).await,
-            [Code::Unauthenticated; 3]
+            [Code::Unauthenticated; 4]
         );
     }
     stop.cancel();
