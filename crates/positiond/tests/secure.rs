@@ -17,6 +17,83 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const DEMO: &str = "kingsmere-2018-19.ics";
 
+/// Every `PositionService` RPC with `token` (none if `None`): OK or the error's code.
+async fn every_rpc(
+    client: &mut PositionServiceClient<Channel>,
+    token: Option<&str>,
+) -> Vec<(&'static str, tonic::Code)> {
+    fn with<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+        match token {
+            Some(token) => bearer(message, token),
+            None => tonic::Request::new(message),
+        }
+    }
+    fn code<R>(result: Result<R, tonic::Status>) -> tonic::Code {
+        result.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+    }
+    let report = ppb::ReportRequest {
+        year: 2018,
+        month: 12,
+        as_of: None,
+    };
+    vec![
+        (
+            "GetStatus",
+            code(client.get_status(with(ppb::StatusRequest {}, token)).await),
+        ),
+        (
+            "GetPosition",
+            code(client.get_position(with(report, token)).await),
+        ),
+        (
+            "GetConsolidation",
+            code(
+                client
+                    .get_consolidation(with(
+                        ppb::ConsolidationRequest {
+                            report: Some(report),
+                            scope: ppb::ConsolidationScope::WiderIcs.into(),
+                        },
+                        token,
+                    ))
+                    .await,
+            ),
+        ),
+        (
+            "GetPooledBudgets",
+            code(client.get_pooled_budgets(with(report, token)).await),
+        ),
+        (
+            "GetContracts",
+            code(client.get_contracts(with(report, token)).await),
+        ),
+        (
+            "GetFunds",
+            code(client.get_funds(with(report, token)).await),
+        ),
+        (
+            "GetAgreementOfBalances",
+            code(
+                client
+                    .get_agreement_of_balances(with(
+                        ppb::AgreementOfBalancesRequest {
+                            report: Some(report),
+                            scope: ppb::AobScope::AllMembers.into(),
+                            receivables_payables_threshold_pence: None,
+                            income_expenditure_threshold_pence: None,
+                        },
+                        token,
+                    ))
+                    .await,
+            ),
+        ),
+        (
+            "GetAdjustments",
+            code(client.get_adjustments(with(report, token)).await),
+        ),
+    ]
+}
+
 fn token(issuer: &auth::Issuer, role: Role, member: Option<&str>, subject: &str) -> String {
     let system = domain::SystemId::new("kav").expect("valid");
     let principal = Principal::new(subject, system, role, member).expect("valid");
@@ -199,18 +276,54 @@ async fn positiond_follows_a_ledgerd_with_tls_and_tokens() -> anyhow::Result<()>
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     let regulator = token(&issuer, Role::Regulator, None, "regulator");
     position.get_funds(bearer(question, &regulator)).await?;
-    for status in [
-        position.get_position(question).await.expect_err("no token"),
-        position
-            .get_status(ppb::StatusRequest {})
-            .await
-            .expect_err("no token"),
-        position
-            .get_position(bearer(question, "garbage"))
-            .await
-            .expect_err("not a token"),
+
+    // Every RPC, table-driven: who reads what (member finance its own row of the position
+    // and its own contracts; the statements are for system finance, the regulator and
+    // auditors; the admin reads only the status) ...
+    use tonic::Code::{Ok as Allowed, PermissionDenied as Denied};
+    let member_reads = [
+        Allowed, Allowed, Denied, Denied, Allowed, Denied, Denied, Denied,
+    ];
+    let readers = [Allowed; 8];
+    let admin_reads = [
+        Allowed, Denied, Denied, Denied, Denied, Denied, Denied, Denied,
+    ];
+    for (role, member, expected) in [
+        (Role::MemberFinance, Some("KHFT"), member_reads),
+        (Role::SystemFinance, None, readers),
+        (Role::Regulator, None, readers),
+        (Role::Auditor, None, readers),
+        (Role::Admin, None, admin_reads),
     ] {
-        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let caller = token(&issuer, role, member, "someone");
+        let codes = every_rpc(&mut position, Some(&caller)).await;
+        let got: Vec<tonic::Code> = codes.iter().map(|(_, code)| *code).collect();
+        assert_eq!(got, expected, "{role}: {codes:?}");
+    }
+    // ... and nobody without a valid token for this system reads anything.
+    let now = jiff::Timestamp::now().as_second();
+    let kav = domain::SystemId::new("kav").expect("valid");
+    let finance_of = |system: &domain::SystemId| {
+        Principal::new("someone", system.clone(), Role::SystemFinance, None).expect("valid")
+    };
+    let expired = issuer.issue(&finance_of(&kav), now - 7_200, 3_600)?;
+    let (other_private, _) = auth::generate_key_pair()?;
+    let wrong_key = auth::Issuer::from_pem(&other_private)?.issue(&finance_of(&kav), now, 3_600)?;
+    let elsewhere = issuer.issue(
+        &finance_of(&domain::SystemId::new("nwl").expect("valid")),
+        now,
+        3_600,
+    )?;
+    for (case, caller) in [
+        ("no token", None),
+        ("expired", Some(expired.as_str())),
+        ("wrong key", Some(wrong_key.as_str())),
+        ("wrong system", Some(elsewhere.as_str())),
+        ("garbage", Some("not-a-jwt")),
+    ] {
+        for (rpc, code) in every_rpc(&mut position, caller).await {
+            assert_eq!(code, tonic::Code::Unauthenticated, "{case} {rpc}");
+        }
     }
     stop.cancel();
     task.await??;
