@@ -44,32 +44,23 @@ impl Projection for Tally {
 
 struct Ledgerd {
     url: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     _dir: tempfile::TempDir,
 }
 
 async fn start_ledgerd(nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     let dir = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let config = ledgerd::config::Config {
-        listen: address,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         system: "kav".to_string(),
         nats_url,
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
     Ok(Ledgerd {
-        url: format!("http://{address}"),
-        stop,
-        task,
+        url: ledgerd.url(false),
+        ledgerd,
         _dir: dir,
     })
 }
@@ -266,8 +257,7 @@ async fn folds_every_event_once_across_restarts_and_redelivery() -> anyhow::Resu
     let again = running.stop().await?;
     assert_eq!(again.projection, expected(third, 0..170));
 
-    ledgerd.stop.cancel();
-    ledgerd.task.await??;
+    ledgerd.ledgerd.stop().await?;
     Ok(())
 }
 
@@ -374,8 +364,7 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
             .all(|p| p.stream_sequence > 0 && !p.payload.is_empty())
     );
 
-    ledgerd.stop.cancel();
-    ledgerd.task.await??;
+    ledgerd.ledgerd.stop().await?;
     Ok(())
 }
 

@@ -22,6 +22,56 @@ use crate::ledger::Ledger;
 use crate::relay::{self, RelaySettings};
 use crate::service::{LedgerApi, Limits};
 
+/// A ledgerd serving in this process: for tests, benchmarks and tools that embed one.
+pub struct Spawned {
+    /// Where it listens (the port chosen when `listen` asked for port 0).
+    pub address: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Spawned {
+    /// `http://<address>`, or `https://localhost:<port>` when `tls` (the name in the
+    /// certificates `icsctl dev certs` makes).
+    pub fn url(&self, tls: bool) -> String {
+        if tls {
+            format!("https://localhost:{}", self.address.port())
+        } else {
+            format!("http://{}", self.address)
+        }
+    }
+
+    /// Whether it has stopped on its own (`run` returned: start-up failed or serving did).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops it as SIGTERM does (the last checkpoint, the relay's last pass, the flush) and
+    /// returns how `run` ended.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("the ledgerd task")?
+    }
+}
+
+/// Binds `config.listen` (port 0: any free port, see [`Spawned::address`]) and runs ledgerd
+/// on it in a task until [`Spawned::stop`]. The listener is bound before this returns, so a
+/// client may connect at once.
+pub async fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    config.listen = address;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(config, listener, stop.clone().cancelled_owned()));
+    Ok(Spawned {
+        address,
+        stop,
+        task,
+    })
+}
+
 /// Runs ledgerd on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,

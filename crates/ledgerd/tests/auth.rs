@@ -5,8 +5,6 @@
 //! recorded on the events it posts. The reads — the log and, on `AuditService`, the tree head,
 //! proofs and checkpoints — are in the same tables.
 
-use std::time::Duration;
-
 use api::audit_pb;
 use api::audit_pb::audit_service_client::AuditServiceClient;
 use api::pb;
@@ -21,15 +19,13 @@ use domain::{
     MemberKind, Month, Pence, Period, SystemCommand, SystemId, Text,
 };
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code as Status, Request};
 
 struct Server {
     client: LedgerServiceClient<Channel>,
     audit: AuditServiceClient<Channel>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     issuer: auth::Issuer,
     _dir: tempfile::TempDir,
 }
@@ -39,32 +35,20 @@ async fn start() -> anyhow::Result<Server> {
     let (private, public) = auth::generate_key_pair()?;
     let key = dir.path().join("ics-signing.pub.pem");
     std::fs::write(&key, public)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let config = ledgerd::config::Config {
-        listen: listener.local_addr()?,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().join("data"),
         auth_public_key: Some(key),
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
-    let client = loop {
-        match LedgerServiceClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    })
+    .await?;
+    let url = ledgerd.url(false);
+    let client = LedgerServiceClient::connect(url.clone()).await?;
     let audit = AuditServiceClient::connect(url).await?;
     Ok(Server {
         client,
         audit,
-        stop,
-        task,
+        ledgerd,
         issuer: auth::Issuer::from_pem(&private)?,
         _dir: dir,
     })
@@ -504,8 +488,7 @@ async fn no_valid_token_gets_nothing_and_writes_nothing() -> anyhow::Result<()> 
         }
     }
     assert_eq!(head(&mut server).await?, before, "nothing was written");
-    server.stop.cancel();
-    server.task.await??;
+    server.ledgerd.stop().await?;
     Ok(())
 }
 
@@ -628,7 +611,6 @@ async fn each_role_posts_exactly_what_it_may() -> anyhow::Result<()> {
         )),
         "{actors:?}"
     );
-    server.stop.cancel();
-    server.task.await??;
+    server.ledgerd.stop().await?;
     Ok(())
 }

@@ -9,51 +9,40 @@ use std::time::Duration;
 use api::pb;
 use api::pb::ledger_service_client::LedgerServiceClient;
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
 struct Server {
-    url: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     _data: tempfile::TempDir,
 }
 
 async fn start(limits: serving::Limits) -> anyhow::Result<Server> {
     let data = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let config = ledgerd::config::Config {
-        listen: listener.local_addr()?,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: data.path().to_path_buf(),
         limits,
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
     Ok(Server {
-        url,
-        stop,
-        task,
+        ledgerd,
         _data: data,
     })
 }
 
 impl Server {
-    /// A new connection (the listener is bound before the server starts, so it accepts).
+    /// A new connection.
     async fn client(&self) -> anyhow::Result<LedgerServiceClient<Channel>> {
-        let channel = Channel::from_shared(self.url.clone())?.connect().await?;
+        let channel = Channel::from_shared(self.ledgerd.url(false))?
+            .connect()
+            .await?;
         Ok(LedgerServiceClient::new(channel))
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await?
+        self.ledgerd.stop().await
     }
 }
 

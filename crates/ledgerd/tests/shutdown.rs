@@ -8,7 +8,6 @@ use api::pb;
 use api::pb::ledger_service_client::LedgerServiceClient;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
-use tokio_util::sync::CancellationToken;
 
 fn command(command: pb::command::Command) -> pb::Command {
     pb::Command {
@@ -30,10 +29,8 @@ async fn the_last_checkpoint_reaches_jetstream_before_ledgerd_exits() -> anyhow:
     let key = SigningKey::from_bytes(&[7; 32]);
     let key_path = dir.path().join("ledger-checkpoint.pem");
     std::fs::write(&key_path, key.to_pkcs8_pem(Default::default())?.as_bytes())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let config = ledgerd::config::Config {
-        listen: listener.local_addr()?,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().join("ledgerd"),
         nats_url: Some(nats.url()),
         checkpoint_key: Some(key_path),
@@ -41,13 +38,9 @@ async fn the_last_checkpoint_reaches_jetstream_before_ledgerd_exits() -> anyhow:
         checkpoint_every_events: 1_000,
         checkpoint_every_s: 3_600,
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
+    let url = ledgerd.url(false);
     let mut client = LedgerServiceClient::connect(url).await?;
     let commands = vec![
         command(pb::command::Command::EstablishSystem(
@@ -73,8 +66,7 @@ async fn the_last_checkpoint_reaches_jetstream_before_ledgerd_exits() -> anyhow:
     assert_eq!(reply.last_sequence, 2);
     let head = client.head(pb::HeadRequest {}).await?.into_inner();
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(30), task).await???;
+    tokio::time::timeout(Duration::from_secs(30), ledgerd.stop()).await??;
 
     let js = bus::jetstream(bus::connect(&nats.url(), "test").await?);
     let stream = js.get_stream(bus::STREAM_NAME).await?;

@@ -8,38 +8,28 @@ use std::time::Duration;
 
 use api::pb::HeadRequest;
 use api::pb::ledger_service_client::LedgerServiceClient;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 struct Server {
     port: u16,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     _data: tempfile::TempDir,
 }
 
 async fn start(files: &devpki::Files, mutual: bool) -> anyhow::Result<Server> {
     let data = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let config = ledgerd::config::Config {
-        listen: listener.local_addr()?,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: data.path().to_path_buf(),
         tls_cert: Some(files.server_cert.clone()),
         tls_key: Some(files.server_key.clone()),
         tls_client_ca: mutual.then(|| files.ca_cert.clone()),
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
     Ok(Server {
-        port,
-        stop,
-        task,
+        port: ledgerd.address.port(),
+        ledgerd,
         _data: data,
     })
 }
@@ -106,8 +96,7 @@ async fn tls_refuses_plaintext_and_untrusted_clients() -> anyhow::Result<()> {
             .is_err(),
         "a client that does not trust the server's CA refuses it"
     );
-    server.stop.cancel();
-    server.task.await??;
+    server.ledgerd.stop().await?;
 
     // Mutual TLS: the client must present a certificate the configured CA signed.
     let server = start(&ours, true).await?;
@@ -139,8 +128,7 @@ async fn tls_refuses_plaintext_and_untrusted_clients() -> anyhow::Result<()> {
         .is_err(),
         "a client certificate from another CA is refused"
     );
-    server.stop.cancel();
-    server.task.await??;
+    server.ledgerd.stop().await?;
     Ok(())
 }
 

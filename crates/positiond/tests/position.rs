@@ -38,32 +38,23 @@ fn pounds(pounds: i64) -> i64 {
 
 struct Ledgerd {
     url: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     _dir: tempfile::TempDir,
 }
 
 async fn start_ledgerd(nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     let dir = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let config = ledgerd::config::Config {
-        listen: address,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         system: "kav".to_string(),
         nats_url,
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
     Ok(Ledgerd {
-        url: format!("http://{address}"),
-        stop,
-        task,
+        url: ledgerd.url(false),
+        ledgerd,
         _dir: dir,
     })
 }
@@ -80,8 +71,7 @@ impl Ledgerd {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await?
+        self.ledgerd.stop().await
     }
 }
 

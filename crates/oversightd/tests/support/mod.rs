@@ -18,34 +18,25 @@ use tonic::transport::Channel;
 pub struct Ledgerd {
     pub system: String,
     pub url: String,
-    pub stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ledgerd: ledgerd::server::Spawned,
     _dir: tempfile::TempDir,
 }
 
 /// A ledgerd for `system`; it relays to NATS when given a URL.
 pub async fn start_ledgerd(system: &str, nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     let dir = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let config = ledgerd::config::Config {
-        listen: address,
+    let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
+        listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         system: system.to_string(),
         nats_url,
         ..ledgerd::config::Config::default()
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(ledgerd::server::run(
-        config,
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
+    })
+    .await?;
     Ok(Ledgerd {
         system: system.to_string(),
-        url: format!("http://{address}"),
-        stop,
-        task,
+        url: ledgerd.url(false),
+        ledgerd,
         _dir: dir,
     })
 }
@@ -106,8 +97,7 @@ impl Ledgerd {
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await?
+        self.ledgerd.stop().await
     }
 }
 
