@@ -52,7 +52,7 @@ pub async fn run(
         checkpoint_interval: config.checkpoint_interval(),
         retry_delay: config.retry_delay(),
     };
-    let mut consumer_task = tokio::spawn(fleet::run(
+    let consumer_task = tokio::spawn(fleet::run(
         settings,
         checkpoints,
         shared.clone(),
@@ -77,37 +77,21 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
 
-    let serving_stop = stop.clone();
-    let serve = serving::server(
+    let router = serving::server(
         config.server_tls()?,
         config.tls_client_ca.is_some(),
         &config.limits,
     )?
     .add_service(health_service)
     .add_service(reflection)
-    .add_service(service)
-    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-        tokio::select! {
-            () = shutdown => {}
-            () = serving_stop.cancelled() => {}
-        }
-    });
-    tokio::pin!(serve);
-    let consumer_result = tokio::select! {
-        served = &mut serve => {
-            served.context("serving gRPC")?;
-            tracing::info!("shutting down: checkpointing");
-            stop.cancel();
-            consumer_task.await
-        }
-        ended = &mut consumer_task => {
-            // The consumer only ends on its own when it fails: stop serving stale answers.
-            stop.cancel();
-            let _ = serve.await;
-            ended
-        }
-    };
-    consumer_result.context("the consumer task")??;
+    .add_service(service);
+    serving::beside(
+        |until| router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until),
+        shutdown,
+        consumer_task,
+        stop,
+    )
+    .await?;
     tracing::info!("oversightd stopped");
     Ok(())
 }

@@ -53,7 +53,7 @@ pub async fn run(
         checkpoint_events: config.checkpoint_events,
         checkpoint_interval: config.checkpoint_interval(),
     };
-    let mut consumer_task = tokio::spawn(consumer::run(
+    let consumer_task = tokio::spawn(consumer::run(
         settings,
         checkpoints,
         shared.clone(),
@@ -78,33 +78,17 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "positiond serving");
 
-    let serving_stop = stop.clone();
-    let serve = serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
+    let router = serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = serving_stop.cancelled() => {}
-            }
-        });
-    tokio::pin!(serve);
-    let consumer_result = tokio::select! {
-        served = &mut serve => {
-            served.context("serving gRPC")?;
-            tracing::info!("shutting down: checkpointing");
-            stop.cancel();
-            consumer_task.await
-        }
-        ended = &mut consumer_task => {
-            // The consumer only ends on its own when it fails: stop serving stale answers.
-            stop.cancel();
-            let _ = serve.await;
-            ended
-        }
-    };
-    consumer_result.context("the consumer task")??;
+        .add_service(service);
+    serving::beside(
+        |until| router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until),
+        shutdown,
+        consumer_task,
+        stop,
+    )
+    .await?;
     tracing::info!("positiond stopped");
     Ok(())
 }

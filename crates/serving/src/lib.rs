@@ -6,6 +6,7 @@
 //!   (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`, `grpc_request_deadline_ms`).
 //!   A request over any of them is `RESOURCE_EXHAUSTED` with the limit and its key in the
 //!   message, and reaches no handler (or, for the deadline, its handler is stopped);
+//! - [`beside`]: serving beside a read side's consumer, each stopping the other;
 //! - [`shutdown_signal`]: SIGINT or SIGTERM.
 
 pub mod limits;
@@ -13,6 +14,11 @@ pub mod oversize;
 
 pub use limits::{Limits, LimitsLayer};
 
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
 use tower::layer::util::{Identity, Stack};
 
@@ -40,6 +46,48 @@ pub fn server(
         "gRPC limits"
     );
     Ok(builder.layer(LimitsLayer::new(limits)))
+}
+
+/// When serving should stop, for `serve_with_incoming_shutdown`.
+pub type Until = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves beside `worker` (positiond's or oversightd's consumer) until `shutdown`, then asks
+/// the worker to stop (`stop`: it checkpoints) and returns how it ended. If the worker ends
+/// first — it only does when it fails — serving stops too, rather than answer from a
+/// projection that stopped short, and the worker's error is returned. `serve` starts the
+/// server with the future that says when to stop.
+pub async fn beside<F>(
+    serve: impl FnOnce(Until) -> F,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut worker: JoinHandle<anyhow::Result<()>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    let serving_stop = stop.clone();
+    let until: Until = Box::pin(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = serving_stop.cancelled() => {}
+        }
+    });
+    let serving = serve(until);
+    tokio::pin!(serving);
+    let ended = tokio::select! {
+        served = &mut serving => {
+            served.map_err(|error| anyhow::anyhow!("serving gRPC: {error}"))?;
+            tracing::info!("shutting down: checkpointing");
+            stop.cancel();
+            worker.await
+        }
+        ended = &mut worker => {
+            stop.cancel();
+            let _ = serving.await;
+            ended
+        }
+    };
+    ended.map_err(|error| anyhow::anyhow!("the consumer task: {error}"))?
 }
 
 /// Resolves on SIGINT or SIGTERM. `program` names the service in the log if SIGTERM cannot
