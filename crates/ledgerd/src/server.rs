@@ -12,7 +12,6 @@ use domain::SystemId;
 use store::{EventStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditLog, CheckpointSettings};
@@ -182,7 +181,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(service)
         .add_service(audit_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(serving::incoming(listener), shutdown)
         .await
         .context("serving gRPC")?;
 

@@ -9,7 +9,6 @@ use anyhow::Context;
 use api::oversight_pb::oversight_service_server::OversightServiceServer;
 use follow::fleet::{self, FleetCheckpointStore, FleetSettings, SharedFleet};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -86,7 +85,7 @@ pub async fn run(
     .add_service(reflection)
     .add_service(service);
     serving::beside(
-        |until| router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until),
+        |until| router.serve_with_incoming_shutdown(serving::incoming(listener), until),
         shutdown,
         consumer_task,
         stop,

@@ -12,7 +12,6 @@ use anyhow::Context;
 use api::position_pb::position_service_server::PositionServiceServer;
 use domain::SystemId;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -83,7 +82,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(service);
     serving::beside(
-        |until| router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until),
+        |until| router.serve_with_incoming_shutdown(serving::incoming(listener), until),
         shutdown,
         consumer_task,
         stop,
