@@ -19,8 +19,12 @@
 //!   the domain's rules; [`demo`]: the demo scenario as a log;
 //! - [`position`]: rebuild throughput, position and other report latencies at the latest
 //!   event and as of past sequences, and the size and cost of positiond's checkpoint.
+//!
+//! And of the audit (`--bench audit`): [`audit`] — replay and verification throughput
+//! through icsctl's own code, proof latency, and what ledgerd's Merkle upkeep costs appends.
 
 pub mod append;
+pub mod audit;
 pub mod ceiling;
 pub mod demo;
 pub mod grpc;

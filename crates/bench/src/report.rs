@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::append::AppendRun;
+use crate::audit::upkeep::Upkeep;
+use crate::audit::{AuditRun, Pass};
 use crate::ceiling::CeilingRun;
 use crate::grpc::GrpcRun;
 use crate::position::PositionRun;
@@ -195,6 +197,102 @@ pub fn checkpoint_table(runs: &[PositionRun]) -> String {
             millis(c.decode),
             millis(c.write),
             rate(run.checkpoint_in_events()),
+        );
+    }
+    out
+}
+
+/// Paths over the whole log: replay or verification.
+fn passes_table(what: &str, passes: &[Pass]) -> String {
+    let mut out = format!(
+        "| {what} | events | also checked | passes | s (median) | events/s (median) | events/s (best) |\n\
+         |---|---:|---|---:|---:|---:|---:|\n"
+    );
+    for pass in passes {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2} | {} | {} |",
+            pass.name,
+            rate(pass.events as f64),
+            if pass.note.is_empty() {
+                "—"
+            } else {
+                &pass.note
+            },
+            pass.times.len(),
+            pass.median().as_secs_f64(),
+            rate(pass.median_per_second()),
+            rate(pass.best_per_second()),
+        );
+    }
+    out
+}
+
+/// Replay, whole and in parts.
+pub fn audit_replay_table(run: &AuditRun) -> String {
+    passes_table("replay", &run.replay)
+}
+
+/// Verification, online and offline.
+pub fn audit_verify_table(run: &AuditRun) -> String {
+    passes_table("verification", &run.verify)
+}
+
+/// Proof latencies.
+pub fn audit_proof_table(run: &AuditRun) -> String {
+    let mut out = format!(
+        "| proof, on the log of {} events | served by | proofs | p50 µs | p99 µs | max µs |\n\
+         |---|---|---:|---:|---:|---:|\n",
+        rate(run.events as f64)
+    );
+    for proof in &run.proofs {
+        let latency = &proof.latency;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            proof.proof,
+            proof.served_by,
+            rate(latency.count() as f64),
+            micros(latency.p50()),
+            micros(latency.p99()),
+            micros(latency.max()),
+        );
+    }
+    out
+}
+
+/// Appends with and without ledgerd's audit task following the store.
+pub fn audit_upkeep_table(run: &AuditRun) -> String {
+    let mut out = String::from(
+        "| following the store | events | requests | rounds | checkpoints | events/s acknowledged | cost against none | events/s until the tree (and checkpoints) caught up | cost against none | longest catch-up after a round's last ack (ms) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let bare = run.upkeep.iter().find(|u| u.upkeep == Upkeep::None);
+    let cost = |with: f64, without: Option<f64>| {
+        without.map_or("—".to_string(), |without| {
+            format!("{:.1}%", (1.0 - with / without) * 100.0)
+        })
+    };
+    for upkeep in &run.upkeep {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            upkeep.upkeep.describe(),
+            rate(upkeep.events as f64),
+            rate(upkeep.requests as f64),
+            upkeep.rounds,
+            upkeep.checkpoints,
+            rate(upkeep.acknowledged_per_second()),
+            cost(
+                upkeep.acknowledged_per_second(),
+                bare.map(|b| b.acknowledged_per_second())
+            ),
+            rate(upkeep.settled_per_second()),
+            cost(
+                upkeep.settled_per_second(),
+                bare.map(|b| b.settled_per_second())
+            ),
+            millis(upkeep.max_lag),
         );
     }
     out

@@ -42,6 +42,8 @@ pub const MONTH_US: i64 = 2_629_746_000_000;
 pub const FIRST_YEAR: u32 = 2018;
 /// Years the full-size log spans.
 pub const DEFAULT_YEARS: u32 = 5;
+/// The system the synthetic log establishes.
+pub const SYSTEM: &str = "synth";
 
 use MemberKind::{
     AcuteTrust, Commissioner, CommunityTrust, LocalAuthority, MentalHealthTrust, PrimaryCareNetwork,
@@ -151,6 +153,9 @@ pub struct SyntheticLog {
     pub log: Vec<(Recorded, Event)>,
     /// Commands executed, every one accepted.
     pub commands: u64,
+    /// How many of the log's events each command produced, in order (the last command's
+    /// may be cut short by the log's length): the requests ledgerd would have appended.
+    pub command_events: Vec<u32>,
     pub members: usize,
     pub first_year: FinancialYear,
     /// The last year with events.
@@ -248,6 +253,7 @@ pub fn generate(events: u64, years: u32) -> anyhow::Result<SyntheticLog> {
         stamps: Vec::with_capacity(usize::try_from(events)?),
         target: usize::try_from(events)?,
         commands: 0,
+        command_events: Vec::new(),
         rng: SplitMix64(0x1C5_2018),
         next_code: 0,
         to_pay: VecDeque::new(),
@@ -296,6 +302,7 @@ pub fn generate(events: u64, years: u32) -> anyhow::Result<SyntheticLog> {
     Ok(SyntheticLog {
         log,
         commands: generator.commands,
+        command_events: generator.command_events,
         members: MEMBERS.len(),
         first_year,
         last_year,
@@ -322,6 +329,8 @@ struct Generator {
     stamps: Vec<i64>,
     target: usize,
     commands: u64,
+    /// Events each command produced (see [`SyntheticLog::command_events`]).
+    command_events: Vec<u32>,
     rng: SplitMix64,
     /// For invoice and dispute codes.
     next_code: u64,
@@ -351,8 +360,13 @@ impl Generator {
             )
         })?;
         self.commands += 1;
+        let before = self.events.len();
         self.events.extend(events);
         self.events.truncate(self.target);
+        let kept = u32::try_from(self.events.len() - before)?;
+        if kept > 0 {
+            self.command_events.push(kept);
+        }
         Ok(())
     }
 
@@ -458,7 +472,7 @@ impl Generator {
 
     fn establish(&mut self) -> anyhow::Result<()> {
         self.exec(Command::System(SystemCommand::Establish {
-            system: SystemId::new("synth").map_err(|e| anyhow!("{e}"))?,
+            system: SystemId::new(SYSTEM).map_err(|e| anyhow!("{e}"))?,
             name: text("Synthetic ICS")?,
             first_year: FinancialYear::new(FIRST_YEAR)?,
         }))?;

@@ -39,7 +39,7 @@ pub async fn run(
 }
 
 /// Either what verified or the first finding.
-type Outcome = Result<Verified, Finding>;
+pub type Outcome = Result<Verified, Finding>;
 
 fn report(global: &Global, outcome: &Outcome, asked_regulator: bool) -> anyhow::Result<()> {
     if global.json {
@@ -107,7 +107,7 @@ fn bar(quiet: bool, len: u64) -> ProgressBar {
 const BAR_STEP: u64 = 4_096;
 
 /// A stopped ledgerd's sled directory, read as it is.
-fn offline(
+pub fn offline(
     system: &domain::SystemId,
     key: &audit::checkpoint::LedgerKey,
     dir: &Path,
@@ -161,7 +161,7 @@ fn offline(
 }
 
 /// ledgerd's log over gRPC, up to the head it reports when asked.
-async fn online(
+pub async fn online(
     global: &Global,
     system: &domain::SystemId,
     key: &audit::checkpoint::LedgerKey,
