@@ -271,12 +271,9 @@ pub fn run(scale: AuditScale) -> anyhow::Result<AuditRun> {
         &runtime, &mut run, scale, &dir, &system, &key, &expected, &reference,
     )?;
     in_process_proofs(&runtime, &mut run, scale, &dir, &expected)?;
-    for serving in Serving::ALL {
-        online(
-            &runtime, &mut run, scale, serving, &dir, &key_path, &system, &key, &expected,
-            &reference,
-        )?;
-    }
+    online(
+        &runtime, &mut run, scale, &dir, &key_path, &system, &key, &expected, &reference,
+    )?;
     // Online first, in the order measured, then offline.
     run.verify
         .sort_by_key(|p| p.name.starts_with(VERIFY_OFFLINE));
@@ -654,9 +651,7 @@ pub const INCLUSION: &str = "inclusion (event in the tree of the first checkpoin
 pub const CONSISTENCY: &str = "consistency (a past tree with the whole log)";
 pub const BY_METHOD: &str = "`AuditLog` method";
 pub const BY_HANDLER: &str = "`AuditService` handler, in-process";
-pub const BY_GRPC: &str = "gRPC on loopback (icsctl's client), ledgerd as it serves (Nagle on)";
-pub const BY_GRPC_NODELAY: &str =
-    "gRPC on loopback (icsctl's client), TCP_NODELAY on ledgerd's socket";
+pub const BY_GRPC: &str = "gRPC on loopback (icsctl's client), ledgerd as it serves";
 
 /// The requests timed.
 struct Cases {
@@ -678,44 +673,12 @@ fn cases(expected: &Expected, count: usize) -> anyhow::Result<Cases> {
     Ok(Cases { inclusions, olds })
 }
 
-/// How ledgerd's gRPC connections are set up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Serving {
-    /// As `ledgerd::server::run` serves a listener it is given: `serve_with_incoming` on the
-    /// accepted connections as they come, so Nagle's algorithm is on.
-    AsIs,
-    /// With `TCP_NODELAY` set on the listening socket, which Linux passes on to the
-    /// connections it accepts: what setting it on each accepted connection in ledgerd would
-    /// give.
-    NoDelay,
-}
-
-impl Serving {
-    pub const ALL: [Serving; 2] = [Serving::AsIs, Serving::NoDelay];
-
-    /// Appended to the rows measured this way.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Serving::AsIs => " — ledgerd as it serves (Nagle on)",
-            Serving::NoDelay => " — TCP_NODELAY on ledgerd's socket",
-        }
-    }
-
-    fn by_grpc(self) -> &'static str {
-        match self {
-            Serving::AsIs => BY_GRPC,
-            Serving::NoDelay => BY_GRPC_NODELAY,
-        }
-    }
-}
-
 /// ledgerd on the stored log, in-process; verification, replay and proofs over gRPC.
 #[allow(clippy::too_many_arguments)]
 fn online(
     runtime: &Runtime,
     run: &mut AuditRun,
     scale: AuditScale,
-    serving: Serving,
     dir: &Path,
     key_path: &Path,
     system: &SystemId,
@@ -723,14 +686,10 @@ fn online(
     expected: &Expected,
     reference: &Reference,
 ) -> anyhow::Result<()> {
-    let listener = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        if serving == Serving::NoDelay {
-            socket.set_nodelay(true)?;
-        }
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        socket.listen(1_024)
-    })?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    ))))?;
     let address = listener.local_addr()?;
     let config = ledgerd::config::Config {
         listen: address,
@@ -753,16 +712,7 @@ fn online(
             "audit: ledgerd started on the log in {:.1} s",
             run.ledgerd_startup.as_secs_f64()
         );
-        over_grpc(
-            run,
-            scale,
-            serving,
-            address,
-            (system, key),
-            expected,
-            reference,
-        )
-        .await
+        over_grpc(run, scale, address, (system, key), expected, reference).await
     });
     stop.cancel();
     runtime
@@ -793,7 +743,6 @@ async fn ready(address: SocketAddr, events: u64, started: Instant) -> anyhow::Re
 async fn over_grpc(
     run: &mut AuditRun,
     scale: AuditScale,
-    serving: Serving,
     address: SocketAddr,
     (system, key): (&SystemId, &::audit::checkpoint::LedgerKey),
     expected: &Expected,
@@ -801,14 +750,9 @@ async fn over_grpc(
 ) -> anyhow::Result<()> {
     let events = run.events;
     let global = global(&format!("http://{address}"));
-    let named = |name: &str| format!("{name}{}", serving.suffix());
-    let mut online = pass(&named(VERIFY_ONLINE), events, checkpoints_note(expected));
-    let mut read_all = pass(&named(VERIFY_READ_ALL), events, "");
-    let mut replay = pass(
-        &named(REPLAY_GRPC),
-        events,
-        "position equals the in-memory fold",
-    );
+    let mut online = pass(VERIFY_ONLINE, events, checkpoints_note(expected));
+    let mut read_all = pass(VERIFY_READ_ALL, events, "");
+    let mut replay = pass(REPLAY_GRPC, events, "position equals the in-memory fold");
     for _ in 0..scale.passes {
         let started = Instant::now();
         let outcome = verify::online(
@@ -848,7 +792,7 @@ async fn over_grpc(
             .times
             .push(replay_once(&global, None, events, reference).await?);
         eprintln!(
-            "audit ({serving:?}): verify over gRPC {} events/s, ReadAll {} events/s, replay over gRPC {} events/s",
+            "audit: verify over gRPC {} events/s, ReadAll {} events/s, replay over gRPC {} events/s",
             crate::report::rate(crate::per_second(events, online.best())),
             crate::report::rate(crate::per_second(events, read_all.best())),
             crate::report::rate(crate::per_second(events, replay.best()))
@@ -857,11 +801,7 @@ async fn over_grpc(
     run.verify.extend([online, read_all]);
     run.replay.push(replay);
 
-    // With Nagle on, each proof waits out the client's delayed ACK (~40 ms): fewer of them.
-    let count = match serving {
-        Serving::AsIs => (scale.proofs / 20).max(scale.proofs.min(50)),
-        Serving::NoDelay => scale.proofs,
-    };
+    let count = scale.proofs;
     let Cases { inclusions, olds } = cases(expected, count)?;
     let client = icsctl::audit::audit_client(&global).await?;
     let latency = proofs::time_async(
@@ -885,7 +825,7 @@ async fn over_grpc(
     .await?;
     run.proofs.push(ProofRun {
         proof: INCLUSION,
-        served_by: serving.by_grpc(),
+        served_by: BY_GRPC,
         latency,
     });
     let latency = proofs::time_async(
@@ -908,7 +848,7 @@ async fn over_grpc(
     .await?;
     run.proofs.push(ProofRun {
         proof: CONSISTENCY,
-        served_by: serving.by_grpc(),
+        served_by: BY_GRPC,
         latency,
     });
     Ok(())
