@@ -32,6 +32,8 @@ const BULK_IN_FLIGHT_MAX: usize = 8_192;
 
 /// Events buffered per reader before the server waits for the client to catch up.
 const READ_BUFFER_EVENTS: usize = 256;
+/// Pages of `ReadStored` read ahead of the client.
+const READ_BUFFER_PAGES: usize = 4;
 
 /// Limits applied to requests, from configuration.
 #[derive(Clone, Copy, Debug)]
@@ -164,6 +166,11 @@ pub fn status_from_submit(error: &SubmitError) -> Status {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RecordedEvent, Status>> + Send + 'static>>;
+type StoredStream = Pin<Box<dyn Stream<Item = Result<pb::StoredPage, Status>> + Send + 'static>>;
+
+/// A `StoredPage` holds about this many bytes of events at most (and one event at least),
+/// well under the 4 MiB message limit clients have by default.
+const STORED_PAGE_BYTES: usize = 1024 * 1024;
 
 /// `#[tonic::async_trait]` must see every method written out, so the trait impl is generated
 /// whole: the command RPCs are one line each, the others delegate to [`LedgerApi`]'s methods.
@@ -191,6 +198,12 @@ macro_rules! ledger_service {
 
             async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<EventStream>, Status> {
                 self.read_all_impl(request).await
+            }
+
+            type ReadStoredStream = StoredStream;
+
+            async fn read_stored(&self, request: Request<pb::ReadStoredRequest>) -> Result<Response<StoredStream>, Status> {
+                self.read_stored_impl(request).await
             }
 
             async fn head(&self, request: Request<pb::HeadRequest>) -> Result<Response<pb::HeadReply>, Status> {
@@ -398,6 +411,48 @@ impl LedgerApi {
                         return;
                     }
                     sent += 1;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    /// The log as stored, in pages, to the head as it is now (or `limit` events).
+    async fn read_stored_impl(
+        &self,
+        request: Request<pb::ReadStoredRequest>,
+    ) -> Result<Response<StoredStream>, Status> {
+        self.may_read(&request, auth::Read::Log)?;
+        let request = request.into_inner();
+        let store = self.ledger.store().clone();
+        let from = request.from_sequence.max(1);
+        let head = store.head().sequence;
+        let to = match request.limit {
+            0 => head,
+            limit => head.min(from.saturating_add(limit - 1)),
+        };
+        let page = self.limits.read_page_events;
+        let (tx, rx) = mpsc::channel(READ_BUFFER_PAGES);
+        tokio::spawn(async move {
+            let mut next = from;
+            while next <= to {
+                let want = usize::try_from(to - next + 1).unwrap_or(page).min(page);
+                let values = match store.read_values(next, want, STORED_PAGE_BYTES) {
+                    Ok(values) if !values.is_empty() => values,
+                    Ok(_) => return,
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                        return;
+                    }
+                };
+                let first_sequence = next;
+                next += values.len() as u64;
+                let page = pb::StoredPage {
+                    first_sequence,
+                    events: values.iter().map(|value| value.to_vec()).collect(),
+                };
+                if tx.send(Ok(page)).await.is_err() {
+                    return;
                 }
             }
         });

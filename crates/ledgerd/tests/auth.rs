@@ -380,6 +380,19 @@ async fn reads_and_bulk(
         ))
         .await
         .map(|_| ());
+    let read_stored = match client
+        .read_stored(with_token(
+            pb::ReadStoredRequest {
+                from_sequence: 1,
+                limit: 0,
+            },
+            token,
+        ))
+        .await
+    {
+        Ok(stream) => stream.into_inner().next().await.transpose().map(|_| ()),
+        Err(status) => Err(status),
+    };
     let command = api::command_to_proto(&api::CommandMeta::random(), &setup()[1]);
     let bulk = client
         .submit_bulk(with_token(futures::stream::iter(vec![command]), token))
@@ -424,6 +437,7 @@ async fn reads_and_bulk(
         ("Head", head),
         ("ReadAll", read_all),
         ("ReadStream", read_stream),
+        ("ReadStored", read_stored),
         ("SubmitBulk", bulk),
         ("GetTreeHead", tree_head),
         ("GetInclusionProof", inclusion),
@@ -566,7 +580,7 @@ async fn each_role_posts_exactly_what_it_may() -> anyhow::Result<()> {
         for (rpc, result) in results {
             let may = match rpc {
                 "Head" => true,
-                "ReadAll" | "ReadStream" => log,
+                "ReadAll" | "ReadStream" | "ReadStored" => log,
                 "GetTreeHead" | "GetInclusionProof" | "GetConsistencyProof" | "ListCheckpoints" => {
                     proofs
                 }

@@ -227,11 +227,9 @@ pub fn decode_raw<E: DeserializeOwned>(raw: &RawEvent) -> Result<RecordedEvent<E
     Ok(recorded(record, raw.hash))
 }
 
-/// Decodes a stored `body ‖ hash` value, verifying the hash against the recorded
-/// `prev_hash`.
-pub(crate) fn decode_value<E: DeserializeOwned>(
-    value: &[u8],
-) -> Result<RecordedEvent<E>, CodecError> {
+/// Decodes a stored `body ‖ hash` value (from sled, or from ledgerd's `ReadStored`),
+/// verifying the hash against the recorded `prev_hash`.
+pub fn decode_value<E: DeserializeOwned>(value: &[u8]) -> Result<RecordedEvent<E>, CodecError> {
     let (body, hash) = split_value(value)?;
     let record: LatestRecord<E> = decode_body(body)?;
     let computed = chain_hash(&record.prev_hash, body);

@@ -321,6 +321,28 @@ where
         Ok(events)
     }
 
+    /// Up to `limit` durable events from `from_sequence` as the bytes stored under them
+    /// (body ‖ hash, see [`codec::split_value`]), and at most about `bytes_max` of them (one
+    /// event at least); not decoded, not verified. What `ReadStored` sends.
+    pub fn read_values(
+        &self,
+        from_sequence: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<sled::IVec>, StoreError> {
+        let mut values = Vec::new();
+        let mut bytes = 0;
+        for entry in self.scan(from_sequence, limit) {
+            let (_, value) = entry?;
+            bytes += value.len();
+            values.push(value);
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(values)
+    }
+
     /// The chain hashes of up to `limit` durable events from `from_sequence`, in order: what
     /// a Merkle tree over the log needs, without decoding the events.
     pub fn read_hashes(

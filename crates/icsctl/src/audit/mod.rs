@@ -1,7 +1,8 @@
 //! `icsctl audit …`: what an auditor runs without trusting the ledger's operator or positiond.
 //!
 //! - [`verify`]: `audit verify` — the whole log, its chain, its Merkle tree, every checkpoint;
-//!   online (ledgerd's `ReadAll`) or offline (`--data-dir`, a stopped ledgerd's sled).
+//!   online (ledgerd's `ReadStored`: the bytes on its disk) or offline (`--data-dir`, a
+//!   stopped ledgerd's sled).
 //! - [`prove`]: `audit prove --seq N` — an inclusion proof from ledgerd checked against a
 //!   checkpoint the regulator holds; `audit checkpoints` lists checkpoints.
 //! - `replay`: rebuilds a report from the log with the domain crate's own position arithmetic
@@ -13,7 +14,7 @@
 //!   file, shows what differs.
 //! - `trail`: who posted what, and when, filtered by member, stream, period and actor.
 //!
-//! Each reads ledgerd's `ReadAll` (with the global `--server`, `--ca`, `--token`) or, with
+//! Each reads ledgerd's `ReadStored` (with the global `--server`, `--ca`, `--token`) or, with
 //! `--data-dir`, a stopped ledgerd's sled directory ([`source`]).
 
 pub mod check;

@@ -1,6 +1,7 @@
-//! Where an audit reads the log: ledgerd's `ReadAll` over gRPC (honouring `--server`, `--ca`,
-//! `--token` like every other command), or with `--data-dir` a stopped ledgerd's sled
-//! directory, opened with the `store` crate and never appended to.
+//! Where an audit reads the log: ledgerd's `ReadStored` over gRPC — the events as stored,
+//! decoded here with the `store` crate's codec, each hash checked against its content —
+//! (honouring `--server`, `--ca`, `--token` like every other command), or with `--data-dir` a
+//! stopped ledgerd's sled directory, opened with the `store` crate and never appended to.
 //!
 //! Either way the events come in global-sequence order, each checked to be the next one (a
 //! gap or a repeat is an error naming the sequence), with what the trail shows of them: when
@@ -108,20 +109,24 @@ impl Log {
         let mut expected = from;
         match self {
             Log::Ledgerd { client, global } => {
-                let request = pb::ReadAllRequest {
+                let request = pb::ReadStoredRequest {
                     from_sequence: from,
                     limit: to - from + 1,
-                    follow: false,
                 };
-                let mut events = client
-                    .read_all(crate::request(global, request)?)
+                let mut pages = client
+                    .read_stored(crate::request(global, request)?)
                     .await
                     .map_err(crate::output::status_error)?
                     .into_inner();
-                while let Some(event) = events.next().await {
-                    let event = from_proto(event.map_err(crate::output::status_error)?)?;
-                    if step(&mut expected, event, &mut visit)?.is_break() {
-                        return Ok(expected - from);
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(crate::output::status_error)?;
+                    for (sequence, value) in (page.first_sequence..).zip(&page.events) {
+                        let recorded = store::codec::decode_value::<Event>(value).map_err(|e| {
+                            anyhow::anyhow!("event {sequence} does not decode: {e}")
+                        })?;
+                        if step(&mut expected, from_store(recorded), &mut visit)?.is_break() {
+                            return Ok(expected - from);
+                        }
                     }
                 }
             }
@@ -222,24 +227,4 @@ fn from_store(recorded: store::RecordedEvent<Event>) -> LogEvent {
         effective_period: recorded.effective_period,
         event: recorded.payload,
     }
-}
-
-fn from_proto(recorded: pb::RecordedEvent) -> anyhow::Result<LogEvent> {
-    let sequence = recorded.sequence;
-    let event = api::event_from_proto(recorded.event.unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("event {sequence} does not decode: {e}"))?;
-    let effective_period = recorded
-        .effective_period
-        .map(|p| api::period_from_proto(Some(p), "effective_period"))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("event {sequence}: {e}"))?;
-    Ok(LogEvent {
-        sequence,
-        recorded_at_us: recorded.recorded_at_us,
-        stream: recorded.stream,
-        actor: recorded.actor,
-        event_type: recorded.event_type,
-        effective_period,
-        event,
-    })
 }

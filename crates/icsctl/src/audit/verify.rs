@@ -196,36 +196,28 @@ pub async fn online(
     };
     let bar = bar(quiet, head.sequence);
     if head.sequence > 0 {
-        let mut events = ledger
-            .read_all(crate::request(
+        // The stored bytes themselves (`ReadStored`): each hash recomputed from what is on
+        // ledgerd's disk, as offline, with nothing decoded and re-encoded on the way.
+        let mut pages = ledger
+            .read_stored(crate::request(
                 global,
-                pb::ReadAllRequest {
+                pb::ReadStoredRequest {
                     from_sequence: 1,
                     limit: head.sequence,
-                    follow: false,
                 },
             )?)
             .await
             .map_err(status)?
             .into_inner();
-        while let Some(event) = events.message().await.map_err(status)? {
-            let sequence = verifier.next_sequence();
-            let (body, hash) = match rebuilt_body(event) {
-                Ok(rebuilt) => rebuilt,
-                Err(reason) => {
+        while let Some(page) = pages.message().await.map_err(status)? {
+            for (sequence, value) in (page.first_sequence..).zip(&page.events) {
+                if let Err(finding) = verifier.feed_stored(sequence, value) {
                     bar.abandon();
-                    return Ok(Err(Finding::Chain(store::ChainError::Malformed {
-                        sequence,
-                        reason: format!("the event ledgerd sent does not convert: {reason}"),
-                    })));
+                    return Ok(Err(finding));
                 }
-            };
-            if let Err(finding) = verifier.feed_body(&body, hash) {
-                bar.abandon();
-                return Ok(Err(finding));
-            }
-            if sequence % BAR_STEP == 0 {
-                bar.set_position(sequence);
+                if sequence % BAR_STEP == 0 {
+                    bar.set_position(sequence);
+                }
             }
         }
     }
@@ -258,11 +250,4 @@ pub async fn online(
         }
     }
     Ok(Ok(verified))
-}
-
-/// The canonical body an event from the wire encodes to, and the hash it says it has.
-fn rebuilt_body(event: pb::RecordedEvent) -> Result<(Vec<u8>, [u8; 32]), String> {
-    let record = follow::incoming::stored(event).map_err(|e| e.to_string())?;
-    let body = store::codec::canonical_body(&record).map_err(|e| e.to_string())?;
-    Ok((body, record.hash))
 }
