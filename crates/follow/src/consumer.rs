@@ -1,9 +1,9 @@
 //! Keeping the projection up to date.
 //!
-//! 1. Catch up from ledgerd's `ReadAll` (the record) from the checkpoint's next sequence to
-//!    the head, and checkpoint.
+//! 1. Catch up from ledgerd's `ReadStored` (the record, as stored) from the checkpoint's next
+//!    sequence to the head, and checkpoint.
 //! 2. Follow the system's subjects with a durable JetStream pull consumer. Each message is
-//!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadAll`
+//!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadStored`
 //!    first, a message that does not link to the chain is refused and logged.
 //! 3. Acknowledge each message once it is folded (or ignored, or parked — a parked message is
 //!    flushed to disk first). JetStream is how events arrive quickly, not the record: after a
@@ -194,26 +194,34 @@ pub async fn fill<P: Projection>(
     if to.is_some() && limit == 0 {
         return Ok(0);
     }
-    let mut events = ledger
-        .read_all(pb::ReadAllRequest {
+    let mut pages = ledger
+        .read_stored(pb::ReadStoredRequest {
             from_sequence: from,
             limit,
-            follow: false,
         })
         .await
-        .context("ReadAll from ledgerd")?
+        .context("ReadStored from ledgerd")?
         .into_inner();
     let mut folded = 0;
-    while let Some(recorded) = events.message().await.context("ReadAll from ledgerd")? {
-        let incoming = Incoming::from_proto(recorded).context("an event from ledgerd")?;
-        // ledgerd is the record: anything it sends that does not fold is fatal.
-        match write(shared).offer(&incoming)? {
-            Offer::Applied => folded += 1,
-            Offer::AlreadyApplied => {}
-            Offer::Gap { next } => anyhow::bail!(
-                "ledgerd's ReadAll skipped from {next} to {}",
-                incoming.sequence
-            ),
+    while let Some(page) = pages.message().await.context("ReadStored from ledgerd")? {
+        // Decoded (and each hash checked) outside the lock; a page folded under one.
+        let events = page
+            .events
+            .iter()
+            .map(|value| Incoming::from_stored(value))
+            .collect::<Result<Vec<_>, _>>()
+            .context("an event from ledgerd")?;
+        let mut projection = write(shared);
+        for incoming in &events {
+            // ledgerd is the record: anything it sends that does not fold is fatal.
+            match projection.offer(incoming)? {
+                Offer::Applied => folded += 1,
+                Offer::AlreadyApplied => {}
+                Offer::Gap { next } => anyhow::bail!(
+                    "ledgerd's ReadStored skipped from {next} to {}",
+                    incoming.sequence
+                ),
+            }
         }
     }
     Ok(folded)

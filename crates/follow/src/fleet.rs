@@ -5,7 +5,7 @@
 //! `ics.<system>.<family>.<event>`. A [`Fleet`] keeps one [`Checkpointed`] projection per
 //! system, and [`run`] follows them all with one durable pull consumer on `ics.*.>`:
 //!
-//! 1. Catch up each system that has a ledgerd configured from that ledgerd's `ReadAll`
+//! 1. Catch up each system that has a ledgerd configured from that ledgerd's `ReadStored`
 //!    (a ledgerd that cannot be reached is skipped: its system is then followed from
 //!    JetStream alone until it can be reached).
 //! 2. Route each message by the system in its subject (the second token) to that system's
@@ -26,7 +26,7 @@
 //!    the reason (`crate::parked`) and acknowledged; the consumer goes on. An event
 //!    `Established` for another system than the subject names is refused the same way, so a
 //!    ledgerd misconfigured under another system's id cannot fold into it (from a ledgerd's
-//!    `ReadAll` the consumer fails instead, as any record that does not fold does).
+//!    `ReadStored` the consumer fails instead, as any record that does not fold does).
 //! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
 //!    (atomic), flushed — every so many events or so often, never more than a tenth of the
 //!    time (`pull::Schedule`) — and only then acknowledge (unlike positiond: a system without
@@ -417,30 +417,38 @@ pub async fn fill<P: Projection>(
     if to.is_some() && limit == 0 {
         return Ok(0);
     }
-    let mut events = ledger
-        .read_all(pb::ReadAllRequest {
+    let mut pages = ledger
+        .read_stored(pb::ReadStoredRequest {
             from_sequence: from,
             limit,
-            follow: false,
         })
         .await?
         .into_inner();
     let mut folded = 0;
-    while let Some(recorded) = events.message().await? {
-        let incoming = Incoming::from_proto(recorded).map_err(|e| {
-            FillError::Record(anyhow::Error::new(e).context("an event from ledgerd"))
-        })?;
-        // ledgerd is the record: anything it sends that does not fold is an error.
-        let offered = offer(&mut write(shared), system, &incoming)
-            .map_err(|e| FillError::Record(e.into()))?;
-        match offered {
-            Offer::Applied => folded += 1,
-            Offer::AlreadyApplied => {}
-            Offer::Gap { next } => {
-                return Err(FillError::Record(anyhow::anyhow!(
-                    "ledgerd's ReadAll skipped from {next} to {}",
-                    incoming.sequence
-                )));
+    while let Some(page) = pages.message().await? {
+        // Decoded (and each hash checked) outside the lock; a page folded under one.
+        let events = page
+            .events
+            .iter()
+            .map(|value| Incoming::from_stored(value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                FillError::Record(anyhow::Error::new(e).context("an event from ledgerd"))
+            })?;
+        let mut fleet = write(shared);
+        for incoming in &events {
+            // ledgerd is the record: anything it sends that does not fold is an error.
+            let offered =
+                offer(&mut fleet, system, incoming).map_err(|e| FillError::Record(e.into()))?;
+            match offered {
+                Offer::Applied => folded += 1,
+                Offer::AlreadyApplied => {}
+                Offer::Gap { next } => {
+                    return Err(FillError::Record(anyhow::anyhow!(
+                        "ledgerd's ReadStored skipped from {next} to {}",
+                        incoming.sequence
+                    )));
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
-//! An event as it reaches a read-side service — from a JetStream message or from ledgerd's
-//! `ReadAll`, both of which carry the public `RecordedEvent` protobuf — decoded and checked:
-//! its `hash` must be the chain hash its own content gives (the store's canonical encoding of
-//! every field, see `store::codec::recomputed_hash`), so a message whose hash was changed,
-//! or whose content was changed under its hash, is refused before it reaches a projection.
+//! An event as it reaches a read-side service — from a JetStream message (the public
+//! `RecordedEvent` protobuf) or from ledgerd's `ReadStored` (the bytes ledgerd stored) —
+//! decoded and checked: its `hash` must be the chain hash its own content gives (the store's
+//! canonical encoding of every field, see `store::codec`), so a message whose hash was
+//! changed, or whose content was changed under its hash, is refused before it reaches a
+//! projection.
 
 use api::pb;
 use domain::Event;
@@ -39,6 +40,8 @@ pub enum IncomingError {
     HashMismatch { computed: String },
     #[error("its content cannot be hashed: {0}")]
     Unhashable(#[from] store::codec::CodecError),
+    #[error("not an event as ledgerd stores it: {0}")]
+    Stored(store::codec::CodecError),
 }
 
 impl Incoming {
@@ -55,6 +58,21 @@ impl Incoming {
                 computed: hex::encode(computed),
             });
         }
+        Ok(Incoming {
+            sequence: stored.sequence,
+            stream: stored.stream,
+            version: stored.version,
+            recorded_at_us: stored.recorded_at_us,
+            prev_hash: stored.prev_hash,
+            hash: stored.hash,
+            event: stored.payload,
+        })
+    }
+
+    /// Decodes an event as ledgerd stores it (a `ReadStored` value: body ‖ hash), its hash
+    /// checked against its content.
+    pub fn from_stored(value: &[u8]) -> Result<Incoming, IncomingError> {
+        let stored = store::codec::decode_value::<Event>(value).map_err(IncomingError::Stored)?;
         Ok(Incoming {
             sequence: stored.sequence,
             stream: stored.stream,
@@ -124,6 +142,58 @@ mod tests {
         #[test]
         fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Incoming::decode(&bytes);
+            let _ = Incoming::from_stored(&bytes);
         }
+    }
+
+    /// An event as stored (body ‖ hash) for `event` at sequence 1.
+    fn stored_value(event: Event) -> Vec<u8> {
+        let record = store::RecordedEvent {
+            sequence: 1,
+            stream: "system".to_string(),
+            version: 1,
+            event_id: [1; 16],
+            request_id: [2; 16],
+            correlation_id: [2; 16],
+            recorded_at_us: 1_543_622_400_000_000,
+            effective_period: None,
+            actor: "system-finance".to_string(),
+            schema_version: store::codec::SCHEMA_VERSION_LATEST,
+            event_type: "system.system_established".to_string(),
+            payload: event,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let body = store::codec::canonical_body(&record).expect("encodes");
+        let mut value = body.clone();
+        value.extend_from_slice(&store::codec::chain_hash(&record.prev_hash, &body));
+        value
+    }
+
+    #[test]
+    fn a_stored_value_decodes_and_a_changed_one_is_refused() {
+        let event = domain::Event::System(domain::SystemEvent::Established {
+            system: domain::SystemId::new("kav").expect("valid"),
+            name: domain::Text::new("Kingsmere").expect("valid"),
+            first_year: domain::FinancialYear::new(2018).expect("valid"),
+        });
+        let value = stored_value(event.clone());
+        let incoming = Incoming::from_stored(&value).expect("decodes");
+        assert_eq!((incoming.sequence, &incoming.event), (1, &event));
+
+        let mut changed = value.clone();
+        let middle = changed.len() / 2;
+        changed[middle] ^= 0x01;
+        assert!(
+            Incoming::from_stored(&changed).is_err(),
+            "a changed byte is refused"
+        );
+        let mut rehashed = value;
+        let last = rehashed.len() - 1;
+        rehashed[last] ^= 0x01;
+        assert!(matches!(
+            Incoming::from_stored(&rehashed),
+            Err(IncomingError::Stored(_))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! positiond (one ICS) and oversightd (every ICS) both fold the ledger's events into a
 //! projection kept in their own sled; this crate is the mechanism they share:
 //!
-//! - [`incoming`]: events as they arrive (JetStream message or `ReadAll`), decoded and
+//! - [`incoming`]: events as they arrive (JetStream message or `ReadStored`), decoded and
 //!   checked.
 //! - [`projection`]: the fold and its place in the log; redelivery and gaps.
 //! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.

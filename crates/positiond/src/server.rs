@@ -2,7 +2,7 @@
 //! gRPC until the shutdown signal (or until the consumer fails), then checkpoint.
 //!
 //! If the consumer fails — ledgerd's log holds an event the projection refuses, ledgerd's
-//! `ReadAll` skips, the checkpoint cannot be saved — positiond stops serving and `run` returns
+//! `ReadStored` skips, the checkpoint cannot be saved — positiond stops serving and `run` returns
 //! the consumer's error, rather than answer from a projection that stopped short.
 
 use std::future::Future;
