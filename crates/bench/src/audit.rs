@@ -194,9 +194,10 @@ pub const REPLAY_OPEN: &str = "… open the store (`EventStore::open`: recovery 
 pub const REPLAY_SCAN: &str = "… sled scan alone (`read_raw`: values copied, not decoded)";
 pub const REPLAY_DECODE: &str = "… read + decode (`Log::each`, nothing done with the events)";
 pub const REPLAY_FOLD: &str = "… fold alone (`Projection::apply` on the decoded events)";
-pub const REPLAY_GRPC: &str = "`icsctl audit replay` over gRPC (`ReadAll` from ledgerd in-process)";
+pub const REPLAY_GRPC: &str =
+    "`icsctl audit replay` over gRPC (`ReadStored` from ledgerd in-process)";
 pub const VERIFY_ONLINE: &str = "`icsctl audit verify` over gRPC (ledgerd in-process, loopback)";
-pub const VERIFY_READ_ALL: &str = "… `ReadAll` alone (received, counted)";
+pub const VERIFY_READ_STORED: &str = "… `ReadStored` alone (received, counted)";
 pub const VERIFY_OFFLINE: &str = "`icsctl audit verify --data-dir` (the stopped store's sled)";
 
 /// Measures everything at `scale`.
@@ -751,7 +752,7 @@ async fn over_grpc(
     let events = run.events;
     let global = global(&format!("http://{address}"));
     let mut online = pass(VERIFY_ONLINE, events, checkpoints_note(expected));
-    let mut read_all = pass(VERIFY_READ_ALL, events, "");
+    let mut read_all = pass(VERIFY_READ_STORED, events, "");
     let mut replay = pass(REPLAY_GRPC, events, "position equals the in-memory fold");
     for _ in 0..scale.passes {
         let started = Instant::now();
@@ -769,30 +770,29 @@ async fn over_grpc(
         let mut client = icsctl::connect(&global).await?;
         let request = icsctl::request(
             &global,
-            pb::ReadAllRequest {
+            pb::ReadStoredRequest {
                 from_sequence: 1,
                 limit: events,
-                follow: false,
             },
         )?;
         let started = Instant::now();
-        let mut stream = client.read_all(request).await?.into_inner();
+        let mut pages = client.read_stored(request).await?.into_inner();
         let (mut received, mut last) = (0u64, 0u64);
-        while let Some(event) = stream.message().await? {
-            received += 1;
-            last = event.sequence;
+        while let Some(page) = pages.message().await? {
+            received += page.events.len() as u64;
+            last = page.first_sequence + page.events.len() as u64 - 1;
         }
         read_all.times.push(started.elapsed());
         ensure!(
             received == events && last == events,
-            "ReadAll sent {received} events, the last {last}"
+            "ReadStored sent {received} events, the last {last}"
         );
 
         replay
             .times
             .push(replay_once(&global, None, events, reference).await?);
         eprintln!(
-            "audit: verify over gRPC {} events/s, ReadAll {} events/s, replay over gRPC {} events/s",
+            "audit: verify over gRPC {} events/s, ReadStored {} events/s, replay over gRPC {} events/s",
             crate::report::rate(crate::per_second(events, online.best())),
             crate::report::rate(crate::per_second(events, read_all.best())),
             crate::report::rate(crate::per_second(events, replay.best()))

@@ -145,8 +145,8 @@ fn the_descriptor_set_describes_the_service_for_reflection() {
     assert_eq!(ledger.package(), "ics.ledger.v1");
     let service = &ledger.service[0];
     assert_eq!(service.name(), "LedgerService");
-    // 28 commands + SubmitBulk, ReadStream, ReadAll, Head.
-    assert_eq!(service.method.len(), 32);
+    // 28 commands + SubmitBulk, ReadStream, ReadAll, ReadStored, Head.
+    assert_eq!(service.method.len(), 33);
     assert!(
         ledger.source_code_info.is_some(),
         "comments are kept, so reflection clients see the documentation"
