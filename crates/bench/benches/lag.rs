@@ -43,5 +43,6 @@ fn main() -> anyhow::Result<()> {
     println!("{}", lag::driver_table(&runs));
     println!("### Rebuild through ledgerd's ReadAll\n");
     println!("{}", rebuild::rebuild_table(&report.rebuild));
+    println!("{}", rebuild::read_table(&report.rebuild));
     Ok(())
 }

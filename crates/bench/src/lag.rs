@@ -42,8 +42,9 @@ use crate::{synthetic, workload};
 /// The lag target of issue 3.
 pub const LAG_TARGET: Duration = Duration::from_millis(50);
 
-/// Connections the driver spreads its calls over (ledgerd allows 64 calls open on each).
-const DRIVER_CONNECTIONS: usize = 8;
+/// Connections the driver spreads its calls over (ledgerd allows 64 calls open on each), so
+/// that a stall of ledgerd shows as acknowledgements arriving late, not as calls refused.
+const DRIVER_CONNECTIONS: usize = 64;
 
 /// How long positiond may take to catch up (or drain JetStream) before a run fails.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1_800);
@@ -198,7 +199,8 @@ pub struct Preparation {
     pub events: u64,
     pub generated: Duration,
     pub preloaded: Duration,
-    /// ledgerd start → answering gRPC (it replays the log and builds its Merkle tree).
+    /// ledgerd start → its first `Head` reply (it replays the log and builds its Merkle tree
+    /// first).
     pub recovered: Duration,
     /// ledgerd start → JetStream holds the head, if it relayed the preloaded log.
     pub relayed: Option<Duration>,
@@ -300,6 +302,7 @@ pub fn preloaded(
     let preloaded = inproc::preload(ledger_dir.path(), &log.log, !scale.relay_preloaded)?;
     let (contract, period) = inproc::invoice_target(&log.log)?;
     drop(log);
+    let store_parts = rebuild::store_parts(ledger_dir.path(), scale.events)?;
     eprintln!(
         "preloaded {} events (generated in {:.1} s, appended in {:.1} s); invoices on {contract} for {period:?}",
         rate(scale.events as f64),
@@ -326,8 +329,9 @@ pub fn preloaded(
         &mut preparation,
     );
     let stopped = ledgerd.stop();
-    let (run, rebuild) = result?;
+    let (run, mut rebuild) = result?;
     stopped?;
+    rebuild.store = Some(store_parts);
     Ok((run, rebuild, preparation))
 }
 
@@ -343,8 +347,8 @@ fn on_preloaded(
     let system = "synth";
     let head = client.block_on(async {
         let mut ledger = ledgerd.client().await?;
-        preparation.recovered = ledger_started.elapsed();
         let head = ledger.head(pb::HeadRequest {}).await?.into_inner();
+        preparation.recovered = ledger_started.elapsed();
         ensure!(head.sequence == scale.events, "head {head:?}");
         if scale.relay_preloaded {
             wait_for_jetstream(&nats.url(), system, head.sequence).await?;

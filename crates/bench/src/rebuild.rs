@@ -4,6 +4,9 @@
 //!
 //! And its parts, one at a time, on the same log from the same ledgerd:
 //!
+//! - **the store alone** (before ledgerd starts, in this process): the log read from ledgerd's
+//!   sled in `ReadAll`'s pages of 1,024 and decoded; then also converted to the protobuf
+//!   `RecordedEvent` and encoded, as ledgerd's `ReadAll` does before gRPC sends it;
 //! - **ReadAll alone**: the whole log streamed over loopback gRPC and decoded into protobuf
 //!   messages (what ledgerd's store read, encoding and HTTP/2 cost, with the client's decode);
 //! - **convert**: each message turned into a `follow::incoming::Incoming` as positiond does —
@@ -41,6 +44,56 @@ pub struct RebuildRun {
     pub fold: Duration,
     /// Each fresh positiond: start → `GetStatus` at the head.
     pub positiond: Vec<Duration>,
+    /// The store read alone, if measured.
+    pub store: Option<StoreParts>,
+}
+
+/// Reading the log from ledgerd's store in this process, no gRPC.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreParts {
+    /// `EventStore::read_all` in pages of 1,024: sled scan and decode.
+    pub read: Duration,
+    /// The same, each event also converted to protobuf and encoded.
+    pub read_encode: Duration,
+    /// Bytes of the encoded messages.
+    pub bytes: u64,
+}
+
+/// Reads the whole log of the store in `dir` (ledgerd not running), twice: as stored, then
+/// converted and encoded as `ReadAll` sends it. Checks it holds `events` events.
+pub fn store_parts(dir: &std::path::Path, events: u64) -> anyhow::Result<StoreParts> {
+    use prost::Message as _;
+    let store = store::EventStore::<domain::Event>::open(store::StoreConfig::new(dir))?;
+    let page = ledgerd::config::Config::default().read_page_events;
+    let timed = |encode: bool| -> anyhow::Result<(Duration, u64, u64)> {
+        let started = Instant::now();
+        let (mut next, mut count, mut bytes) = (1, 0u64, 0u64);
+        loop {
+            let events = store.read_all(next, page)?;
+            let Some(last) = events.last() else { break };
+            next = last.sequence + 1;
+            count += events.len() as u64;
+            if encode {
+                for event in &events {
+                    bytes += ledgerd::relay::recorded_to_proto(event)
+                        .encode_to_vec()
+                        .len() as u64;
+                }
+            }
+        }
+        Ok((started.elapsed(), count, bytes))
+    };
+    let (read, count, _) = timed(false)?;
+    let (read_encode, again, bytes) = timed(true)?;
+    ensure!(
+        count == events && again == events,
+        "the store holds {count} events, not {events}"
+    );
+    Ok(StoreParts {
+        read,
+        read_encode,
+        bytes,
+    })
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -166,6 +219,7 @@ pub fn measure(
             convert,
             fold,
             positiond,
+            store: None,
         },
         service,
         dir,
@@ -248,6 +302,31 @@ async fn wait_for_head(positiond: &Positiond, head: &pb::HeadReply) -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// The parts of reading the log, one row.
+pub fn read_table(run: &RebuildRun) -> String {
+    let mut out = String::from(
+        "| events | store read + decode (in-process) events/s | + to protobuf + encode events/s | encoded MiB | ReadAll over gRPC, received and decoded events/s |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    let (read, encode, mib) = run.store.map_or(
+        ("—".to_string(), "—".to_string(), "—".to_string()),
+        |s| {
+            (
+                rate(crate::per_second(run.events, s.read)),
+                rate(crate::per_second(run.events, s.read_encode)),
+                format!("{:.1}", s.bytes as f64 / (1024.0 * 1024.0)),
+            )
+        },
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {read} | {encode} | {mib} | {} |",
+        rate(run.events as f64),
+        rate(run.stream_per_second()),
+    );
+    out
 }
 
 /// The rebuild and its parts, one row.

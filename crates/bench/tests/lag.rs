@@ -36,6 +36,8 @@ fn the_lag_and_rebuild_benchmarks_run_and_check_themselves() -> anyhow::Result<(
     let runs = [&report.fresh, &report.preloaded];
     assert_eq!(lag::lag_table(&runs).lines().count(), 4);
     assert_eq!(lag::driver_table(&runs).lines().count(), 4);
+    assert!(report.rebuild.store.is_some());
     assert_eq!(rebuild::rebuild_table(&report.rebuild).lines().count(), 3);
+    assert_eq!(rebuild::read_table(&report.rebuild).lines().count(), 3);
     Ok(())
 }
