@@ -22,13 +22,24 @@
 //!
 //! And of the audit (`--bench audit`): [`audit`] — replay and verification throughput
 //! through icsctl's own code, proof latency, and what ledgerd's Merkle upkeep costs appends.
+//!
+//! And of positiond against ledgerd, both running (`--bench lag`):
+//!
+//! - [`inproc`]: ledgerd and positiond in this process on runtimes of their own, a ledger
+//!   preloaded with a synthetic log;
+//! - [`lag`]: ledgerd's acknowledgement → visible in positiond at a steady rate of commands;
+//! - [`rebuild`]: a fresh positiond catching up a long log through ledgerd's `ReadAll`, and
+//!   its parts (the stream, the conversion, the fold).
 
 pub mod append;
 pub mod audit;
 pub mod ceiling;
 pub mod demo;
 pub mod grpc;
+pub mod inproc;
+pub mod lag;
 pub mod position;
+pub mod rebuild;
 pub mod report;
 pub mod synthetic;
 pub mod workload;
