@@ -1,6 +1,6 @@
 //! `cargo bench -p bench --bench lag`: how far positiond trails ledgerd at a steady rate of
 //! single commands (on a fresh ledger and on one preloaded with 1,000,000 events), and how
-//! fast a fresh positiond rebuilds that log through ledgerd's `ReadAll`, with its parts. Needs
+//! fast a fresh positiond rebuilds that log through ledgerd's `ReadStored`, with its parts. Needs
 //! a nats-server (NATS_SERVER_BIN or on PATH). `BENCH_QUICK=1` runs it small; `BENCH_RATE`,
 //! `BENCH_SECONDS`, `BENCH_EVENTS`, `BENCH_POLL_US`, `BENCH_NATS_SYNC=lazy` change it (see
 //! `bench::lag::LagScale::from_env`). With `BENCH_ONLY` set to anything but `lag` it does
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     println!("### Lag: ledgerd's acknowledgement → visible in positiond's GetStatus\n");
     println!("{}", lag::lag_table(&runs));
     println!("{}", lag::driver_table(&runs));
-    println!("### Rebuild through ledgerd's ReadAll\n");
+    println!("### Rebuild through ledgerd's ReadStored\n");
     println!("{}", rebuild::rebuild_table(&report.rebuild));
     println!("{}", rebuild::read_table(&report.rebuild));
     Ok(())
