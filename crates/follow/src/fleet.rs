@@ -29,7 +29,8 @@
 //!    `ReadStored` the consumer fails instead, as any record that does not fold does).
 //! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
 //!    (atomic), flushed — every so many events or so often, never more than a tenth of the
-//!    time (`pull::Schedule`) — and only then acknowledge (unlike positiond: a system without
+//!    time (`pull::Schedule`; the views are small, so in practice on the interval) — and only
+//!    then acknowledge (unlike positiond: a system without
 //!    a ledgerd has no other copy of its events to fold again) — so after a crash every system's
 //!    projection on disk is the fold of exactly its events `1..=sequence`, and every
 //!    acknowledged message is in one of them.
@@ -507,9 +508,12 @@ pub async fn run<P: Projection>(
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
+    // A tenth, not positiond's hundredth: the fleet acknowledges only what a checkpoint
+    // holds, so checkpointing rarely would hold JetStream's deliveries at `max_ack_pending`.
     let mut unsaved = Unsaved::new(Schedule::new(
         settings.checkpoint_events,
         settings.checkpoint_interval,
+        9,
     ));
     while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
         while let Some(message) = pull::next_message(&mut batch).await {

@@ -58,35 +58,33 @@ impl Incoming {
                 computed: hex::encode(computed),
             });
         }
-        Ok(Incoming {
-            sequence: stored.sequence,
-            stream: stored.stream,
-            version: stored.version,
-            recorded_at_us: stored.recorded_at_us,
-            prev_hash: stored.prev_hash,
-            hash: stored.hash,
-            event: stored.payload,
-        })
+        Ok(checked(stored))
     }
 
     /// Decodes an event as ledgerd stores it (a `ReadStored` value: body ‖ hash), its hash
     /// checked against its content.
     pub fn from_stored(value: &[u8]) -> Result<Incoming, IncomingError> {
         let stored = store::codec::decode_value::<Event>(value).map_err(IncomingError::Stored)?;
-        Ok(Incoming {
-            sequence: stored.sequence,
-            stream: stored.stream,
-            version: stored.version,
-            recorded_at_us: stored.recorded_at_us,
-            prev_hash: stored.prev_hash,
-            hash: stored.hash,
-            event: stored.payload,
-        })
+        Ok(checked(stored))
     }
 
     /// The chain hash `recorded`'s content gives (whatever its `hash` field claims).
     pub fn content_hash(recorded: &pb::RecordedEvent) -> Result<[u8; 32], IncomingError> {
         Ok(store::codec::recomputed_hash(&stored(recorded.clone())?)?)
+    }
+}
+
+/// `stored` as an `Incoming` — only once its hash has been checked against its content (not a
+/// public `From`: a record built from the wire may claim any hash).
+fn checked(stored: store::RecordedEvent<Event>) -> Incoming {
+    Incoming {
+        sequence: stored.sequence,
+        stream: stored.stream,
+        version: stored.version,
+        recorded_at_us: stored.recorded_at_us,
+        prev_hash: stored.prev_hash,
+        hash: stored.hash,
+        event: stored.payload,
     }
 }
 

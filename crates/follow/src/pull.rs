@@ -83,18 +83,17 @@ pub(crate) async fn next_message(batch: &mut Batch) -> Option<Message> {
     }
 }
 
-/// How much of a consumer's time checkpoints may take: after a checkpoint that took `d`, the
-/// next waits at least `CHECKPOINT_SHARE_INVERSE - 1` times `d`. A checkpoint rewrites the
-/// whole projection (tens of MiB at a million events), so a fixed interval alone would have a
-/// large projection checkpointing most of the time; this keeps it under a tenth however large
-/// the projection grows, and leaves small ones on their configured interval.
-const CHECKPOINT_SHARE_INVERSE: u32 = 10;
-
 /// When the next checkpoint is due: so many events folded since the last, or so long since
-/// the first of them — and never more than a tenth of the time spent checkpointing.
+/// the first of them — and never more than a set share of the time spent checkpointing. A
+/// checkpoint rewrites the whole projection (tens of MiB, a quarter of a second, at a million
+/// events) and folding waits for it, so a fixed interval alone would have a large projection
+/// checkpointing — and stalling — much of the time; after a checkpoint that took `d` the next
+/// waits at least `rest_factor × d`, and small projections stay on their configured interval.
 pub(crate) struct Schedule {
     events: u64,
     interval: Duration,
+    /// How many times a checkpoint's own duration to wait after it.
+    rest_factor: u32,
     /// Events folded since the last checkpoint.
     folded: u64,
     /// When the first of them was folded.
@@ -104,10 +103,13 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    pub(crate) fn new(events: u64, interval: Duration) -> Self {
+    /// Due after `events` or `interval`, resting `rest_factor` times a checkpoint's duration
+    /// after it: checkpoints take at most `1 / (rest_factor + 1)` of the time.
+    pub(crate) fn new(events: u64, interval: Duration, rest_factor: u32) -> Self {
         Schedule {
             events,
             interval,
+            rest_factor,
             folded: 0,
             since: Instant::now(),
             last: None,
@@ -144,7 +146,7 @@ impl Schedule {
             self.folded >= self.events || (self.folded > 0 && since(self.since) >= self.interval);
         let rested = self
             .last
-            .is_none_or(|(ended, took)| since(ended) >= took * (CHECKPOINT_SHARE_INVERSE - 1));
+            .is_none_or(|(ended, took)| since(ended) >= took * self.rest_factor);
         wanted && rested
     }
 
@@ -218,7 +220,7 @@ mod tests {
     fn a_checkpoint_is_due_by_events_or_time_but_never_more_than_a_tenth_of_the_time() {
         let ms = Duration::from_millis;
         let start = Instant::now();
-        let mut schedule = Schedule::new(100, ms(30));
+        let mut schedule = Schedule::new(100, ms(30), 9);
         assert!(!schedule.due_at(start), "nothing folded");
         schedule.folded_at(start, 99);
         assert!(!schedule.due_at(start));
