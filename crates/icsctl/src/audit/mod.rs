@@ -151,30 +151,19 @@ pub async fn audit_client(global: &Global) -> anyhow::Result<AuditServiceClient<
 /// Every checkpoint ledgerd holds, in sequence order.
 pub async fn ledger_checkpoints(global: &Global) -> anyhow::Result<Vec<SignedCheckpoint>> {
     let mut client = audit_client(global).await?;
-    let mut all = Vec::new();
-    let mut from = 0;
-    loop {
-        let page = client
-            .list_checkpoints(crate::request(
-                global,
-                audit_pb::ListCheckpointsRequest {
-                    from_sequence: from,
-                    limit: 0,
-                },
-            )?)
+    all_pages("ledgerd", async |from| {
+        let request = audit_pb::ListCheckpointsRequest {
+            from_sequence: from,
+            limit: 0,
+        };
+        Ok(client
+            .list_checkpoints(crate::request(global, request)?)
             .await
             .map_err(crate::output::status_error)?
             .into_inner()
-            .checkpoints;
-        let Some(last) = page.last() else { break };
-        from = last.sequence + 1;
-        for checkpoint in page {
-            all.push(
-                SignedCheckpoint::from_proto(checkpoint).context("a checkpoint from ledgerd")?,
-            );
-        }
-    }
-    Ok(all)
+            .checkpoints)
+    })
+    .await
 }
 
 /// Every checkpoint the regulator's oversightd holds for `system`, in sequence order.
@@ -190,32 +179,42 @@ pub async fn regulator_checkpoints(
         ..global.clone()
     };
     let mut client = crate::oversight::connect(&regulator).await?;
-    let mut all = Vec::new();
-    let mut from = 0;
-    loop {
-        let page = client
-            .list_checkpoints(crate::request(
-                &regulator,
-                api::oversight_pb::ListSystemCheckpointsRequest {
-                    system: args.system.clone(),
-                    from_sequence: from,
-                    limit: 0,
-                },
-            )?)
+    all_pages("the regulator's oversightd", async |from| {
+        let request = api::oversight_pb::ListSystemCheckpointsRequest {
+            system: args.system.clone(),
+            from_sequence: from,
+            limit: 0,
+        };
+        Ok(client
+            .list_checkpoints(crate::request(&regulator, request)?)
             .await
             .map_err(crate::output::status_error)?
             .into_inner()
-            .checkpoints;
-        let Some(last) = page.last() else { break };
+            .checkpoints)
+    })
+    .await
+}
+
+/// Every page `page(from_sequence)` gives, from sequence 0 until an empty page, decoded.
+async fn all_pages(
+    source: &str,
+    mut page: impl AsyncFnMut(u64) -> anyhow::Result<Vec<audit_pb::Checkpoint>>,
+) -> anyhow::Result<Vec<SignedCheckpoint>> {
+    let mut all = Vec::new();
+    let mut from = 0;
+    loop {
+        let checkpoints = page(from).await?;
+        let Some(last) = checkpoints.last() else {
+            return Ok(all);
+        };
         from = last.sequence + 1;
-        for checkpoint in page {
+        for checkpoint in checkpoints {
             all.push(
                 SignedCheckpoint::from_proto(checkpoint)
-                    .context("a checkpoint from the regulator's oversightd")?,
+                    .with_context(|| format!("a checkpoint from {source}"))?,
             );
         }
     }
-    Ok(all)
 }
 
 /// Tags checkpoints with where they came from.

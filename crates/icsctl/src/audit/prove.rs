@@ -46,15 +46,15 @@ pub async fn run(global: &Global, args: &AuditArgs, seq: u64) -> anyhow::Result<
         .await
         .map_err(status)?
         .into_inner();
-    // The event itself, its hash recomputed from its content rather than taken on trust.
+    // The event as ledgerd stores it, its hash recomputed from those bytes rather than taken
+    // on trust — the same bytes `audit verify` hashes.
     let mut ledger = crate::connect(global).await?;
-    let event = ledger
-        .read_all(crate::request(
+    let page = ledger
+        .read_stored(crate::request(
             global,
-            pb::ReadAllRequest {
+            pb::ReadStoredRequest {
                 from_sequence: seq,
                 limit: 1,
-                follow: false,
             },
         )?)
         .await
@@ -62,13 +62,25 @@ pub async fn run(global: &Global, args: &AuditArgs, seq: u64) -> anyhow::Result<
         .into_inner()
         .message()
         .await
-        .map_err(status)?
+        .map_err(status)?;
+    let value = page
+        .and_then(|page| page.events.into_iter().next())
         .with_context(|| format!("ledgerd sent no event {seq}"))?;
-    let record = follow::incoming::stored(event.clone()).context("the event ledgerd sent")?;
-    let content_hash = store::codec::recomputed_hash(&record)?;
+    let record = match store::codec::decode_value::<domain::Event>(&value) {
+        Ok(record) => record,
+        Err(store::codec::CodecError::Hash { stored, computed }) => {
+            return Err(super::refuted(format!(
+                "event {seq} as ledgerd stores it hashes to {}, not the {} stored with it",
+                hex::encode(computed),
+                hex::encode(stored)
+            )));
+        }
+        Err(error) => return Err(error).context(format!("event {seq} as ledgerd stores it")),
+    };
+    let content_hash = record.hash;
     if record.sequence != seq || content_hash.as_slice() != proof.chain_hash.as_slice() {
         return Err(super::refuted(format!(
-            "event {seq} as ledgerd sent it hashes to {}, but its proof is for {}",
+            "event {seq} as ledgerd stores it hashes to {}, but its proof is for {}",
             hex::encode(content_hash),
             hex::encode(&proof.chain_hash)
         )));
