@@ -67,6 +67,16 @@ fn invoice(n: u32) -> Command {
     }
 }
 
+/// Posts [`setup`].
+async fn set_up(ledger: &Ledger) {
+    for command in setup() {
+        ledger
+            .submit(CommandMeta::random(), "test", command)
+            .await
+            .expect("setup accepted");
+    }
+}
+
 fn open(dir: &std::path::Path) -> (Store, Ledger) {
     let store = EventStore::open(StoreConfig::new(dir)).expect("store opens");
     let ledger =
@@ -78,12 +88,7 @@ fn open(dir: &std::path::Path) -> (Store, Ledger) {
 async fn concurrent_commands_share_flushes_and_all_are_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, ledger) = open(dir.path());
-    for command in setup() {
-        ledger
-            .submit(CommandMeta::random(), "test", command)
-            .await
-            .expect("setup accepted");
-    }
+    set_up(&ledger).await;
     let before = store.stats();
     let ledger = Arc::new(ledger);
     let mut tasks = Vec::new();
@@ -127,12 +132,7 @@ async fn concurrent_commands_share_flushes_and_all_are_acknowledged() {
 async fn a_resend_returns_the_first_outcome_and_a_changed_resend_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, ledger) = open(dir.path());
-    for command in setup() {
-        ledger
-            .submit(CommandMeta::random(), "test", command)
-            .await
-            .expect("setup accepted");
-    }
+    set_up(&ledger).await;
     let meta = CommandMeta::random();
     let first = ledger
         .submit(meta, "test", invoice(1))
@@ -161,12 +161,7 @@ async fn a_resend_returns_the_first_outcome_and_a_changed_resend_is_refused() {
 async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, ledger) = open(dir.path());
-    for command in setup() {
-        ledger
-            .submit(CommandMeta::random(), "test", command)
-            .await
-            .expect("setup accepted");
-    }
+    set_up(&ledger).await;
     let head = store.head();
     let stale = CommandMeta {
         expected_version: Some(0),
@@ -201,12 +196,7 @@ async fn the_state_is_rebuilt_from_the_log_on_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let (_store, ledger) = open(dir.path());
-        for command in setup() {
-            ledger
-                .submit(CommandMeta::random(), "test", command)
-                .await
-                .expect("setup accepted");
-        }
+        set_up(&ledger).await;
         ledger
             .submit(CommandMeta::random(), "test", invoice(7))
             .await
@@ -247,12 +237,7 @@ async fn a_ledger_serves_only_its_configured_system() {
             "{refused:?}"
         );
         assert_eq!(store.head().sequence, 0, "a refusal writes nothing");
-        for command in setup() {
-            ledger
-                .submit(CommandMeta::random(), "test", command)
-                .await
-                .expect("setup accepted");
-        }
+        set_up(&ledger).await;
         store.flush().expect("flush");
     }
     // The log is kav's: opening it as another system's ledger is refused.
@@ -293,12 +278,7 @@ async fn a_filed_return_names_a_sequence_the_log_has() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let (store, ledger) = open(dir.path());
-        for command in setup() {
-            ledger
-                .submit(CommandMeta::random(), "test", command)
-                .await
-                .expect("setup accepted");
-        }
+        set_up(&ledger).await;
         let head = store.head().sequence;
         assert_eq!(head, 4);
         let beyond = ledger
