@@ -59,7 +59,7 @@ async fn start_ledgerd(nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     })
     .await?;
     Ok(Ledgerd {
-        url: ledgerd.url(false),
+        url: ledgerd.url(),
         ledgerd,
         _dir: dir,
     })

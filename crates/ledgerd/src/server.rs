@@ -30,14 +30,10 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// `http://<address>`, or `https://localhost:<port>` when `tls` (the name in the
-    /// certificates `icsctl dev certs` makes).
-    pub fn url(&self, tls: bool) -> String {
-        if tls {
-            format!("https://localhost:{}", self.address.port())
-        } else {
-            format!("http://{}", self.address)
-        }
+    /// `http://<address>` (a ledgerd configured with TLS is reached as
+    /// `https://localhost:<port>`, the name in `icsctl dev certs`' certificates).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
     }
 
     /// Whether it has stopped on its own (`run` returned: start-up failed or serving did).

@@ -42,7 +42,7 @@ async fn start() -> anyhow::Result<Server> {
         ..ledgerd::config::Config::default()
     })
     .await?;
-    let url = ledgerd.url(false);
+    let url = ledgerd.url();
     let client = LedgerServiceClient::connect(url.clone()).await?;
     let audit = AuditServiceClient::connect(url).await?;
     Ok(Server {

@@ -35,9 +35,7 @@ async fn start(limits: serving::Limits) -> anyhow::Result<Server> {
 impl Server {
     /// A new connection.
     async fn client(&self) -> anyhow::Result<LedgerServiceClient<Channel>> {
-        let channel = Channel::from_shared(self.ledgerd.url(false))?
-            .connect()
-            .await?;
+        let channel = Channel::from_shared(self.ledgerd.url())?.connect().await?;
         Ok(LedgerServiceClient::new(channel))
     }
 

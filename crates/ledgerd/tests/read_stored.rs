@@ -94,7 +94,7 @@ async fn read_stored_sends_the_log_as_stored_in_consecutive_pages() -> anyhow::R
         ..ledgerd::config::Config::default()
     })
     .await?;
-    let mut client = LedgerServiceClient::connect(ledgerd.url(false)).await?;
+    let mut client = LedgerServiceClient::connect(ledgerd.url()).await?;
     let reply = client
         .submit_bulk(futures::stream::iter(commands(448)))
         .await?

@@ -40,7 +40,7 @@ async fn the_last_checkpoint_reaches_jetstream_before_ledgerd_exits() -> anyhow:
         ..ledgerd::config::Config::default()
     })
     .await?;
-    let url = ledgerd.url(false);
+    let url = ledgerd.url();
     let mut client = LedgerServiceClient::connect(url).await?;
     let commands = vec![
         command(pb::command::Command::EstablishSystem(

@@ -53,7 +53,7 @@ async fn start_ledgerd(nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     })
     .await?;
     Ok(Ledgerd {
-        url: ledgerd.url(false),
+        url: ledgerd.url(),
         ledgerd,
         _dir: dir,
     })

@@ -35,7 +35,7 @@ pub async fn start_ledgerd(system: &str, nats_url: Option<String>) -> anyhow::Re
     .await?;
     Ok(Ledgerd {
         system: system.to_string(),
-        url: ledgerd.url(false),
+        url: ledgerd.url(),
         ledgerd,
         _dir: dir,
     })
