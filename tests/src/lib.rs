@@ -490,3 +490,31 @@ impl Oversightd {
         }
     }
 }
+
+/// The domain's own fold of the log as ledgerd serves it: what positiond and `icsctl audit
+/// replay` must agree with.
+pub fn fold(events: &[pb::RecordedEvent]) -> anyhow::Result<domain::position::Projection> {
+    let mut projection = domain::position::Projection::new();
+    for recorded in events {
+        let event = api::event_from_proto(recorded.event.clone().unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("event {}: {e}", recorded.sequence))?;
+        projection.apply(
+            &domain::position::Recorded {
+                sequence: recorded.sequence,
+                recorded_at_us: recorded.recorded_at_us,
+            },
+            &event,
+        )?;
+    }
+    Ok(projection)
+}
+
+/// The demo's quarterly tranche assessments in order: each one's sequence and when it was
+/// recorded.
+pub fn assessments(events: &[pb::RecordedEvent]) -> Vec<(u64, i64)> {
+    events
+        .iter()
+        .filter(|e| e.event_type == "funding.tranche_assessed")
+        .map(|e| (e.sequence, e.recorded_at_us))
+        .collect()
+}

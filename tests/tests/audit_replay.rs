@@ -17,36 +17,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use api::pb;
-use domain::position::{AnyReport, AsOf, Projection, Recorded};
+use domain::position::{AnyReport, AsOf};
 use e2e::{Ledgerd, Positiond};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
-
-/// The domain's own fold of the log as ledgerd serves it.
-fn fold(events: &[pb::RecordedEvent]) -> anyhow::Result<Projection> {
-    let mut projection = Projection::new();
-    for recorded in events {
-        let event = api::event_from_proto(recorded.event.clone().unwrap_or_default())
-            .map_err(|e| anyhow::anyhow!("event {}: {e}", recorded.sequence))?;
-        projection.apply(
-            &Recorded {
-                sequence: recorded.sequence,
-                recorded_at_us: recorded.recorded_at_us,
-            },
-            &event,
-        )?;
-    }
-    Ok(projection)
-}
-
-/// The sequences of the four quarterly tranche assessments, and when each was recorded.
-fn assessments(events: &[pb::RecordedEvent]) -> Vec<(u64, i64)> {
-    events
-        .iter()
-        .filter(|e| e.event_type == "funding.tranche_assessed")
-        .map(|e| (e.sequence, e.recorded_at_us))
-        .collect()
-}
 
 /// The report in an export file, as the domain reads it.
 fn exported(path: &Path) -> anyhow::Result<(serde_json::Value, AnyReport)> {
@@ -104,8 +78,8 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     let head = e2e::head(&mut ledger).await?;
     positiond.wait_for(head.sequence, CATCH_UP).await?;
     let events = e2e::read_all(&mut ledger).await?;
-    let local = fold(&events)?;
-    let quarters = assessments(&events);
+    let local = e2e::fold(&events)?;
+    let quarters = e2e::assessments(&events);
     assert_eq!(quarters.len(), 4, "the demo assesses every quarter");
 
     let url = ledgerd.url();

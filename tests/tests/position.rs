@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use api::pb;
 use api::position_pb as ppb;
 use api::position_pb::position_service_client::PositionServiceClient;
-use domain::position::{AsOf, Projection, Recorded, Report};
+use domain::position::{AsOf, Report};
 use e2e::{Ledgerd, Positiond};
 use tonic::transport::Channel;
 
@@ -73,32 +72,6 @@ async fn fingerprints(
         assert_eq!(fingerprint.len(), 32, "{name} has a fingerprint");
     }
     Ok(all)
-}
-
-/// The domain's own fold of the log as ledgerd serves it.
-fn fold(events: &[pb::RecordedEvent]) -> anyhow::Result<Projection> {
-    let mut projection = Projection::new();
-    for recorded in events {
-        let event = api::event_from_proto(recorded.event.clone().unwrap_or_default())
-            .map_err(|e| anyhow::anyhow!("event {}: {e}", recorded.sequence))?;
-        projection.apply(
-            &Recorded {
-                sequence: recorded.sequence,
-                recorded_at_us: recorded.recorded_at_us,
-            },
-            &event,
-        )?;
-    }
-    Ok(projection)
-}
-
-fn sequence_of_assessment(events: &[pb::RecordedEvent], quarter: usize) -> u64 {
-    events
-        .iter()
-        .filter(|e| e.event_type == "funding.tranche_assessed")
-        .nth(quarter - 1)
-        .map(|e| e.sequence)
-        .expect("the demo assesses every quarter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +163,7 @@ async fn positiond_serves_the_demo_figures_across_kill_redelivery_and_a_late_rep
 
     // As recorded at the Q2 assessment: the Q2 figures, Q3 not yet assessed.
     let events = e2e::read_all(&mut ledger).await?;
-    let q2 = sequence_of_assessment(&events, 2);
+    let q2 = e2e::assessments(&events)[1].0;
     let funds = client.get_funds(request(6, Some(q2))).await?.into_inner();
     let basis = funds.basis.clone().expect("basis");
     assert_eq!(basis.as_of_sequence, q2);
@@ -208,7 +181,7 @@ async fn positiond_serves_the_demo_figures_across_kill_redelivery_and_a_late_rep
     assert_eq!(ct_q2.after_fund_ytd_pence, pounds(-3_660_000));
 
     // What positiond serves is what the domain computes from the log itself.
-    let local = fold(&events)?;
+    let local = e2e::fold(&events)?;
     let year = domain::FinancialYear::new(2018)?;
     let m12 = domain::Month::new(12)?;
     let local_position = local.at(AsOf::Latest)?.position(year, m12)?;
