@@ -214,6 +214,7 @@ pub fn offer<P: Projection>(
 pub struct FleetCheckpointStore {
     db: sled::Db,
     tree: sled::Tree,
+    parked: ParkedMessages,
 }
 
 const TREE: &[u8] = b"fleet";
@@ -225,7 +226,8 @@ impl FleetCheckpointStore {
     pub fn open(dir: &Path) -> Result<Self, crate::checkpoint::CheckpointError> {
         let db = store::open_db(&sled::Config::new().path(dir).flush_every_ms(None))?;
         let tree = db.open_tree(TREE)?;
-        Ok(FleetCheckpointStore { db, tree })
+        let parked = ParkedMessages::open(&db)?;
+        Ok(FleetCheckpointStore { db, tree, parked })
     }
 
     /// Every stored system's checkpoint. One that does not decode, or is of another format,
@@ -288,9 +290,9 @@ impl FleetCheckpointStore {
 }
 
 impl FleetCheckpointStore {
-    /// The messages refused from JetStream.
-    pub fn parked(&self) -> Result<ParkedMessages, crate::checkpoint::CheckpointError> {
-        ParkedMessages::open(&self.db)
+    /// The messages refused from JetStream (one count, shared by every clone).
+    pub fn parked(&self) -> &ParkedMessages {
+        &self.parked
     }
 
     /// The signed checkpoints of the ledgers this fleet follows, as received.
@@ -467,7 +469,7 @@ pub async fn run<P: Projection>(
 ) -> anyhow::Result<()> {
     let ledgerds = Ledgerds::new(&settings.ledgerds, &settings.ledgerd_access)?;
     let received = checkpoints.received()?;
-    let parked = checkpoints.parked()?;
+    let parked = checkpoints.parked().clone();
     let mut dirty = BTreeSet::new();
     for system in settings.ledgerds.keys() {
         let Some(mut ledger) = ledgerds.get(system) else {

@@ -6,6 +6,9 @@
 //! sequence, or (oversightd) names no system or is not the checkpoint its subject says, is
 //! parked here and the consumer goes on. Each is flushed before the message is acknowledged.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::checkpoint::CheckpointError;
 
 /// The sled tree parked messages are kept in, in a service's own sled.
@@ -43,13 +46,19 @@ impl Parked {
 pub struct ParkedMessages {
     db: sled::Db,
     tree: sled::Tree,
+    /// How many are parked: counted once at opening, then kept (sled's `len` walks the whole
+    /// tree, and the status RPC that reports it is polled).
+    count: Arc<AtomicU64>,
 }
 
 impl ParkedMessages {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, CheckpointError> {
+        let tree = db.open_tree(TREE)?;
+        let count = Arc::new(AtomicU64::new(tree.len() as u64));
         Ok(ParkedMessages {
             db: db.clone(),
-            tree: db.open_tree(TREE)?,
+            tree,
+            count,
         })
     }
 
@@ -61,6 +70,7 @@ impl ParkedMessages {
         let bytes = bincode::serde::encode_to_vec(&parked, bincode::config::standard())?;
         self.tree.insert(key, bytes)?;
         self.db.flush()?;
+        self.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -80,6 +90,6 @@ impl ParkedMessages {
 
     /// How many messages are parked.
     pub fn count(&self) -> u64 {
-        self.tree.len() as u64
+        self.count.load(Ordering::Relaxed)
     }
 }

@@ -34,9 +34,7 @@ pub async fn run(
     let received = checkpoints
         .received()
         .context("opening the kept checkpoints")?;
-    let parked = checkpoints
-        .parked()
-        .context("opening the parked messages")?;
+    let parked = checkpoints.parked().clone();
 
     let stop = CancellationToken::new();
     let settings = FleetSettings {
