@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // proto field names, enums as their numbers, bytes as lowercase hex.
     tonic_prost_build::configure()
         .type_attribute(".", SERIALIZE)
+        // ReadStored's pages carry sled's values as they are: `Bytes` that own them, no copy.
+        .bytes(".ics.ledger.v1.StoredPage.events")
         .build_client(true)
         .build_server(true)
         .compile_fds(protox::compile(paths(&LEDGER), [&root])?)?;

@@ -232,7 +232,7 @@ async fn read_stored(
     ledgerd: &Ledgerd,
     head: &pb::HeadReply,
     keep: bool,
-) -> anyhow::Result<(Duration, Vec<Vec<u8>>)> {
+) -> anyhow::Result<(Duration, Vec<bytes::Bytes>)> {
     let mut client = ledgerd.client().await?;
     let mut kept = Vec::with_capacity(if keep {
         usize::try_from(head.sequence)?
@@ -248,7 +248,7 @@ async fn read_stored(
         .await?
         .into_inner();
     let mut expected = 1;
-    let mut last = Vec::new();
+    let mut last = bytes::Bytes::new();
     while let Some(page) = pages.message().await? {
         ensure!(
             page.first_sequence == expected && !page.events.is_empty(),
@@ -264,7 +264,7 @@ async fn read_stored(
     }
     let took = started.elapsed();
     if let Some(value) = kept.last() {
-        last.clone_from(value);
+        last = value.clone();
     }
     let (_, last_hash) = store::codec::split_value(&last)?;
     ensure!(

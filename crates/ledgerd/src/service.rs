@@ -449,7 +449,7 @@ impl LedgerApi {
                 next += values.len() as u64;
                 let page = pb::StoredPage {
                     first_sequence,
-                    events: values.iter().map(|value| value.to_vec()).collect(),
+                    events: values.into_iter().map(bytes::Bytes::from_owner).collect(),
                 };
                 if tx.send(Ok(page)).await.is_err() {
                     return;

@@ -62,7 +62,7 @@ async fn read_stored(
     client: &mut LedgerServiceClient<Channel>,
     from_sequence: u64,
     limit: u64,
-) -> anyhow::Result<(Vec<(u64, Vec<u8>)>, usize)> {
+) -> anyhow::Result<(Vec<(u64, bytes::Bytes)>, usize)> {
     let mut pages = client
         .read_stored(pb::ReadStoredRequest {
             from_sequence,
