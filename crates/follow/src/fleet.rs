@@ -55,6 +55,11 @@ use crate::parked::{Parked, ParkedMessages};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule, Unsaved};
 
+/// oversightd checkpoints at most a tenth of the time (after a checkpoint that took `d`, the
+/// next waits `9 d`), not positiond's hundredth: the fleet acknowledges only what a checkpoint
+/// holds, so checkpointing rarely would hold JetStream's deliveries at `max_ack_pending`.
+const CHECKPOINT_REST_FACTOR: u32 = 9;
+
 /// Every system's projection, by system id.
 pub type Fleet<P> = BTreeMap<SystemId, Checkpointed<P>>;
 
@@ -510,12 +515,10 @@ pub async fn run<P: Projection>(
         tracing::info!("stopped before the JetStream stream existed");
         return Ok(());
     };
-    // A tenth, not positiond's hundredth: the fleet acknowledges only what a checkpoint
-    // holds, so checkpointing rarely would hold JetStream's deliveries at `max_ack_pending`.
     let mut unsaved = Unsaved::new(Schedule::new(
         settings.checkpoint_events,
         settings.checkpoint_interval,
-        9,
+        CHECKPOINT_REST_FACTOR,
     ));
     while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
         while let Some(message) = pull::next_message(&mut batch).await {
