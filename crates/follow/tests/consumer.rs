@@ -278,17 +278,7 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
 
     // Ten more recorded, only the last published: positiond sees a gap and fills it.
     let last = post(&mut ledger, (20..30).map(invoice).collect()).await?;
-    let recorded = ledger
-        .read_all(pb::ReadAllRequest {
-            from_sequence: last,
-            limit: 1,
-            follow: false,
-        })
-        .await?
-        .into_inner()
-        .message()
-        .await?
-        .expect("the last event");
+    let recorded = event_at(&mut ledger, last).await?;
     let publisher = bus::Publisher::new(js.clone());
     publisher.publish(&outbound(&recorded)).await?.await?;
     let seen = running.wait_for(last).await?;
@@ -317,17 +307,7 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
     // The ledger's next event with a forged hash: refused (its content does not hash to it);
     // then the genuine copy is folded.
     let next = post(&mut ledger, (30..31).map(invoice).collect()).await?;
-    let genuine = ledger
-        .read_all(pb::ReadAllRequest {
-            from_sequence: next,
-            limit: 1,
-            follow: false,
-        })
-        .await?
-        .into_inner()
-        .message()
-        .await?
-        .expect("the next event");
+    let genuine = event_at(&mut ledger, next).await?;
     let mut forged_hash = genuine.clone();
     forged_hash.hash = vec![8; 32];
     // Under another Nats-Msg-Id, so JetStream does not drop the genuine copy as a duplicate.
@@ -366,6 +346,24 @@ async fn a_gap_is_filled_from_ledgerd_and_a_forged_message_is_refused() -> anyho
 
     ledgerd.ledgerd.stop().await?;
     Ok(())
+}
+
+/// The event at `sequence` as ledgerd's `ReadAll` serves it (what the relay publishes).
+async fn event_at(
+    ledger: &mut LedgerServiceClient<Channel>,
+    sequence: u64,
+) -> anyhow::Result<pb::RecordedEvent> {
+    ledger
+        .read_all(pb::ReadAllRequest {
+            from_sequence: sequence,
+            limit: 1,
+            follow: false,
+        })
+        .await?
+        .into_inner()
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("ledgerd has no event {sequence}"))
 }
 
 fn outbound(recorded: &pb::RecordedEvent) -> bus::OutboundEvent {
