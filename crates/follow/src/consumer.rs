@@ -32,8 +32,8 @@ use crate::projection::{Checkpointed, Offer, Projection};
 use crate::pull::{self, Schedule};
 
 /// positiond checkpoints at most a hundredth of the time: after a checkpoint that took `d`
-/// (0.2–0.3 s at a million events: the lag benchmark's stalls) the next waits `99 d` (~25 s, ~25,000 events at 1,000/s).
-/// Folding stops while a checkpoint is written, so this is how often a query sees a stall; a
+/// (0.2–0.3 s at a million events: the lag benchmark's stalls) the next waits `99 d` (~25 s,
+/// ~25,000 events at 1,000/s). Folding stops while a checkpoint is written, so this is how often a query sees a stall; a
 /// checkpoint only bounds what a restart folds again from ledgerd's `ReadStored` (25,000
 /// events: well under a tenth of a second), since JetStream messages are acknowledged as they
 /// are folded, not when checkpointed.
