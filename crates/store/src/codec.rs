@@ -1,9 +1,10 @@
 //! The on-disk encoding: the only place that turns records into bytes and back.
 //!
 //! An event is stored as `body ‖ hash`, where
-//! - `body` is the canonical bincode 2 encoding (serde, [`bincode::config::standard`]:
-//!   little-endian, varint integers) of a versioned `Envelope` holding every field of the
-//!   event except its own hash — `prev_hash` included, so the chain is inside the hashed bytes;
+//! - `body` is the canonical bincode 2 encoding ([`bincode::config::standard`]: little-endian,
+//!   varint integers; the envelope by bincode's derive, the payload by its serde impl) of a
+//!   versioned `Envelope` holding every field of the event except its own hash — `prev_hash`
+//!   included, so the chain is inside the hashed bytes;
 //! - `hash = SHA-256(prev_hash ‖ body)` ([`chain_hash`]), 32 bytes.
 //!
 //! Why shaped this way:
@@ -61,14 +62,26 @@ pub enum CodecError {
 }
 
 /// Every version of the stored event record. Variants are only ever appended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded and decoded by bincode's own derive (fixed-size arrays as one read, not 16 or 32
+/// single bytes through serde), the period and the payload through their serde impls; the
+/// bytes are those serde gave the whole record before (the golden tests pin them).
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::BorrowDecode)]
+#[bincode(
+    encode_bounds = "E: Serialize",
+    borrow_decode_bounds = "E: Deserialize<'__de>"
+)]
 pub(crate) enum Envelope<E> {
     V1(EventRecordV1<E>),
 }
 
 /// Version 1 of the stored event: every field of [`RecordedEvent`] but `hash`, in that order.
 /// Frozen: changing it changes the on-disk format (the golden tests fail).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::BorrowDecode)]
+#[bincode(
+    encode_bounds = "E: Serialize",
+    borrow_decode_bounds = "E: Deserialize<'__de>"
+)]
 pub(crate) struct EventRecordV1<E> {
     pub sequence: u64,
     pub stream: String,
@@ -77,10 +90,12 @@ pub(crate) struct EventRecordV1<E> {
     pub request_id: [u8; 16],
     pub correlation_id: [u8; 16],
     pub recorded_at_us: i64,
+    #[bincode(with_serde)]
     pub effective_period: Option<domain::Period>,
     pub actor: String,
     pub schema_version: u16,
     pub event_type: String,
+    #[bincode(with_serde)]
     pub payload: E,
     pub prev_hash: [u8; HASH_LEN],
 }
@@ -131,7 +146,7 @@ pub fn chain_hash(prev_hash: &[u8; HASH_LEN], body: &[u8]) -> [u8; HASH_LEN] {
 
 /// Encodes an event's canonical body.
 pub(crate) fn encode_body<E: Serialize>(envelope: &Envelope<E>) -> Result<Vec<u8>, CodecError> {
-    let body = bincode::serde::encode_to_vec(envelope, config())
+    let body = bincode::encode_to_vec(envelope, config())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     if body.len() > EVENT_BODY_BYTES_MAX {
         return Err(CodecError::TooLarge { len: body.len() });
@@ -145,7 +160,7 @@ pub(crate) fn decode_body<E: DeserializeOwned>(body: &[u8]) -> Result<LatestReco
         return Err(CodecError::TooLarge { len: body.len() });
     }
     let (envelope, used): (Envelope<E>, usize) =
-        bincode::serde::decode_from_slice(body, decode_config())
+        bincode::borrow_decode_from_slice(body, decode_config())
             .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::TrailingBytes {
