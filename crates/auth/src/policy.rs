@@ -69,7 +69,6 @@ pub fn may_read(principal: &Principal, read: Read) -> Result<Scope, Denied> {
         (MemberFinance, R::Position | R::Contracts) => {
             let member = principal
                 .member
-                .clone()
                 .ok_or_else(|| denied(principal, "read without naming its member"))?;
             return Ok(Scope::Member(member));
         }
@@ -147,11 +146,11 @@ pub fn may_post(principal: &Principal, command: &Command, ledger: &Ledger) -> Re
 /// The members who may post `command` themselves; empty: only system finance may.
 fn acting_parties(command: &Command, ledger: &Ledger) -> Vec<MemberCode> {
     match command {
-        Command::System(SystemCommand::SubmitReturn(r)) => vec![r.member.clone()],
-        Command::System(SystemCommand::ReportMetric { member, .. }) => vec![member.clone()],
+        Command::System(SystemCommand::SubmitReturn(r)) => vec![r.member],
+        Command::System(SystemCommand::ReportMetric { member, .. }) => vec![*member],
         // A member files its own returns; a return of the system as a whole is system finance's.
         Command::System(SystemCommand::FileReturn(filed)) => match &filed.filer {
-            Filer::Member(member) => vec![member.clone()],
+            Filer::Member(member) => vec![*member],
             Filer::System => Vec::new(),
         },
         Command::System(_) | Command::Fund { .. } => Vec::new(),
@@ -164,12 +163,12 @@ fn acting_parties(command: &Command, ledger: &Ledger) -> Vec<MemberCode> {
                 | BudgetCommand::PayContribution { partner, .. } => {
                     // Only a partner of the budget acts for itself.
                     if state.partners.contains(partner) {
-                        vec![partner.clone()]
+                        vec![*partner]
                     } else {
                         Vec::new()
                     }
                 }
-                BudgetCommand::RecordSpend { .. } => vec![state.host.clone()],
+                BudgetCommand::RecordSpend { .. } => vec![state.host],
                 _ => Vec::new(),
             }
         }
@@ -179,13 +178,13 @@ fn acting_parties(command: &Command, ledger: &Ledger) -> Vec<MemberCode> {
             };
             match command {
                 ContractCommand::RecordActivity { .. } | ContractCommand::RaiseInvoice { .. } => {
-                    vec![state.provider.clone()]
+                    vec![state.provider]
                 }
                 ContractCommand::RecordPayment { .. }
                 | ContractCommand::RaiseDispute { .. }
-                | ContractCommand::ReconcileCquin { .. } => vec![state.commissioner.clone()],
+                | ContractCommand::ReconcileCquin { .. } => vec![state.commissioner],
                 ContractCommand::ResolveDispute { .. } => {
-                    vec![state.commissioner.clone(), state.provider.clone()]
+                    vec![state.commissioner, state.provider]
                 }
                 _ => Vec::new(),
             }

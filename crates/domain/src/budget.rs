@@ -303,7 +303,7 @@ impl BudgetState {
                 )
                 .map_err(|_| DomainError::overflow("amount_pence"))?;
                 Ok(vec![BudgetEvent::Pledged {
-                    partner: partner.clone(),
+                    partner: *partner,
                     amount: *amount,
                     ring_fenced_scheme: ring_fenced_scheme.clone(),
                 }])
@@ -331,7 +331,7 @@ impl BudgetState {
                     ));
                 }
                 Ok(vec![BudgetEvent::ContributionPaid {
-                    partner: partner.clone(),
+                    partner: *partner,
                     period: *period,
                     amount: *amount,
                 }])
@@ -455,11 +455,11 @@ impl BudgetState {
                 } else {
                     &mut self.revenue_pledged
                 };
-                add_to(pledges, partner.clone(), *amount).map_err(overflow)
+                add_to(pledges, *partner, *amount).map_err(overflow)
             }
             BudgetEvent::ContributionPaid {
                 partner, amount, ..
-            } => add_to(&mut self.paid, partner.clone(), *amount).map_err(overflow),
+            } => add_to(&mut self.paid, *partner, *amount).map_err(overflow),
             BudgetEvent::SpendRecorded { scheme, amount, .. } => {
                 if !self.schemes.contains_key(scheme) {
                     return Err(format!("no scheme {scheme}"));
@@ -524,7 +524,7 @@ pub fn split_by_shares(
         .iter()
         .zip(parts)
         .map(|(share, amount)| Allocation {
-            member: share.member.clone(),
+            member: share.member,
             amount,
         })
         .collect())
@@ -633,7 +633,7 @@ fn decide_establish(
     check_shares(system, "underspend_shares", underspend_shares, partners)?;
     Ok(vec![BudgetEvent::Established {
         name: name.clone(),
-        host: host.clone(),
+        host: *host,
         year,
         partners: partners.to_vec(),
         schemes: schemes.to_vec(),
@@ -696,7 +696,7 @@ pub fn apply(entry: Entry<'_, Code, BudgetState>, event: &BudgetEvent) -> Result
         ) => {
             vacant.insert(BudgetState {
                 name: name.clone(),
-                host: host.clone(),
+                host: *host,
                 year: *year,
                 partners: partners.clone(),
                 schemes: schemes
@@ -904,7 +904,7 @@ mod tests {
             .iter()
             .zip(parts)
             .map(|(s, amount)| Allocation {
-                member: s.member.clone(),
+                member: s.member,
                 amount,
             })
             .collect();

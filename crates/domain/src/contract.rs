@@ -814,8 +814,8 @@ pub fn decide(
             }
             let annual_value = model.check()?;
             Ok(vec![ContractEvent::Agreed {
-                commissioner: commissioner.clone(),
-                provider: provider.clone(),
+                commissioner: *commissioner,
+                provider: *provider,
                 year: *year,
                 model: model.clone(),
                 description: description.clone(),
@@ -844,8 +844,8 @@ pub fn apply(entry: Entry<'_, Code, ContractState>, event: &ContractEvent) -> Re
             },
         ) => {
             vacant.insert(ContractState {
-                commissioner: commissioner.clone(),
-                provider: provider.clone(),
+                commissioner: *commissioner,
+                provider: *provider,
                 year: *year,
                 model: model.clone(),
                 annual_value: *annual_value,

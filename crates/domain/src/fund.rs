@@ -215,7 +215,7 @@ impl FundState {
             .map_or(Pence::ZERO, |p| p.amount);
         let clawed = self
             .clawed_back
-            .get(&(quarter, member.clone()))
+            .get(&(quarter, *member))
             .copied()
             .unwrap_or_default();
         // Claw-backs never exceed payments, so this cannot underflow.
@@ -292,7 +292,7 @@ impl FundState {
                 }
                 Ok(vec![FundEvent::ClawedBack {
                     quarter: *quarter,
-                    member: member.clone(),
+                    member: *member,
                     period: *period,
                     amount: *amount,
                     reason: reason.clone(),
@@ -448,7 +448,7 @@ impl FundState {
                 member,
                 amount,
                 ..
-            } => add_to(&mut self.clawed_back, (*quarter, member.clone()), *amount)
+            } => add_to(&mut self.clawed_back, (*quarter, *member), *amount)
                 .map_err(|_| "amounts overflow".to_string()),
         }
     }
@@ -468,7 +468,7 @@ fn split_by_allocation(
         .iter()
         .zip(parts)
         .map(|(recipient, amount)| Allocation {
-            member: recipient.member.clone(),
+            member: recipient.member,
             amount,
         })
         .collect())

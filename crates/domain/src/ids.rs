@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// The longest free-text field (a name, a reason, a description), in bytes.
@@ -48,13 +49,13 @@ macro_rules! code_type {
     ($(#[$doc:meta])* $name:ident, max = $max:expr, allowed = $allowed:expr, $ok:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String")]
-        pub struct $name(String);
+        #[serde(try_from = "CompactString")]
+        pub struct $name(CompactString);
 
-        impl TryFrom<String> for $name {
+        impl TryFrom<CompactString> for $name {
             type Error = IdError;
 
-            fn try_from(text: String) -> Result<Self, Self::Error> {
+            fn try_from(text: CompactString) -> Result<Self, Self::Error> {
                 $name::new(text)
             }
         }
@@ -62,7 +63,7 @@ macro_rules! code_type {
         impl $name {
             pub const BYTES_MAX: usize = $max;
 
-            pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
+            pub fn new(text: impl Into<CompactString>) -> Result<Self, IdError> {
                 let text = text.into();
                 check(&text, $max, $allowed, $ok)?;
                 Ok($name(text))
@@ -91,14 +92,6 @@ code_type!(
 );
 
 code_type!(
-    /// A member body's ODS code: 2 to 8 uppercase letters and digits (`RXX`, `15N`, `KHFT`).
-    MemberCode,
-    max = 8,
-    allowed = "A-Z 0-9",
-    |c: char| c.is_ascii_uppercase() || c.is_ascii_digit()
-);
-
-code_type!(
     /// The code of a contract, pooled budget, fund, scheme, invoice, dispute or condition,
     /// unique within its kind (`C1`, `BCF`, `SSF`, `INV-C1-M1`): letters, digits, `-` and `_`,
     /// at most 48 bytes.
@@ -108,36 +101,111 @@ code_type!(
     |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_'
 );
 
+/// A member body's ODS code: 2 to 8 uppercase letters and digits (`RXX`, `15N`, `KHFT`).
+///
+/// Held as its bytes, zero-padded to 8: it is `Copy`, and it orders as its text does (a
+/// shorter code before a longer one it begins) while comparing as one integer — it is in the
+/// key of most of the position projection's maps, which compare keys on every event folded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemberCode([u8; MemberCode::BYTES_MAX]);
+
 impl MemberCode {
+    pub const BYTES_MAX: usize = 8;
+
+    /// Letters and digits, at most [`Self::BYTES_MAX`] bytes.
+    pub fn new(text: impl Into<CompactString>) -> Result<Self, IdError> {
+        let text = text.into();
+        check(&text, Self::BYTES_MAX, "A-Z 0-9", |c: char| {
+            c.is_ascii_uppercase() || c.is_ascii_digit()
+        })?;
+        let mut bytes = [0; Self::BYTES_MAX];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Ok(MemberCode(bytes))
+    }
+
     /// ODS codes have at least two characters.
-    pub fn parse(text: impl Into<String>) -> Result<Self, IdError> {
+    pub fn parse(text: impl Into<CompactString>) -> Result<Self, IdError> {
         let code = MemberCode::new(text)?;
-        if code.0.len() < 2 {
+        if code.as_str().len() < 2 {
             return Err(IdError::BadCharacter {
-                text: code.0,
+                text: code.to_string(),
                 allowed: "at least two of A-Z 0-9",
             });
         }
         Ok(code)
     }
+
+    pub fn as_str(&self) -> &str {
+        let len = self
+            .0
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(Self::BYTES_MAX);
+        // ASCII by construction, so this never falls back.
+        std::str::from_utf8(&self.0[..len]).unwrap_or_default()
+    }
+
+    /// The code's bytes as one big-endian integer: zero padding sorts before every character
+    /// a code may hold, so integer order is text order.
+    fn key(self) -> u64 {
+        u64::from_be_bytes(self.0)
+    }
+}
+
+impl Ord for MemberCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for MemberCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for MemberCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MemberCode").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for MemberCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Encoded as its text, exactly as when it was a `String`.
+impl Serialize for MemberCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = CompactString::deserialize(deserializer)?;
+        MemberCode::new(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Free text with a length limit and no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Text(String);
+#[serde(try_from = "CompactString")]
+pub struct Text(CompactString);
 
-impl TryFrom<String> for Text {
+impl TryFrom<CompactString> for Text {
     type Error = IdError;
 
-    fn try_from(text: String) -> Result<Self, Self::Error> {
+    fn try_from(text: CompactString) -> Result<Self, Self::Error> {
         Text::new(text)
     }
 }
 
 impl Text {
     /// Non-empty text, at most [`TEXT_BYTES_MAX`] bytes, no control characters.
-    pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
+    pub fn new(text: impl Into<CompactString>) -> Result<Self, IdError> {
         let text = text.into();
         if text.trim().is_empty() {
             return Err(IdError::Empty);
@@ -245,6 +313,41 @@ mod tests {
         assert!(Text::new("  ").is_err());
         assert!(Text::new("a\u{0}b").is_err());
         assert!(Text::new("x".repeat(TEXT_BYTES_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn member_codes_order_as_their_text() {
+        let texts = [
+            "15N", "A1", "AB", "ABC", "ABCDEFGH", "B", "KHFT", "Z9", "ZZZZZZZZ",
+        ];
+        for a in texts {
+            for b in texts {
+                let (code_a, code_b) = (MemberCode::new(a).unwrap(), MemberCode::new(b).unwrap());
+                assert_eq!(code_a.cmp(&code_b), a.cmp(b), "{a} against {b}");
+                assert_eq!(code_a == code_b, a == b);
+            }
+            assert_eq!(MemberCode::new(a).unwrap().as_str(), a);
+            assert_eq!(
+                format!("{:?}", MemberCode::new(a).unwrap()),
+                format!("MemberCode({a:?})")
+            );
+        }
+    }
+
+    #[test]
+    fn member_codes_encode_as_their_text() {
+        let code = MemberCode::new("KHFT").unwrap();
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(code, config).unwrap();
+        assert_eq!(
+            bytes,
+            bincode::serde::encode_to_vec("KHFT", config).unwrap()
+        );
+        let (back, _): (MemberCode, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, code);
+        let bad = bincode::serde::encode_to_vec("khft", config).unwrap();
+        assert!(bincode::serde::decode_from_slice::<MemberCode, _>(&bad, config).is_err());
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl MetricBook {
         value: i64,
     ) {
         self.values
-            .insert((system.clone(), period, metric, member.clone()), value);
+            .insert((system.clone(), period, metric, *member), value);
     }
 
     /// Adds every report of `other` (a book of other systems, or later reports of the same

@@ -63,7 +63,7 @@ proptest! {
         });
         let mut commands = vec![budget(BudgetCommand::Establish {
             name: text("pool"),
-            host: partners[0].clone(),
+            host: partners[0],
             year: fy(),
             partners: partners.clone(),
             schemes: schemes.to_vec(),
@@ -76,7 +76,7 @@ proptest! {
                 revenue_pledged += i128::from(*amount);
             }
             commands.push(budget(BudgetCommand::Pledge {
-                partner: partners[who % n].clone(),
+                partner: partners[who % n],
                 amount: Pence::new(*amount),
                 ring_fenced_scheme: ring_fenced.then(|| code("RF")),
             }));

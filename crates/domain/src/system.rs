@@ -389,7 +389,7 @@ impl SystemState {
                     ));
                 }
                 Ok(vec![SystemEvent::MemberAdmitted {
-                    member: member.clone(),
+                    member: *member,
                     name: name.clone(),
                     kind: *kind,
                     in_control_total: *in_control_total,
@@ -424,7 +424,7 @@ impl SystemState {
                         format!("a count cannot be negative ({value})"),
                     )),
                     _ => Ok(vec![SystemEvent::MetricReported {
-                        member: member.clone(),
+                        member: *member,
                         period: *period,
                         metric: *metric,
                         value: *value,
@@ -521,10 +521,10 @@ impl SystemState {
             .map_err(|_| DomainError::overflow("expenditure_pence"))?;
         let revision = self
             .plans
-            .get(&(member.clone(), year))
+            .get(&(*member, year))
             .map_or(1, |p| p.revision.saturating_add(1));
         Ok(vec![SystemEvent::PlanAgreed {
-            member: member.clone(),
+            member: *member,
             year,
             income,
             expenditure,
@@ -562,7 +562,7 @@ impl SystemState {
         }
         let revision = self
             .return_revisions
-            .get(&(r.member.clone(), r.period))
+            .get(&(r.member, r.period))
             .map_or(1, |n| n.saturating_add(1));
         Ok(vec![SystemEvent::ReturnSubmitted {
             monthly_return: r.clone(),
@@ -592,9 +592,9 @@ impl SystemState {
                 in_control_total,
             } => {
                 self.members.insert(
-                    member.clone(),
+                    *member,
                     Member {
-                        code: member.clone(),
+                        code: *member,
                         name: name.clone(),
                         kind: *kind,
                         in_control_total: *in_control_total,
@@ -611,7 +611,7 @@ impl SystemState {
                 revision,
             } => {
                 self.plans.insert(
-                    (member.clone(), *year),
+                    (*member, *year),
                     Plan {
                         income: *income,
                         expenditure: *expenditure,
@@ -625,10 +625,8 @@ impl SystemState {
                 monthly_return,
                 revision,
             } => {
-                self.return_revisions.insert(
-                    (monthly_return.member.clone(), monthly_return.period),
-                    *revision,
-                );
+                self.return_revisions
+                    .insert((monthly_return.member, monthly_return.period), *revision);
             }
             // Metrics and filed returns change nothing the rules consult.
             SystemEvent::MetricReported { .. } | SystemEvent::ReturnFiled(_) => {}

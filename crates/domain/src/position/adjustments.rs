@@ -87,8 +87,8 @@ impl Snapshot<'_> {
             posted_in: correction.posted_in,
             corrects: correction.corrects,
             amount: correction.amount,
-            payer: correction.payer.clone(),
-            payee: correction.payee.clone(),
+            payer: correction.payer,
+            payee: correction.payee,
             reason: correction.reason.clone(),
         }
     }

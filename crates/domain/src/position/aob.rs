@@ -151,7 +151,7 @@ impl Snapshot<'_> {
             for period in year.periods().take(month.index() + 1) {
                 if self.monthly_return(member, period).is_none() {
                     returns_missing.push(MissingReturn {
-                        member: (*member).clone(),
+                        member: *(*member),
                         month: period.month,
                     });
                 }
@@ -260,8 +260,8 @@ fn aob_line(
     let over = |d: Pence| d.get().unsigned_abs() > threshold.get().unsigned_abs();
     Ok(AobLine {
         measure,
-        creditor: creditor.clone(),
-        debtor: debtor.clone(),
+        creditor: *creditor,
+        debtor: *debtor,
         creditor_states,
         debtor_states,
         ledger,

@@ -151,7 +151,7 @@ impl Snapshot<'_> {
                 .and_then(|s| s.allocations.iter().find(|a| &a.member == member))
                 .map_or(Pence::ZERO, |a| a.amount);
             partners.push(BudgetPartner {
-                member: member.clone(),
+                member: *member,
                 host: *member == facts.host,
                 pledged_revenue: revenue,
                 pledged_ring_fenced: ring_fenced,
@@ -212,7 +212,7 @@ impl Snapshot<'_> {
         Ok(PooledBudget {
             budget: code.clone(),
             name: facts.name.clone(),
-            host: facts.host.clone(),
+            host: facts.host,
             year: facts.year,
             revenue_pool,
             revenue_pool_ytd,

@@ -90,7 +90,7 @@ impl Snapshot<'_> {
                 .checked_add(figures.actual_expenditure_ytd)
                 .map_err(&overflow)?;
             members.push(ConsolidatedMember {
-                member: (*code).clone(),
+                member: *(*code),
                 income_ytd: figures.actual_income_ytd,
                 expenditure_ytd: figures.actual_expenditure_ytd,
             });
@@ -103,7 +103,7 @@ impl Snapshot<'_> {
             }
             let amount = self.pair_ledger(payer, payee, PairLine::Accrued, from, to)?;
             let (a, b) = super::pair(payer, payee);
-            let entry = flows.entry((a.clone(), b)).or_default();
+            let entry = flows.entry((a, b)).or_default();
             // The payee has the income: `a`'s income from `b` when `a` is the payee.
             let side = if *payee == a {
                 &mut entry.0

@@ -143,7 +143,7 @@ impl Snapshot<'_> {
             }
         }
         let side = |member: &MemberCode| ContractSide {
-            member: member.clone(),
+            member: *member,
             amount_ytd: value_ytd,
             cash_ytd: paid_ytd,
             balance,

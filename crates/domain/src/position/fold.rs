@@ -319,13 +319,10 @@ impl Postings {
         if payer == payee {
             return;
         }
+        self.add(Target::Member(*payer, Side::Expenditure, period), amount);
+        self.add(Target::Member(*payee, Side::Income, period), amount);
         self.add(
-            Target::Member(payer.clone(), Side::Expenditure, period),
-            amount,
-        );
-        self.add(Target::Member(payee.clone(), Side::Income, period), amount);
-        self.add(
-            Target::Pair(payer.clone(), payee.clone(), PairLine::Accrued, period),
+            Target::Pair(*payer, *payee, PairLine::Accrued, period),
             amount,
         );
     }
@@ -335,10 +332,7 @@ impl Postings {
         if payer == payee {
             return;
         }
-        self.add(
-            Target::Pair(payer.clone(), payee.clone(), PairLine::Paid, period),
-            amount,
-        );
+        self.add(Target::Pair(*payer, *payee, PairLine::Paid, period), amount);
     }
 
     fn contract(&mut self, code: &Code, line: ContractLine, period: Period, amount: Pence) {
@@ -430,8 +424,8 @@ impl Projection {
 
     fn running(&self, target: &Target) -> Option<&Running> {
         match target {
-            Target::Member(m, s, p) => self.member_ledger.get(&(m.clone(), *s, *p)),
-            Target::Pair(a, b, l, p) => self.pair_ledger.get(&(a.clone(), b.clone(), *l, *p)),
+            Target::Member(m, s, p) => self.member_ledger.get(&(*m, *s, *p)),
+            Target::Pair(a, b, l, p) => self.pair_ledger.get(&(*a, *b, *l, *p)),
             Target::Contract(c, l, p) => self.contract_lines.get(&(c.clone(), *l, *p)),
             Target::Budget(b, l) => self.budget_lines.get(b).and_then(|lines| lines.get(l)),
         }
@@ -537,7 +531,7 @@ impl Projection {
                 postings.add(
                     Target::Budget(
                         code.clone(),
-                        BudgetLine::Pledged(partner.clone(), ring_fenced_scheme.clone()),
+                        BudgetLine::Pledged(*partner, ring_fenced_scheme.clone()),
                     ),
                     *amount,
                 );
@@ -559,7 +553,7 @@ impl Projection {
                 amount,
             } => {
                 postings.add(
-                    Target::Budget(code.clone(), BudgetLine::Paid(partner.clone(), *period)),
+                    Target::Budget(code.clone(), BudgetLine::Paid(*partner, *period)),
                     *amount,
                 );
                 postings.pay(partner, host, *period, *amount);
@@ -604,7 +598,7 @@ impl Projection {
         };
         Pence::checked_sum(
             lines
-                .range(BudgetLine::Pledged(partner.clone(), None)..)
+                .range(BudgetLine::Pledged(*partner, None)..)
                 .take_while(|(line, _)| matches!(line, BudgetLine::Pledged(p, _) if p == partner))
                 .map(|(_, running)| running.latest()),
         )
@@ -743,7 +737,7 @@ impl Projection {
                 in_control_total,
             } => {
                 self.members.insert(
-                    member.clone(),
+                    *member,
                     MemberFacts {
                         recorded_at: sequence,
                         name: name.clone(),
@@ -764,17 +758,14 @@ impl Projection {
                 if let (Some(income_by_month), Some(expenditure_by_month)) =
                     (twelve(income_by_month), twelve(expenditure_by_month))
                 {
-                    self.plans
-                        .entry((member.clone(), *year))
-                        .or_default()
-                        .record(
-                            sequence,
-                            PlanFacts {
-                                income_by_month,
-                                expenditure_by_month,
-                                revision: *revision,
-                            },
-                        );
+                    self.plans.entry((*member, *year)).or_default().record(
+                        sequence,
+                        PlanFacts {
+                            income_by_month,
+                            expenditure_by_month,
+                            revision: *revision,
+                        },
+                    );
                 }
             }
             SystemEvent::ReturnSubmitted {
@@ -782,7 +773,7 @@ impl Projection {
                 revision,
             } => {
                 self.returns
-                    .entry((monthly_return.member.clone(), monthly_return.period))
+                    .entry((monthly_return.member, monthly_return.period))
                     .or_default()
                     .record(
                         sequence,
@@ -817,7 +808,7 @@ impl Projection {
                 BudgetFacts {
                     recorded_at: sequence,
                     name: name.clone(),
-                    host: host.clone(),
+                    host: *host,
                     year: *year,
                     partners: partners.clone(),
                     schemes: schemes.iter().map(|s| (sequence, s.clone())).collect(),
@@ -874,7 +865,7 @@ impl Projection {
                 amount,
                 corrects: Some(corrects),
             } => {
-                let host = budget.host.clone();
+                let host = budget.host;
                 self.corrections.push(Correction {
                     sequence,
                     stream: StreamId::budget(code),
@@ -971,7 +962,7 @@ impl Projection {
             } => fund.clawbacks.push(ClawbackFacts {
                 recorded_at: sequence,
                 quarter: *quarter,
-                member: member.clone(),
+                member: *member,
                 period: *period,
                 amount: *amount,
                 reason: reason.clone(),
@@ -993,8 +984,8 @@ impl Projection {
                 code.clone(),
                 ContractFacts {
                     recorded_at: sequence,
-                    commissioner: commissioner.clone(),
-                    provider: provider.clone(),
+                    commissioner: *commissioner,
+                    provider: *provider,
                     year: *year,
                     description: description.clone(),
                     model: History::new(sequence, model.clone()),
@@ -1011,7 +1002,7 @@ impl Projection {
         let Some(contract) = self.contracts.get_mut(code) else {
             return;
         };
-        let (payer, payee) = (contract.commissioner.clone(), contract.provider.clone());
+        let (payer, payee) = (contract.commissioner, contract.provider);
         let correction = |kind, posted_in, corrects, amount, reason: Option<&Text>| Correction {
             sequence,
             stream: StreamId::contract(code),
@@ -1019,8 +1010,8 @@ impl Projection {
             posted_in,
             corrects,
             amount,
-            payer: Some(payer.clone()),
-            payee: Some(payee.clone()),
+            payer: Some(payer),
+            payee: Some(payee),
             reason: reason.cloned(),
         };
         let mut corrected = None;

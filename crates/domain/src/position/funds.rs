@@ -207,7 +207,7 @@ impl Snapshot<'_> {
         for recipient in &facts.recipients {
             let member = &recipient.member;
             let mut row = RecipientSummary {
-                member: member.clone(),
+                member: *member,
                 allocation: recipient.allocation,
                 earned: Pence::ZERO,
                 forfeited: Pence::ZERO,
@@ -303,7 +303,7 @@ impl Snapshot<'_> {
         let mut forfeited_by_recipient = Vec::with_capacity(fund.recipients.len());
         for recipient in &fund.recipients {
             forfeited_by_recipient.push(Allocation {
-                member: recipient.member.clone(),
+                member: recipient.member,
                 amount: share_of(facts.forfeited, &fund.recipients, &recipient.member)
                     .map_err(&overflow)?,
             });

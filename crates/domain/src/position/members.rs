@@ -283,7 +283,7 @@ impl Snapshot<'_> {
         figures.ledger_income_ytd = self.member_ledger(code, Side::Income, from, to)?;
         figures.ledger_expenditure_ytd = self.member_ledger(code, Side::Expenditure, from, to)?;
         Ok(MemberPosition {
-            member: code.clone(),
+            member: *code,
             name: facts.name.clone(),
             kind: facts.kind,
             in_control_total: facts.in_control_total,

@@ -178,11 +178,7 @@ pub trait Report: Serialize {
 
 /// An unordered pair of members, the smaller code first.
 pub(crate) fn pair(a: &MemberCode, b: &MemberCode) -> (MemberCode, MemberCode) {
-    if a <= b {
-        (a.clone(), b.clone())
-    } else {
-        (b.clone(), a.clone())
-    }
+    if a <= b { (*a, *b) } else { (*b, *a) }
 }
 
 /// Months M1 ..= `month` of `period`'s year.

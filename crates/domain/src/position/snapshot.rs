@@ -126,7 +126,7 @@ impl<'a> Snapshot<'a> {
     pub(super) fn plan(&self, member: &MemberCode, year: FinancialYear) -> Option<&'a PlanFacts> {
         self.projection
             .plans
-            .get(&(member.clone(), year))
+            .get(&(*member, year))
             .and_then(|h| h.at(self.sequence))
     }
 
@@ -138,7 +138,7 @@ impl<'a> Snapshot<'a> {
     ) -> Option<&'a ReturnFacts> {
         self.projection
             .returns
-            .get(&(member.clone(), period))
+            .get(&(*member, period))
             .and_then(|h| h.at(self.sequence))
     }
 
@@ -150,7 +150,7 @@ impl<'a> Snapshot<'a> {
         from: Period,
         to: Period,
     ) -> Result<Pence, ReportError> {
-        let range = (member.clone(), side, from)..=(member.clone(), side, to);
+        let range = (*member, side, from)..=(*member, side, to);
         Pence::checked_sum(
             self.projection
                 .member_ledger
@@ -169,7 +169,7 @@ impl<'a> Snapshot<'a> {
         from: Period,
         to: Period,
     ) -> Result<Pence, ReportError> {
-        let key = |p| (payer.clone(), payee.clone(), line, p);
+        let key = |p| (*payer, *payee, line, p);
         Pence::checked_sum(
             self.projection
                 .pair_ledger
@@ -187,7 +187,7 @@ impl<'a> Snapshot<'a> {
         line: PairLine,
         to: Period,
     ) -> Result<Pence, ReportError> {
-        let upto = (payer.clone(), payee.clone(), line, to);
+        let upto = (*payer, *payee, line, to);
         Pence::checked_sum(
             self.projection
                 .pair_ledger
