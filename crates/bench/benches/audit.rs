@@ -6,6 +6,11 @@
 use bench::audit::{self, AuditScale};
 use bench::report;
 
+/// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
+/// measured here is what they do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; this harness takes no filters.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();

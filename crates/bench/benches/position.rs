@@ -9,6 +9,11 @@ use std::time::Instant;
 use bench::position::{self, PositionScale};
 use bench::{demo, report, synthetic};
 
+/// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
+/// measured here is what they do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; this harness takes no filters.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();

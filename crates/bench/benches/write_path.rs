@@ -5,6 +5,11 @@
 
 use bench::{Scale, append, ceiling, grpc, report};
 
+/// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
+/// measured here is what they do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; this harness takes no filters.
     let scale = Scale::from_env();

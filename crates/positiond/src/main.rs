@@ -4,6 +4,11 @@ use clap::Parser;
 use positiond::config::{Config, Flags};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, not glibc's allocator: reading sled pages from disk allocates for every item on
+/// the page, and glibc made that 4× slower (crates/bench/README.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
