@@ -63,12 +63,12 @@ impl RawLog {
 
     /// Every stored event as `(sequence in its key, stored value)`, in key order — gaps,
     /// duplicates and all: judging them is the caller's job.
-    pub fn events(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
+    pub fn events(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
         self.tree.scan_prefix([keys::PREFIX_EVENT]).map(|entry| {
             let (key, value) = entry?;
             let sequence = keys::event_sequence(&key)
                 .ok_or_else(|| StoreError::Corrupt(format!("event key {key:?}")))?;
-            Ok((sequence, value.to_vec()))
+            Ok((sequence, value))
         })
     }
 

@@ -17,6 +17,7 @@
 //! Each reads ledgerd's `ReadStored` (with the global `--server`, `--ca`, `--token`) or, with
 //! `--data-dir`, a stopped ledgerd's sled directory ([`source`]).
 
+mod ahead;
 pub mod check;
 pub mod export;
 pub mod prove;

@@ -120,32 +120,44 @@ impl Log {
                     .into_inner();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(crate::output::status_error)?;
-                    for (sequence, value) in (page.first_sequence..).zip(&page.events) {
-                        let recorded = store::codec::decode_value::<Event>(value).map_err(|e| {
-                            anyhow::anyhow!("event {sequence} does not decode: {e}")
-                        })?;
-                        if step(&mut expected, from_store(recorded), &mut visit)?.is_break() {
-                            return Ok(expected - from);
-                        }
+                    let values = page.events.iter().map(|value| &value[..]);
+                    let flow = each_stored(page.first_sequence, values, &mut expected, &mut visit)?;
+                    if flow.is_break() {
+                        return Ok(expected - from);
                     }
                 }
             }
             Log::DataDir { store, .. } => {
-                let mut next = from;
-                while next <= to {
-                    let want = usize::try_from(to - next + 1)
-                        .unwrap_or(PAGE_EVENTS)
-                        .min(PAGE_EVENTS);
-                    let page = store
-                        .read_all(next, want)
-                        .with_context(|| format!("reading event {next} from the store"))?;
-                    let Some(last) = page.last() else { break };
-                    next = last.sequence + 1;
-                    for recorded in page {
-                        if step(&mut expected, from_store(recorded), &mut visit)?.is_break() {
-                            return Ok(expected - from);
+                let store = &*store;
+                let read = move || {
+                    let mut next = Some(from);
+                    std::iter::from_fn(move || {
+                        let first = next.filter(|next| *next <= to)?;
+                        let want = usize::try_from(to - first)
+                            .map_or(PAGE_EVENTS, |rest| rest.saturating_add(1).min(PAGE_EVENTS));
+                        match store.read_values(first, want, usize::MAX) {
+                            Ok(values) if values.is_empty() => {
+                                next = None;
+                                None
+                            }
+                            Ok(values) => {
+                                next = first.checked_add(values.len() as u64);
+                                Some(Ok((first, values)))
+                            }
+                            Err(error) => {
+                                next = None;
+                                Some(Err(anyhow::Error::new(error)
+                                    .context(format!("reading event {first} from the store"))))
+                            }
                         }
-                    }
+                    })
+                };
+                let flow = super::ahead::read_ahead(read, |(first, values)| {
+                    let values = values.iter().map(|value| &value[..]);
+                    each_stored(first, values, &mut expected, &mut visit)
+                })?;
+                if flow.is_break() {
+                    return Ok(expected - from);
                 }
             }
         }
@@ -174,6 +186,24 @@ impl Log {
         .await?;
         found.with_context(|| format!("{} did not return event {sequence}", self.describe()))
     }
+}
+
+/// Decodes stored values (`body ‖ hash`, the first at sequence `first`), checking each hash
+/// against its content, and [`step`]s through them.
+fn each_stored<'a>(
+    first: u64,
+    values: impl Iterator<Item = &'a [u8]>,
+    expected: &mut u64,
+    visit: &mut impl FnMut(LogEvent) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<ControlFlow<()>> {
+    for (sequence, value) in (first..).zip(values) {
+        let recorded = store::codec::decode_value::<Event>(value)
+            .map_err(|e| anyhow::anyhow!("event {sequence} does not decode: {e}"))?;
+        if step(expected, from_store(recorded), visit)?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Checks `event` is the `expected` one, counts it, and visits it.

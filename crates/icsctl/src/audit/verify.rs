@@ -1,5 +1,6 @@
 //! `icsctl audit verify`.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::Context;
@@ -106,6 +107,9 @@ fn bar(quiet: bool, len: u64) -> ProgressBar {
 /// Updating the bar per event would cost more than verifying it.
 const BAR_STEP: u64 = 4_096;
 
+/// Events read from a stopped ledger's directory at a time.
+const PAGE_EVENTS: usize = 4_096;
+
 /// A stopped ledgerd's sled directory, read as it is.
 pub fn offline(
     system: &domain::SystemId,
@@ -145,19 +149,57 @@ pub fn offline(
         Ok(verifier) => verifier,
         Err(finding) => return Ok(Err(finding)),
     };
-    let bar = bar(quiet, log.event_count() as u64);
-    for entry in log.events() {
-        let (sequence, value) = entry?;
-        if let Err(finding) = verifier.feed_stored(sequence, &value) {
-            bar.abandon();
-            return Ok(Err(finding));
+    let recorded_head = log.recorded_head()?;
+    // The bar's length is what the store says it holds, not a count (a count is a whole scan
+    // of its own); only the verification below trusts nothing.
+    let bar = bar(quiet, recorded_head.map_or(0, |head| head.sequence));
+    let read = || pages(log.events());
+    let flow = super::ahead::read_ahead(read, |page| {
+        for (sequence, value) in page {
+            if let Err(finding) = verifier.feed_stored(sequence, &value) {
+                return Ok(ControlFlow::Break(finding));
+            }
+            if sequence % BAR_STEP == 0 {
+                bar.set_position(sequence);
+            }
         }
-        if sequence % BAR_STEP == 0 {
-            bar.set_position(sequence);
-        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let ControlFlow::Break(finding) = flow {
+        bar.abandon();
+        return Ok(Err(finding));
     }
     bar.finish_and_clear();
-    Ok(verifier.finish(log.recorded_head()?))
+    Ok(verifier.finish(recorded_head))
+}
+
+/// Stored events in pages of [`PAGE_EVENTS`]; a read that fails ends the page before it, and
+/// comes next.
+fn pages<T>(
+    mut events: impl Iterator<Item = Result<T, store::StoreError>>,
+) -> impl Iterator<Item = anyhow::Result<Vec<T>>> {
+    let mut failed = None;
+    std::iter::from_fn(move || {
+        if let Some(error) = failed.take() {
+            return Some(Err(error));
+        }
+        let mut page = Vec::with_capacity(PAGE_EVENTS);
+        while page.len() < PAGE_EVENTS {
+            match events.next() {
+                None => break,
+                Some(Ok(event)) => page.push(event),
+                Some(Err(error)) => {
+                    failed = Some(anyhow::Error::new(error).context("reading the store"));
+                    break;
+                }
+            }
+        }
+        if page.is_empty() {
+            failed.take().map(Err)
+        } else {
+            Some(Ok(page))
+        }
+    })
 }
 
 /// ledgerd's log over gRPC, up to the head it reports when asked.
