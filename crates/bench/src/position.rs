@@ -129,7 +129,9 @@ pub struct CheckpointCost {
     pub bytes: u64,
     /// Of which the timeline (every event's sequence and recorded-at time), as encoded.
     pub timeline_bytes: u64,
-    /// Medians over the runs.
+    /// Medians over the runs. `snapshot`: the projection cloned, as positiond does under the
+    /// lock before writing the clone behind the fold — the only pause a checkpoint causes.
+    pub snapshot: Duration,
     pub encode: Duration,
     pub decode: Duration,
     /// One sled insert of the bytes and a flush, as `follow::CheckpointStore::save` does.
@@ -481,9 +483,16 @@ fn checkpoint_cost(projection: &Projection, runs: usize) -> anyhow::Result<Check
         .tempdir()?;
     let db = store::open_db(&sled::Config::new().path(dir.path()).flush_every_ms(None))?;
     let tree = db.open_tree("positiond")?;
-    let (mut encodes, mut decodes, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut snapshots, mut encodes, mut decodes, mut writes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0;
     for _ in 0..runs {
+        let started = Instant::now();
+        let snapshot = projection.clone();
+        snapshots.push(started.elapsed());
+        ensure!(&snapshot == projection, "the snapshot differs");
+        drop(snapshot);
+
         let started = Instant::now();
         let encoded = bincode::serde::encode_to_vec(projection, config)?;
         encodes.push(started.elapsed());
@@ -507,6 +516,7 @@ fn checkpoint_cost(projection: &Projection, runs: usize) -> anyhow::Result<Check
     Ok(CheckpointCost {
         bytes,
         timeline_bytes: 0,
+        snapshot: median(&snapshots),
         encode: median(&encodes),
         decode: median(&decodes),
         write: median(&writes),

@@ -181,18 +181,19 @@ pub fn position_query_table(runs: &[PositionRun]) -> String {
 /// What a checkpoint of the whole projection costs.
 pub fn checkpoint_table(runs: &[PositionRun]) -> String {
     let mut out = String::from(
-        "| ICS | events | checkpoint (bincode) MiB | of which the timeline MiB | encode ms | decode ms | sled insert + flush ms | one checkpoint (encode + write) = events folded |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| ICS | events | checkpoint (bincode) MiB | of which the timeline MiB | snapshot (clone: positiond's fold waits) ms | encode ms | decode ms | sled insert + flush ms | one checkpoint (encode + write) = events folded |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for run in runs {
         let c = &run.checkpoint;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             run.ics,
             rate(run.events as f64),
             mib(c.bytes),
             mib(c.timeline_bytes),
+            millis(c.snapshot),
             millis(c.encode),
             millis(c.decode),
             millis(c.write),

@@ -13,7 +13,8 @@ const KEY: &[u8] = b"checkpoint";
 /// the log rather than misread.
 const FORMAT: u8 = 1;
 
-/// Where checkpoints are kept, and the messages refused.
+/// Where checkpoints are kept, and the messages refused. Cheap to clone: one sled database.
+#[derive(Clone)]
 pub struct CheckpointStore {
     db: sled::Db,
     tree: sled::Tree,

@@ -14,10 +14,12 @@
 //! 4. Checkpoint (projection + sequence, one value, flushed) every so many events or so
 //!    often, but never more than a hundredth of the time (`pull::Schedule`: after a checkpoint
 //!    that took `d`, the next waits `99 d`), and on stopping. The checkpoint only bounds how
-//!    much a restart folds again.
+//!    much a restart folds again. It is written behind the fold: the projection is cloned
+//!    under the read lock — the one pause to folding — and the clone encoded, stored and
+//!    flushed on a blocking thread while folding goes on ([`Behind`]).
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use api::pb;
@@ -32,11 +34,11 @@ use crate::projection::{Checkpointed, Offer, Projection};
 use crate::pull::{self, Schedule};
 
 /// positiond checkpoints at most a hundredth of the time: after a checkpoint that took `d`
-/// (0.2–0.3 s at a million events: the lag benchmark's stalls) the next waits `99 d` (~25 s,
-/// ~25,000 events at 1,000/s). Folding stops while a checkpoint is written, so this is how often a query sees a stall; a
-/// checkpoint only bounds what a restart folds again from ledgerd's `ReadStored` (25,000
-/// events: well under a tenth of a second), since JetStream messages are acknowledged as they
-/// are folded, not when checkpointed.
+/// (0.2–0.3 s at a million events) the next waits `99 d` (~25 s, ~25,000 events at 1,000/s).
+/// The fold pauses only for the snapshot, but encoding and writing one takes a core meanwhile;
+/// and a checkpoint only bounds what a restart folds again from ledgerd's `ReadStored`
+/// (25,000 events: well under a tenth of a second), since JetStream messages are acknowledged
+/// as they are folded, not when checkpointed.
 const CHECKPOINT_REST_FACTOR: u32 = 99;
 
 /// The projection as queries see it: folded event by event under the lock.
@@ -101,6 +103,8 @@ pub async fn run<P: Projection>(
         settings.checkpoint_interval,
         CHECKPOINT_REST_FACTOR,
     );
+    let checkpoints = Arc::new(checkpoints);
+    let mut behind = Behind::default();
     while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
         while let Some(message) = pull::next_message(&mut batch).await {
             if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
@@ -119,10 +123,15 @@ pub async fn run<P: Projection>(
             schedule.folded(folded);
             pull::ack(&message).await;
         }
-        if schedule.due() {
-            schedule.saved(save(&checkpoints, &shared)?);
+        if let Some(took) = behind.written().await? {
+            schedule.written(took);
+        }
+        if !behind.busy() && schedule.due() {
+            schedule.snapshot();
+            behind.start(&checkpoints, &shared);
         }
     }
+    behind.written_all().await?;
     save(&checkpoints, &shared)?;
     tracing::info!(sequence = read(&shared).sequence, "consumer stopped");
     Ok(())
@@ -237,6 +246,61 @@ pub async fn fill<P: Projection>(
         }
     }
     Ok(folded)
+}
+
+/// The checkpoint being written behind the fold, if one is. One at a time.
+#[derive(Default)]
+struct Behind {
+    writing: Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
+}
+
+impl Behind {
+    /// Whether a checkpoint is being written.
+    fn busy(&self) -> bool {
+        self.writing
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+    }
+
+    /// Snapshots the projection (a clone, under the read lock: folding waits for this only)
+    /// and writes the snapshot on a blocking thread. Call when not [`Behind::busy`].
+    fn start<P: Projection>(&mut self, checkpoints: &Arc<CheckpointStore>, shared: &Shared<P>) {
+        let started = Instant::now();
+        let snapshot = read(shared).clone();
+        let paused = started.elapsed();
+        let checkpoints = Arc::clone(checkpoints);
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            checkpoints
+                .save(&snapshot)
+                .context("saving the checkpoint")?;
+            let took = started.elapsed();
+            tracing::debug!(
+                sequence = snapshot.sequence,
+                ?paused,
+                ?took,
+                "checkpoint saved"
+            );
+            Ok(took)
+        }));
+    }
+
+    /// How long the last checkpoint took from its snapshot, once it is written (`None` while
+    /// it is being written, or when none was started since last asked). Its failure, if it
+    /// failed.
+    async fn written(&mut self) -> anyhow::Result<Option<Duration>> {
+        if self.busy() {
+            return Ok(None);
+        }
+        self.written_all().await
+    }
+
+    /// Waits for the checkpoint being written, if one is.
+    async fn written_all(&mut self) -> anyhow::Result<Option<Duration>> {
+        match self.writing.take() {
+            None => Ok(None),
+            Some(task) => task.await.context("the checkpoint writer")?.map(Some),
+        }
+    }
 }
 
 /// Saves the checkpoint; how long it took.

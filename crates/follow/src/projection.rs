@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::incoming::Incoming;
 
-/// A deterministic fold of the ledger's events.
-pub trait Projection: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+/// A deterministic fold of the ledger's events. `Clone`: positiond's checkpoints are written from a snapshot, behind the fold.
+pub trait Projection:
+    Clone + Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// Folds one event (the next in the log). An error means the event could not be folded
     /// and the projection must not be used past it.
     fn apply(&mut self, event: &Incoming) -> Result<(), String>;

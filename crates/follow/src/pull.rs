@@ -155,6 +155,21 @@ impl Schedule {
         self.saved_at(Instant::now(), took);
     }
 
+    /// A snapshot of everything folded so far is being written behind the fold: what folds
+    /// from now on awaits the next checkpoint. [`Schedule::written`] follows when it is done.
+    pub(crate) fn snapshot(&mut self) {
+        self.folded = 0;
+    }
+
+    /// The snapshot's checkpoint is written, `took` after the snapshot: rest after it.
+    pub(crate) fn written(&mut self, took: Duration) {
+        self.written_at(Instant::now(), took);
+    }
+
+    fn written_at(&mut self, now: Instant, took: Duration) {
+        self.last = Some((now, took));
+    }
+
     fn saved_at(&mut self, now: Instant, took: Duration) {
         self.folded = 0;
         self.last = Some((now, took));
@@ -247,5 +262,22 @@ mod tests {
         schedule.folded_at(later + ms(5), 1);
         assert!(!schedule.due_at(later + ms(34)));
         assert!(schedule.due_at(later + ms(35)));
+    }
+
+    #[test]
+    fn a_checkpoint_written_behind_the_fold_counts_from_its_snapshot_and_rests_after_it() {
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        let mut schedule = Schedule::new(100, ms(30), 9);
+        schedule.folded_at(start, 100);
+        assert!(schedule.due_at(start));
+        schedule.snapshot();
+        assert!(!schedule.pending(), "the snapshot holds everything folded");
+        // Folding goes on while it is written: those events await the next checkpoint.
+        schedule.folded_at(start + ms(10), 100);
+        assert!(schedule.pending());
+        schedule.written_at(start + ms(50), ms(50));
+        assert!(!schedule.due_at(start + ms(499)), "resting 9 × 50 ms");
+        assert!(schedule.due_at(start + ms(500)));
     }
 }

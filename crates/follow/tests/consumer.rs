@@ -172,7 +172,10 @@ struct Running {
 }
 
 fn start_consumer(settings: Settings, dir: &std::path::Path) -> anyhow::Result<Running> {
-    let checkpoints = CheckpointStore::open(dir)?;
+    start_on(settings, CheckpointStore::open(dir)?)
+}
+
+fn start_on(settings: Settings, checkpoints: CheckpointStore) -> anyhow::Result<Running> {
     let shared: Shared<Tally> = Arc::new(RwLock::new(checkpoints.load()?));
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer::run(
@@ -257,6 +260,64 @@ async fn folds_every_event_once_across_restarts_and_redelivery() -> anyhow::Resu
     let again = running.stop().await?;
     assert_eq!(again.projection, expected(third, 0..170));
 
+    ledgerd.ledgerd.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_written_behind_the_fold_are_whole_snapshots() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let ledgerd = start_ledgerd(Some(nats.url())).await?;
+    let mut ledger = client(&ledgerd.url).await?;
+    let set_up = post(&mut ledger, setup()).await?;
+
+    let dir = tempfile::tempdir()?;
+    let checkpoints = CheckpointStore::open(dir.path())?;
+    let running = start_on(settings(&nats, &ledgerd, "behind"), checkpoints.clone())?;
+    running.wait_for(set_up).await?;
+    // Events arriving through JetStream, a few at a time: checkpoints are written while
+    // folding goes on. Each stored one must be exactly the fold up to its sequence.
+    let mut last = set_up;
+    let mut stored = Vec::new();
+    for round in 0..20 {
+        last = post(
+            &mut ledger,
+            (round * 10..round * 10 + 10).map(invoice).collect(),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        stored.push(checkpoints.load::<Tally>()?);
+    }
+    running.wait_for(last).await?;
+    for _ in 0..400 {
+        let checkpoint = checkpoints.load::<Tally>()?;
+        let done = checkpoint.sequence == last;
+        stored.push(checkpoint);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sequences: std::collections::BTreeSet<u64> = stored.iter().map(|c| c.sequence).collect();
+    assert_eq!(
+        sequences.last(),
+        Some(&last),
+        "a checkpoint reaches the last event without stopping the consumer"
+    );
+    assert!(
+        sequences.iter().any(|s| *s > set_up && *s < last),
+        "checkpoints are written while following, not only at the end: {sequences:?}"
+    );
+    for checkpoint in &stored {
+        let invoices = checkpoint.sequence.saturating_sub(set_up);
+        assert_eq!(
+            checkpoint.projection,
+            expected(checkpoint.sequence, 0..invoices),
+            "the checkpoint at {} is the fold up to it",
+            checkpoint.sequence
+        );
+    }
+    running.stop().await?;
     ledgerd.ledgerd.stop().await?;
     Ok(())
 }
