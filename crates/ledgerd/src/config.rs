@@ -64,6 +64,9 @@ pub struct Config {
     pub batch_events_max: usize,
     /// Page size of ReadAll/ReadStream reads from the store.
     pub read_page_events: usize,
+    /// sled's page cache, in MiB. A log bigger than the cache is read from disk again on
+    /// every whole read (a positiond rebuild, an audit): 4× slower than from the cache.
+    pub store_cache_mib: u64,
     /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -100,6 +103,7 @@ impl Default for Config {
             bulk_commands_max: 1_000_000,
             batch_events_max: 4_096,
             read_page_events: 1_024,
+            store_cache_mib: store::config::CACHE_CAPACITY_BYTES_DEFAULT >> 20,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -187,6 +191,9 @@ mod tests {
             assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
             assert_eq!(config.duplicate_window_s, 120);
             assert_eq!(config.limits, serving::Limits::default());
+            assert_eq!(config.store_cache_mib, 1024);
+            jail.set_env("LEDGERD_STORE_CACHE_MIB", "64");
+            assert_eq!(Config::load(&flags).map_err(|e| *e)?.store_cache_mib, 64);
             let flags = Flags {
                 system: Some("from-flag".into()),
                 ..flags

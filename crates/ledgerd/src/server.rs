@@ -80,6 +80,10 @@ pub async fn run(
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.batch_events_max = config.batch_events_max;
+    store_config.cache_capacity_bytes = config
+        .store_cache_mib
+        .checked_mul(1 << 20)
+        .with_context(|| format!("store_cache_mib {} is too large", config.store_cache_mib))?;
     let store = EventStore::open(store_config)
         .with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
     let ledger = Ledger::recover(store.clone(), system.clone())
