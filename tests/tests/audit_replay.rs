@@ -216,10 +216,35 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     ledgerd.restart()?;
     let mut ledger = connect(&ledgerd).await?;
 
-    // KHFT files its Q2 position as exported: it checks out.
+    // KHFT files its Q2 position as it is shown it (its own row and the system's totals,
+    // as positiond limits a member's view), exported from the replay: it checks out.
     let (q2, _) = quarters[1];
-    let q2_file = work.path().join("position-q2.json");
+    let q2_file = work.path().join("position-q2-khft.json");
     let q2_path = q2_file.to_string_lossy().to_string();
+    let q2_seq = q2.to_string();
+    replayed(
+        &url,
+        "position",
+        "6",
+        &["--to-seq", &q2_seq],
+        &["--as-member", "KHFT", "--export", &q2_path],
+    )?;
+    let (_, khft_view) = exported(&q2_file)?;
+    let (_, whole) = exported(&work.path().join("position-q2.json"))?;
+    let (AnyReport::Position(khft_view), AnyReport::Position(whole)) = (khft_view, whole) else {
+        anyhow::bail!("not position reports");
+    };
+    assert_eq!(
+        khft_view
+            .members
+            .iter()
+            .map(|m| m.member.as_str())
+            .collect::<Vec<_>>(),
+        ["KHFT"]
+    );
+    assert!(whole.members.len() > 1);
+    assert_eq!(khft_view.control_total, whole.control_total);
+    assert_eq!(khft_view.wider_ics, whole.wider_ics);
     let filed = recorded_at(&e2e::icsctl(
         &url,
         &[
@@ -248,8 +273,27 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
         "{out}"
     );
     assert!(out.contains(&format!("taken at sequence {q2}")), "{out}");
+    assert!(out.contains("the report as KHFT is shown it"), "{out}");
     let good = check(&["--seq", &filed_seq])?;
     assert!(good.status.success(), "{:?}", text(&good));
+
+    // KHFT filing the whole report (every member's row: never what positiond shows it) does
+    // not check out as KHFT's return.
+    let whole_path = work.path().join("position-q2.json");
+    let whole_seq = recorded_at(&e2e::icsctl(
+        &url,
+        &[
+            "--json",
+            "file-return",
+            "--member",
+            "KHFT",
+            "--file",
+            &whole_path.to_string_lossy(),
+        ],
+    )?)?
+    .to_string();
+    let whole = check(&["--seq", &whole_seq])?;
+    assert_eq!(whole.status.code(), Some(1), "{:?}", text(&whole));
 
     // An altered report (KHFT's actual £80,000 better than the log says), filed with its own
     // fingerprint: it does not check out, and the difference is shown.

@@ -137,8 +137,8 @@ impl PositionService for PositionApi {
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetPosition", question, |s| {
             let mut report = s.position(question.year, question.month)?;
-            if let Scope::Member(member) = &scope {
-                report.members.retain(|row| row.member == *member);
+            if let Scope::Member(member) = scope {
+                report.limit_to(member);
             }
             Ok(report)
         })
@@ -175,10 +175,8 @@ impl PositionService for PositionApi {
         let question = question_from_proto(request.into_inner()).map_err(|e| invalid(&e))?;
         self.answer("GetContracts", question, |s| {
             let mut report = s.contracts_statement(question.year, question.month)?;
-            if let Scope::Member(member) = &scope {
-                report
-                    .contracts
-                    .retain(|c| c.commissioner.member == *member || c.provider.member == *member);
+            if let Scope::Member(member) = scope {
+                report.limit_to(member);
             }
             Ok(report)
         })

@@ -80,6 +80,15 @@ impl Report for ContractStatement {
     const KIND: &'static str = "contracts/v1";
 }
 
+impl ContractStatement {
+    /// The statement as member `member`'s finance team sees it: the contracts it commissions
+    /// or provides.
+    pub fn limit_to(&mut self, member: MemberCode) {
+        self.contracts
+            .retain(|c| c.commissioner.member == member || c.provider.member == member);
+    }
+}
+
 impl Snapshot<'_> {
     /// Every contract of `year`, or with postings landing in it, year to date.
     pub fn contracts_statement(

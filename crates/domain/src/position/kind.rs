@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::MemberCode;
 use crate::period::{FinancialYear, Month};
 
 use super::canonical::{self, CanonicalError};
@@ -120,6 +121,21 @@ impl AnyReport {
             AnyReport::Funds(_) => ReportKind::Funds,
             AnyReport::AgreementOfBalances(r) => ReportKind::AgreementOfBalances(r.options),
             AnyReport::Adjustments(_) => ReportKind::Adjustments,
+        }
+    }
+
+    /// The report as member `member`'s finance team is shown it: the position and the
+    /// contract statement limited to what concerns it; the other reports are not shown to a
+    /// member at all, and stay as they are.
+    pub fn limit_to(&mut self, member: MemberCode) {
+        match self {
+            AnyReport::Position(report) => report.limit_to(member),
+            AnyReport::Contracts(report) => report.limit_to(member),
+            AnyReport::Consolidation(_)
+            | AnyReport::PooledBudgets(_)
+            | AnyReport::Funds(_)
+            | AnyReport::AgreementOfBalances(_)
+            | AnyReport::Adjustments(_) => {}
         }
     }
 

@@ -83,6 +83,14 @@ impl Report for PositionReport {
     const KIND: &'static str = "position/v1";
 }
 
+impl PositionReport {
+    /// The report as member `member`'s finance team sees it: its own row and the system's
+    /// totals (the control total and the wider ICS stay whole).
+    pub fn limit_to(&mut self, member: MemberCode) {
+        self.members.retain(|row| row.member == member);
+    }
+}
+
 impl PositionFigures {
     /// Field-by-field sum.
     pub fn checked_add(&self, other: &PositionFigures) -> Result<PositionFigures, MoneyError> {

@@ -4,8 +4,11 @@
 //! The event at global sequence `S` must be a `system.return_filed`: it names a report (its
 //! kind and options), the year and month it covers and the sequence it was taken at. The log
 //! is replayed from its first event to that sequence with the domain's position arithmetic,
-//! the same report is taken, and its fingerprint compared with the one filed. Exit status 0
-//! when they are equal, 1 when they are not, 2 when the check could not be made.
+//! the same report is taken, and its fingerprint compared with the one filed. A return filed
+//! by a member is of the report as that member is shown it — positiond limits a member's
+//! position and contract statement to what concerns it ([`AnyReport::limit_to`]) — so the
+//! replay is limited the same way (`icsctl audit replay --as-member` exports that view). Exit
+//! status 0 when they are equal, 1 when they are not, 2 when the check could not be made.
 //!
 //! With `--file` (the report as filed, exported by `icsctl audit replay --export`), the file's
 //! fingerprint — recomputed from its content — is first compared with the one filed; then,
@@ -20,7 +23,7 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use domain::Event;
 use domain::position::{AnyReport, AsOf};
-use domain::system::{FiledReturn, SystemEvent};
+use domain::system::{FiledReturn, Filer, SystemEvent};
 use serde_json::{Value, json};
 
 use super::{LogArgs, Until, export, fold, hex32, source::Log};
@@ -68,10 +71,14 @@ pub async fn run(global: &Global, args: CheckReturn) -> anyhow::Result<()> {
         filed.as_of_sequence
     );
     let (projection, folded) = fold(&mut log, Until::Sequence(filed.as_of_sequence)).await?;
-    let replay = projection
+    let mut replay = projection
         .at(AsOf::Sequence(filed.as_of_sequence))
         .and_then(|s| s.report(filed.report, filed.period.year, filed.period.month))
         .map_err(|e| anyhow::anyhow!("{}: {e}", filed.report))?;
+    // A member files the report as it is shown it: limited to what concerns it.
+    if let Filer::Member(member) = filed.filer {
+        replay.limit_to(member);
+    }
     let replayed = replay
         .fingerprint()
         .context("the replayed report has no canonical bytes")?;
@@ -172,10 +179,14 @@ impl Outcome<'_> {
         );
         out += &format!("  fingerprint filed     {}\n", hex32(&f.fingerprint));
         out += &format!(
-            "  fingerprint replayed  {}  ({} events from {})\n",
+            "  fingerprint replayed  {}  ({} events from {}{})\n",
             hex32(&self.replayed),
             self.folded,
-            self.source
+            self.source,
+            match f.filer {
+                Filer::Member(member) => format!("; the report as {member} is shown it"),
+                Filer::System => String::new(),
+            }
         );
         if let Some((path, exported)) = self.file {
             out += &format!(

@@ -48,6 +48,11 @@ pub struct ReplayArgs {
     /// Print CSV (pounds without separators) instead of tables.
     #[arg(long)]
     pub csv: bool,
+    /// The report as this member's finance team is shown it (ODS code): positiond gives a
+    /// member the position and the contract statement limited to what concerns it, and that
+    /// is what a member files.
+    #[arg(long, value_parser = crate::parse::member)]
+    pub as_member: Option<domain::MemberCode>,
 }
 
 fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
@@ -147,10 +152,13 @@ pub async fn run(global: &Global, report: ReplayReport) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let (projection, folded) = fold(&mut log, until).await?;
-    let report = projection
+    let mut report = projection
         .at(as_of)
         .and_then(|snapshot| snapshot.report(kind, args.year, args.month))
         .map_err(|e| anyhow::anyhow!("{kind}: {e}"))?;
+    if let Some(member) = args.as_member {
+        report.limit_to(member);
+    }
     let proto =
         api::report::any_report_to_proto(&report).context("the report has no canonical bytes")?;
     let fingerprint = report
