@@ -7,7 +7,8 @@ use bench::audit::{self, AuditScale};
 use bench::report;
 
 /// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
-/// measured here is what they do.
+/// measured here is what they do — unless asked to measure glibc's.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

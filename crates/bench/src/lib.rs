@@ -34,6 +34,7 @@
 pub mod append;
 pub mod audit;
 pub mod ceiling;
+pub mod codec;
 pub mod demo;
 pub mod grpc;
 pub mod inproc;

@@ -239,6 +239,11 @@ pub fn audit_verify_table(run: &AuditRun) -> String {
     passes_table("verification", &run.verify)
 }
 
+/// Reading one event, step by step.
+pub fn codec_table(run: &crate::codec::CodecRun) -> String {
+    passes_table("step", &run.steps)
+}
+
 /// Proof latencies.
 pub fn audit_proof_table(run: &AuditRun) -> String {
     let mut out = format!(
