@@ -5,7 +5,8 @@
 //!
 //! Every replay, verification and rebuild is these steps over the whole log, so this is where
 //! their ceilings come from. Run with `--features system-allocator` it measures the same on
-//! glibc's allocator instead of mimalloc (the binaries' choice; see README.md, "Allocator").
+//! glibc's allocator instead of mimalloc (the binaries' choice; see README.md, "Reading one
+//! event").
 
 use std::time::{Duration, Instant};
 
