@@ -174,12 +174,9 @@ fn scans(
     passes: usize,
 ) -> anyhow::Result<[Pass; 2]> {
     let dir = tempfile::Builder::new().prefix("bench-codec-").tempdir()?;
-    let open = || {
-        sled::Config::new()
-            .path(dir.path())
-            .cache_capacity(cache)
-            .open()
-    };
+    // `store::open_db` waits while the closed database's background threads still hold the
+    // lock, as the store itself does on reopening.
+    let open = || store::open_db(&sled::Config::new().path(dir.path()).cache_capacity(cache));
     {
         let db = open()?;
         let tree = db.open_tree("events")?;
