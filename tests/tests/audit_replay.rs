@@ -245,19 +245,23 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     assert!(whole.members.len() > 1);
     assert_eq!(khft_view.control_total, whole.control_total);
     assert_eq!(khft_view.wider_ics, whole.wider_ics);
-    let filed = recorded_at(&e2e::icsctl(
-        &url,
-        &[
-            "--json",
-            "--actor",
-            "khft-finance",
-            "file-return",
-            "--member",
-            "KHFT",
-            "--file",
-            &q2_path,
-        ],
-    )?)?;
+    // KHFT's finance team files the report in `path`; the sequence its return is recorded at.
+    let khft_files = |path: &str| -> anyhow::Result<u64> {
+        recorded_at(&e2e::icsctl(
+            &url,
+            &[
+                "--json",
+                "--actor",
+                "khft-finance",
+                "file-return",
+                "--member",
+                "KHFT",
+                "--file",
+                path,
+            ],
+        )?)
+    };
+    let filed = khft_files(&q2_path)?;
     let check = |args: &[&str]| {
         let mut all = vec!["audit", "check-return"];
         all.extend_from_slice(args);
@@ -280,18 +284,7 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     // KHFT filing the whole report (every member's row: never what positiond shows it) does
     // not check out as KHFT's return.
     let whole_path = work.path().join("position-q2.json");
-    let whole_seq = recorded_at(&e2e::icsctl(
-        &url,
-        &[
-            "--json",
-            "file-return",
-            "--member",
-            "KHFT",
-            "--file",
-            &whole_path.to_string_lossy(),
-        ],
-    )?)?
-    .to_string();
+    let whole_seq = khft_files(&whole_path.to_string_lossy())?.to_string();
     let whole = check(&["--seq", &whole_seq])?;
     assert_eq!(whole.status.code(), Some(1), "{:?}", text(&whole));
 
@@ -314,18 +307,7 @@ async fn replay_gives_positiond_reports_byte_for_byte_and_checks_filed_returns()
     let altered_file = work.path().join("position-q2-altered.json");
     let altered_path = altered_file.to_string_lossy().to_string();
     std::fs::write(&altered_file, serde_json::to_string_pretty(&value)?)?;
-    let bad_seq = recorded_at(&e2e::icsctl(
-        &url,
-        &[
-            "--json",
-            "file-return",
-            "--member",
-            "KHFT",
-            "--file",
-            &altered_path,
-        ],
-    )?)?
-    .to_string();
+    let bad_seq = khft_files(&altered_path)?.to_string();
     let bad = check(&["--seq", &bad_seq, "--file", &altered_path])?;
     let (out, err) = text(&bad);
     assert_eq!(
