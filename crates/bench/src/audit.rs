@@ -124,6 +124,16 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// A path over `events` events, not yet timed; `note` says what else it checks.
+    pub fn new(name: &str, events: u64, note: impl Into<String>) -> Pass {
+        Pass {
+            name: name.to_string(),
+            events,
+            note: note.into(),
+            times: Vec::new(),
+        }
+    }
+
     pub fn median(&self) -> Duration {
         let mut sorted = self.times.clone();
         sorted.sort_unstable();
@@ -379,15 +389,6 @@ pub fn global(server: &str) -> icsctl::Global {
     }
 }
 
-fn pass(name: &str, events: u64, note: impl Into<String>) -> Pass {
-    Pass {
-        name: name.to_string(),
-        events,
-        note: note.into(),
-        times: Vec::new(),
-    }
-}
-
 /// Checks a verification outcome covered the whole log and every checkpoint, from both
 /// sources.
 fn check_verified(
@@ -459,16 +460,16 @@ fn offline(
 ) -> anyhow::Result<()> {
     let events = run.events;
     let global = global("http://127.0.0.1:1");
-    let mut whole = pass(
+    let mut whole = Pass::new(
         REPLAY_DATA_DIR,
         events,
         "position equals the in-memory fold",
     );
-    let mut open = pass(REPLAY_OPEN, events, "");
-    let mut scan = pass(REPLAY_SCAN, events, "");
-    let mut decode = pass(REPLAY_DECODE, events, "");
-    let mut fold = pass(REPLAY_FOLD, events, "position equals the in-memory fold");
-    let mut offline = pass(VERIFY_OFFLINE, events, checkpoints_note(expected));
+    let mut open = Pass::new(REPLAY_OPEN, events, "");
+    let mut scan = Pass::new(REPLAY_SCAN, events, "");
+    let mut decode = Pass::new(REPLAY_DECODE, events, "");
+    let mut fold = Pass::new(REPLAY_FOLD, events, "position equals the in-memory fold");
+    let mut offline = Pass::new(VERIFY_OFFLINE, events, checkpoints_note(expected));
     for _ in 0..scale.passes {
         whole
             .times
@@ -751,9 +752,9 @@ async fn over_grpc(
 ) -> anyhow::Result<()> {
     let events = run.events;
     let global = global(&format!("http://{address}"));
-    let mut online = pass(VERIFY_ONLINE, events, checkpoints_note(expected));
-    let mut read_all = pass(VERIFY_READ_STORED, events, "");
-    let mut replay = pass(REPLAY_GRPC, events, "position equals the in-memory fold");
+    let mut online = Pass::new(VERIFY_ONLINE, events, checkpoints_note(expected));
+    let mut read_all = Pass::new(VERIFY_READ_STORED, events, "");
+    let mut replay = Pass::new(REPLAY_GRPC, events, "position equals the in-memory fold");
     for _ in 0..scale.passes {
         let started = Instant::now();
         let outcome = verify::online(

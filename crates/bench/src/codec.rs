@@ -8,7 +8,7 @@
 //! glibc's allocator instead of mimalloc (the binaries' choice; see README.md, "Reading one
 //! event").
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::ensure;
 use domain::Event;
@@ -76,13 +76,13 @@ pub fn run(scale: CodecScale) -> anyhow::Result<CodecRun> {
     }
     drop(synthetic);
 
-    let mut decode = step(
+    let mut decode = Pass::new(
         "decode (`store::codec::decode_value`: decoded, hash checked)",
         events,
         "every sequence",
     );
-    let mut hash = step("… of which the hash (`chain_hash` of the body)", events, "");
-    let mut fold = step(
+    let mut hash = Pass::new("… of which the hash (`chain_hash` of the body)", events, "");
+    let mut fold = Pass::new(
         "decode + fold (`Projection::apply`)",
         events,
         "the projection equals the log folded in memory",
@@ -193,12 +193,12 @@ fn scans(
     let tree = db.open_tree("events")?;
     let mib = cache >> 20;
     let events = values.len() as u64;
-    let mut cold = step(
+    let mut cold = Pass::new(
         &format!("sled scan, the first after opening (from disk), cache {mib} MiB ({why})"),
         events,
         "every value, every byte",
     );
-    let mut warm = step(
+    let mut warm = Pass::new(
         &format!("sled scan, the next ones, cache {mib} MiB ({why})"),
         events,
         "every value, every byte",
@@ -228,13 +228,4 @@ fn event_key(sequence: u64) -> [u8; 9] {
     let mut key = [b'e'; 9];
     key[1..].copy_from_slice(&sequence.to_be_bytes());
     key
-}
-
-fn step(name: &str, events: u64, note: &str) -> Pass {
-    Pass {
-        name: name.to_string(),
-        events,
-        note: note.to_string(),
-        times: Vec::<Duration>::new(),
-    }
 }
