@@ -8,6 +8,9 @@
 use std::ops::ControlFlow;
 use std::sync::mpsc;
 
+/// Events read from a stopped ledger's directory in one page.
+pub(crate) const PAGE_EVENTS: usize = 4_096;
+
 /// Pages read ahead of the one being worked on: enough to ride out a slow read, few enough
 /// that memory stays a few pages' worth.
 const PAGES_AHEAD: usize = 4;
@@ -87,26 +90,34 @@ mod tests {
 
     #[test]
     fn the_reader_stops_when_the_work_breaks_or_fails() {
-        let flow = read_ahead(
-            || numbers(u32::MAX, None),
-            |n| {
-                Ok(if n == 3 {
-                    ControlFlow::Break(n)
-                } else {
-                    ControlFlow::Continue(())
-                })
-            },
-        )
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // A long supply of pages, counting how many were read: a reader that went on after the
+        // work stopped would read them all.
+        let read = AtomicU32::new(0);
+        let counted = || {
+            numbers(1_000_000, None).inspect(|_| {
+                read.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let most = |stopped_at: u32| stopped_at + PAGES_AHEAD as u32 + 1;
+        let flow = read_ahead(counted, |n| {
+            Ok(if n == 3 {
+                ControlFlow::Break(n)
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
         .unwrap();
         assert_eq!(flow, ControlFlow::Break(3));
-        let error = read_ahead::<_, _, ()>(
-            || numbers(u32::MAX, None),
-            |n| {
-                anyhow::ensure!(n < 5, "page {n} does not verify");
-                Ok(ControlFlow::Continue(()))
-            },
-        )
+        assert!(read.load(Ordering::Relaxed) <= most(3), "{read:?}");
+
+        read.store(0, Ordering::Relaxed);
+        let error = read_ahead::<_, _, ()>(counted, |n| {
+            anyhow::ensure!(n < 5, "page {n} does not verify");
+            Ok(ControlFlow::Continue(()))
+        })
         .unwrap_err();
         assert_eq!(error.to_string(), "page 5 does not verify");
+        assert!(read.load(Ordering::Relaxed) <= most(5), "{read:?}");
     }
 }

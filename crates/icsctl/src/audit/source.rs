@@ -18,10 +18,8 @@ use futures::StreamExt;
 use store::{EventStore, StoreConfig};
 use tonic::transport::Channel;
 
+use super::ahead::PAGE_EVENTS;
 use crate::Global;
-
-/// Events read from a stopped ledgerd's store in pages of this many.
-const PAGE_EVENTS: usize = 4_096;
 
 /// One event of the log, with its place and provenance.
 #[derive(Clone, Debug, PartialEq, Eq)]

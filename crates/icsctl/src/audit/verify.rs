@@ -8,6 +8,7 @@ use api::pb;
 use audit::{Finding, LogVerifier, Source, Verified};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::ahead::PAGE_EVENTS;
 use super::{AuditArgs, ledger_checkpoints, regulator_checkpoints, tagged};
 use crate::Global;
 
@@ -106,9 +107,6 @@ fn bar(quiet: bool, len: u64) -> ProgressBar {
 
 /// Updating the bar per event would cost more than verifying it.
 const BAR_STEP: u64 = 4_096;
-
-/// Events read from a stopped ledger's directory at a time.
-const PAGE_EVENTS: usize = 4_096;
 
 /// A stopped ledgerd's sled directory, read as it is.
 pub fn offline(
