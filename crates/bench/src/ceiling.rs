@@ -39,9 +39,7 @@ pub fn run(events: &[RawEvent], batch_events: u64) -> anyhow::Result<CeilingRun>
     let records: Vec<(Vec<u8>, Vec<u8>)> = events
         .iter()
         .map(|event| {
-            let mut key = Vec::with_capacity(9);
-            key.push(b'e');
-            key.extend_from_slice(&event.sequence.to_be_bytes());
+            let key = store::event_key(event.sequence).to_vec();
             let mut value = Vec::with_capacity(event.body.len() + event.hash.len());
             value.extend_from_slice(&event.body);
             value.extend_from_slice(&event.hash);

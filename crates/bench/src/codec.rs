@@ -183,7 +183,7 @@ fn scans(
         for (first, chunk) in (1u64..).step_by(10_000).zip(values.chunks(10_000)) {
             let mut batch = sled::Batch::default();
             for (sequence, value) in (first..).zip(chunk) {
-                batch.insert(&event_key(sequence), value.as_slice());
+                batch.insert(&store::event_key(sequence), value.as_slice());
             }
             tree.apply_batch(batch)?;
         }
@@ -206,7 +206,7 @@ fn scans(
     for pass in 0..=passes {
         let started = Instant::now();
         let (mut count, mut read) = (0u64, 0u64);
-        for entry in tree.range(event_key(1)..) {
+        for entry in tree.range(store::event_key(1)..) {
             let (_, value) = entry?;
             count += 1;
             read += value.len() as u64;
@@ -221,11 +221,4 @@ fn scans(
             .push(took);
     }
     Ok([cold, warm])
-}
-
-/// The store's key of an event: `e` ‖ sequence, big-endian.
-fn event_key(sequence: u64) -> [u8; 9] {
-    let mut key = [b'e'; 9];
-    key[1..].copy_from_slice(&sequence.to_be_bytes());
-    key
 }

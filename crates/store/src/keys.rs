@@ -51,7 +51,9 @@ const META_CURSOR: &[u8] = b"cursor/";
 /// Length of an encoded meta head: sequence (8) ‖ hash (32).
 pub(crate) const META_HEAD_LEN: usize = 8 + 32;
 
-pub(crate) fn event(sequence: u64) -> [u8; 9] {
+/// The key an event is stored under: `e` ‖ sequence, big-endian. Public for benchmarks that
+/// write sled as the store does (`store::event_key`).
+pub fn event(sequence: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = PREFIX_EVENT;
     key[1..].copy_from_slice(&sequence.to_be_bytes());

@@ -40,6 +40,7 @@ mod writer;
 
 pub use config::StoreConfig;
 pub use error::{AppendError, ChainError, StoreError};
+pub use keys::event as event_key;
 pub use model::{
     AppendOutcome, AppendRequest, ExpectedVersion, Head, IdempotencyRecord, NewEvent, RawEvent,
     RecordedEvent, StoreStats,
