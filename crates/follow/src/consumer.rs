@@ -131,7 +131,7 @@ pub async fn run<P: Projection>(
             behind.start(&checkpoints, &shared);
         }
     }
-    behind.written_all().await?;
+    behind.finish().await?;
     save(&checkpoints, &shared)?;
     tracing::info!(sequence = read(&shared).sequence, "consumer stopped");
     Ok(())
@@ -291,11 +291,11 @@ impl Behind {
         if self.busy() {
             return Ok(None);
         }
-        self.written_all().await
+        self.finish().await
     }
 
-    /// Waits for the checkpoint being written, if one is.
-    async fn written_all(&mut self) -> anyhow::Result<Option<Duration>> {
+    /// Waits for the checkpoint being written, if one is, and says how long it took.
+    async fn finish(&mut self) -> anyhow::Result<Option<Duration>> {
         match self.writing.take() {
             None => Ok(None),
             Some(task) => task.await.context("the checkpoint writer")?.map(Some),
