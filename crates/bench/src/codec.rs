@@ -150,7 +150,7 @@ fn stored_values(log: &[(Recorded, Event)]) -> anyhow::Result<Vec<Vec<u8>>> {
             effective_period: None,
             actor: "khft-finance".to_string(),
             schema_version: codec::SCHEMA_VERSION_LATEST,
-            event_type: format!("{}.{}", event.family(), event.name()),
+            event_type: api::event_type(event),
             payload: event.clone(),
             prev_hash,
             hash: [0; 32],

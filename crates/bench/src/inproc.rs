@@ -13,7 +13,7 @@ use api::pb::ledger_service_client::LedgerServiceClient;
 use api::position_pb::position_service_client::PositionServiceClient;
 use domain::Event;
 use domain::position::Recorded;
-use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreConfig};
+use store::{AppendRequest, EventStore, ExpectedVersion, StoreConfig};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -224,12 +224,7 @@ pub fn preload(dir: &Path, log: &[(Recorded, Event)], relayed: bool) -> anyhow::
             correlation_id: *uuid::Uuid::new_v4().as_bytes(),
             events: now
                 .iter()
-                .map(|(_, payload)| NewEvent {
-                    event_id: *uuid::Uuid::new_v4().as_bytes(),
-                    event_type: format!("{}.{}", payload.family(), payload.name()),
-                    effective_period: payload.effective_period(),
-                    payload: payload.clone(),
-                })
+                .map(|(_, payload)| ledgerd::ledger::new_event(payload))
                 .collect(),
         };
         pending.push_back(store.enqueue(request)?);

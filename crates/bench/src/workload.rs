@@ -6,7 +6,7 @@ use domain::{
     Code, Command, ContractCommand, ContractEvent, Event, FinancialYear, MemberCode, MemberKind,
     Month, Pence, Period, SystemCommand, SystemId, Text,
 };
-use store::{AppendRequest, ExpectedVersion, NewEvent};
+use store::{AppendRequest, ExpectedVersion};
 
 /// The system the benchmarks' ledger serves.
 pub const SYSTEM: &str = "kav";
@@ -51,15 +51,7 @@ pub fn append_request(stream: &str, first: u64, count: u64) -> AppendRequest<Eve
         actor: "bench".to_string(),
         correlation_id: *uuid::Uuid::new_v4().as_bytes(),
         events: (first..first + count)
-            .map(|n| {
-                let payload = invoice_event(n);
-                NewEvent {
-                    event_id: *uuid::Uuid::new_v4().as_bytes(),
-                    event_type: format!("{}.{}", payload.family(), payload.name()),
-                    effective_period: payload.effective_period(),
-                    payload,
-                }
-            })
+            .map(|n| ledgerd::ledger::new_event(&invoice_event(n)))
             .collect(),
     }
 }

@@ -395,10 +395,12 @@ fn check_filed_sequence(command: &Command, head: u64) -> Result<(), DomainError>
     }
 }
 
-fn new_event(event: &Event) -> NewEvent<Event> {
+/// The event as ledgerd appends it: a fresh event id, its type (`api::event_type`) and period.
+/// Public so that benchmarks which fill a store directly record what ledgerd would.
+pub fn new_event(event: &Event) -> NewEvent<Event> {
     NewEvent {
         event_id: *uuid::Uuid::new_v4().as_bytes(),
-        event_type: format!("{}.{}", event.family(), event.name()),
+        event_type: api::event_type(event),
         effective_period: event.effective_period(),
         payload: event.clone(),
     }

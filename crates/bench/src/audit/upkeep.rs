@@ -15,7 +15,7 @@ use domain::Event;
 use domain::position::Recorded;
 use ledgerd::audit::{AuditLog, CheckpointSettings};
 use ledgerd::ledger::Store;
-use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreConfig};
+use store::{AppendRequest, EventStore, ExpectedVersion, StoreConfig};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -323,12 +323,7 @@ pub fn request(
         correlation_id: *uuid::Uuid::new_v4().as_bytes(),
         events: events
             .iter()
-            .map(|(_, event)| NewEvent {
-                event_id: *uuid::Uuid::new_v4().as_bytes(),
-                event_type: format!("{}.{}", event.family(), event.name()),
-                effective_period: event.effective_period(),
-                payload: event.clone(),
-            })
+            .map(|(_, event)| ledgerd::ledger::new_event(event))
             .collect(),
     })
 }
