@@ -8,7 +8,8 @@
 #                    scenario, print the ledger head, the event counts per family and the
 #                    JetStream stream's message count and last hash, check they agree, wait
 #                    until positiond has folded the head, print the M12 position and the
-#                    sustainability fund's quarterly tests, stop.
+#                    sustainability fund's quarterly tests, the regulator's summary, the audit
+#                    (verify, a proof, a filed return checked and an altered copy caught), stop.
 #
 # Ports (loopback only): NATS 14222 (monitoring 18222), ledgerd gRPC 50051 over TLS,
 # positiond gRPC 50061 over TLS.
@@ -167,6 +168,28 @@ case "${1:-}" in
       --regulator-token "$regulator_token"
     "${ctl[@]}" audit prove --seq 42 --ledger-key "$keys/ledger-checkpoint.pub.pem" \
       --regulator-token "$regulator_token"
+    echo "== a filed return: the system files its M12 position; the auditor checks it against the log"
+    # The report as the log gives it at the head, rebuilt here from the log (no positiond),
+    # exported, filed (a system.return_filed event naming its fingerprint and sequence), then
+    # proved by replaying the log to that sequence again.
+    "${ctl[@]}" audit replay position --year 2018/19 --month 12 --to-seq "$head_seq" \
+      --export "$dir/position-m12.json" >/dev/null
+    filed_seq="$("${ctl[@]}" --json file-return --file "$dir/position-m12.json" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["last_sequence"])')"
+    "${ctl[@]}" audit check-return --seq "$filed_seq" --file "$dir/position-m12.json"
+    echo "== the same return with KHFT's actual YTD improved by £100,000 after it was filed"
+    python3 - "$dir/position-m12.json" "$dir/position-m12-altered.json" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for member in report["report"]["Position"]["members"]:
+    if member["member"] == "KHFT":
+        member["figures"]["actual_ytd"] += 100_000 * 100
+json.dump(report, open(sys.argv[2], "w"), indent=1)
+EOF
+    if "${ctl[@]}" audit check-return --seq "$filed_seq" --file "$dir/position-m12-altered.json" 2>&1; then
+      echo "the altered return checked out: the audit is broken" >&2
+      exit 1
+    fi
     ;;
   *)
     echo "usage: $0 up|down|demo" >&2

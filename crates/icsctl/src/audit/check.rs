@@ -108,13 +108,9 @@ pub async fn run(global: &Global, args: CheckReturn) -> anyhow::Result<()> {
     } else {
         print!("{}", outcome.text());
     }
-    if outcome.matches() {
-        Ok(())
-    } else {
-        Err(super::refuted(format!(
-            "the return filed at sequence {} does not match the log",
-            args.seq
-        )))
+    match outcome.refutation() {
+        None => Ok(()),
+        Some(reason) => Err(super::refuted(reason)),
     }
 }
 
@@ -140,7 +136,27 @@ impl Outcome<'_> {
     }
 
     fn matches(&self) -> bool {
-        self.replay_matches() && self.file_matches() != Some(false)
+        self.refutation().is_none()
+    }
+
+    /// Why the check fails (the error, exit status 1); `None` when it passes. The return
+    /// filed can match the log while the file given is not that return (it was changed after
+    /// it was filed): the error says which.
+    fn refutation(&self) -> Option<String> {
+        if !self.replay_matches() {
+            return Some(format!(
+                "the return filed at sequence {} does not match the log",
+                self.sequence
+            ));
+        }
+        match (self.file, self.file_matches()) {
+            (Some((path, _)), Some(false)) => Some(format!(
+                "{} is not the return filed at sequence {} (the return filed matches the log; this file does not)",
+                path.display(),
+                self.sequence
+            )),
+            _ => None,
+        }
     }
 
     fn json(&self) -> Value {
@@ -499,6 +515,61 @@ mod tests {
                 filed: None,
                 replay: Some("a row".to_string()),
             }]
+        );
+    }
+
+    /// The three verdicts: all agree; the file was changed after it was filed (the filed
+    /// return still matches the log); the filed return does not match the log.
+    #[test]
+    fn the_verdict_names_what_does_not_match() {
+        let replay = report(ReportKind::Position, 12);
+        let replayed = replay.fingerprint().expect("fingerprint");
+        let AnyReport::Position(mut changed) = replay.clone() else {
+            panic!("a position report");
+        };
+        changed.control_total.plan_ytd = Pence::new(-1);
+        let changed = AnyReport::Position(changed);
+        let exported = |report: &AnyReport| export::Exported {
+            report: report.clone(),
+            fingerprint: report.fingerprint().expect("fingerprint"),
+            stated: report.fingerprint().ok(),
+        };
+        let filed = |fingerprint| FiledReturn {
+            filer: Filer::System,
+            report: ReportKind::Position,
+            period: FinancialYear::new(2018)
+                .expect("year")
+                .period(Month::new(12).expect("month")),
+            as_of_sequence: 383,
+            fingerprint,
+        };
+        let path = PathBuf::from("position-m12.json");
+        let verdict = |filed: &FiledReturn, file: &export::Exported| {
+            Outcome {
+                sequence: 384,
+                filed,
+                actor: "kav-system-finance",
+                replayed,
+                folded: 383,
+                source: "test".to_string(),
+                file: Some((&path, file)),
+                differences: &[],
+            }
+            .refutation()
+        };
+
+        let as_filed = filed(replayed);
+        assert_eq!(verdict(&as_filed, &exported(&replay)), None);
+        let altered = verdict(&as_filed, &exported(&changed)).expect("refuted");
+        assert!(
+            altered.starts_with("position-m12.json is not the return filed at sequence 384")
+                && altered.contains("the return filed matches the log"),
+            "{altered}"
+        );
+        let wrong = filed(changed.fingerprint().expect("fingerprint"));
+        assert_eq!(
+            verdict(&wrong, &exported(&changed)).as_deref(),
+            Some("the return filed at sequence 384 does not match the log")
         );
     }
 
