@@ -35,19 +35,21 @@ fn store(scale: Scale) -> anyhow::Result<()> {
         } else {
             scale.store_events
         };
-        let run = append::run(request_events, total, scale.appenders)?;
-        let raw = run.raw_events()?;
-        let ceiling = ceiling::run(&raw, run.events_per_flush())?;
-        eprintln!(
-            "store: {request_events} per request, {} events/s; raw {} events/s",
-            report::rate(run.events_per_second()),
-            report::rate(ceiling.events_per_second())
-        );
-        store_rows.push((run, ceiling));
+        for round in 1..=scale.store_rounds {
+            let run = append::run(request_events, total, scale.appenders)?;
+            let raw = run.raw_events()?;
+            let ceiling = ceiling::run(&raw, run.events_per_flush())?;
+            eprintln!(
+                "store: {request_events} per request, round {round}: {} events/s; raw {} events/s",
+                report::rate(run.events_per_second()),
+                report::rate(ceiling.events_per_second())
+            );
+            store_rows.push((run, ceiling));
+        }
     }
 
     // The ceiling at fixed batch sizes, on the bytes of the largest run.
-    let (largest, _) = store_rows.last().expect("three runs");
+    let (largest, _) = store_rows.last().expect("at least one round");
     let raw = largest.raw_events()?;
     let mut ceiling_rows = Vec::new();
     for (batch, events) in [
@@ -59,6 +61,8 @@ fn store(scale: Scale) -> anyhow::Result<()> {
         ceiling_rows.push(ceiling::run(&raw[..take], batch)?);
     }
     println!("### Event store against the raw sled ceiling\n");
+    println!("{}", report::store_summary(&store_rows));
+    println!("Every round:\n");
     println!("{}", report::store_table(&store_rows));
     println!("### Raw sled at fixed batch sizes\n");
     println!("{}", report::ceiling_table(&ceiling_rows));

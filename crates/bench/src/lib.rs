@@ -52,6 +52,9 @@ pub struct Scale {
     pub store_events: u64,
     /// Events appended when each request holds one event (fsync bound, so fewer).
     pub store_single_events: u64,
+    /// Rounds of each store run and its ceiling: the disk's fsync latency moves from one
+    /// second to the next, so one round is one sample; the summary gives the median.
+    pub store_rounds: usize,
     /// Concurrent appenders.
     pub appenders: usize,
     /// Commands in the gRPC bulk submission.
@@ -62,7 +65,8 @@ impl Scale {
     /// The figures in README.md.
     pub const FULL: Scale = Scale {
         store_events: 200_000,
-        store_single_events: 20_000,
+        store_single_events: 50_000,
+        store_rounds: 3,
         appenders: 16,
         bulk_commands: 100_000,
     };
@@ -72,6 +76,7 @@ impl Scale {
         Scale {
             store_events: 2_000,
             store_single_events: 200,
+            store_rounds: 2,
             appenders: 4,
             bulk_commands: 500,
         }

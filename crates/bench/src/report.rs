@@ -55,7 +55,6 @@ pub fn store_table(rows: &[(AppendRun, CeilingRun)]) -> String {
          |---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (store, raw) in rows {
-        let ratio = store.events_per_second() / raw.events_per_second();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {:.0}% |",
@@ -65,10 +64,60 @@ pub fn store_table(rows: &[(AppendRun, CeilingRun)]) -> String {
             store.events_per_flush(),
             rate(store.events_per_second()),
             rate(raw.events_per_second()),
-            ratio * 100.0
+            store_ratio(store, raw) * 100.0
         );
     }
     out
+}
+
+/// The store's throughput as a share of the raw ceiling measured beside it.
+pub fn store_ratio(store: &AppendRun, raw: &CeilingRun) -> f64 {
+    store.events_per_second() / raw.events_per_second()
+}
+
+/// Per request size, over its rounds (in the order the sizes first appear): the median
+/// store / raw ratio, the lowest and highest, and the median store throughput.
+pub fn store_summary(rows: &[(AppendRun, CeilingRun)]) -> String {
+    let mut out = String::from(
+        "| events per request | rounds | store / raw, median | lowest – highest | store events/s, median |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    let mut sizes: Vec<u64> = Vec::new();
+    for (store, _) in rows {
+        if !sizes.contains(&store.request_events) {
+            sizes.push(store.request_events);
+        }
+    }
+    for size in sizes {
+        let of_size = || {
+            rows.iter()
+                .filter(|(store, _)| store.request_events == size)
+        };
+        let mut ratios: Vec<f64> = of_size().map(|(s, r)| store_ratio(s, r)).collect();
+        let mut rates: Vec<f64> = of_size().map(|(s, _)| s.events_per_second()).collect();
+        ratios.sort_by(f64::total_cmp);
+        rates.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            out,
+            "| {size} | {} | {:.0}% | {:.0}% – {:.0}% | {} |",
+            ratios.len(),
+            median(&ratios) * 100.0,
+            ratios[0] * 100.0,
+            ratios[ratios.len() - 1] * 100.0,
+            rate(median(&rates)),
+        );
+    }
+    out
+}
+
+/// The middle of sorted, non-empty `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
 }
 
 /// The raw ceiling at fixed batch sizes.
@@ -319,5 +368,13 @@ mod tests {
         use std::time::Duration;
         assert_eq!(super::micros(Duration::from_nanos(12_340)), "12.3");
         assert_eq!(super::micros(Duration::from_micros(1_234)), "1,234");
+    }
+
+    #[test]
+    fn the_median_is_the_middle_or_the_mean_of_the_middle_two() {
+        use super::median;
+        assert_eq!(median(&[0.4, 0.5, 0.9]), 0.5);
+        assert_eq!(median(&[0.25, 0.5, 0.75, 1.0]), 0.625);
+        assert_eq!(median(&[0.55]), 0.55);
     }
 }

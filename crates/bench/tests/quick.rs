@@ -18,6 +18,12 @@ fn the_store_and_ceiling_benchmarks_run_and_check_themselves() -> anyhow::Result
     }
     let table = report::store_table(&rows);
     assert_eq!(table.lines().count(), 2 + rows.len(), "{table}");
+    let summary = report::store_summary(&rows);
+    assert_eq!(
+        summary.lines().count(),
+        2 + 2,
+        "one row per request size: {summary}"
+    );
     Ok(())
 }
 
