@@ -346,17 +346,26 @@ impl LedgerApi {
             let mut sent = 0u64;
             while sent < limit {
                 let want = usize::try_from((limit - sent).min(page as u64)).unwrap_or(page);
-                let events = match store.read_stream(stream.as_str(), next, want) {
-                    Ok(events) => events,
-                    Err(error) => {
-                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                let (reader, stream) = (store.clone(), stream.clone());
+                let read = off_runtime(move || {
+                    let events = reader.read_stream(stream.as_str(), next, want)?;
+                    let last = events.last().map(|event| event.version);
+                    Ok((
+                        last,
+                        events.iter().map(recorded_to_proto).collect::<Vec<_>>(),
+                    ))
+                });
+                let (last, events) = match read.await {
+                    Ok(page) => page,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
-                let Some(last) = events.last() else { return };
-                next = last.version + 1;
-                for event in &events {
-                    if tx.send(Ok(recorded_to_proto(event))).await.is_err() {
+                let Some(last) = last else { return };
+                next = last + 1;
+                for event in events {
+                    if tx.send(Ok(event)).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -388,10 +397,15 @@ impl LedgerApi {
             let mut sent = 0u64;
             while sent < limit {
                 let want = usize::try_from((limit - sent).min(page as u64)).unwrap_or(page);
-                let events = match store.read_all(next, want) {
+                let reader = store.clone();
+                let read = off_runtime(move || {
+                    let events = reader.read_all(next, want)?;
+                    Ok(events.iter().map(recorded_to_proto).collect::<Vec<_>>())
+                });
+                let events = match read.await {
                     Ok(events) => events,
-                    Err(error) => {
-                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
@@ -405,9 +419,9 @@ impl LedgerApi {
                     }
                     continue;
                 }
-                for event in &events {
+                for event in events {
                     next = event.sequence + 1;
-                    if tx.send(Ok(recorded_to_proto(event))).await.is_err() {
+                    if tx.send(Ok(event)).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -437,11 +451,13 @@ impl LedgerApi {
             let mut next = from;
             while next <= to {
                 let want = usize::try_from(to - next + 1).unwrap_or(page).min(page);
-                let values = match store.read_values(next, want, STORED_PAGE_BYTES) {
+                let reader = store.clone();
+                let read = off_runtime(move || reader.read_values(next, want, STORED_PAGE_BYTES));
+                let values = match read.await {
                     Ok(values) if !values.is_empty() => values,
                     Ok(_) => return,
-                    Err(error) => {
-                        let _ = tx.send(Err(Status::unavailable(error.to_string()))).await;
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
@@ -474,6 +490,23 @@ impl LedgerApi {
             funding_events: counts.get(Family::Funding),
             contract_events: counts.get(Family::Contract),
         }))
+    }
+}
+
+/// Runs a read of the store on tokio's blocking pool and answers its result as a status. sled
+/// reads block — on the disk, when the pages are not in sled's cache — and the read calls
+/// stream whole logs page after page: done on a runtime worker they would hold up every other
+/// call scheduled on it, the acknowledgements of appends among them.
+async fn off_runtime<T, F>(read: F) -> Result<T, Status>
+where
+    F: FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(read).await {
+        Ok(result) => result.map_err(|error| Status::unavailable(error.to_string())),
+        Err(failed) => Err(Status::internal(format!(
+            "reading the store failed: {failed}"
+        ))),
     }
 }
 
