@@ -35,6 +35,7 @@ pub mod append;
 pub mod audit;
 pub mod ceiling;
 pub mod codec;
+pub mod contention;
 pub mod demo;
 pub mod grpc;
 pub mod inproc;
