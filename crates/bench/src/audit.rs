@@ -99,15 +99,13 @@ impl AuditScale {
 
     /// `BENCH_QUICK=1` selects [`AuditScale::quick`]; `BENCH_EVENTS=n` sets the log's size.
     pub fn from_env() -> anyhow::Result<AuditScale> {
-        let mut scale = match std::env::var("BENCH_QUICK") {
-            Ok(value) if !value.is_empty() && value != "0" => AuditScale::quick(),
-            _ => AuditScale::FULL,
+        let mut scale = if crate::quick_requested() {
+            AuditScale::quick()
+        } else {
+            AuditScale::FULL
         };
-        if let Ok(events) = std::env::var("BENCH_EVENTS") {
-            scale.events = events
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("BENCH_EVENTS={events}"))?;
+        if let Some(events) = crate::number_from_env("BENCH_EVENTS")? {
+            scale.events = events;
         }
         Ok(scale)
     }

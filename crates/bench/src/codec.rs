@@ -30,16 +30,14 @@ pub struct CodecScale {
 impl CodecScale {
     /// `BENCH_QUICK=1`: 20,000 events; `BENCH_EVENTS=n` sets the log's size.
     pub fn from_env() -> anyhow::Result<CodecScale> {
-        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = crate::quick_requested();
         let mut scale = CodecScale {
             events: if quick { 20_000 } else { 1_000_000 },
             years: 5,
             passes: 3,
         };
-        if let Ok(events) = std::env::var("BENCH_EVENTS") {
-            scale.events = events
-                .parse()
-                .map_err(|e| anyhow::anyhow!("BENCH_EVENTS={events}: {e}"))?;
+        if let Some(events) = crate::number_from_env("BENCH_EVENTS")? {
+            scale.events = events;
         }
         Ok(scale)
     }

@@ -11,12 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, ensure};
+use anyhow::{Context, ensure};
 use api::pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::inproc::{self, Ledgerd};
 use crate::position::Latency;
+use crate::rebuild::StoredPass;
 use crate::report::rate;
 use crate::synthetic;
 
@@ -58,9 +59,10 @@ impl ContentionScale {
 
     /// `BENCH_QUICK=1` selects [`ContentionScale::quick`].
     pub fn from_env() -> ContentionScale {
-        match std::env::var("BENCH_QUICK") {
-            Ok(value) if !value.is_empty() && value != "0" => ContentionScale::quick(),
-            _ => ContentionScale::FULL,
+        if crate::quick_requested() {
+            ContentionScale::quick()
+        } else {
+            ContentionScale::FULL
         }
     }
 }
@@ -164,11 +166,7 @@ impl Driver<'_> {
                 self.period,
                 &format!("CONTENTION-{}", self.sent),
             )?;
-            let request = match api::command_to_proto(&api::CommandMeta::random(), &command).command
-            {
-                Some(pb::command::Command::RaiseInvoice(request)) => request,
-                other => return Err(anyhow!("not a RaiseInvoice: {other:?}")),
-            };
+            let request = crate::lag::raise_invoice(&command)?;
             let mut client = self.clients[usize::try_from(n)? % self.clients.len()].clone();
             sends.push(tokio::spawn(async move {
                 let sent = Instant::now();
@@ -209,22 +207,9 @@ async fn read_until(
 ) -> anyhow::Result<u64> {
     let mut passes = 0;
     while !stop.is_cancelled() {
-        let mut pages = client
-            .read_stored(pb::ReadStoredRequest {
-                from_sequence: 1,
-                limit: 0,
-            })
-            .await?
-            .into_inner();
-        let mut expected = 1;
+        let mut pass = StoredPass::start(&mut client).await?;
         let mut finished = true;
-        while let Some(page) = pages.message().await? {
-            ensure!(
-                page.first_sequence == expected && !page.events.is_empty(),
-                "ReadStored sent a page from {} for {expected}",
-                page.first_sequence
-            );
-            expected += page.events.len() as u64;
+        while pass.next().await?.is_some() {
             if stop.is_cancelled() {
                 finished = false;
                 break;

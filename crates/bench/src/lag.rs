@@ -96,20 +96,12 @@ impl LagScale {
     /// `BENCH_NATS_SYNC=lazy` (nats-server's default fsync) and `BENCH_RELAY_PRELOADED=1`
     /// change it.
     pub fn from_env() -> anyhow::Result<LagScale> {
-        let mut scale = match std::env::var("BENCH_QUICK") {
-            Ok(value) if !value.is_empty() && value != "0" => LagScale::quick(),
-            _ => LagScale::FULL,
+        let mut scale = if crate::quick_requested() {
+            LagScale::quick()
+        } else {
+            LagScale::FULL
         };
-        let number = |name: &str| -> anyhow::Result<Option<u64>> {
-            std::env::var(name)
-                .ok()
-                .map(|v| {
-                    v.replace('_', "")
-                        .parse()
-                        .with_context(|| format!("{name}={v}"))
-                })
-                .transpose()
-        };
+        let number = crate::number_from_env;
         if let Some(rate) = number("BENCH_RATE")? {
             scale.rate = rate;
         }
@@ -389,7 +381,7 @@ fn on_preloaded(
 }
 
 /// The unary request of a `RaiseInvoice` command, with a fresh request id.
-fn raise_invoice(command: &domain::Command) -> anyhow::Result<pb::RaiseInvoiceRequest> {
+pub fn raise_invoice(command: &domain::Command) -> anyhow::Result<pb::RaiseInvoiceRequest> {
     match api::command_to_proto(&CommandMeta::random(), command).command {
         Some(pb::command::Command::RaiseInvoice(request)) => Ok(request),
         other => Err(anyhow!("not a RaiseInvoice: {other:?}")),

@@ -85,11 +85,31 @@ impl Scale {
 
     /// `BENCH_QUICK=1` selects [`Scale::quick`].
     pub fn from_env() -> Scale {
-        match std::env::var("BENCH_QUICK") {
-            Ok(value) if !value.is_empty() && value != "0" => Scale::quick(),
-            _ => Scale::FULL,
+        if quick_requested() {
+            Scale::quick()
+        } else {
+            Scale::FULL
         }
     }
+}
+
+/// Whether `BENCH_QUICK` asks for a smoke run: set, and neither empty nor `0`.
+pub fn quick_requested() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|value| !value.is_empty() && value != "0")
+}
+
+/// The number in the environment variable `name` (`1_000_000` or `1000000`), if it is set.
+pub fn number_from_env(name: &str) -> anyhow::Result<Option<u64>> {
+    use anyhow::Context as _;
+    std::env::var(name)
+        .ok()
+        .map(|value| {
+            value
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{name}={value}"))
+        })
+        .transpose()
 }
 
 /// Events per second, for reporting.

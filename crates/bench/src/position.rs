@@ -61,15 +61,13 @@ impl PositionScale {
     /// `BENCH_QUICK=1` selects [`PositionScale::quick`]; `BENCH_EVENTS=n` sets the size of the
     /// synthetic log.
     pub fn from_env() -> anyhow::Result<PositionScale> {
-        let mut scale = match std::env::var("BENCH_QUICK") {
-            Ok(value) if !value.is_empty() && value != "0" => PositionScale::quick(),
-            _ => PositionScale::FULL,
+        let mut scale = if crate::quick_requested() {
+            PositionScale::quick()
+        } else {
+            PositionScale::FULL
         };
-        if let Ok(events) = std::env::var("BENCH_EVENTS") {
-            scale.synthetic_events = events
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("BENCH_EVENTS={events}"))?;
+        if let Some(events) = crate::number_from_env("BENCH_EVENTS")? {
+            scale.synthetic_events = events;
         }
         Ok(scale)
     }

@@ -226,6 +226,49 @@ pub fn measure(
     ))
 }
 
+/// One pass over the whole log through ledgerd's `ReadStored`, each page checked to follow the
+/// one before it without a gap.
+pub struct StoredPass {
+    pages: tonic::Streaming<pb::StoredPage>,
+    /// The sequence the next page must start at.
+    expected: u64,
+}
+
+impl StoredPass {
+    pub async fn start(
+        client: &mut pb::ledger_service_client::LedgerServiceClient<tonic::transport::Channel>,
+    ) -> anyhow::Result<StoredPass> {
+        let request = pb::ReadStoredRequest {
+            from_sequence: 1,
+            limit: 0,
+        };
+        Ok(StoredPass {
+            pages: client.read_stored(request).await?.into_inner(),
+            expected: 1,
+        })
+    }
+
+    /// The next page; `None` at the end of the pass.
+    pub async fn next(&mut self) -> anyhow::Result<Option<pb::StoredPage>> {
+        let Some(page) = self.pages.message().await? else {
+            return Ok(None);
+        };
+        ensure!(
+            page.first_sequence == self.expected && !page.events.is_empty(),
+            "ReadStored sent a page from {} for {}",
+            page.first_sequence,
+            self.expected
+        );
+        self.expected += page.events.len() as u64;
+        Ok(Some(page))
+    }
+
+    /// Events received so far.
+    pub fn events(&self) -> u64 {
+        self.expected - 1
+    }
+}
+
 /// Streams the whole log through `ReadStored`; how long it took, and the stored values if
 /// `keep`.
 async fn read_stored(
@@ -240,22 +283,9 @@ async fn read_stored(
         0
     });
     let started = Instant::now();
-    let mut pages = client
-        .read_stored(pb::ReadStoredRequest {
-            from_sequence: 1,
-            limit: 0,
-        })
-        .await?
-        .into_inner();
-    let mut expected = 1;
+    let mut pass = StoredPass::start(&mut client).await?;
     let mut last = bytes::Bytes::new();
-    while let Some(page) = pages.message().await? {
-        ensure!(
-            page.first_sequence == expected && !page.events.is_empty(),
-            "ReadStored sent a page from {} for {expected}",
-            page.first_sequence
-        );
-        expected += page.events.len() as u64;
+    while let Some(page) = pass.next().await? {
         if keep {
             kept.extend(page.events);
         } else if let Some(value) = page.events.into_iter().last() {
@@ -268,9 +298,9 @@ async fn read_stored(
     }
     let (_, last_hash) = store::codec::split_value(&last)?;
     ensure!(
-        expected == head.sequence + 1 && last_hash.as_slice() == head.hash.as_slice(),
+        pass.events() == head.sequence && last_hash.as_slice() == head.hash.as_slice(),
         "ReadStored ended at {}, not the head {}",
-        expected - 1,
+        pass.events(),
         head.sequence
     );
     Ok((took, kept))
