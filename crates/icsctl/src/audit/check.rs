@@ -226,7 +226,12 @@ impl Outcome<'_> {
                 );
             }
         }
-        if self.replay_matches() {
+        if self.replay_matches() && self.file_matches() == Some(false) {
+            out += &format!(
+                "the filed return MATCHES the {} the log gives at sequence {}; the file given is NOT that return\n",
+                f.report, f.as_of_sequence
+            );
+        } else if self.replay_matches() {
             out += &format!(
                 "MATCHES: the filed return is the {} the log gives at sequence {}\n",
                 f.report, f.as_of_sequence
@@ -545,7 +550,7 @@ mod tests {
         };
         let path = PathBuf::from("position-m12.json");
         let verdict = |filed: &FiledReturn, file: &export::Exported| {
-            Outcome {
+            let outcome = Outcome {
                 sequence: 384,
                 filed,
                 actor: "kav-system-finance",
@@ -554,23 +559,38 @@ mod tests {
                 source: "test".to_string(),
                 file: Some((&path, file)),
                 differences: &[],
-            }
-            .refutation()
+            };
+            (outcome.refutation(), outcome.text())
         };
 
         let as_filed = filed(replayed);
-        assert_eq!(verdict(&as_filed, &exported(&replay)), None);
-        let altered = verdict(&as_filed, &exported(&changed)).expect("refuted");
+        let (refuted, text) = verdict(&as_filed, &exported(&replay));
+        assert_eq!(refuted, None);
+        assert!(
+            text.contains("\nMATCHES: the filed return is the position"),
+            "{text}"
+        );
+
+        let (refuted, text) = verdict(&as_filed, &exported(&changed));
+        let altered = refuted.expect("refuted");
         assert!(
             altered.starts_with("position-m12.json is not the return filed at sequence 384")
                 && altered.contains("the return filed matches the log"),
             "{altered}"
         );
+        assert!(
+            text.contains("the filed return MATCHES the position the log gives at sequence 383; the file given is NOT that return")
+                && !text.contains("\nMATCHES:"),
+            "{text}"
+        );
+
         let wrong = filed(changed.fingerprint().expect("fingerprint"));
+        let (refuted, text) = verdict(&wrong, &exported(&changed));
         assert_eq!(
-            verdict(&wrong, &exported(&changed)).as_deref(),
+            refuted.as_deref(),
             Some("the return filed at sequence 384 does not match the log")
         );
+        assert!(text.contains("DOES NOT MATCH"), "{text}");
     }
 
     #[test]
