@@ -2,6 +2,7 @@
 //!
 //! - the demo ICS loads, and JetStream holds exactly the ledger's events, in order;
 //! - NATS stopped mid-load and restarted: every event still arrives exactly once, in order;
+//! - JetStream losing the messages it acknowledged last: the relay publishes them again;
 //! - ledgerd killed with SIGKILL after acknowledgements: every acknowledged event is there after
 //!   restart, the chain verifies, and resends are recognised as duplicates.
 
@@ -138,6 +139,37 @@ async fn every_event_arrives_once_when_nats_stops_mid_load() -> anyhow::Result<(
 
     let count = assert_jetstream_matches_ledger(&nats, &ledger).await?;
     assert_eq!(count, 383);
+    Ok(())
+}
+
+/// nats-server can lose messages it acknowledged (with its default lazy fsync, in a crash).
+/// Here the stream's last 20 messages are deleted and the server restarted: once the relay has
+/// reconnected it publishes them again, and JetStream holds the whole log once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_again_what_jetstream_lost() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let ledger = Ledgerd::start(&dir.path().join("ledger"), Some(&nats.url()))?;
+    let (part1, _) = split_scenario(dir.path(), 150)?;
+    icsctl(&ledger.url(), &["load", part1.to_str().unwrap_or_default()])?;
+    wait_for_relay(&nats.url(), 150, RELAY_TIMEOUT).await?;
+
+    {
+        let js = bus::jetstream(bus::connect(&nats.url(), "e2e-loss").await?);
+        let mut stream = js.get_stream(bus::STREAM_NAME).await?;
+        let last = stream.info().await?.state.last_sequence;
+        for sequence in last - 19..=last {
+            stream.delete_message(sequence).await?;
+        }
+        let system = domain::SystemId::new("kav").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let held = bus::last_published_sequence(&js, bus::STREAM_NAME, &system).await?;
+        assert_eq!(held, Some(130), "the stream lost events 131..=150");
+    }
+    nats.stop()?;
+    nats.restart()?;
+
+    let count = assert_jetstream_matches_ledger(&nats, &ledger).await?;
+    assert_eq!(count, 150);
     Ok(())
 }
 

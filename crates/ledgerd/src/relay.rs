@@ -5,9 +5,14 @@
 //! advancing the cursor only on an acknowledgement. Every message carries `Nats-Msg-Id` = the
 //! event id, so a publish repeated after a lost acknowledgement is dropped by JetStream as a
 //! duplicate. Duplicates are only remembered for the stream's duplicate window, so on every
-//! (re)start the relay also asks JetStream for the highest ledger sequence it already holds and
-//! resumes after the larger of that and its own cursor: nothing is published twice, even when
-//! the relay was down for longer than the window.
+//! (re)start the relay asks JetStream for the highest ledger sequence it already holds and
+//! resumes after that: nothing is published twice, even when the relay was down for longer
+//! than the window. And nothing the stream lost stays lost: nats-server can lose messages it
+//! acknowledged (with its default lazy fsync, in a crash), so when the stream holds less than
+//! the relay's cursor says was acknowledged, the relay publishes the lost tail again — on its
+//! start, and whenever its connection to NATS is re-established (a restarted server), which
+//! makes it start over. (Its own cursor is used only when the stream holds none of this
+//! system's events, which cannot tell a lost stream from one whose limits let them all go.)
 //!
 //! With NATS down the ledger keeps accepting commands; the relay retries with a capped backoff
 //! and catches up when the server is back.
@@ -19,6 +24,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use api::pb;
@@ -69,6 +75,10 @@ pub async fn run(
         };
         match result {
             Ok(()) => break,
+            Err(RelayError::Reconnected) => {
+                tracing::info!("NATS reconnected: the relay resumes from what the stream holds");
+                backoff = BACKOFF_MIN;
+            }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; will resume from the cursor");
                 tokio::select! {
@@ -108,6 +118,44 @@ enum RelayError {
     Bus(#[from] bus::BusError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("reconnected to NATS: starting over from what the stream holds")]
+    Reconnected,
+}
+
+/// How often an idle relay looks for a reconnection to NATS.
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+
+/// Where the relay resumes: after the last event the stream holds — whether the relay's cursor
+/// is behind it (published, but stopped before recording the acknowledgement) or ahead of it
+/// (the stream lost what it acknowledged) — or after its own cursor when the stream holds none.
+fn resume_after(acknowledged: u64, in_stream: Option<u64>) -> u64 {
+    in_stream.unwrap_or(acknowledged)
+}
+
+/// The NATS connection the relay started on: a reconnection since means the server may have
+/// restarted and lost what it had not written to disk.
+struct Connection {
+    statistics: Arc<async_nats::Statistics>,
+    connects: u64,
+}
+
+impl Connection {
+    fn new(js: &async_nats::jetstream::Context) -> Self {
+        let statistics = js.client().statistics();
+        let connects = statistics.connects.load(Ordering::Relaxed);
+        Connection {
+            statistics,
+            connects,
+        }
+    }
+
+    fn check(&self) -> Result<(), RelayError> {
+        if self.statistics.connects.load(Ordering::Relaxed) == self.connects {
+            Ok(())
+        } else {
+            Err(RelayError::Reconnected)
+        }
+    }
 }
 
 /// Publishes until `until` (`Ok`) or the first error.
@@ -118,14 +166,25 @@ async fn relay(
     until: Until<'_>,
 ) -> Result<(), RelayError> {
     bus::ensure_stream(js, &settings.stream).await?;
-    let in_stream = bus::last_published_sequence(js, &settings.stream.name, &settings.system)
-        .await?
-        .unwrap_or(0);
-    let mut cursor = store.cursor(CURSOR)?.max(in_stream);
-    tracing::info!(cursor, in_stream, "relay resuming");
+    // Counted (connected now) before asking the stream what it holds: a reconnection after
+    // this makes the relay start over.
+    let connection = Connection::new(js);
+    let in_stream =
+        bus::last_published_sequence(js, &settings.stream.name, &settings.system).await?;
+    let acknowledged = store.cursor(CURSOR)?;
+    let mut cursor = resume_after(acknowledged, in_stream);
+    if cursor < acknowledged {
+        tracing::warn!(
+            in_stream = cursor,
+            acknowledged,
+            "JetStream lost events it had acknowledged; publishing them again"
+        );
+    }
+    tracing::info!(cursor, ?in_stream, "relay resuming");
     let publisher = Publisher::new(js.clone());
     let mut head = store.subscribe();
     loop {
+        connection.check()?;
         let page = store.read_all(cursor + 1, settings.window_events)?;
         if page.is_empty() {
             store.set_cursor(CURSOR, cursor)?;
@@ -137,6 +196,7 @@ async fn relay(
                 () = shutdown.cancelled() => return Ok(()),
                 () = settings.checkpoints_signed.notified() => {}
                 changed = head.changed() => if changed.is_err() { return Ok(()) },
+                () = tokio::time::sleep(RECONNECT_CHECK) => {}
             }
             continue;
         }
@@ -220,5 +280,22 @@ pub fn recorded_to_proto(recorded: &RecordedEvent<Event>) -> pb::RecordedEvent {
         prev_hash: recorded.prev_hash.to_vec(),
         hash: recorded.hash.to_vec(),
         event: Some(api::event_to_proto(&recorded.payload)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_after;
+
+    #[test]
+    fn the_relay_resumes_after_what_the_stream_holds() {
+        // Published, but stopped before recording the acknowledgement: not published twice.
+        assert_eq!(resume_after(100, Some(120)), 120);
+        // The stream lost 101..=120 it had acknowledged: published again.
+        assert_eq!(resume_after(120, Some(100)), 100);
+        assert_eq!(resume_after(120, Some(120)), 120);
+        // The stream holds none of this system's events: the relay's own cursor.
+        assert_eq!(resume_after(120, None), 120);
+        assert_eq!(resume_after(0, None), 0);
     }
 }
