@@ -67,29 +67,32 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let js = bus::jetstream(client);
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     loop {
+        let mut reached = false;
         let result = tokio::select! {
             () = shutdown.cancelled() => break,
-            result = relay(&store, &js, &settings, Until::Stopped(&shutdown)) => result,
+            result = relay(&store, &js, &settings, Until::Stopped(&shutdown), &mut reached) => result,
         };
         match result {
             Ok(()) => break,
             Err(RelayError::Reconnected) => {
                 tracing::info!("NATS reconnected: the relay resumes from what the stream holds");
-                backoff = BACKOFF_MIN;
+                backoff = Backoff::default();
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay interrupted; will resume from the cursor");
+                let wait = backoff.after_failure(reached);
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "relay interrupted; will resume from the cursor");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
-    match tokio::time::timeout(DRAIN_MAX, relay(&store, &js, &settings, Until::CaughtUp)).await {
+    let mut reached = false;
+    let last_pass = relay(&store, &js, &settings, Until::CaughtUp, &mut reached);
+    match tokio::time::timeout(DRAIN_MAX, last_pass).await {
         Ok(Ok(())) => {
             tracing::info!("relay stopped: JetStream holds the whole log and its checkpoints")
         }
@@ -100,6 +103,33 @@ pub async fn run(
             limit_s = DRAIN_MAX.as_secs(),
             "relay stopped before catching up; the rest goes at the next start"
         ),
+    }
+}
+
+/// How long the relay waits before its next attempt after one failed.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// The wait after a failed attempt: doubling from [`BACKOFF_MIN`] up to [`BACKOFF_MAX`]
+    /// while attempts fail before JetStream answers (NATS down: no point asking faster), and
+    /// back to the shortest after an attempt that `reached` JetStream — a relay that ran for
+    /// hours since NATS was last down does not wait out the longest backoff on its next error.
+    fn after_failure(&mut self, reached: bool) -> Duration {
+        if reached {
+            self.next = BACKOFF_MIN;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        wait
     }
 }
 
@@ -158,12 +188,14 @@ impl Connection {
     }
 }
 
-/// Publishes until `until` (`Ok`) or the first error.
+/// Publishes until `until` (`Ok`) or the first error; `reached` is set once JetStream has
+/// answered (the stream is there and said what it holds).
 async fn relay(
     store: &Store,
     js: &async_nats::jetstream::Context,
     settings: &RelaySettings,
     until: Until<'_>,
+    reached: &mut bool,
 ) -> Result<(), RelayError> {
     bus::ensure_stream(js, &settings.stream).await?;
     // Counted (connected now) before asking the stream what it holds: a reconnection after
@@ -171,6 +203,7 @@ async fn relay(
     let connection = Connection::new(js);
     let in_stream =
         bus::last_published_sequence(js, &settings.stream.name, &settings.system).await?;
+    *reached = true;
     let acknowledged = store.cursor(CURSOR)?;
     let mut cursor = resume_after(acknowledged, in_stream);
     if cursor < acknowledged {
@@ -285,7 +318,34 @@ pub fn recorded_to_proto(recorded: &RecordedEvent<Event>) -> pb::RecordedEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::resume_after;
+    use super::{BACKOFF_MAX, BACKOFF_MIN, Backoff, resume_after};
+    use std::time::Duration;
+
+    #[test]
+    fn the_backoff_grows_while_nats_is_down_and_starts_over_once_it_answered() {
+        let mut backoff = Backoff::default();
+        let down: Vec<Duration> = (0..8).map(|_| backoff.after_failure(false)).collect();
+        let ms = |ms| Duration::from_millis(ms);
+        assert_eq!(
+            down,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(3200),
+                ms(5000),
+                ms(5000)
+            ]
+        );
+        assert_eq!(down[0], BACKOFF_MIN);
+        assert_eq!(down[7], BACKOFF_MAX);
+        // An attempt that reached JetStream (and then failed) waits the shortest again…
+        assert_eq!(backoff.after_failure(true), BACKOFF_MIN);
+        // …and grows from there if NATS is down again.
+        assert_eq!(backoff.after_failure(false), ms(200));
+    }
 
     #[test]
     fn the_relay_resumes_after_what_the_stream_holds() {
