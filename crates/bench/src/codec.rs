@@ -1,7 +1,8 @@
 //! What reading one stored event costs, step by step: decoding it (the store's codec, its hash
 //! recomputed and checked), folding it into the position projection, and sled reading it —
 //! from disk (the first scan after opening) and from sled's page cache (the scans after) — with
-//! a cache that holds the log and one that does not.
+//! a cache that holds the log and one that does not, and with the same values packed sixteen
+//! to a sled value, which is not how the store keeps them: what sled costs per key, measured.
 //!
 //! Every replay, verification and rebuild is these steps over the whole log, so this is where
 //! their ceilings come from. Run with `--features system-allocator` it measures the same on
@@ -40,6 +41,45 @@ impl CodecScale {
             scale.events = events;
         }
         Ok(scale)
+    }
+}
+
+/// Events to a sled value in [`Layout::Packed`].
+pub const PACKED_EVENTS: usize = 16;
+
+/// How the scanned values lie in sled.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// As the store keeps them: each event's value under its own key; a sled page cache of
+    /// `cache` bytes.
+    OnePerKey { cache: u64, why: &'static str },
+    /// Not the store's layout — what it would read if it packed its events: the same values,
+    /// [`PACKED_EVENTS`] to a sled value (each length-prefixed) under the key of the first.
+    Packed { cache: u64 },
+}
+
+impl Layout {
+    fn cache(self) -> u64 {
+        match self {
+            Layout::OnePerKey { cache, .. } | Layout::Packed { cache } => cache,
+        }
+    }
+
+    fn per_value(self) -> usize {
+        match self {
+            Layout::OnePerKey { .. } => 1,
+            Layout::Packed { .. } => PACKED_EVENTS,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Layout::OnePerKey { cache, why } => format!("cache {} MiB ({why})", cache >> 20),
+            Layout::Packed { cache } => format!(
+                "cache {} MiB, {PACKED_EVENTS} events to a sled value (not the store's layout)",
+                cache >> 20
+            ),
+        }
     }
 }
 
@@ -123,8 +163,20 @@ pub fn run(scale: CodecScale) -> anyhow::Result<CodecRun> {
     }
     let mut steps = vec![decode, hash, fold];
     for (cache, why) in CACHES {
-        steps.extend(scans(&values, bytes, cache, why, scale.passes)?);
+        steps.extend(scans(
+            &values,
+            bytes,
+            Layout::OnePerKey { cache, why },
+            scale.passes,
+        )?);
     }
+    let cache = CACHES[0].0;
+    steps.extend(scans(
+        &values,
+        bytes,
+        Layout::Packed { cache },
+        scale.passes,
+    )?);
     Ok(CodecRun {
         events,
         bytes,
@@ -161,27 +213,33 @@ fn stored_values(log: &[(Recorded, Event)]) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(values)
 }
 
-/// The values written to a sled tree under the store's event keys, the database closed and
-/// opened again with a `cache`-byte page cache, then scanned `1 + passes` times: the first
-/// from disk, the rest from the cache (if the log fits in it).
+/// The values written to a sled tree under the store's event keys (as `layout` says), the
+/// database closed and opened again, then scanned `1 + passes` times: the first from disk, the
+/// rest from the cache (if the log fits in it).
 fn scans(
     values: &[Vec<u8>],
     bytes: u64,
-    cache: u64,
-    why: &str,
+    layout: Layout,
     passes: usize,
 ) -> anyhow::Result<[Pass; 2]> {
     let dir = tempfile::Builder::new().prefix("bench-codec-").tempdir()?;
     // `store::open_db` waits while the closed database's background threads still hold the
     // lock, as the store itself does on reopening.
-    let open = || store::open_db(&sled::Config::new().path(dir.path()).cache_capacity(cache));
+    let open = || {
+        store::open_db(
+            &sled::Config::new()
+                .path(dir.path())
+                .cache_capacity(layout.cache()),
+        )
+    };
     {
         let db = open()?;
         let tree = db.open_tree("events")?;
         for (first, chunk) in (1u64..).step_by(10_000).zip(values.chunks(10_000)) {
             let mut batch = sled::Batch::default();
-            for (sequence, value) in (first..).zip(chunk) {
-                batch.insert(&store::event_key(sequence), value.as_slice());
+            let step = layout.per_value();
+            for (sequence, packed) in (first..).step_by(step).zip(chunk.chunks(step)) {
+                batch.insert(&store::event_key(sequence), pack(packed, layout)?);
             }
             tree.apply_batch(batch)?;
         }
@@ -189,15 +247,15 @@ fn scans(
     }
     let db = open()?;
     let tree = db.open_tree("events")?;
-    let mib = cache >> 20;
+    let layout_named = layout.describe();
     let events = values.len() as u64;
     let mut cold = Pass::new(
-        &format!("sled scan, the first after opening (from disk), cache {mib} MiB ({why})"),
+        &format!("sled scan, the first after opening (from disk), {layout_named}"),
         events,
         "every value, every byte",
     );
     let mut warm = Pass::new(
-        &format!("sled scan, the next ones, cache {mib} MiB ({why})"),
+        &format!("sled scan, the next ones, {layout_named}"),
         events,
         "every value, every byte",
     );
@@ -206,8 +264,18 @@ fn scans(
         let (mut count, mut read) = (0u64, 0u64);
         for entry in tree.range(store::event_key(1)..) {
             let (_, value) = entry?;
-            count += 1;
-            read += value.len() as u64;
+            match layout {
+                Layout::OnePerKey { .. } => {
+                    count += 1;
+                    read += value.len() as u64;
+                }
+                Layout::Packed { .. } => {
+                    for event in unpack(&value)? {
+                        count += 1;
+                        read += event.len() as u64;
+                    }
+                }
+            }
         }
         let took = started.elapsed();
         ensure!(
@@ -219,4 +287,31 @@ fn scans(
             .push(took);
     }
     Ok([cold, warm])
+}
+
+/// What is stored under one key: the one value, or (packed) each length-prefixed.
+fn pack(values: &[Vec<u8>], layout: Layout) -> anyhow::Result<Vec<u8>> {
+    if let Layout::OnePerKey { .. } = layout {
+        return Ok(values.concat());
+    }
+    let mut packed = Vec::with_capacity(values.iter().map(|v| 4 + v.len()).sum());
+    for value in values {
+        packed.extend_from_slice(&u32::try_from(value.len())?.to_le_bytes());
+        packed.extend_from_slice(value);
+    }
+    Ok(packed)
+}
+
+/// The values packed into one.
+fn unpack(mut packed: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
+    let mut values = Vec::with_capacity(PACKED_EVENTS);
+    while let Some((length, rest)) = packed.split_first_chunk::<4>() {
+        let length = u32::from_le_bytes(*length) as usize;
+        ensure!(rest.len() >= length, "a packed value ends early");
+        let (value, rest) = rest.split_at(length);
+        values.push(value);
+        packed = rest;
+    }
+    ensure!(packed.is_empty(), "a packed value ends inside a length");
+    Ok(values)
 }
