@@ -32,23 +32,24 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn event_key(sequence: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&sequence.to_be_bytes());
-    key
-}
-
 /// A copy of the stopped ledger's data, changed by `change` (and flushed).
 fn tampered_copy(
     original: &Path,
     to: &Path,
-    change: impl FnOnce(&sled::Tree) -> anyhow::Result<()>,
+    change: impl FnOnce(&store::RawLog) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     copy_dir(original, to)?;
     let log = store::RawLog::open(to)?;
-    change(log.tree_for_tampering())?;
-    log.tree_for_tampering().flush()?;
+    change(&log)?;
+    log.flush()?;
     Ok(())
+}
+
+fn stored(log: &store::RawLog, sequence: u64) -> anyhow::Result<Vec<u8>> {
+    let value = log.value(sequence)?;
+    Ok(value
+        .ok_or_else(|| anyhow::anyhow!("event {sequence} is not stored"))?
+        .to_vec())
 }
 
 async fn regulator_checkpoints(
@@ -229,24 +230,23 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
 
     // …and tampered with: each names the first sequence that does not verify.
     let byte = work.path().join("byte");
-    tampered_copy(&data, &byte, |tree| {
-        let mut value = tree.get(event_key(100))?.expect("event 100").to_vec();
+    tampered_copy(&data, &byte, |log| {
+        let mut value = stored(log, 100)?;
         let middle = value.len() / 2;
         value[middle] ^= 0x20;
-        tree.insert(event_key(100), value)?;
+        log.tamper_replace(100, &value)?;
         Ok(())
     })?;
     let deleted = work.path().join("deleted");
-    tampered_copy(&data, &deleted, |tree| {
-        tree.remove(event_key(200))?;
+    tampered_copy(&data, &deleted, |log| {
+        log.tamper_remove(200)?;
         Ok(())
     })?;
     let swapped = work.path().join("swapped");
-    tampered_copy(&data, &swapped, |tree| {
-        let a = tree.get(event_key(50))?.expect("event 50");
-        let b = tree.get(event_key(51))?.expect("event 51");
-        tree.insert(event_key(50), b)?;
-        tree.insert(event_key(51), a)?;
+    tampered_copy(&data, &swapped, |log| {
+        let (a, b) = (stored(log, 50)?, stored(log, 51)?);
+        log.tamper_replace(50, &b)?;
+        log.tamper_replace(51, &a)?;
         Ok(())
     })?;
     for (dir, sequence) in [(&byte, 100), (&deleted, 200), (&swapped, 50)] {

@@ -104,17 +104,14 @@ fn verify_dir(
     verifier.finish(log.recorded_head().unwrap())
 }
 
-fn tamper(dir: &Path, change: impl FnOnce(&sled::Tree)) {
+fn tamper(dir: &Path, change: impl FnOnce(&RawLog)) {
     let log = RawLog::open(dir).unwrap();
-    let tree = log.tree_for_tampering();
-    change(tree);
-    tree.flush().unwrap();
+    change(&log);
+    log.flush().unwrap();
 }
 
-fn event_key(sequence: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&sequence.to_be_bytes());
-    key
+fn stored(log: &RawLog, sequence: u64) -> Vec<u8> {
+    log.value(sequence).unwrap().unwrap().to_vec()
 }
 
 struct Fixture {
@@ -151,20 +148,20 @@ fn an_untouched_log_verifies_against_every_checkpoint() {
 fn one_changed_byte_of_one_event_names_that_event() {
     let f = fixture();
     for offset in [0usize, 7, 40] {
-        tamper(f.dir.path(), |tree| {
-            let mut value = tree.get(event_key(120)).unwrap().unwrap().to_vec();
+        tamper(f.dir.path(), |log| {
+            let mut value = stored(log, 120);
             let at = value.len() - 1 - offset;
             value[at] ^= 0x01;
-            tree.insert(event_key(120), value).unwrap();
+            log.tamper_replace(120, &value).unwrap();
         });
         let finding = verify_dir(f.dir.path(), &f.public, &f.regulator).unwrap_err();
         assert_eq!(finding.sequence(), Some(120), "{finding}");
         // Undo, so the next offset starts from the real log.
-        tamper(f.dir.path(), |tree| {
-            let mut value = tree.get(event_key(120)).unwrap().unwrap().to_vec();
+        tamper(f.dir.path(), |log| {
+            let mut value = stored(log, 120);
             let at = value.len() - 1 - offset;
             value[at] ^= 0x01;
-            tree.insert(event_key(120), value).unwrap();
+            log.tamper_replace(120, &value).unwrap();
         });
     }
     verify_dir(f.dir.path(), &f.public, &f.regulator).unwrap();
@@ -173,8 +170,8 @@ fn one_changed_byte_of_one_event_names_that_event() {
 #[test]
 fn a_deleted_event_is_named_as_missing() {
     let f = fixture();
-    tamper(f.dir.path(), |tree| {
-        tree.remove(event_key(150)).unwrap();
+    tamper(f.dir.path(), |log| {
+        log.tamper_remove(150).unwrap();
     });
     let finding = verify_dir(f.dir.path(), &f.public, &f.regulator).unwrap_err();
     assert!(
@@ -192,11 +189,10 @@ fn a_deleted_event_is_named_as_missing() {
 #[test]
 fn two_swapped_events_name_the_first() {
     let f = fixture();
-    tamper(f.dir.path(), |tree| {
-        let a = tree.get(event_key(50)).unwrap().unwrap();
-        let b = tree.get(event_key(51)).unwrap().unwrap();
-        tree.insert(event_key(50), b).unwrap();
-        tree.insert(event_key(51), a).unwrap();
+    tamper(f.dir.path(), |log| {
+        let (a, b) = (stored(log, 50), stored(log, 51));
+        log.tamper_replace(50, &b).unwrap();
+        log.tamper_replace(51, &a).unwrap();
     });
     let finding = verify_dir(f.dir.path(), &f.public, &f.regulator).unwrap_err();
     assert_eq!(finding.sequence(), Some(50), "{finding}");
@@ -205,9 +201,9 @@ fn two_swapped_events_name_the_first() {
 #[test]
 fn a_cut_tail_is_caught_by_the_head_and_the_checkpoints() {
     let f = fixture();
-    tamper(f.dir.path(), |tree| {
+    tamper(f.dir.path(), |log| {
         for sequence in 281..=EVENTS {
-            tree.remove(event_key(sequence)).unwrap();
+            log.tamper_remove(sequence).unwrap();
         }
     });
     let finding = verify_dir(f.dir.path(), &f.public, &f.regulator).unwrap_err();

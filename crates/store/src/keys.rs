@@ -12,7 +12,7 @@
 //!
 //! | prefix | key                                   | value                                  |
 //! |--------|---------------------------------------|----------------------------------------|
-//! | `e`    | `e` ‖ sequence u64 BE                 | canonical body ‖ SHA-256 hash (32)     |
+//! | `e`    | `e` ‖ first sequence u64 BE           | a page of up to 16 events (`pages`), each sequence u64 BE ‖ length u32 BE ‖ canonical body ‖ SHA-256 hash (32) |
 //! | `i`    | `i` ‖ request id (16)                 | bincode idempotency envelope           |
 //! | `m`    | `m` ‖ `head`                          | sequence u64 BE ‖ hash (32)            |
 //! | `m`    | `m` ‖ `format`                        | [`FORMAT_MARKER`]                      |
@@ -22,9 +22,10 @@
 //!
 //! The stream index holds one **run** per request, not one entry per event: a request's
 //! events take consecutive versions of one stream at consecutive global sequences, so
-//! `(first version, first sequence, count)` locates all of them. That makes an append of `n`
-//! events `n + 3` sled inserts (events, one run, one idempotency record, the meta head per
-//! batch) instead of `2n + 3`, and sled's per-insert cost is most of an append's. A stream's
+//! `(first version, first sequence, count)` locates all of them. With events in pages, an
+//! append of `n` events is about `n / 16 + 3` sled inserts (its pages, one run, one
+//! idempotency record, the meta head per batch) where one key per event and per index entry
+//! took `2n + 3`; sled's per-insert cost is most of an append's. A stream's
 //! version is the end of its last run (a reverse scan of its prefix); there is no separate
 //! stream-head key to keep in step.
 
@@ -33,7 +34,7 @@ pub(crate) const TREE_NAME: &[u8] = b"ics-ledger";
 
 /// Written once when a store is created; a store without it (or with another value) is not
 /// ours or is of a format this code does not know, and is refused.
-pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/2";
+pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/3";
 
 pub(crate) const PREFIX_EVENT: u8 = b'e';
 pub(crate) const PREFIX_IDEMPOTENCY: u8 = b'i';
@@ -51,8 +52,8 @@ const META_CURSOR: &[u8] = b"cursor/";
 /// Length of an encoded meta head: sequence (8) ‖ hash (32).
 pub(crate) const META_HEAD_LEN: usize = 8 + 32;
 
-/// The key an event is stored under: `e` ‖ sequence, big-endian. Public for benchmarks that
-/// write sled as the store does (`store::event_key`).
+/// The key of the page whose first event is `sequence`: `e` ‖ sequence, big-endian. Public
+/// for benchmarks that write sled under the store's kind of key (`store::event_key`).
 pub fn event(sequence: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = PREFIX_EVENT;
@@ -75,7 +76,7 @@ pub(crate) fn checkpoint_sequence(key: &[u8]) -> Option<u64> {
     }
 }
 
-/// The sequence in an event key, or `None` if `key` is not an event key.
+/// The first sequence of a page key, or `None` if `key` is not one.
 pub(crate) fn event_sequence(key: &[u8]) -> Option<u64> {
     match key {
         [PREFIX_EVENT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),

@@ -25,7 +25,7 @@
 //! - [`error`]: [`StoreError`], [`AppendError`], [`ChainError`].
 //! - `store`: [`EventStore`]: open and recovery, enqueue, reads, chain verification.
 //! - `writer`: the writer thread.
-//! - [`codec`], `keys`: the on-disk format.
+//! - [`codec`], `keys`, [`pages`]: the on-disk format (events sixteen to a sled key).
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
 
 pub mod codec;
@@ -35,6 +35,7 @@ mod keys;
 pub mod model;
 pub mod offline;
 mod open;
+pub mod pages;
 mod store;
 mod writer;
 

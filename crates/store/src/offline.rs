@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::error::StoreError;
 use crate::keys;
 use crate::model::Head;
+use crate::pages;
 
 /// A sled event-store directory opened for reading raw values.
 pub struct RawLog {
@@ -56,31 +57,88 @@ impl RawLog {
         Ok(Some(Head { sequence, hash }))
     }
 
-    /// How many event keys there are (a progress bar's length).
+    /// How many events the pages hold (a progress bar's length; a malformed entry ends the
+    /// count of its page).
     pub fn event_count(&self) -> usize {
-        self.tree.scan_prefix([keys::PREFIX_EVENT]).count()
+        self.tree
+            .scan_prefix([keys::PREFIX_EVENT])
+            .filter_map(Result::ok)
+            .map(|(_, page)| pages::Entries::new(&page).take_while(Result::is_ok).count())
+            .sum()
     }
 
-    /// Every stored event as `(sequence in its key, stored value)`, in key order — gaps,
-    /// duplicates and all: judging them is the caller's job.
+    /// Every stored event as `(sequence its entry names, stored value)`, in page order —
+    /// gaps, duplicates and all: judging them is the caller's job.
     pub fn events(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::PREFIX_EVENT]).map(|entry| {
-            let (key, value) = entry?;
-            let sequence = keys::event_sequence(&key)
-                .ok_or_else(|| StoreError::Corrupt(format!("event key {key:?}")))?;
-            Ok((sequence, value))
+        pages::Events::new(self.tree.scan_prefix([keys::PREFIX_EVENT]))
+    }
+
+    /// The stored value of event `sequence`, found by the sequence its entry names.
+    pub fn value(&self, sequence: u64) -> Result<Option<sled::IVec>, StoreError> {
+        pages::value_of(&self.tree, sequence).map_err(StoreError::Corrupt)
+    }
+
+    /// Replaces the stored value of event `sequence` in its page, as an attacker or a bad
+    /// disk would (not flushed: see [`RawLog::flush`]). For tests that tamper on purpose.
+    #[doc(hidden)]
+    pub fn tamper_replace(&self, sequence: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.rewrite_page(sequence, |entries| {
+            let entry = entries.iter_mut().find(|(named, _)| *named == sequence);
+            let (_, stored) = entry.ok_or_else(|| format!("no event {sequence}"))?;
+            *stored = value.to_vec();
+            Ok(())
         })
+    }
+
+    /// Cuts event `sequence` out of its page (the page goes if it held nothing else). For
+    /// tests that tamper on purpose.
+    #[doc(hidden)]
+    pub fn tamper_remove(&self, sequence: u64) -> Result<(), StoreError> {
+        self.rewrite_page(sequence, |entries| {
+            let before = entries.len();
+            entries.retain(|(named, _)| *named != sequence);
+            if entries.len() == before {
+                return Err(format!("no event {sequence}"));
+            }
+            Ok(())
+        })
+    }
+
+    /// Flushes what the tampering changed.
+    #[doc(hidden)]
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    fn rewrite_page(
+        &self,
+        sequence: u64,
+        change: impl FnOnce(&mut Vec<(u64, Vec<u8>)>) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let key = pages::page_of(&self.tree, sequence)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no page holds event {sequence}")))?;
+        let page = self.tree.get(&key)?.unwrap_or_default();
+        let mut entries = pages::Entries::new(&page)
+            .map(|entry| entry.map(|(named, range)| (named, page[range].to_vec())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Corrupt)?;
+        change(&mut entries).map_err(StoreError::Corrupt)?;
+        if entries.is_empty() {
+            self.tree.remove(&key)?;
+        } else {
+            let mut rewritten = Vec::new();
+            for (named, value) in &entries {
+                pages::push_entry(&mut rewritten, *named, value);
+            }
+            self.tree.insert(&key, rewritten)?;
+        }
+        Ok(())
     }
 
     /// Every stored checkpoint, in sequence order.
     pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         checkpoints(&self.tree, 0, usize::MAX)
-    }
-
-    /// The raw tree, for tests that tamper with a stopped ledger's data on purpose.
-    #[doc(hidden)]
-    pub fn tree_for_tampering(&self) -> &sled::Tree {
-        &self.tree
     }
 }
 

@@ -29,6 +29,7 @@ use crate::keys;
 use crate::model::{
     AppendOutcome, AppendRequest, Head, IdempotencyRecord, RawEvent, RecordedEvent, StoreStats,
 };
+use crate::pages::{self, OpenPage};
 use crate::writer::{Queued, Shared, Tip, Writer};
 
 /// Name of the writer thread.
@@ -136,7 +137,7 @@ where
         )?;
         let tree = db.open_tree(keys::TREE_NAME)?;
         check_format(&tree)?;
-        let tip = recover_tip::<E>(&tree)?;
+        let (tip, page) = recover_tip::<E>(&tree)?;
         tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
 
         let (head_sender, head) = watch::channel(tip.head());
@@ -149,6 +150,7 @@ where
             shared: Arc::clone(&shared),
             batch_events_max: config.batch_events_max,
             tip,
+            page,
             carry: None,
             versions: HashMap::new(),
         };
@@ -453,10 +455,8 @@ where
 
     /// Reads and decodes an event the caller knows is durable.
     fn load(&self, sequence: u64) -> Result<RecordedEvent<E>, StoreError> {
-        let value = self
-            .inner
-            .tree
-            .get(keys::event(sequence))?
+        let value = pages::value_of(&self.inner.tree, sequence)
+            .map_err(|e| StoreError::Corrupt(format!("the page of event {sequence}: {e}")))?
             .ok_or_else(|| StoreError::Corrupt(format!("event {sequence} is missing")))?;
         decode_event(sequence, &value)
     }
@@ -480,24 +480,32 @@ where
             })
     }
 
-    /// Stored event keys and values in `from..=to`, as they are (gaps included).
+    /// Stored events named `from..=to`, as they are (gaps included): from the page holding
+    /// `from` to the last page starting at or before `to`.
     fn scan_stored(
         &self,
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+        let tree = &self.inner.tree;
+        // The page holding `from` starts at or before it; the end bound is never below it.
+        let (start, failed) = match pages::page_of(tree, from) {
+            Ok(Some(key)) => (key, None),
+            Ok(None) => (sled::IVec::from(&keys::event(from)), None),
+            Err(error) => (
+                sled::IVec::from(&keys::event(from)),
+                Some(Err(error.into())),
+            ),
+        };
         // sled refuses inverted bounds; an empty range takes nothing.
         let take = if from > to { 0 } else { usize::MAX };
-        let range = self
-            .inner
-            .tree
-            .range(keys::event(from)..=keys::event(to.max(from)));
-        range.take(take).map(|entry| {
-            let (key, value) = entry?;
-            let sequence = keys::event_sequence(&key)
-                .ok_or_else(|| StoreError::Corrupt(format!("event key {key:?}")))?;
-            Ok((sequence, value))
-        })
+        let pages = tree.range(start..=sled::IVec::from(&keys::event(to.max(from))));
+        failed.into_iter().chain(
+            pages::Events::new(pages)
+                .skip_while(move |entry| matches!(entry, Ok((sequence, _)) if *sequence < from))
+                .take_while(move |entry| !matches!(entry, Ok((sequence, _)) if *sequence > to))
+                .take(take),
+        )
     }
 }
 
@@ -575,21 +583,26 @@ fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
 }
 
 /// Finds the chain tip and checks that the last event, the meta head, the event before it and
-/// the tip's stream head, stream index and idempotency record all agree.
-fn recover_tip<E: DeserializeOwned>(tree: &sled::Tree) -> Result<Tip, StoreError> {
+/// the tip's stream head, stream index and idempotency record all agree. Also the last page,
+/// which the writer goes on filling.
+fn recover_tip<E: DeserializeOwned>(tree: &sled::Tree) -> Result<(Tip, OpenPage), StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what);
     let last = tree
         .scan_prefix([keys::PREFIX_EVENT])
         .next_back()
         .transpose()?;
     let meta = tree.get(keys::meta_head())?;
-    let (key, value, meta) = match (last, meta) {
-        (None, None) => return Ok(Tip::EMPTY),
+    let (key, page, meta) = match (last, meta) {
+        (None, None) => return Ok((Tip::EMPTY, OpenPage::empty(1))),
         (None, Some(_)) => return Err(corrupt("a meta head but no events".to_string())),
         (Some(_), None) => return Err(corrupt("events but no meta head".to_string())),
-        (Some((key, value)), Some(meta)) => (key, value, meta),
+        (Some((key, page)), Some(meta)) => (key, page, meta),
     };
-    let sequence = keys::event_sequence(&key).ok_or_else(|| corrupt("last event key".into()))?;
+    let first = keys::event_sequence(&key).ok_or_else(|| corrupt("last page key".into()))?;
+    let open = OpenPage::stored(first, &page).map_err(corrupt)?;
+    let (sequence, value) = pages::Events::new(std::iter::once(Ok((key, page))))
+        .last()
+        .ok_or_else(|| corrupt(format!("the last page (of event {first}) is empty")))??;
     let tip: RecordedEvent<E> = decode_event(sequence, &value)?;
     let (meta_sequence, meta_hash) =
         keys::decode_meta_head(&meta).ok_or_else(|| corrupt("meta head value".into()))?;
@@ -600,11 +613,12 @@ fn recover_tip<E: DeserializeOwned>(tree: &sled::Tree) -> Result<Tip, StoreError
     }
     check_previous_link(tree, &tip)?;
     check_tip_indexes(tree, &tip)?;
-    Ok(Tip {
+    let tip = Tip {
         sequence,
         hash: tip.hash,
         recorded_at_us: tip.recorded_at_us,
-    })
+    };
+    Ok((tip, open))
 }
 
 /// The tip's `prev_hash` must be the stored hash of the event before it (zeroes for the first).
@@ -612,9 +626,13 @@ fn check_previous_link<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(
     let previous_hash = match tip.sequence {
         1 => [0u8; HASH_LEN],
         sequence => {
-            let value = tree.get(keys::event(sequence - 1))?.ok_or_else(|| {
-                StoreError::Corrupt(format!("event {} before the tip is missing", sequence - 1))
-            })?;
+            let value = pages::value_of(tree, sequence - 1)
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("the page of event {}: {e}", sequence - 1))
+                })?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {} before the tip is missing", sequence - 1))
+                })?;
             codec::split_value(&value)
                 .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", sequence - 1)))?
                 .1

@@ -13,11 +13,13 @@
 //!    earlier in the same batch: idempotency first (a known request id answers the original
 //!    outcome, or `RequestIdReused`), then the expected version, then encode and chain;
 //!    a rejected request changes nothing and does not affect the others;
-//! 3. write everything admitted as ONE `sled::Batch` (atomic), flush ONCE, publish the new
-//!    head, and only then answer every request of the batch.
+//! 3. write everything admitted as ONE `sled::Batch` (atomic) — the events into the log's
+//!    open page and the pages after it (`pages`) — flush ONCE, publish the new head, and
+//!    only then answer every request of the batch.
 //!
 //! If a read, write or flush fails, every request of the batch fails and the store is
-//! poisoned: what sled holds in memory may then differ from disk, so nothing more is written
+//! poisoned: what sled holds in memory (and the writer's open page) may then differ from disk,
+//! so nothing more is written
 //! until a restart re-verifies the tip. When every handle is gone the queue disconnects; the
 //! writer drains what is still queued (std `mpsc` delivers buffered messages before reporting
 //! the disconnect) and returns.
@@ -35,6 +37,7 @@ use crate::codec::{self, Envelope, EventRecordV1, HASH_LEN, SCHEMA_VERSION_LATES
 use crate::error::{AppendError, StoreError};
 use crate::keys;
 use crate::model::{AppendOutcome, AppendRequest, Head, IdempotencyRecord, StoreStats};
+use crate::pages::OpenPage;
 
 /// The answer channel of one request.
 pub(crate) type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
@@ -116,6 +119,8 @@ pub(crate) struct Writer<E> {
     pub shared: Arc<Shared>,
     pub batch_events_max: usize,
     pub tip: Tip,
+    /// The log's last page, which the next events go into until it is full.
+    pub page: OpenPage,
     /// A request taken from the queue that did not fit in the previous batch.
     pub carry: Option<Queued<E>>,
     /// Durable stream versions this writer has read or written: the writer is the only one
@@ -235,6 +240,7 @@ impl<E: Serialize> Writer<E> {
         let tip = plan.tip();
         assert!(tip.sequence == self.tip.sequence + plan.events as u64);
         let mut batch = plan.batch;
+        self.page.append(plan.values, &mut batch);
         batch.insert(
             keys::meta_head(),
             keys::encode_meta_head(tip.sequence, &tip.hash).to_vec(),
@@ -259,7 +265,10 @@ struct Plan {
     stream_versions: HashMap<String, u64>,
     /// Requests admitted by this batch.
     requests: HashMap<[u8; 16], IdempotencyRecord>,
+    /// Everything but the events: stream runs and idempotency records.
     batch: sled::Batch,
+    /// Events admitted by this batch, `(sequence, body ‖ hash)`, in order: paged on commit.
+    values: Vec<(u64, Vec<u8>)>,
     /// Events admitted by this batch.
     events: usize,
 }
@@ -280,6 +289,7 @@ impl Plan {
             stream_versions: HashMap::new(),
             requests: HashMap::new(),
             batch: sled::Batch::default(),
+            values: Vec::new(),
             events: 0,
         }
     }
@@ -400,9 +410,7 @@ impl Plan {
             outcome.last_sequence - outcome.first_sequence + 1,
             count as u64
         );
-        for (sequence, value) in staged.values {
-            self.batch.insert(keys::event(sequence).to_vec(), value);
-        }
+        self.values.extend(staged.values);
         let run = keys::Run {
             first_version: outcome.first_version,
             first_sequence: outcome.first_sequence,

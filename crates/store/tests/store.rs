@@ -656,32 +656,82 @@ fn fill(dir: &TempDir, count: u32) -> Head {
     store.head()
 }
 
-/// Edits the tree directly, as an attacker or a bad disk would, with the store closed.
-fn tamper(dir: &TempDir, edit: impl FnOnce(&sled::Tree)) {
-    let db = store::open_dir(dir.path()).expect("sled opens");
-    let tree = db.open_tree("ics-ledger").expect("tree");
-    edit(&tree);
-    tree.flush().expect("flush");
+#[test]
+fn reopening_again_and_again_fills_the_open_page_and_the_next() {
+    // The writer keeps the log's last page open across restarts: 7 events per run, 5 runs;
+    // the runs of 15–21 and 29–35 each start a new page (at 17 and 33) part-way.
+    let dir = tempdir();
+    let mut heads = Vec::new();
+    for _ in 0..5 {
+        heads.push(fill(&dir, 7));
+    }
+    assert_eq!(
+        heads.iter().map(|h| h.sequence).collect::<Vec<_>>(),
+        [7, 14, 21, 28, 35]
+    );
+    let store = open(&dir);
+    assert_eq!(store.verify_chain().expect("verifies"), heads[4]);
+    let all = store.read_all(1, 100).expect("read");
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=35).collect::<Vec<_>>()
+    );
+    for from in [1, 15, 16, 17, 33, 35] {
+        let page = store.read_all(from, 3).expect("read");
+        let expected: Vec<u64> = (from..=35).take(3).collect();
+        assert_eq!(
+            page.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            store.get(from).expect("get").map(|e| e.sequence),
+            Some(from)
+        );
+    }
+    assert_eq!(store.read_all(36, 3).expect("read past the head"), []);
+    drop(store);
+    let log = store::RawLog::open(dir.path()).expect("raw");
+    assert_eq!(log.event_count(), 35);
+    let named: Vec<u64> = log.events().map(|e| e.expect("event").0).collect();
+    assert_eq!(named, (1..=35).collect::<Vec<_>>());
 }
 
-fn event_key(sequence: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&sequence.to_be_bytes());
-    key
+#[test]
+fn a_store_whose_last_page_was_cut_is_refused() {
+    // Event 34 cut out of the open page (33–35): the writer would append after a hole.
+    let dir = tempdir();
+    fill(&dir, 35);
+    tamper(&dir, |log| log.tamper_remove(34).expect("remove"));
+    let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+    assert!(
+        matches!(&refused, Err(StoreError::Corrupt(why)) if why.contains("34")),
+        "{refused:?}"
+    );
+}
+
+/// Edits the stored events directly, as an attacker or a bad disk would, with the store
+/// closed.
+fn tamper(dir: &TempDir, edit: impl FnOnce(&store::RawLog)) {
+    let log = store::RawLog::open(dir.path()).expect("sled opens");
+    edit(&log);
+    log.flush().expect("flush");
+}
+
+fn stored(log: &store::RawLog, sequence: u64) -> Vec<u8> {
+    log.value(sequence)
+        .expect("read")
+        .unwrap_or_else(|| panic!("event {sequence} is stored"))
+        .to_vec()
 }
 
 #[test]
 fn verify_chain_finds_a_flipped_byte_in_the_middle() {
     let dir = tempdir();
     let head = fill(&dir, 10);
-    tamper(&dir, |tree| {
-        let mut value = tree
-            .get(event_key(5))
-            .expect("get")
-            .expect("event 5")
-            .to_vec();
+    tamper(&dir, |log| {
+        let mut value = stored(log, 5);
         value[30] ^= 0x01; // inside the body (a request id byte)
-        tree.insert(event_key(5), value).expect("insert");
+        log.tamper_replace(5, &value).expect("replace");
     });
 
     let store = open(&dir); // the tip is intact, so the store opens
@@ -709,12 +759,13 @@ fn verify_chain_finds_a_flipped_byte_in_the_middle() {
 #[test]
 fn verify_chain_finds_a_rehashed_event_and_a_missing_one() {
     let dir = tempdir();
-    fill(&dir, 6);
+    // 20 events: two pages (1–16, 17–20), so cutting event 2 out of the first leaves the
+    // last page, which the store checks on opening, intact.
+    fill(&dir, 20);
     // Rewrite event 3's payload AND recompute its own hash: it verifies alone, but event 4's
     // prev_hash no longer matches, and recomputing event 4 from the new chain fails.
-    tamper(&dir, |tree| {
-        let events: Vec<_> = tree.scan_prefix(b"e").map(|e| e.expect("scan")).collect();
-        let (_, value) = &events[2];
+    tamper(&dir, |log| {
+        let value = stored(log, 3);
         let body = &value[..value.len() - 32];
         let mut forged = body.to_vec();
         let last = forged.len() - 33; // last byte of the payload, before the 32-byte prev_hash
@@ -722,7 +773,7 @@ fn verify_chain_finds_a_rehashed_event_and_a_missing_one() {
         let prev: [u8; 32] = forged[forged.len() - 32..].try_into().expect("prev hash");
         let hash = codec::chain_hash(&prev, &forged);
         forged.extend_from_slice(&hash);
-        tree.insert(event_key(3), forged).expect("insert");
+        log.tamper_replace(3, &forged).expect("replace");
     });
     let store = open(&dir);
     let error = store.verify_chain().expect_err("tampered");
@@ -732,8 +783,8 @@ fn verify_chain_finds_a_rehashed_event_and_a_missing_one() {
     );
     drop(store);
 
-    tamper(&dir, |tree| {
-        tree.remove(event_key(2)).expect("remove");
+    tamper(&dir, |log| {
+        log.tamper_remove(2).expect("remove");
     });
     let store = open(&dir);
     let error = store.verify_chain().expect_err("gap");
@@ -753,10 +804,10 @@ fn verify_chain_finds_a_rehashed_event_and_a_missing_one() {
 fn a_store_whose_tip_does_not_verify_is_refused() {
     let dir = tempdir();
     fill(&dir, 3);
-    tamper(&dir, |tree| {
-        let mut value = tree.get(event_key(3)).expect("get").expect("tip").to_vec();
+    tamper(&dir, |log| {
+        let mut value = stored(log, 3);
         value[12] ^= 0x80;
-        tree.insert(event_key(3), value).expect("insert");
+        log.tamper_replace(3, &value).expect("replace");
     });
     let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
     assert!(
@@ -769,8 +820,8 @@ fn a_store_whose_tip_does_not_verify_is_refused() {
 fn a_store_whose_meta_head_disagrees_is_refused() {
     let dir = tempdir();
     fill(&dir, 3);
-    tamper(&dir, |tree| {
-        tree.remove(event_key(3)).expect("remove"); // a lost last event: meta says 3
+    tamper(&dir, |log| {
+        log.tamper_remove(3).expect("remove"); // a lost last event: meta says 3
     });
     let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
     assert!(
@@ -782,9 +833,12 @@ fn a_store_whose_meta_head_disagrees_is_refused() {
 #[test]
 fn a_foreign_database_is_refused() {
     let dir = tempdir();
-    tamper(&dir, |tree| {
+    {
+        let db = store::open_dir(dir.path()).expect("sled opens");
+        let tree = db.open_tree("ics-ledger").expect("tree");
         tree.insert(b"something", b"else".to_vec()).expect("insert");
-    });
+        tree.flush().expect("flush");
+    }
     let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
     assert!(
         matches!(refused, Err(StoreError::Corrupt(_))),

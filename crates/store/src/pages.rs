@@ -1,0 +1,376 @@
+//! Events are kept in **pages**: up to [`PAGE_EVENTS_MAX`] consecutive events under one sled
+//! key, `e` ‖ the first one's sequence.
+//!
+//! Why: sled's cost is per key, not per byte. It splits a leaf past 16 keys, and reading a key
+//! means reading, deserializing and walking its leaf; a million events one to a key took 1.03 s
+//! to scan from disk, the same bytes sixteen to a key 0.12 s (`cargo bench -p bench --bench
+//! codec`). Every whole-log read — replay, verification, a rebuild, `ReadStored` — goes at
+//! that pace, and so does the writer's `apply_batch`: one insert per page rather than one per
+//! event.
+//!
+//! A page is a run of entries, each `sequence u64 BE ‖ length u32 BE ‖ value`, the value being
+//! what [`codec::join_value`](crate::codec::join_value) makes (canonical body ‖ hash). Each
+//! entry names its own sequence, so a page tells what it holds without trusting its key or
+//! its neighbours: an event cut out of a page shows as the gap it is, two swapped as the
+//! disorder they are.
+//!
+//! The writer keeps the last page open ([`OpenPage`]) and rewrites it with each batch until it
+//! is full, so a ledger taking one command at a time fills pages as one taking thousands does;
+//! each flush rewrites at most one page that was already on disk.
+
+use crate::keys;
+
+/// Events a page holds at most.
+pub const PAGE_EVENTS_MAX: usize = 16;
+
+/// Bytes after which a page takes no more events (a single event larger than this has a
+/// page of its own).
+pub const PAGE_BYTES_MAX: usize = 16 * 1024;
+
+/// Bytes before each entry's value: its sequence and the value's length.
+const ENTRY_HEADER_LEN: usize = 8 + 4;
+
+/// The last page of the log, which the writer appends to until it is full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OpenPage {
+    first: u64,
+    next: u64,
+    bytes: Vec<u8>,
+}
+
+impl OpenPage {
+    /// A page with nothing in it yet, whose first event will be `next`.
+    pub(crate) fn empty(next: u64) -> Self {
+        OpenPage {
+            first: next,
+            next,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// The stored page under the key of `first`, to append to. Its entries must be
+    /// consecutive from `first`.
+    pub(crate) fn stored(first: u64, page: &[u8]) -> Result<Self, String> {
+        let mut next = first;
+        for entry in Entries::new(page) {
+            let (sequence, _) = entry?;
+            if sequence != next {
+                return Err(format!(
+                    "the page of event {first} holds event {sequence} where {next} belongs"
+                ));
+            }
+            next += 1;
+        }
+        Ok(OpenPage {
+            first,
+            next,
+            bytes: page.to_vec(),
+        })
+    }
+
+    fn events(&self) -> usize {
+        (self.next - self.first) as usize
+    }
+
+    fn is_full(&self) -> bool {
+        self.events() >= PAGE_EVENTS_MAX || self.bytes.len() >= PAGE_BYTES_MAX
+    }
+
+    fn push(&mut self, sequence: u64, value: &[u8]) {
+        assert_eq!(sequence, self.next, "events are paged in sequence order");
+        push_entry(&mut self.bytes, sequence, value);
+        self.next += 1;
+    }
+
+    /// Appends `events` (consecutive, from the page's next sequence) to this page and the
+    /// pages after it as each fills, and puts every page they change into `batch`. The
+    /// last page stays open.
+    pub(crate) fn append(&mut self, events: Vec<(u64, Vec<u8>)>, batch: &mut sled::Batch) {
+        let mut changed = false;
+        for (sequence, value) in events {
+            if self.is_full() {
+                let full = std::mem::replace(self, OpenPage::empty(sequence));
+                if changed {
+                    batch.insert(&keys::event(full.first), full.bytes);
+                }
+            }
+            self.push(sequence, &value);
+            changed = true;
+        }
+        if changed {
+            batch.insert(&keys::event(self.first), self.bytes.clone());
+        }
+    }
+}
+
+/// Appends one entry to a page's bytes. Public for benchmarks that write pages as the store
+/// does.
+pub fn push_entry(page: &mut Vec<u8>, sequence: u64, value: &[u8]) {
+    let length = u32::try_from(value.len()).expect("an event's value fits in 4 GiB");
+    page.reserve(ENTRY_HEADER_LEN + value.len());
+    page.extend_from_slice(&sequence.to_be_bytes());
+    page.extend_from_slice(&length.to_be_bytes());
+    page.extend_from_slice(value);
+}
+
+/// The entries of a stored page: `(sequence, where its value lies in the page)`, in the
+/// order stored; an error where the bytes stop making sense.
+pub struct Entries<'a> {
+    page: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Entries<'a> {
+    pub fn new(page: &'a [u8]) -> Self {
+        Entries { page, at: 0 }
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<(u64, std::ops::Range<usize>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.page.get(self.at..).filter(|rest| !rest.is_empty())?;
+        let Some((header, _)) = rest.split_first_chunk::<ENTRY_HEADER_LEN>() else {
+            self.at = self.page.len();
+            return Some(Err(format!(
+                "a page ends inside an entry's header, {} bytes in",
+                self.at
+            )));
+        };
+        let (sequence, length) = header.split_at(8);
+        let sequence = u64::from_be_bytes(sequence.try_into().expect("8 bytes"));
+        let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+        let start = self.at + ENTRY_HEADER_LEN;
+        let end = start.saturating_add(length);
+        if end > self.page.len() {
+            self.at = self.page.len();
+            return Some(Err(format!(
+                "event {sequence}'s entry claims {length} bytes; its page has {} left",
+                self.page.len() - start
+            )));
+        }
+        self.at = end;
+        Some(Ok((sequence, start..end)))
+    }
+}
+
+/// Every event in a run of stored pages, as `(sequence its entry names, value)`, the values
+/// sharing the pages' memory.
+pub(crate) struct Events<I> {
+    pages: I,
+    page: Option<(sled::IVec, usize)>,
+}
+
+impl<I> Events<I> {
+    pub(crate) fn new(pages: I) -> Self {
+        Events { pages, page: None }
+    }
+}
+
+impl<I> Iterator for Events<I>
+where
+    I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+{
+    type Item = Result<(u64, sled::IVec), crate::StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((page, at)) = &mut self.page {
+                let mut entries = Entries {
+                    page: page.as_ref(),
+                    at: *at,
+                };
+                if let Some(entry) = entries.next() {
+                    *at = entries.at;
+                    return Some(
+                        entry
+                            .map(|(sequence, range)| {
+                                (sequence, page.subslice(range.start, range.len()))
+                            })
+                            .map_err(crate::StoreError::Corrupt),
+                    );
+                }
+                self.page = None;
+            }
+            match self.pages.next()? {
+                Ok((key, page)) => {
+                    if keys::event_sequence(&key).is_none() {
+                        return Some(Err(crate::StoreError::Corrupt(format!("page key {key:?}"))));
+                    }
+                    self.page = Some((page, 0));
+                }
+                Err(error) => return Some(Err(error.into())),
+            }
+        }
+    }
+}
+
+/// The sequence of the page holding `sequence`, if there is one: the last page starting at
+/// or before it (which may end before it, if the log is shorter or has lost it).
+pub(crate) fn page_of(tree: &sled::Tree, sequence: u64) -> sled::Result<Option<sled::IVec>> {
+    Ok(tree
+        .range(keys::event(0)..=keys::event(sequence))
+        .next_back()
+        .transpose()?
+        .map(|(key, _)| key))
+}
+
+/// The stored value of event `sequence` (its entry found by the sequence it names), if any.
+pub(crate) fn value_of(tree: &sled::Tree, sequence: u64) -> Result<Option<sled::IVec>, String> {
+    let found = tree
+        .range(keys::event(0)..=keys::event(sequence))
+        .next_back()
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let Some((_, page)) = found else {
+        return Ok(None);
+    };
+    for entry in Entries::new(&page) {
+        let (named, range) = entry?;
+        if named == sequence {
+            return Ok(Some(page.subslice(range.start, range.len())));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(n: u8, len: usize) -> Vec<u8> {
+        vec![n; len]
+    }
+
+    /// One batch per element, each `(sequence, value)` in order.
+    type Batches = [Vec<(u64, Vec<u8>)>];
+
+    fn pages_of(batches: &Batches) -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        let mut open = OpenPage::empty(1);
+        for events in batches {
+            let mut batch = sled::Batch::default();
+            open.append(events.clone(), &mut batch);
+            tree.apply_batch(batch).expect("apply");
+        }
+        tree
+    }
+
+    fn stored(tree: &sled::Tree) -> Vec<(u64, Vec<u64>)> {
+        tree.iter()
+            .map(|entry| {
+                let (key, page) = entry.expect("read");
+                let first = keys::event_sequence(&key).expect("page key");
+                let sequences = Entries::new(&page).map(|e| e.expect("entry").0).collect();
+                (first, sequences)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_is_bytes_that_never_change_by_accident() {
+        // Golden bytes: two entries, sequence BE ‖ length BE ‖ value.
+        let mut page = Vec::new();
+        push_entry(&mut page, 1, b"ab");
+        push_entry(&mut page, 2, b"c");
+        assert_eq!(
+            hex::encode(&page),
+            "0000000000000001000000026162\
+             000000000000000200000001 63"
+                .replace(' ', "")
+        );
+        let entries: Vec<_> = Entries::new(&page).map(|e| e.expect("entry")).collect();
+        assert_eq!(entries, [(1, 12..14), (2, 26..27)]);
+    }
+
+    #[test]
+    fn one_event_at_a_time_fills_pages_of_sixteen() {
+        let writes: Vec<_> = (1..=40u64).map(|n| vec![(n, value(n as u8, 10))]).collect();
+        let tree = pages_of(&writes);
+        assert_eq!(
+            stored(&tree),
+            [
+                (1, (1..=16).collect::<Vec<_>>()),
+                (17, (17..=32).collect()),
+                (33, (33..=40).collect()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_spanning_pages_writes_each_once_and_leaves_the_last_open() {
+        let mut open = OpenPage::empty(1);
+        let mut batch = sled::Batch::default();
+        open.append((1..=5).map(|n| (n, value(1, 3))).collect(), &mut batch);
+        let mut batch = sled::Batch::default();
+        open.append((6..=40).map(|n| (n, value(2, 3))).collect(), &mut batch);
+        // Written: the page of 1 (now full), 17 and 33 (open).
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        tree.apply_batch(batch).expect("apply");
+        let firsts: Vec<u64> = stored(&tree).iter().map(|(first, _)| *first).collect();
+        assert_eq!(firsts, [1, 17, 33]);
+        assert_eq!(open.first, 33);
+        assert_eq!(open.next, 41);
+        // A full page reopened is not rewritten: the next event starts a page.
+        let full = OpenPage::stored(17, &tree.get(keys::event(17)).unwrap().unwrap()).unwrap();
+        let mut reopened = full.clone();
+        let mut batch = sled::Batch::default();
+        reopened.append(vec![(33, value(3, 3))], &mut batch);
+        assert_eq!(reopened.first, 33);
+    }
+
+    #[test]
+    fn a_large_event_closes_its_page() {
+        let writes = vec![
+            vec![(1, value(1, 10))],
+            vec![(2, value(2, PAGE_BYTES_MAX))],
+            vec![(3, value(3, 10))],
+        ];
+        let tree = pages_of(&writes);
+        assert_eq!(stored(&tree), [(1, vec![1, 2]), (3, vec![3])]);
+    }
+
+    #[test]
+    fn events_and_values_come_back_by_the_sequence_they_name() {
+        let writes: Vec<_> = (1..=20u64)
+            .map(|n| vec![(n, value(n as u8, n as usize))])
+            .collect();
+        let tree = pages_of(&writes);
+        let events: Vec<(u64, Vec<u8>)> = Events::new(tree.iter())
+            .map(|e| e.map(|(s, v)| (s, v.to_vec())).expect("event"))
+            .collect();
+        let expected: Vec<(u64, Vec<u8>)> = (1..=20u64)
+            .map(|n| (n, value(n as u8, n as usize)))
+            .collect();
+        assert_eq!(events, expected);
+        for n in 1..=20u64 {
+            let found = value_of(&tree, n).expect("read").expect("there");
+            assert_eq!(found.as_ref(), value(n as u8, n as usize).as_slice());
+        }
+        assert_eq!(value_of(&tree, 21).expect("read"), None);
+        assert_eq!(
+            page_of(&tree, 18).expect("read").as_deref(),
+            Some(&keys::event(17)[..])
+        );
+    }
+
+    #[test]
+    fn a_page_cut_short_is_an_error_not_a_panic() {
+        let mut page = Vec::new();
+        push_entry(&mut page, 7, b"hello");
+        for cut in 1..page.len() {
+            let entries: Vec<_> = Entries::new(&page[..cut]).collect();
+            assert!(
+                matches!(entries.as_slice(), [Err(_)]),
+                "cut at {cut}: {entries:?}"
+            );
+        }
+        assert!(
+            OpenPage::stored(8, &page).is_err(),
+            "names 7 under the key of 8"
+        );
+    }
+}
