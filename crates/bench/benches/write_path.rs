@@ -3,6 +3,7 @@
 //! the relay measurement; without one it is skipped and says so. `BENCH_ONLY=store` or
 //! `BENCH_ONLY=grpc` runs one part.
 
+use bench::ceiling::Layout;
 use bench::{Scale, append, ceiling, grpc, report};
 
 /// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
@@ -38,18 +39,24 @@ fn store(scale: Scale) -> anyhow::Result<()> {
         for round in 1..=scale.store_rounds {
             let run = append::run(request_events, total, scale.appenders)?;
             let raw = run.raw_events()?;
-            let ceiling = ceiling::run(&raw, run.events_per_flush())?;
+            let paged = ceiling::run(&raw, run.events_per_flush(), Layout::Paged)?;
+            let per_key = ceiling::run(&raw, run.events_per_flush(), Layout::OnePerKey)?;
             eprintln!(
-                "store: {request_events} per request, round {round}: {} events/s; raw {} events/s",
+                "store: {request_events} per request, round {round}: {} events/s; raw {} events/s paged, {} one key per event",
                 report::rate(run.events_per_second()),
-                report::rate(ceiling.events_per_second())
+                report::rate(paged.events_per_second()),
+                report::rate(per_key.events_per_second())
             );
-            store_rows.push((run, ceiling));
+            store_rows.push(report::StoreRound {
+                store: run,
+                paged,
+                per_key,
+            });
         }
     }
 
     // The ceiling at fixed batch sizes, on the bytes of the largest run.
-    let (largest, _) = store_rows.last().expect("at least one round");
+    let largest = &store_rows.last().expect("at least one round").store;
     let raw = largest.raw_events()?;
     let mut ceiling_rows = Vec::new();
     for (batch, events) in [
@@ -58,7 +65,9 @@ fn store(scale: Scale) -> anyhow::Result<()> {
         (1_000, scale.store_events),
     ] {
         let take = usize::try_from(events)?.min(raw.len());
-        ceiling_rows.push(ceiling::run(&raw[..take], batch)?);
+        for layout in [Layout::Paged, Layout::OnePerKey] {
+            ceiling_rows.push(ceiling::run(&raw[..take], batch, layout)?);
+        }
     }
     println!("### Event store against the raw sled ceiling\n");
     println!("{}", report::store_summary(&store_rows));

@@ -1,6 +1,7 @@
-//! The raw sled ceiling: the same event bytes the store wrote, inserted under the same kind
-//! of key (`e` + big-endian sequence) with the same sled settings, in batches of the size the
-//! store's group commit formed, one `apply_batch` and one `flush` per batch, from one thread.
+//! The raw sled ceiling: the same event bytes the store wrote, with the same sled settings, in
+//! batches of the size the store's group commit formed, one `apply_batch` and one `flush` per
+//! batch, from one thread — laid out two ways ([`Layout`]): in the store's pages, and one sled
+//! key per event (sled used directly, and the store's own layout until it paged its events).
 //! The store does more per event than this (stream index, heads, idempotency records,
 //! hashing, acknowledging callers); the ratio says what that costs.
 
@@ -9,8 +10,30 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use store::RawEvent;
 
+/// How the ceiling lays the events' bytes out in sled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// As the store does: each batch's events in pages of up to
+    /// [`store::pages::PAGE_EVENTS_MAX`] (`store::pages::push_entry`), each under `e` + the
+    /// first one's sequence. (The store also rewrites its last page, left open, in the next
+    /// batch; the ceiling never does, so it never writes more than the store's pages.)
+    Paged,
+    /// Each event's bytes under its own key, `e` + its sequence.
+    OnePerKey,
+}
+
+impl Layout {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Layout::Paged => "the store's pages",
+            Layout::OnePerKey => "one key per event",
+        }
+    }
+}
+
 /// One run of the ceiling.
 pub struct CeilingRun {
+    pub layout: Layout,
     pub batch_events: u64,
     pub events: u64,
     pub bytes: u64,
@@ -24,7 +47,7 @@ impl CeilingRun {
 }
 
 /// Writes `events` in batches of `batch_events`, each flushed before the next.
-pub fn run(events: &[RawEvent], batch_events: u64) -> anyhow::Result<CeilingRun> {
+pub fn run(events: &[RawEvent], batch_events: u64, layout: Layout) -> anyhow::Result<CeilingRun> {
     ensure!(batch_events > 0, "batches must hold at least one event");
     let dir = tempfile::Builder::new().prefix("bench-sled-").tempdir()?;
     let db = store::open_db(
@@ -35,26 +58,22 @@ pub fn run(events: &[RawEvent], batch_events: u64) -> anyhow::Result<CeilingRun>
             .mode(sled::Mode::HighThroughput),
     )?;
     let tree = db.open_tree("ceiling")?;
-    // Values as the store keeps them: body ‖ hash, prepared before the clock starts.
-    let records: Vec<(Vec<u8>, Vec<u8>)> = events
-        .iter()
-        .map(|event| {
-            let key = store::event_key(event.sequence).to_vec();
-            let mut value = Vec::with_capacity(event.body.len() + event.hash.len());
-            value.extend_from_slice(&event.body);
-            value.extend_from_slice(&event.hash);
-            (key, value)
-        })
+    // Each batch's keys and values, prepared before the clock starts.
+    let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = events
+        .chunks(usize::try_from(batch_events)?)
+        .map(|batch| records(batch, layout))
         .collect();
-    let bytes = records
+    let keys: usize = batches.iter().map(Vec::len).sum();
+    let bytes = batches
         .iter()
+        .flatten()
         .map(|(k, v)| (k.len() + v.len()) as u64)
         .sum();
 
     let started = Instant::now();
-    for chunk in records.chunks(usize::try_from(batch_events)?) {
+    for records in &batches {
         let mut batch = sled::Batch::default();
-        for (key, value) in chunk {
+        for (key, value) in records {
             batch.insert(key.as_slice(), value.as_slice());
         }
         tree.apply_batch(batch)?;
@@ -62,15 +81,37 @@ pub fn run(events: &[RawEvent], batch_events: u64) -> anyhow::Result<CeilingRun>
     }
     let elapsed = started.elapsed();
     ensure!(
-        tree.len() == records.len(),
-        "{} of {} records stored",
-        tree.len(),
-        records.len()
+        tree.len() == keys,
+        "{} of {keys} records stored",
+        tree.len()
     );
     Ok(CeilingRun {
+        layout,
         batch_events,
-        events: records.len() as u64,
+        events: events.len() as u64,
         bytes,
         elapsed,
     })
+}
+
+/// One batch's sled records: a value per event (body ‖ hash, as the store keeps it) or per
+/// page of them.
+fn records(batch: &[RawEvent], layout: Layout) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let value = |event: &RawEvent| [event.body.as_slice(), &event.hash].concat();
+    match layout {
+        Layout::OnePerKey => batch
+            .iter()
+            .map(|event| (store::event_key(event.sequence).to_vec(), value(event)))
+            .collect(),
+        Layout::Paged => batch
+            .chunks(store::pages::PAGE_EVENTS_MAX)
+            .map(|events| {
+                let mut page = Vec::new();
+                for event in events {
+                    store::pages::push_entry(&mut page, event.sequence, &value(event));
+                }
+                (store::event_key(events[0].sequence).to_vec(), page)
+            })
+            .collect(),
+    }
 }

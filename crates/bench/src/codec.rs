@@ -1,8 +1,8 @@
 //! What reading one stored event costs, step by step: decoding it (the store's codec, its hash
 //! recomputed and checked), folding it into the position projection, and sled reading it —
 //! from disk (the first scan after opening) and from sled's page cache (the scans after) — with
-//! a cache that holds the log and one that does not, and with the same values packed sixteen
-//! to a sled value, which is not how the store keeps them: what sled costs per key, measured.
+//! a cache that holds the log and one that does not, and with the same values one to a sled
+//! key, as the store kept them before it paged them: what sled costs per key, measured.
 //!
 //! Every replay, verification and rebuild is these steps over the whole log, so this is where
 //! their ceilings come from. Run with `--features system-allocator` it measures the same on
@@ -44,39 +44,35 @@ impl CodecScale {
     }
 }
 
-/// Events to a sled value in [`Layout::Packed`].
-pub const PACKED_EVENTS: usize = 16;
-
 /// How the scanned values lie in sled.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
-    /// As the store keeps them: each event's value under its own key; a sled page cache of
-    /// `cache` bytes.
-    OnePerKey { cache: u64, why: &'static str },
-    /// Not the store's layout — what it would read if it packed its events: the same values,
-    /// [`PACKED_EVENTS`] to a sled value (each length-prefixed) under the key of the first.
-    Packed { cache: u64 },
+    /// As the store keeps them: in pages of [`store::pages::PAGE_EVENTS_MAX`] under the key of
+    /// the first; a sled page cache of `cache` bytes.
+    Paged { cache: u64, why: &'static str },
+    /// Each event's value under its own key, as the store kept them until it paged them.
+    OnePerKey { cache: u64 },
 }
 
 impl Layout {
     fn cache(self) -> u64 {
         match self {
-            Layout::OnePerKey { cache, .. } | Layout::Packed { cache } => cache,
+            Layout::Paged { cache, .. } | Layout::OnePerKey { cache } => cache,
         }
     }
 
     fn per_value(self) -> usize {
         match self {
+            Layout::Paged { .. } => store::pages::PAGE_EVENTS_MAX,
             Layout::OnePerKey { .. } => 1,
-            Layout::Packed { .. } => PACKED_EVENTS,
         }
     }
 
     fn describe(self) -> String {
         match self {
-            Layout::OnePerKey { cache, why } => format!("cache {} MiB ({why})", cache >> 20),
-            Layout::Packed { cache } => format!(
-                "cache {} MiB, {PACKED_EVENTS} events to a sled value (not the store's layout)",
+            Layout::Paged { cache, why } => format!("cache {} MiB ({why})", cache >> 20),
+            Layout::OnePerKey { cache } => format!(
+                "cache {} MiB, one event to a sled key (the store's layout until pages)",
                 cache >> 20
             ),
         }
@@ -166,7 +162,7 @@ pub fn run(scale: CodecScale) -> anyhow::Result<CodecRun> {
         steps.extend(scans(
             &values,
             bytes,
-            Layout::OnePerKey { cache, why },
+            Layout::Paged { cache, why },
             scale.passes,
         )?);
     }
@@ -174,7 +170,7 @@ pub fn run(scale: CodecScale) -> anyhow::Result<CodecRun> {
     steps.extend(scans(
         &values,
         bytes,
-        Layout::Packed { cache },
+        Layout::OnePerKey { cache },
         scale.passes,
     )?);
     Ok(CodecRun {
@@ -239,7 +235,7 @@ fn scans(
             let mut batch = sled::Batch::default();
             let step = layout.per_value();
             for (sequence, packed) in (first..).step_by(step).zip(chunk.chunks(step)) {
-                batch.insert(&store::event_key(sequence), pack(packed, layout)?);
+                batch.insert(&store::event_key(sequence), pack(packed, sequence, layout));
             }
             tree.apply_batch(batch)?;
         }
@@ -269,10 +265,11 @@ fn scans(
                     count += 1;
                     read += value.len() as u64;
                 }
-                Layout::Packed { .. } => {
-                    for event in unpack(&value)? {
+                Layout::Paged { .. } => {
+                    for entry in store::pages::Entries::new(&value) {
+                        let (_, range) = entry.map_err(anyhow::Error::msg)?;
                         count += 1;
-                        read += event.len() as u64;
+                        read += range.len() as u64;
                     }
                 }
             }
@@ -289,29 +286,16 @@ fn scans(
     Ok([cold, warm])
 }
 
-/// What is stored under one key: the one value, or (packed) each length-prefixed.
-fn pack(values: &[Vec<u8>], layout: Layout) -> anyhow::Result<Vec<u8>> {
-    if let Layout::OnePerKey { .. } = layout {
-        return Ok(values.concat());
+/// What is stored under one key: the one value, or the page of them.
+fn pack(values: &[Vec<u8>], first: u64, layout: Layout) -> Vec<u8> {
+    match layout {
+        Layout::OnePerKey { .. } => values.concat(),
+        Layout::Paged { .. } => {
+            let mut page = Vec::new();
+            for (sequence, value) in (first..).zip(values) {
+                store::pages::push_entry(&mut page, sequence, value);
+            }
+            page
+        }
     }
-    let mut packed = Vec::with_capacity(values.iter().map(|v| 4 + v.len()).sum());
-    for value in values {
-        packed.extend_from_slice(&u32::try_from(value.len())?.to_le_bytes());
-        packed.extend_from_slice(value);
-    }
-    Ok(packed)
-}
-
-/// The values packed into one.
-fn unpack(mut packed: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
-    let mut values = Vec::with_capacity(PACKED_EVENTS);
-    while let Some((length, rest)) = packed.split_first_chunk::<4>() {
-        let length = u32::from_le_bytes(*length) as usize;
-        ensure!(rest.len() >= length, "a packed value ends early");
-        let (value, rest) = rest.split_at(length);
-        values.push(value);
-        packed = rest;
-    }
-    ensure!(packed.is_empty(), "a packed value ends inside a length");
-    Ok(values)
 }

@@ -48,62 +48,87 @@ pub fn rate(per_second: f64) -> String {
     out
 }
 
-/// The store against its ceiling, one row per request size.
-pub fn store_table(rows: &[(AppendRun, CeilingRun)]) -> String {
+/// One round of the store benchmark: the store, and the raw ceiling of the same bytes in
+/// the same batches laid out as the store lays them out and one key per event.
+pub struct StoreRound {
+    pub store: AppendRun,
+    pub paged: CeilingRun,
+    pub per_key: CeilingRun,
+}
+
+/// The store against its ceilings, one row per round.
+pub fn store_table(rounds: &[StoreRound]) -> String {
     let mut out = String::from(
-        "| events per request | appenders | events | events per flush (avg) | store events/s | raw sled events/s, same bytes and batches | store / raw |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n",
+        "| events per request | appenders | events | events per flush (avg) | store events/s | raw sled events/s, same bytes and batches, the store's pages | store / raw | raw sled events/s, one key per event | store / raw |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (store, raw) in rows {
+    for StoreRound {
+        store,
+        paged,
+        per_key,
+    } in rounds
+    {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {:.0}% |",
+            "| {} | {} | {} | {} | {} | {} | {:.0}% | {} | {:.0}% |",
             store.request_events,
             store.appenders,
             rate(store.events as f64),
             store.events_per_flush(),
             rate(store.events_per_second()),
-            rate(raw.events_per_second()),
-            store_ratio(store, raw) * 100.0
+            rate(paged.events_per_second()),
+            store_ratio(store, paged) * 100.0,
+            rate(per_key.events_per_second()),
+            store_ratio(store, per_key) * 100.0,
         );
     }
     out
 }
 
-/// The store's throughput as a share of the raw ceiling measured beside it.
+/// The store's throughput as a share of a raw ceiling measured beside it.
 pub fn store_ratio(store: &AppendRun, raw: &CeilingRun) -> f64 {
     store.events_per_second() / raw.events_per_second()
 }
 
 /// Per request size, over its rounds (in the order the sizes first appear): the median
-/// store / raw ratio, the lowest and highest, and the median store throughput.
-pub fn store_summary(rows: &[(AppendRun, CeilingRun)]) -> String {
+/// store / raw ratio against each ceiling, the lowest and highest against the store's pages,
+/// and the median store throughput.
+pub fn store_summary(rounds: &[StoreRound]) -> String {
     let mut out = String::from(
-        "| events per request | rounds | store / raw, median | lowest – highest | store events/s, median |\n\
-         |---:|---:|---:|---:|---:|\n",
+        "| events per request | rounds | store / raw (the store's pages), median | lowest – highest | store / raw (one key per event), median | store events/s, median |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
     );
     let mut sizes: Vec<u64> = Vec::new();
-    for (store, _) in rows {
-        if !sizes.contains(&store.request_events) {
-            sizes.push(store.request_events);
+    for round in rounds {
+        if !sizes.contains(&round.store.request_events) {
+            sizes.push(round.store.request_events);
         }
     }
     for size in sizes {
         let of_size = || {
-            rows.iter()
-                .filter(|(store, _)| store.request_events == size)
+            rounds
+                .iter()
+                .filter(|round| round.store.request_events == size)
         };
-        let mut ratios: Vec<f64> = of_size().map(|(s, r)| store_ratio(s, r)).collect();
-        let mut rates: Vec<f64> = of_size().map(|(s, _)| s.events_per_second()).collect();
-        ratios.sort_by(f64::total_cmp);
-        rates.sort_by(f64::total_cmp);
+        let sorted = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values
+        };
+        let paged = sorted(of_size().map(|r| store_ratio(&r.store, &r.paged)).collect());
+        let per_key = sorted(
+            of_size()
+                .map(|r| store_ratio(&r.store, &r.per_key))
+                .collect(),
+        );
+        let rates = sorted(of_size().map(|r| r.store.events_per_second()).collect());
         let _ = writeln!(
             out,
-            "| {size} | {} | {:.0}% | {:.0}% – {:.0}% | {} |",
-            ratios.len(),
-            median(&ratios) * 100.0,
-            ratios[0] * 100.0,
-            ratios[ratios.len() - 1] * 100.0,
+            "| {size} | {} | {:.0}% | {:.0}% – {:.0}% | {:.0}% | {} |",
+            paged.len(),
+            median(&paged) * 100.0,
+            paged[0] * 100.0,
+            paged[paged.len() - 1] * 100.0,
+            median(&per_key) * 100.0,
             rate(median(&rates)),
         );
     }
@@ -123,12 +148,13 @@ fn median(values: &[f64]) -> f64 {
 /// The raw ceiling at fixed batch sizes.
 pub fn ceiling_table(rows: &[CeilingRun]) -> String {
     let mut out = String::from(
-        "| events per batch (one flush each) | events | MiB | raw sled events/s |\n|---:|---:|---:|---:|\n",
+        "| layout | events per batch (one flush each) | events | MiB | raw sled events/s |\n|---|---:|---:|---:|---:|\n",
     );
     for raw in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {:.1} | {} |",
+            raw.layout.describe(),
             raw.batch_events,
             rate(raw.events as f64),
             raw.bytes as f64 / (1024.0 * 1024.0),

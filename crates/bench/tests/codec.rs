@@ -1,6 +1,6 @@
 //! The reading-one-event benchmark small: 5,000 events, every step run and checking itself
 //! (every sequence decoded, the decoded log folding to the in-memory fold, every scan reading
-//! every value, packed or not). No timings are asserted.
+//! every value, paged or not). No timings are asserted.
 
 use bench::codec::{self, CodecScale};
 use bench::report;
@@ -15,7 +15,7 @@ fn the_codec_benchmark_runs_and_checks_itself() -> anyhow::Result<()> {
     let run = codec::run(scale)?;
     assert_eq!(run.events, 5_000);
     // Decode, hash, decode + fold; then a first and later scans for each of two caches, and
-    // for the events packed 16 to a sled value.
+    // for the events one to a sled key.
     assert_eq!(run.steps.len(), 3 + 2 * 2 + 2);
     for step in &run.steps {
         assert_eq!(step.events, 5_000, "{}", step.name);

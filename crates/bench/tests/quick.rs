@@ -12,9 +12,15 @@ fn the_store_and_ceiling_benchmarks_run_and_check_themselves() -> anyhow::Result
         assert!(run.events >= scale.store_single_events);
         assert_eq!(run.stats.events_committed, run.events);
         let raw = run.raw_events()?;
-        let ceiling = ceiling::run(&raw, run.events_per_flush())?;
-        assert_eq!(ceiling.events, run.events);
-        rows.push((run, ceiling));
+        let paged = ceiling::run(&raw, run.events_per_flush(), ceiling::Layout::Paged)?;
+        let per_key = ceiling::run(&raw, run.events_per_flush(), ceiling::Layout::OnePerKey)?;
+        assert_eq!(paged.events, run.events);
+        assert_eq!(per_key.events, run.events);
+        rows.push(report::StoreRound {
+            store: run,
+            paged,
+            per_key,
+        });
     }
     let table = report::store_table(&rows);
     assert_eq!(table.lines().count(), 2 + rows.len(), "{table}");
