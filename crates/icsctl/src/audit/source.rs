@@ -140,7 +140,10 @@ impl Log {
                             }
                             Ok(values) => {
                                 next = first.checked_add(values.len() as u64);
-                                Some(Ok((first, values)))
+                                // Decoded here, on the reading thread: the visits get the
+                                // other core to themselves.
+                                let values = values.iter().map(|value| &value[..]);
+                                Some(Ok(decode_stored(first, values)))
                             }
                             Err(error) => {
                                 next = None;
@@ -150,10 +153,15 @@ impl Log {
                         }
                     })
                 };
-                let flow = super::ahead::read_ahead(read, |(first, values)| {
-                    let values = values.iter().map(|value| &value[..]);
-                    each_stored(first, values, &mut expected, &mut visit)
-                })?;
+                let flow =
+                    super::ahead::read_ahead(read, |events: Vec<anyhow::Result<LogEvent>>| {
+                        for event in events {
+                            if step(&mut expected, event?, &mut visit)?.is_break() {
+                                return Ok(ControlFlow::Break(()));
+                            }
+                        }
+                        Ok(ControlFlow::Continue(()))
+                    })?;
                 if flow.is_break() {
                     return Ok(expected - from);
                 }
@@ -195,13 +203,30 @@ fn each_stored<'a>(
     visit: &mut impl FnMut(LogEvent) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<ControlFlow<()>> {
     for (sequence, value) in (first..).zip(values) {
-        let recorded = store::codec::decode_value::<Event>(value)
-            .map_err(|e| anyhow::anyhow!("event {sequence} does not decode: {e}"))?;
-        if step(expected, from_store(recorded), visit)?.is_break() {
+        if step(expected, decode(sequence, value)?, visit)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
     Ok(ControlFlow::Continue(()))
+}
+
+/// Decodes a page of stored values, the first at sequence `first`: each event, or why it does
+/// not decode (visited in order, so the events before a bad one are still seen).
+fn decode_stored<'a>(
+    first: u64,
+    values: impl Iterator<Item = &'a [u8]>,
+) -> Vec<anyhow::Result<LogEvent>> {
+    (first..)
+        .zip(values)
+        .map(|(sequence, value)| decode(sequence, value))
+        .collect()
+}
+
+/// One stored value (`body ‖ hash`) decoded, its hash checked against its content.
+fn decode(sequence: u64, value: &[u8]) -> anyhow::Result<LogEvent> {
+    let recorded = store::codec::decode_value::<Event>(value)
+        .map_err(|e| anyhow::anyhow!("event {sequence} does not decode: {e}"))?;
+    Ok(from_store(recorded))
 }
 
 /// Checks `event` is the `expected` one, counts it, and visits it.
