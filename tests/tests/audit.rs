@@ -2,8 +2,9 @@
 //! nats-server: ledgerd signs checkpoints and publishes them, the regulator's oversightd
 //! keeps them, and `icsctl audit verify` / `prove` / `checkpoints` check the ledger against
 //! them — online over gRPC and offline from a stopped ledgerd's sled directory, which is
-//! then tampered with (one byte, a deleted event, two swapped events) and rewritten
-//! wholesale into a new chain.
+//! then copied into the format before pages and upgraded back (`icsctl store upgrade`),
+//! tampered with (one byte, a deleted event, two swapped events) and rewritten wholesale into
+//! a new chain.
 
 use std::path::Path;
 use std::time::Duration;
@@ -225,6 +226,29 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     ledgerd.terminate()?;
     let data_arg = data.to_string_lossy().to_string();
     let (code, out) = verify(&["--data-dir", &data_arg])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("verified 383 events"), "{out}");
+
+    // …as a ledger written before pages kept it (format 2): refused with the way out, which is
+    // `icsctl store upgrade`; the upgraded copy verifies against the same checkpoints.
+    let old = work.path().join("format-2");
+    store::upgrade::write_format_2_copy(&data, &old)?;
+    let old_arg = old.to_string_lossy().to_string();
+    let (code, out) = verify(&["--data-dir", &old_arg])?;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("icsctl store upgrade"), "{out}");
+    let upgraded = work.path().join("upgraded");
+    let upgraded_arg = upgraded.to_string_lossy().to_string();
+    let (ok, out) = e2e::icsctl_outcome(&[
+        "store",
+        "upgrade",
+        "--from",
+        &old_arg,
+        "--to",
+        &upgraded_arg,
+    ])?;
+    assert!(ok && out.contains("upgraded 383 events"), "{out}");
+    let (code, out) = verify(&["--data-dir", &upgraded_arg])?;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verified 383 events"), "{out}");
 

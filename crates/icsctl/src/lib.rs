@@ -14,6 +14,7 @@ pub mod oversight;
 pub mod parse;
 pub mod post;
 pub mod report;
+pub mod storage;
 
 use std::time::Duration;
 
@@ -155,6 +156,9 @@ pub enum Cmd {
     /// Bearer tokens signed with the ICS's key.
     #[command(subcommand)]
     Token(keys::Token),
+    /// A stopped ledgerd's sled directory: upgrade it to this build's on-disk format.
+    #[command(subcommand)]
+    Store(storage::Storage),
     /// The JetStream stream's message count and last message, checked against the ledger head.
     BusStatus {
         #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
@@ -281,6 +285,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Audit(command) => audit::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
+        Cmd::Store(command) => storage::run(command),
         Cmd::BusStatus {
             nats_url,
             system,

@@ -31,6 +31,9 @@ pub enum StoreError {
     InvalidName(String),
     #[error("could not start the writer thread: {0}")]
     Spawn(String),
+    /// A store that cannot be upgraded (see [`crate::upgrade`]).
+    #[error("cannot upgrade the store: {0}")]
+    Upgrade(String),
 }
 
 /// Why an append was not committed.

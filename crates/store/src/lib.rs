@@ -27,6 +27,7 @@
 //! - `writer`: the writer thread.
 //! - [`codec`], `keys`, [`pages`]: the on-disk format (events sixteen to a sled key).
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
+//! - [`upgrade`]: a stopped store of an earlier format copied into this one.
 
 pub mod codec;
 pub mod config;
@@ -37,6 +38,7 @@ pub mod offline;
 mod open;
 pub mod pages;
 mod store;
+pub mod upgrade;
 mod writer;
 
 pub use config::StoreConfig;

@@ -30,6 +30,15 @@ impl RawLog {
         let tree = db.open_tree(keys::TREE_NAME)?;
         match tree.get(keys::meta_format())? {
             Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => {}
+            Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is in format {:?}, from before events were kept in pages: copy it \
+                     into this build's format with `icsctl store upgrade --from {0} --to NEW` \
+                     and read NEW",
+                    dir.display(),
+                    String::from_utf8_lossy(&marker),
+                )));
+            }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "format marker {:?}, not {:?}",

@@ -566,6 +566,15 @@ fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Resu
 fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
     match tree.get(keys::meta_format())? {
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),
+        Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
+            Err(StoreError::Corrupt(format!(
+                "store format {:?} (one event to a sled key), but this build reads {:?} only: \
+                 copy it into the new format with `icsctl store upgrade --from OLD --to NEW` \
+                 (ledgerd stopped) and point ledgerd at NEW",
+                String::from_utf8_lossy(&marker),
+                String::from_utf8_lossy(keys::FORMAT_MARKER)
+            )))
+        }
         Some(marker) => Err(StoreError::Corrupt(format!(
             "store format {:?}, but this build reads {:?} only",
             String::from_utf8_lossy(&marker),

@@ -945,3 +945,82 @@ async fn multi_event_requests_read_back_from_any_version() {
     drop(store);
     check(&open(&dir));
 }
+
+fn as_format_2(from: &std::path::Path, to: &std::path::Path) {
+    store::upgrade::write_format_2_copy(from, to).expect("a format-2 copy");
+}
+
+#[tokio::test]
+async fn a_format_2_store_is_refused_and_upgraded_into_one_that_reads_the_same() {
+    let dir = tempdir();
+    let (current, old, upgraded) = (
+        dir.path().join("current"),
+        dir.path().join("old"),
+        dir.path().join("upgraded"),
+    );
+    // 25 events over two pages, single- and multi-event requests, a cursor, a checkpoint.
+    let (head, all, resend) = {
+        let store = Store::open(StoreConfig::new(&current)).expect("store opens");
+        let mut resend = None;
+        for n in 0..13u32 {
+            let payloads = (0..=n % 3).map(|i| payload(n, i)).collect();
+            let r = request(&format!("s{}", n % 4), ExpectedVersion::Any, payloads);
+            store.append(r.clone()).await.expect("append");
+            resend = Some(r);
+        }
+        store.set_cursor("relay", 20).expect("cursor");
+        store.put_checkpoint(20, b"signed").expect("checkpoint");
+        (
+            store.head(),
+            store.read_all(1, 1_000).expect("read"),
+            resend.expect("a request"),
+        )
+    };
+    assert_eq!(head.sequence, 25);
+    as_format_2(&current, &old);
+
+    let refused = Store::open(StoreConfig::new(&old)).expect_err("format 2");
+    assert!(
+        refused.to_string().contains("icsctl store upgrade"),
+        "{refused}"
+    );
+
+    let done = store::upgrade::upgrade(&old, &upgraded).expect("upgrades");
+    assert_eq!(done.events, 25);
+    let store = Store::open(StoreConfig::new(&upgraded)).expect("the upgraded store opens");
+    assert_eq!(store.head(), head);
+    assert_eq!(store.verify_chain().expect("verifies"), head);
+    assert_eq!(store.read_all(1, 1_000).expect("read"), all);
+    assert_eq!(store.cursor("relay").expect("cursor"), 20);
+    assert_eq!(
+        store.checkpoints(1, 10).expect("checkpoints"),
+        [(20, b"signed".to_vec())]
+    );
+    assert!(store.append(resend).await.expect("resend").duplicate);
+    let next = store
+        .append(request("s0", ExpectedVersion::Any, vec![payload(99, 0)]))
+        .await
+        .expect("append after the upgrade");
+    assert_eq!(next.first_sequence, 26);
+    assert_eq!(store.verify_chain().expect("verifies").sequence, 26);
+    drop(store);
+
+    // The old directory is untouched; a gap in it is refused, not papered over.
+    let gapped = dir.path().join("gapped");
+    as_format_2(&current, &gapped);
+    store::open_dir(&gapped)
+        .and_then(|db| db.open_tree("ics-ledger"))
+        .and_then(|tree| {
+            tree.remove(store::event_key(7))?;
+            tree.flush()
+        })
+        .expect("cut event 7");
+    let again = dir.path().join("again");
+    let refused = store::upgrade::upgrade(&gapped, &again).expect_err("a gap");
+    assert!(
+        refused.to_string().contains("skip from 6 to 8"),
+        "{refused}"
+    );
+    let twice = store::upgrade::upgrade(&old, &dir.path().join("twice")).expect("again");
+    assert_eq!(twice, done);
+}
