@@ -9,6 +9,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use api::pb;
@@ -127,41 +128,51 @@ impl Log {
             }
             Log::DataDir { store, .. } => {
                 let store = &*store;
+                // Pages the reading thread has sent and the visiting one not yet taken.
+                let waiting = AtomicUsize::new(0);
+                let waiting = &waiting;
                 let read = move || {
                     let mut next = Some(from);
                     std::iter::from_fn(move || {
                         let first = next.filter(|next| *next <= to)?;
                         let want = usize::try_from(to - first)
                             .map_or(PAGE_EVENTS, |rest| rest.saturating_add(1).min(PAGE_EVENTS));
-                        match store.read_values(first, want, usize::MAX) {
+                        let page = match store.read_values(first, want, usize::MAX) {
                             Ok(values) if values.is_empty() => {
                                 next = None;
-                                None
+                                return None;
                             }
                             Ok(values) => {
                                 next = first.checked_add(values.len() as u64);
-                                // Decoded here, on the reading thread: the visits get the
-                                // other core to themselves.
-                                let values = values.iter().map(|value| &value[..]);
-                                Some(Ok(decode_stored(first, values)))
+                                Ok(StoredPage::read(first, values, waiting))
                             }
                             Err(error) => {
                                 next = None;
-                                Some(Err(anyhow::Error::new(error)
-                                    .context(format!("reading event {first} from the store"))))
+                                Err(anyhow::Error::new(error)
+                                    .context(format!("reading event {first} from the store")))
                             }
-                        }
+                        };
+                        waiting.fetch_add(1, Ordering::Relaxed);
+                        Some(page)
                     })
                 };
-                let flow =
-                    super::ahead::read_ahead(read, |events: Vec<anyhow::Result<LogEvent>>| {
-                        for event in events {
-                            if step(&mut expected, event?, &mut visit)?.is_break() {
-                                return Ok(ControlFlow::Break(()));
+                let flow = super::ahead::read_ahead(read, |page: StoredPage| {
+                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    match page {
+                        StoredPage::Decoded(events) => {
+                            for event in events {
+                                if step(&mut expected, event?, &mut visit)?.is_break() {
+                                    return Ok(ControlFlow::Break(()));
+                                }
                             }
+                            Ok(ControlFlow::Continue(()))
                         }
-                        Ok(ControlFlow::Continue(()))
-                    })?;
+                        StoredPage::Stored { first, values } => {
+                            let values = values.iter().map(|value| &value[..]);
+                            each_stored(first, values, &mut expected, &mut visit)
+                        }
+                    }
+                })?;
                 if flow.is_break() {
                     return Ok(expected - from);
                 }
@@ -208,6 +219,27 @@ fn each_stored<'a>(
         }
     }
     Ok(ControlFlow::Continue(()))
+}
+
+/// A page read from a stopped ledger's store, on its way from the reading thread to the one
+/// visiting the events. Decoding costs more than reading, and visiting (a fold, say) about as
+/// much as decoding, so which thread decodes a page is decided page by page: the reader decodes
+/// it while the visitor still has pages waiting, and hands it over as stored when the visitor
+/// has run dry. Both threads then stay busy, whichever side is slower on the machine.
+enum StoredPage {
+    Decoded(Vec<anyhow::Result<LogEvent>>),
+    Stored { first: u64, values: Vec<sled::IVec> },
+}
+
+impl StoredPage {
+    /// The page of `values` from `first`, decoded unless the visitor has none `waiting`.
+    fn read(first: u64, values: Vec<sled::IVec>, waiting: &AtomicUsize) -> StoredPage {
+        if waiting.load(Ordering::Relaxed) == 0 {
+            StoredPage::Stored { first, values }
+        } else {
+            StoredPage::Decoded(decode_stored(first, values.iter().map(|v| &v[..])))
+        }
+    }
 }
 
 /// Decodes a page of stored values, the first at sequence `first`: each event, or why it does
@@ -279,5 +311,34 @@ fn from_store(recorded: store::RecordedEvent<Event>) -> LogEvent {
         event_type: recorded.event_type,
         effective_period: recorded.effective_period,
         event: recorded.payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_decodes_while_the_visitor_has_pages_waiting_and_hands_them_over_when_not() {
+        let values = vec![sled::IVec::from(&b"not an event"[..])];
+        let idle = AtomicUsize::new(0);
+        assert!(matches!(
+            StoredPage::read(7, values.clone(), &idle),
+            StoredPage::Stored { first: 7, ref values } if values.len() == 1
+        ));
+        let busy = AtomicUsize::new(2);
+        let StoredPage::Decoded(events) = StoredPage::read(7, values, &busy) else {
+            panic!("decoded by the reader");
+        };
+        // Either way a value that is not an event is named by its sequence.
+        let error = events
+            .into_iter()
+            .next()
+            .expect("one")
+            .expect_err("garbage");
+        assert!(
+            error.to_string().contains("event 7 does not decode"),
+            "{error}"
+        );
     }
 }
