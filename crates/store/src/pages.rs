@@ -206,8 +206,8 @@ where
     }
 }
 
-/// The sequence of the page holding `sequence`, if there is one: the last page starting at
-/// or before it (which may end before it, if the log is shorter or has lost it).
+/// The key of the page holding `sequence`, if there is one: the last page starting at or
+/// before it (which may end before it, if the log is shorter or has lost it).
 pub(crate) fn page_of(tree: &sled::Tree, sequence: u64) -> sled::Result<Option<sled::IVec>> {
     Ok(tree
         .range(keys::event(0)..=keys::event(sequence))

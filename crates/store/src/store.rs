@@ -510,7 +510,7 @@ where
 }
 
 /// Decodes a stored event (verifying its hash against its recorded `prev_hash`) and checks
-/// it is the event its key says.
+/// it is the event its page entry names.
 fn decode_event<E: DeserializeOwned>(
     sequence: u64,
     value: &[u8],
