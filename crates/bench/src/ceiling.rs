@@ -13,10 +13,9 @@ use store::RawEvent;
 /// How the ceiling lays the events' bytes out in sled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// As the store does: each batch's events in pages of up to
-    /// [`store::pages::PAGE_EVENTS_MAX`] (`store::pages::push_entry`), each under `e` + the
-    /// first one's sequence. (The store also rewrites its last page, left open, in the next
-    /// batch; the ceiling never does, so it never writes more than the store's pages.)
+    /// As the store does: each batch's events in pages (`store::pages::paginate`), each under
+    /// `e` + the first one's sequence. (The store also rewrites its last page, left open, in
+    /// the next batch; the ceiling never does, so it never writes more than the store's pages.)
     Paged,
     /// Each event's bytes under its own key, `e` + its sequence.
     OnePerKey,
@@ -97,21 +96,21 @@ pub fn run(events: &[RawEvent], batch_events: u64, layout: Layout) -> anyhow::Re
 /// One batch's sled records: a value per event (body ‖ hash, as the store keeps it) or per
 /// page of them.
 fn records(batch: &[RawEvent], layout: Layout) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let value = |event: &RawEvent| [event.body.as_slice(), &event.hash].concat();
-    match layout {
-        Layout::OnePerKey => batch
-            .iter()
-            .map(|event| (store::event_key(event.sequence).to_vec(), value(event)))
-            .collect(),
-        Layout::Paged => batch
-            .chunks(store::pages::PAGE_EVENTS_MAX)
-            .map(|events| {
-                let mut page = Vec::new();
-                for event in events {
-                    store::pages::push_entry(&mut page, event.sequence, &value(event));
-                }
-                (store::event_key(events[0].sequence).to_vec(), page)
-            })
-            .collect(),
-    }
+    let values: Vec<(u64, Vec<u8>)> = batch
+        .iter()
+        .map(|event| {
+            (
+                event.sequence,
+                [event.body.as_slice(), &event.hash].concat(),
+            )
+        })
+        .collect();
+    let records = match layout {
+        Layout::OnePerKey => values,
+        Layout::Paged => store::pages::paginate(values.iter().map(|(s, v)| (*s, v.as_slice()))),
+    };
+    records
+        .into_iter()
+        .map(|(first, value)| (store::event_key(first).to_vec(), value))
+        .collect()
 }

@@ -47,8 +47,8 @@ impl CodecScale {
 /// How the scanned values lie in sled.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
-    /// As the store keeps them: in pages of [`store::pages::PAGE_EVENTS_MAX`] under the key of
-    /// the first; a sled page cache of `cache` bytes.
+    /// As the store keeps them: in pages (`store::pages::paginate`) under the key of the first;
+    /// a sled page cache of `cache` bytes.
     Paged { cache: u64, why: &'static str },
     /// Each event's value under its own key, as the store kept them until it paged them.
     OnePerKey { cache: u64 },
@@ -58,13 +58,6 @@ impl Layout {
     fn cache(self) -> u64 {
         match self {
             Layout::Paged { cache, .. } | Layout::OnePerKey { cache } => cache,
-        }
-    }
-
-    fn per_value(self) -> usize {
-        match self {
-            Layout::Paged { .. } => store::pages::PAGE_EVENTS_MAX,
-            Layout::OnePerKey { .. } => 1,
         }
     }
 
@@ -233,9 +226,8 @@ fn scans(
         let tree = db.open_tree("events")?;
         for (first, chunk) in (1u64..).step_by(10_000).zip(values.chunks(10_000)) {
             let mut batch = sled::Batch::default();
-            let step = layout.per_value();
-            for (sequence, packed) in (first..).step_by(step).zip(chunk.chunks(step)) {
-                batch.insert(&store::event_key(sequence), pack(packed, sequence, layout));
+            for (key, value) in records(first, chunk, layout) {
+                batch.insert(&store::event_key(key), value);
             }
             tree.apply_batch(batch)?;
         }
@@ -286,16 +278,12 @@ fn scans(
     Ok([cold, warm])
 }
 
-/// What is stored under one key: the one value, or the page of them.
-fn pack(values: &[Vec<u8>], first: u64, layout: Layout) -> Vec<u8> {
+/// What is stored for `values` (the first at sequence `first`): `(sequence in the key, value)`
+/// each — one per event, or one per page of them.
+fn records(first: u64, values: &[Vec<u8>], layout: Layout) -> Vec<(u64, Vec<u8>)> {
+    let events = (first..).zip(values);
     match layout {
-        Layout::OnePerKey { .. } => values.concat(),
-        Layout::Paged { .. } => {
-            let mut page = Vec::new();
-            for (sequence, value) in (first..).zip(values) {
-                store::pages::push_entry(&mut page, sequence, value);
-            }
-            page
-        }
+        Layout::OnePerKey { .. } => events.map(|(s, v)| (s, v.clone())).collect(),
+        Layout::Paged { .. } => store::pages::paginate(events.map(|(s, v)| (s, v.as_slice()))),
     }
 }

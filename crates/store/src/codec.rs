@@ -187,14 +187,6 @@ pub(crate) fn upcast<E>(envelope: Envelope<E>) -> Result<LatestRecord<E>, CodecE
     }
 }
 
-/// The stored value: `body ‖ hash`.
-pub(crate) fn join_value(body: &[u8], hash: &[u8; HASH_LEN]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(body.len() + HASH_LEN);
-    value.extend_from_slice(body);
-    value.extend_from_slice(hash);
-    value
-}
-
 /// Splits a stored value into `(body, hash)`. Public for auditors reading raw sled values.
 pub fn split_value(value: &[u8]) -> Result<(&[u8], [u8; HASH_LEN]), CodecError> {
     let Some(split) = value.len().checked_sub(HASH_LEN) else {

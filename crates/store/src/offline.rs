@@ -31,13 +31,7 @@ impl RawLog {
         match tree.get(keys::meta_format())? {
             Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => {}
             Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} is in format {:?}, from before events were kept in pages: copy it \
-                     into this build's format with `icsctl store upgrade --from {0} --to NEW` \
-                     and read NEW",
-                    dir.display(),
-                    String::from_utf8_lossy(&marker),
-                )));
+                return Err(crate::upgrade::format_2_refused(dir));
             }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
@@ -125,9 +119,8 @@ impl RawLog {
         sequence: u64,
         change: impl FnOnce(&mut Vec<(u64, Vec<u8>)>) -> Result<(), String>,
     ) -> Result<(), StoreError> {
-        let key = pages::page_of(&self.tree, sequence)?
+        let (key, page) = pages::page_holding(&self.tree, sequence)?
             .ok_or_else(|| StoreError::Corrupt(format!("no page holds event {sequence}")))?;
-        let page = self.tree.get(&key)?.unwrap_or_default();
         let mut entries = pages::Entries::new(&page)
             .map(|entry| entry.map(|(named, range)| (named, page[range].to_vec())))
             .collect::<Result<Vec<_>, _>>()
@@ -138,7 +131,7 @@ impl RawLog {
         } else {
             let mut rewritten = Vec::new();
             for (named, value) in &entries {
-                pages::push_entry(&mut rewritten, *named, value);
+                pages::push_entry(&mut rewritten, *named, &[value]);
             }
             self.tree.insert(&key, rewritten)?;
         }

@@ -9,7 +9,7 @@
 //! event.
 //!
 //! A page is a run of entries, each `sequence u64 BE ‖ length u32 BE ‖ value`, the value being
-//! what [`codec::join_value`](crate::codec::join_value) makes (canonical body ‖ hash). Each
+//! the canonical body ‖ its hash ([`codec::split_value`](crate::codec::split_value)). Each
 //! entry names its own sequence, so a page tells what it holds without trusting its key or
 //! its neighbours: an event cut out of a page shows as the gap it is, two swapped as the
 //! disorder they are.
@@ -76,25 +76,35 @@ impl OpenPage {
         self.events() >= PAGE_EVENTS_MAX || self.bytes.len() >= PAGE_BYTES_MAX
     }
 
-    fn push(&mut self, sequence: u64, value: &[u8]) {
+    /// Appends one event, given as the parts of its stored value (body and hash).
+    fn push(&mut self, sequence: u64, parts: &[&[u8]]) {
         assert_eq!(sequence, self.next, "events are paged in sequence order");
-        push_entry(&mut self.bytes, sequence, value);
+        push_entry(&mut self.bytes, sequence, parts);
         self.next += 1;
     }
 
-    /// Appends `events` (consecutive, from the page's next sequence) to this page and the
-    /// pages after it as each fills, and puts every page they change into `batch`. The
-    /// last page stays open.
-    pub(crate) fn append(&mut self, events: Vec<(u64, Vec<u8>)>, batch: &mut sled::Batch) {
+    /// If this page is full, starts the next one at `sequence` and returns the full one.
+    fn roll(&mut self, sequence: u64) -> Option<OpenPage> {
+        self.is_full()
+            .then(|| std::mem::replace(self, OpenPage::empty(sequence)))
+    }
+
+    /// Appends `events` (consecutive, from the page's next sequence; each value in parts
+    /// that are stored one after the other) to this page and the pages after it as each
+    /// fills, and puts every page they change into `batch`. The last page stays open.
+    pub(crate) fn append<'a, const N: usize>(
+        &mut self,
+        events: impl IntoIterator<Item = (u64, [&'a [u8]; N])>,
+        batch: &mut sled::Batch,
+    ) {
         let mut changed = false;
-        for (sequence, value) in events {
-            if self.is_full() {
-                let full = std::mem::replace(self, OpenPage::empty(sequence));
-                if changed {
-                    batch.insert(&keys::event(full.first), full.bytes);
-                }
+        for (sequence, parts) in events {
+            if let Some(full) = self.roll(sequence)
+                && changed
+            {
+                batch.insert(&keys::event(full.first), full.bytes);
             }
-            self.push(sequence, &value);
+            self.push(sequence, &parts);
             changed = true;
         }
         if changed {
@@ -103,14 +113,34 @@ impl OpenPage {
     }
 }
 
-/// Appends one entry to a page's bytes. Public for benchmarks that write pages as the store
-/// does.
-pub fn push_entry(page: &mut Vec<u8>, sequence: u64, value: &[u8]) {
-    let length = u32::try_from(value.len()).expect("an event's value fits in 4 GiB");
-    page.reserve(ENTRY_HEADER_LEN + value.len());
+/// `events` (consecutive sequences, each with its stored value) laid out in new pages exactly
+/// as the writer lays them out: `(first sequence, page)` each. For benchmarks that write what
+/// the store writes.
+pub fn paginate<'a>(events: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u64, Vec<u8>)> {
+    let mut pages = Vec::new();
+    let mut open: Option<OpenPage> = None;
+    for (sequence, value) in events {
+        let page = open.get_or_insert_with(|| OpenPage::empty(sequence));
+        if let Some(full) = page.roll(sequence) {
+            pages.push((full.first, full.bytes));
+        }
+        page.push(sequence, &[value]);
+    }
+    pages.extend(open.map(|page| (page.first, page.bytes)));
+    pages
+}
+
+/// Appends one entry to a page's bytes: the sequence, the length, then the value's `parts`
+/// one after the other.
+pub(crate) fn push_entry(page: &mut Vec<u8>, sequence: u64, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let length = u32::try_from(len).expect("an event's value fits in 4 GiB");
+    page.reserve(ENTRY_HEADER_LEN + len);
     page.extend_from_slice(&sequence.to_be_bytes());
     page.extend_from_slice(&length.to_be_bytes());
-    page.extend_from_slice(value);
+    for part in parts {
+        page.extend_from_slice(part);
+    }
 }
 
 /// The entries of a stored page: `(sequence, where its value lies in the page)`, in the
@@ -206,24 +236,20 @@ where
     }
 }
 
-/// The key of the page holding `sequence`, if there is one: the last page starting at or
-/// before it (which may end before it, if the log is shorter or has lost it).
-pub(crate) fn page_of(tree: &sled::Tree, sequence: u64) -> sled::Result<Option<sled::IVec>> {
-    Ok(tree
-        .range(keys::event(0)..=keys::event(sequence))
+/// The page holding `sequence`, if there is one, as `(key, page)`: the last page starting at
+/// or before it (which may end before it, if the log is shorter or has lost it).
+pub(crate) fn page_holding(
+    tree: &sled::Tree,
+    sequence: u64,
+) -> sled::Result<Option<(sled::IVec, sled::IVec)>> {
+    tree.range(keys::event(0)..=keys::event(sequence))
         .next_back()
-        .transpose()?
-        .map(|(key, _)| key))
+        .transpose()
 }
 
 /// The stored value of event `sequence` (its entry found by the sequence it names), if any.
 pub(crate) fn value_of(tree: &sled::Tree, sequence: u64) -> Result<Option<sled::IVec>, String> {
-    let found = tree
-        .range(keys::event(0)..=keys::event(sequence))
-        .next_back()
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let Some((_, page)) = found else {
+    let Some((_, page)) = page_holding(tree, sequence).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     for entry in Entries::new(&page) {
@@ -243,16 +269,27 @@ mod tests {
         vec![n; len]
     }
 
+    /// Events as the writer hands them to [`OpenPage::append`]: each value in one part.
+    fn values(events: &[(u64, Vec<u8>)]) -> impl Iterator<Item = (u64, [&[u8]; 1])> {
+        events
+            .iter()
+            .map(|(sequence, value)| (*sequence, [value.as_slice()]))
+    }
+
+    fn temporary_tree() -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        db.open_tree("t").expect("tree")
+    }
+
     /// One batch per element, each `(sequence, value)` in order.
     type Batches = [Vec<(u64, Vec<u8>)>];
 
     fn pages_of(batches: &Batches) -> sled::Tree {
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("t").expect("tree");
+        let tree = temporary_tree();
         let mut open = OpenPage::empty(1);
         for events in batches {
             let mut batch = sled::Batch::default();
-            open.append(events.clone(), &mut batch);
+            open.append(values(events), &mut batch);
             tree.apply_batch(batch).expect("apply");
         }
         tree
@@ -273,8 +310,8 @@ mod tests {
     fn a_page_is_bytes_that_never_change_by_accident() {
         // Golden bytes: two entries, sequence BE ‖ length BE ‖ value.
         let mut page = Vec::new();
-        push_entry(&mut page, 1, b"ab");
-        push_entry(&mut page, 2, b"c");
+        push_entry(&mut page, 1, &[b"a", b"b"]);
+        push_entry(&mut page, 2, &[b"c"]);
         assert_eq!(
             hex::encode(&page),
             "0000000000000001000000026162\
@@ -301,25 +338,43 @@ mod tests {
 
     #[test]
     fn a_batch_spanning_pages_writes_each_once_and_leaves_the_last_open() {
+        let first: Vec<_> = (1..=5).map(|n| (n, value(1, 3))).collect();
+        let second: Vec<_> = (6..=40).map(|n| (n, value(2, 3))).collect();
         let mut open = OpenPage::empty(1);
+        open.append(values(&first), &mut sled::Batch::default());
         let mut batch = sled::Batch::default();
-        open.append((1..=5).map(|n| (n, value(1, 3))).collect(), &mut batch);
-        let mut batch = sled::Batch::default();
-        open.append((6..=40).map(|n| (n, value(2, 3))).collect(), &mut batch);
-        // Written: the page of 1 (now full), 17 and 33 (open).
-        let db = sled::Config::new().temporary(true).open().expect("sled");
-        let tree = db.open_tree("t").expect("tree");
+        open.append(values(&second), &mut batch);
+        // Written by the second batch: the page of 1 (now full), 17 and 33 (open).
+        let tree = temporary_tree();
         tree.apply_batch(batch).expect("apply");
         let firsts: Vec<u64> = stored(&tree).iter().map(|(first, _)| *first).collect();
         assert_eq!(firsts, [1, 17, 33]);
-        assert_eq!(open.first, 33);
-        assert_eq!(open.next, 41);
-        // A full page reopened is not rewritten: the next event starts a page.
-        let full = OpenPage::stored(17, &tree.get(keys::event(17)).unwrap().unwrap()).unwrap();
-        let mut reopened = full.clone();
+        assert_eq!((open.first, open.next), (33, 41));
+        // A full page reopened is not written again: the next event starts a page, and that
+        // page is all the batch holds.
+        let full = tree.get(keys::event(17)).expect("read").expect("page 17");
+        let mut reopened = OpenPage::stored(17, &full).expect("a whole page");
         let mut batch = sled::Batch::default();
-        reopened.append(vec![(33, value(3, 3))], &mut batch);
-        assert_eq!(reopened.first, 33);
+        reopened.append(values(&[(33, value(3, 3))]), &mut batch);
+        let alone = temporary_tree();
+        alone.apply_batch(batch).expect("apply");
+        assert_eq!(stored(&alone), [(33, vec![33])]);
+    }
+
+    #[test]
+    fn paginate_lays_events_out_as_the_writer_does() {
+        let events: Vec<_> = (1..=40u64).map(|n| (n, value(n as u8, 10))).collect();
+        let written = pages_of(&events.iter().map(|e| vec![e.clone()]).collect::<Vec<_>>());
+        let laid_out = paginate(events.iter().map(|(n, v)| (*n, v.as_slice())));
+        let written: Vec<(u64, Vec<u8>)> = written
+            .iter()
+            .map(|entry| {
+                let (key, page) = entry.expect("read");
+                (keys::event_sequence(&key).expect("page key"), page.to_vec())
+            })
+            .collect();
+        assert_eq!(laid_out, written);
+        assert_eq!(paginate(std::iter::empty()), []);
     }
 
     #[test]
@@ -352,7 +407,10 @@ mod tests {
         }
         assert_eq!(value_of(&tree, 21).expect("read"), None);
         assert_eq!(
-            page_of(&tree, 18).expect("read").as_deref(),
+            page_holding(&tree, 18)
+                .expect("read")
+                .map(|(key, _)| key)
+                .as_deref(),
             Some(&keys::event(17)[..])
         );
     }
@@ -360,7 +418,7 @@ mod tests {
     #[test]
     fn a_page_cut_short_is_an_error_not_a_panic() {
         let mut page = Vec::new();
-        push_entry(&mut page, 7, b"hello");
+        push_entry(&mut page, 7, &[b"hello"]);
         for cut in 1..page.len() {
             let entries: Vec<_> = Entries::new(&page[..cut]).collect();
             assert!(

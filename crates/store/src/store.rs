@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -136,7 +136,7 @@ where
                 .mode(sled::Mode::HighThroughput),
         )?;
         let tree = db.open_tree(keys::TREE_NAME)?;
-        check_format(&tree)?;
+        check_format(&tree, &config.path)?;
         let (tip, page) = recover_tip::<E>(&tree)?;
         tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
 
@@ -489,8 +489,8 @@ where
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
         let tree = &self.inner.tree;
         // The page holding `from` starts at or before it; the end bound is never below it.
-        let (start, failed) = match pages::page_of(tree, from) {
-            Ok(Some(key)) => (key, None),
+        let (start, failed) = match pages::page_holding(tree, from) {
+            Ok(Some((key, _))) => (key, None),
             Ok(None) => (sled::IVec::from(&keys::event(from)), None),
             Err(error) => (
                 sled::IVec::from(&keys::event(from)),
@@ -562,18 +562,13 @@ fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Resu
     Ok(())
 }
 
-/// Marks a new store with the format marker; refuses a tree that is not ours.
-fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
+/// Marks a new store with the format marker; refuses a tree that is not ours, or of another
+/// format (one of format 2, at `path`, with how to upgrade it).
+fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
     match tree.get(keys::meta_format())? {
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),
         Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
-            Err(StoreError::Corrupt(format!(
-                "store format {:?} (one event to a sled key), but this build reads {:?} only: \
-                 copy it into the new format with `icsctl store upgrade --from OLD --to NEW` \
-                 (ledgerd stopped) and point ledgerd at NEW",
-                String::from_utf8_lossy(&marker),
-                String::from_utf8_lossy(keys::FORMAT_MARKER)
-            )))
+            Err(crate::upgrade::format_2_refused(path))
         }
         Some(marker) => Err(StoreError::Corrupt(format!(
             "store format {:?}, but this build reads {:?} only",

@@ -15,6 +15,17 @@ use crate::pages::OpenPage;
 /// The format before pages.
 pub const FORMAT_2: &[u8] = b"ics-ledger-store/2";
 
+/// The refusal of a format-2 store in `dir` by this build's readers, saying how to upgrade it.
+pub(crate) fn format_2_refused(dir: &Path) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{} is in format {:?}, from before events were kept in pages: copy it into this \
+         build's format with `icsctl store upgrade --from {0} --to NEW` (ledgerd stopped) and \
+         use NEW",
+        dir.display(),
+        String::from_utf8_lossy(FORMAT_2),
+    ))
+}
+
 /// Events written per sled batch while upgrading.
 const BATCH_EVENTS: usize = 4_096;
 
@@ -91,18 +102,26 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
                 expected - 1
             ));
         }
-        events.push((sequence, value.to_vec()));
+        events.push((sequence, value));
         upgraded.events += 1;
         if events.len() == BATCH_EVENTS {
-            page.append(std::mem::take(&mut events), &mut batch);
+            page.append(as_parts(&events), &mut batch);
+            events.clear();
             target.apply_batch(std::mem::take(&mut batch))?;
         }
     }
-    page.append(events, &mut batch);
+    page.append(as_parts(&events), &mut batch);
     batch.insert(keys::meta_format(), keys::FORMAT_MARKER);
     target.apply_batch(batch)?;
     target.flush()?;
     Ok(upgraded)
+}
+
+/// Stored values as [`OpenPage::append`] takes them: each in one part.
+fn as_parts(events: &[(u64, sled::IVec)]) -> impl Iterator<Item = (u64, [&[u8]; 1])> {
+    events
+        .iter()
+        .map(|(sequence, value)| (*sequence, [value.as_ref()]))
 }
 
 /// Writes the (stopped) store in `from` into `to` as format 2 laid it out — each event under

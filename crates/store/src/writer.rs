@@ -19,8 +19,7 @@
 //!
 //! If a read, write or flush fails, every request of the batch fails and the store is
 //! poisoned: what sled holds in memory (and the writer's open page) may then differ from disk,
-//! so nothing more is written
-//! until a restart re-verifies the tip. When every handle is gone the queue disconnects; the
+//! so nothing more is written until a restart re-verifies the tip. When every handle is gone the queue disconnects; the
 //! writer drains what is still queued (std `mpsc` delivers buffered messages before reporting
 //! the disconnect) and returns.
 
@@ -233,14 +232,19 @@ impl<E: Serialize> Writer<E> {
     /// Writes the batch atomically and flushes it; on success the plan's tip is durable and
     /// published.
     fn commit(&mut self, plan: Plan) -> Result<(), StoreError> {
-        if plan.events == 0 {
+        let events = plan.values.len();
+        if events == 0 {
             // Only rejections and resends of already durable requests: nothing to write.
             return Ok(());
         }
         let tip = plan.tip();
-        assert!(tip.sequence == self.tip.sequence + plan.events as u64);
+        assert!(tip.sequence == self.tip.sequence + events as u64);
         let mut batch = plan.batch;
-        self.page.append(plan.values, &mut batch);
+        let values = plan.values.iter();
+        self.page.append(
+            values.map(|(sequence, body, hash)| (*sequence, [body.as_slice(), hash.as_slice()])),
+            &mut batch,
+        );
         batch.insert(
             keys::meta_head(),
             keys::encode_meta_head(tip.sequence, &tip.hash).to_vec(),
@@ -249,7 +253,7 @@ impl<E: Serialize> Writer<E> {
         self.tree.flush()?;
         self.tip = tip;
         self.head.send_replace(tip.head());
-        self.shared.count_batch(plan.requests.len(), plan.events);
+        self.shared.count_batch(plan.requests.len(), events);
         Ok(())
     }
 }
@@ -267,16 +271,14 @@ struct Plan {
     requests: HashMap<[u8; 16], IdempotencyRecord>,
     /// Everything but the events: stream runs and idempotency records.
     batch: sled::Batch,
-    /// Events admitted by this batch, `(sequence, body ‖ hash)`, in order: paged on commit.
-    values: Vec<(u64, Vec<u8>)>,
-    /// Events admitted by this batch.
-    events: usize,
+    /// Events admitted by this batch, `(sequence, body, hash)`, in order: paged on commit.
+    values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
 }
 
 /// A request's events, encoded and chained, not yet part of the plan.
 struct Staged {
-    /// `(sequence, body ‖ hash)` per event.
-    values: Vec<(u64, Vec<u8>)>,
+    /// `(sequence, body, hash)` per event.
+    values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
     hash: [u8; HASH_LEN],
 }
 
@@ -290,7 +292,6 @@ impl Plan {
             requests: HashMap::new(),
             batch: sled::Batch::default(),
             values: Vec::new(),
-            events: 0,
         }
     }
 
@@ -386,7 +387,7 @@ impl Plan {
             let body = codec::encode_body(&envelope)
                 .map_err(|e| AppendError::Invalid(format!("event {index}: {e}")))?;
             let hash = codec::chain_hash(&prev_hash, &body);
-            values.push((sequence, codec::join_value(&body, &hash)));
+            values.push((sequence, body, hash));
             prev_hash = hash;
         }
         Ok(Staged {
@@ -428,7 +429,6 @@ impl Plan {
         self.next_sequence = outcome.last_sequence + 1;
         self.prev_hash = staged.hash;
         self.recorded_at_us = outcome.recorded_at_us;
-        self.events += count;
     }
 
     /// The committed record of a request id: admitted earlier in this batch, or durable.
@@ -550,7 +550,7 @@ mod tests {
             .expect("admitted");
         assert_eq!((next.first_sequence, next.first_version), (3, 3));
         assert!(next.recorded_at_us > first.recorded_at_us);
-        assert_eq!(plan.events, 3);
+        assert_eq!(plan.values.len(), 3);
         assert_eq!(plan.tip().sequence, 3);
         assert_eq!(plan.tip().hash, next.hash);
     }

@@ -2,7 +2,7 @@
 //! read on another.
 //!
 //! An audit of `--data-dir` is a sled scan (the store's pages read from disk: ~0.3 µs an
-//! event), decoding (~0.3–0.6 µs with the hash check) and work on each event (a fold, ~0.6 µs,
+//! event), decoding (~0.55 µs with the hash check) and work on each event (a fold, ~0.65 µs,
 //! or hashing and checking). Done in turn on one thread they add up; split across two they cost
 //! the longer side: a replay reads on one and folds on the other, and decodes on whichever is
 //! idle (`source::StoredPage`).
