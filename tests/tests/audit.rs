@@ -229,10 +229,11 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verified 383 events"), "{out}");
 
-    // …as a ledger written before pages kept it (format 2): refused with the way out, which is
-    // `icsctl store upgrade`; the upgraded copy verifies against the same checkpoints.
-    let old = work.path().join("format-2");
-    store::upgrade::write_format_2_copy(&data, &old)?;
+    // …as the build before this one kept it (format 3: a key per idempotency record): refused
+    // with the way out, which is `icsctl store upgrade`; the upgraded copy verifies against the
+    // same checkpoints.
+    let old = work.path().join("format-3");
+    store::upgrade::write_format_3_copy(&data, &old)?;
     let old_arg = old.to_string_lossy().to_string();
     let (code, out) = verify(&["--data-dir", &old_arg])?;
     assert_eq!(code, Some(2), "{out}");

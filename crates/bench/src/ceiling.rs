@@ -2,7 +2,7 @@
 //! batches of the size the store's group commit formed, one `apply_batch` and one `flush` per
 //! batch, from one thread — laid out two ways ([`Layout`]): in the store's pages, and one sled
 //! key per event (sled used directly, and the store's own layout until it paged its events).
-//! The store does more per event than this (stream index, heads, idempotency records,
+//! The store does more per event than this (a request page and the meta head per batch,
 //! hashing, acknowledging callers); the ratio says what that costs.
 
 use std::time::{Duration, Instant};

@@ -10,9 +10,10 @@ use store::{EventStore, StoreConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum Storage {
-    /// Copy a stopped ledgerd's store written before events were kept in pages (format 2)
-    /// into a new directory in this build's format, then open it and verify its chain. The
-    /// old directory is only read; point ledgerd's data_dir at the new one afterwards.
+    /// Copy a stopped ledgerd's store written in an earlier format (2: before events were
+    /// kept in pages; 3: before idempotency records were kept a batch to a key) into a new
+    /// directory in this build's format, then open it and verify its chain. The old directory
+    /// is only read; point ledgerd's data_dir at the new one afterwards.
     Upgrade {
         /// The old data directory (ledgerd stopped).
         #[arg(long)]
@@ -37,8 +38,10 @@ fn upgrade(from: &Path, to: &Path) -> anyhow::Result<()> {
         .verify_chain()
         .with_context(|| format!("verifying the upgraded store in {}", to.display()))?;
     println!(
-        "upgraded {} events and {} other records from {} into {}; the chain verifies to {head}",
+        "upgraded {} events, {} idempotency records and {} other records from {} into {}; the \
+         chain verifies to {head}",
         upgraded.events,
+        upgraded.requests,
         upgraded.records,
         from.display(),
         to.display(),

@@ -1,7 +1,7 @@
 //! The key layout of the single sled tree.
 //!
 //! Everything lives in ONE tree so that a whole group-commit batch — events, stream runs,
-//! idempotency records and the meta head — is one `sled::Batch` applied with
+//! the request page and the meta head — is one `sled::Batch` applied with
 //! `apply_batch`, which sled recovers atomically after a crash. (sled 0.34 can only make a
 //! multi-tree write atomic with a transaction, whose closure may re-run and which cannot scan.)
 //!
@@ -13,36 +13,37 @@
 //! | prefix | key                                   | value                                  |
 //! |--------|---------------------------------------|----------------------------------------|
 //! | `e`    | `e` ‖ first sequence u64 BE           | a page of up to 16 events (`pages`), each sequence u64 BE ‖ length u32 BE ‖ canonical body ‖ SHA-256 hash (32) |
-//! | `i`    | `i` ‖ request id (16)                 | bincode idempotency envelope           |
 //! | `m`    | `m` ‖ `head`                          | sequence u64 BE ‖ hash (32)            |
 //! | `m`    | `m` ‖ `format`                        | [`FORMAT_MARKER`]                      |
 //! | `m`    | `m` ‖ `cursor/` ‖ name                | u64 BE                                 |
-//! | `s`    | `s` ‖ stream ‖ `0x00` ‖ first version u64 BE | first sequence u64 BE ‖ count u64 BE |
+//! | `r`    | `r` ‖ first sequence u64 BE           | a request page: the idempotency records of the requests one batch admitted (`requests`), each request id (16) ‖ length u32 BE ‖ bincode idempotency envelope |
 //! | `c`    | `c` ‖ sequence u64 BE                 | a signed checkpoint (opaque to the store) |
 //!
-//! The stream index holds one **run** per request, not one entry per event: a request's
-//! events take consecutive versions of one stream at consecutive global sequences, so
-//! `(first version, first sequence, count)` locates all of them. With events in pages, an
-//! append of `n` events is about `n / 16 + 3` sled inserts (its pages, one run, one
-//! idempotency record, the meta head per batch) where one key per event and per index entry
-//! took `2n + 3`; sled's per-insert cost is most of an append's. A stream's
-//! version is the end of its last run (a reverse scan of its prefix); there is no separate
-//! stream-head key to keep in step.
+//! Formats 2 and 3 also kept, per request, an idempotency record under `i` ‖ request id and a
+//! stream-index run under `s` ‖ stream ‖ `0x00` ‖ first version; both are in the request
+//! pages now (`requests`), and the indexes built from them are kept in memory. With events in
+//! pages and a request page per batch, a batch of `n` events is about `n / 16 + 2` sled
+//! inserts (its pages, the request page, the meta head) where one key per event and two per
+//! request took `n + 2r + 1` for `r` requests; sled's per-insert cost is most of an append's.
 
 /// Name of the one sled tree the store uses.
 pub(crate) const TREE_NAME: &[u8] = b"ics-ledger";
 
 /// Written once when a store is created; a store without it (or with another value) is not
 /// ours or is of a format this code does not know, and is refused.
-pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/3";
+pub(crate) const FORMAT_MARKER: &[u8] = b"ics-ledger-store/4";
 
 pub(crate) const PREFIX_EVENT: u8 = b'e';
+/// Formats 2 and 3 only: one idempotency record per request, under `i` ‖ request id.
 pub(crate) const PREFIX_IDEMPOTENCY: u8 = b'i';
 pub(crate) const PREFIX_META: u8 = b'm';
+pub(crate) const PREFIX_REQUESTS: u8 = b'r';
+/// Formats 2 and 3 only: a stream-index run per request, under `s` ‖ stream ‖ `0x00` ‖ first
+/// version.
 pub(crate) const PREFIX_STREAM_INDEX: u8 = b's';
 pub(crate) const PREFIX_CHECKPOINT: u8 = b'c';
 
-/// Separates the stream id from the version inside stream index keys.
+/// Separates the stream id from the version inside stream index keys (formats 2 and 3).
 pub(crate) const STREAM_TERMINATOR: u8 = 0x00;
 
 const META_HEAD: &[u8] = b"head";
@@ -93,7 +94,7 @@ pub(crate) fn stream_index_prefix(stream: &str) -> Vec<u8> {
     key
 }
 
-/// The key of the run of `stream` that starts at `first_version`.
+/// The key of the run of `stream` that starts at `first_version` (formats 2 and 3).
 pub(crate) fn stream_run(stream: &str, first_version: u64) -> Vec<u8> {
     let mut key = stream_index_prefix(stream);
     key.extend_from_slice(&first_version.to_be_bytes());
@@ -101,7 +102,7 @@ pub(crate) fn stream_run(stream: &str, first_version: u64) -> Vec<u8> {
 }
 
 /// `count` consecutive versions of one stream, from `first_version`, stored at consecutive
-/// global sequences from `first_sequence`.
+/// global sequences from `first_sequence`: where a stream's events are (`requests::Index`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Run {
     pub first_version: u64,
@@ -110,27 +111,12 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// The value of the run's key in formats 2 and 3.
     pub(crate) fn value(&self) -> [u8; 16] {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&self.first_sequence.to_be_bytes());
         value[8..].copy_from_slice(&self.count.to_be_bytes());
         value
-    }
-
-    /// Decodes a run from its key (the caller scanned the stream's prefix) and value; `None`
-    /// if either is malformed, the run is empty, or its versions or sequences overflow.
-    pub(crate) fn decode(key: &[u8], value: &[u8]) -> Option<Run> {
-        let start = key.len().checked_sub(8)?;
-        let run = Run {
-            first_version: u64::from_be_bytes(key[start..].try_into().ok()?),
-            first_sequence: u64::from_be_bytes(value.get(..8)?.try_into().ok()?),
-            count: u64::from_be_bytes(value.get(8..)?.try_into().ok()?),
-        };
-        let fits = run.count > 0
-            && run.first_version > 0
-            && run.first_version.checked_add(run.count - 1).is_some()
-            && run.first_sequence.checked_add(run.count - 1).is_some();
-        fits.then_some(run)
     }
 
     pub(crate) fn last_version(&self) -> u64 {
@@ -154,6 +140,23 @@ impl Run {
     }
 }
 
+/// The key of the request page whose first request wrote `sequence` first: `r` ‖ sequence.
+pub(crate) fn requests(sequence: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = PREFIX_REQUESTS;
+    key[1..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// The sequence of a request page key, or `None` if `key` is not one.
+pub(crate) fn requests_sequence(key: &[u8]) -> Option<u64> {
+    match key {
+        [PREFIX_REQUESTS, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// The key of a request's idempotency record in formats 2 and 3.
 pub(crate) fn idempotency(request_id: &[u8; 16]) -> [u8; 17] {
     let mut key = [0u8; 17];
     key[0] = PREFIX_IDEMPOTENCY;
@@ -232,6 +235,13 @@ mod tests {
         }
 
         #[test]
+        fn request_page_keys_round_trip_and_sort_numerically(a: u64, b: u64) {
+            prop_assert_eq!(requests_sequence(&requests(a)), Some(a));
+            prop_assert_eq!(requests_sequence(&event(a)), None);
+            prop_assert_eq!(requests(a).cmp(&requests(b)), a.cmp(&b));
+        }
+
+        #[test]
         fn stream_run_keys_stay_inside_their_prefix(
             version in 1..u64::MAX,
             stream in "[a-z/]{1,12}",
@@ -239,8 +249,6 @@ mod tests {
         ) {
             let key = stream_run(&other, version);
             prop_assert_eq!(key.starts_with(&stream_index_prefix(&stream)), stream == other);
-            let run = Run { first_version: version, first_sequence: 1, count: 1 };
-            prop_assert_eq!(Run::decode(&key, &run.value()), Some(run));
         }
     }
 
@@ -251,6 +259,7 @@ mod tests {
             PREFIX_EVENT,
             PREFIX_IDEMPOTENCY,
             PREFIX_META,
+            PREFIX_REQUESTS,
             PREFIX_STREAM_INDEX,
         ];
         for (i, a) in prefixes.iter().enumerate() {
@@ -269,48 +278,20 @@ mod tests {
     }
 
     #[test]
-    fn a_run_round_trips_and_locates_its_versions() {
+    fn a_run_locates_its_versions() {
         let run = Run {
             first_version: 5,
             first_sequence: 100,
             count: 3,
         };
-        let key = stream_run("contract/C1", run.first_version);
-        assert_eq!(Run::decode(&key, &run.value()), Some(run));
         assert_eq!((run.last_version(), run.last_sequence()), (7, 102));
         assert_eq!(run.sequence_of(6), 101);
         assert_eq!(run.durable_version(99), None);
         assert_eq!(run.durable_version(100), Some(5));
         assert_eq!(run.durable_version(500), Some(7));
-    }
-
-    #[test]
-    fn malformed_runs_are_refused() {
-        let key = stream_run("s", 1);
-        let value = |sequence: u64, count: u64| {
-            Run {
-                first_version: 1,
-                first_sequence: sequence,
-                count,
-            }
-            .value()
-        };
-        assert_eq!(Run::decode(&key, &value(1, 0)), None, "empty");
-        assert_eq!(
-            Run::decode(&key, &value(u64::MAX, 2)),
-            None,
-            "sequence overflow"
-        );
-        assert_eq!(Run::decode(&key, &value(1, 1)[..15]), None, "short value");
-        assert_eq!(
-            Run::decode(&stream_run("s", 0), &value(1, 1)),
-            None,
-            "version 0"
-        );
-        assert_eq!(
-            Run::decode(&stream_run("s", u64::MAX), &value(1, 2)),
-            None,
-            "version overflow"
-        );
+        let mut value = [0u8; 16];
+        value[7] = 100;
+        value[15] = 3;
+        assert_eq!(run.value(), value, "as formats 2 and 3 stored it");
     }
 }

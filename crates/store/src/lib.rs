@@ -10,7 +10,7 @@
 //!   batch with one atomic `apply_batch` and one flush, and only then answers. Throughput
 //!   comes from sharing the fsync, correctness from having a single sequencer.
 //! - **One sled tree** (`keys`), with one-byte key prefixes, so that a whole batch —
-//!   events, stream index, stream heads, idempotency records, meta head — is atomic.
+//!   events, stream index, the batch's idempotency records, meta head — is atomic.
 //! - **One codec** ([`codec`]): canonical bincode 2 bytes of a versioned envelope;
 //!   `hash = SHA-256(prev_hash ‖ body)`; golden-bytes tests freeze the format.
 //! - **Durable reads only**: reads never return an event past [`EventStore::head`], which the
@@ -25,7 +25,8 @@
 //! - [`error`]: [`StoreError`], [`AppendError`], [`ChainError`].
 //! - `store`: [`EventStore`]: open and recovery, enqueue, reads, chain verification.
 //! - `writer`: the writer thread.
-//! - [`codec`], `keys`, [`pages`]: the on-disk format (events sixteen to a sled key).
+//! - [`codec`], `keys`, [`pages`], `requests`: the on-disk format (events sixteen to a sled
+//!   key; a batch's idempotency records under one key, indexed in memory).
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
 //! - [`upgrade`]: a stopped store of an earlier format copied into this one.
 
@@ -37,6 +38,7 @@ pub mod model;
 pub mod offline;
 mod open;
 pub mod pages;
+mod requests;
 mod store;
 pub mod upgrade;
 mod writer;

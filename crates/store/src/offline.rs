@@ -30,8 +30,8 @@ impl RawLog {
         let tree = db.open_tree(keys::TREE_NAME)?;
         match tree.get(keys::meta_format())? {
             Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => {}
-            Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
-                return Err(crate::upgrade::format_2_refused(dir));
+            Some(marker) if crate::upgrade::is_earlier_format(&marker) => {
+                return Err(crate::upgrade::earlier_format_refused(dir, &marker));
             }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(

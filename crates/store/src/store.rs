@@ -6,7 +6,7 @@
 //! be lost with a crash) or half a batch. Every read therefore takes the head published by
 //! the writer *after* its flush and ignores anything beyond it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ use crate::model::{
     AppendOutcome, AppendRequest, Head, IdempotencyRecord, RawEvent, RecordedEvent, StoreStats,
 };
 use crate::pages::{self, OpenPage};
+use crate::requests::{self, Index};
 use crate::writer::{Queued, Shared, Tip, Writer};
 
 /// Name of the writer thread.
@@ -138,11 +139,25 @@ where
         let tree = db.open_tree(keys::TREE_NAME)?;
         check_format(&tree, &config.path)?;
         let (tip, page) = recover_tip::<E>(&tree)?;
-        tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
+        let index = Index::load(&tree)?;
+        if index.end() != tip.sequence {
+            return Err(StoreError::Corrupt(format!(
+                "the requests recorded end at event {}, the log at {}",
+                index.end(),
+                tip.sequence
+            )));
+        }
+        tracing::info!(
+            path = %config.path.display(),
+            head = %tip.head(),
+            requests = index.requests(),
+            streams = index.streams(),
+            "event store opened"
+        );
 
         let (head_sender, head) = watch::channel(tip.head());
         let (queue, receiver) = sync_channel(config.queue_requests_max);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(index));
         let writer = Writer {
             tree: tree.clone(),
             queue: receiver,
@@ -152,7 +167,6 @@ where
             tip,
             page,
             carry: None,
-            versions: HashMap::new(),
         };
         let writer = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.to_string())
@@ -203,15 +217,10 @@ where
         request_id: &[u8; 16],
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let head = self.head();
-        let Some(bytes) = self.inner.tree.get(keys::idempotency(request_id))? else {
+        let Some(first) = self.inner.shared.index().page_of(request_id) else {
             return Ok(None);
         };
-        let record = codec::decode_idempotency(&bytes).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "idempotency record {}: {e}",
-                hex::encode(request_id)
-            ))
-        })?;
+        let record = requests::find(&self.inner.tree, first, request_id)?;
         Ok((record.outcome.last_sequence <= head.sequence).then_some(record))
     }
 
@@ -234,20 +243,13 @@ where
     pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
-        // Newest first; at most one in-flight batch lies beyond the head.
-        for entry in self
-            .inner
-            .tree
-            .scan_prefix(keys::stream_index_prefix(stream))
+        // Newest first; at most one batch beyond the head is in the index.
+        let runs = self.inner.shared.index().runs_from(stream, 1);
+        Ok(runs
+            .iter()
             .rev()
-        {
-            let (key, value) = entry?;
-            if let Some(version) = decode_run(stream, &key, &value)?.durable_version(head.sequence)
-            {
-                return Ok(version);
-            }
-        }
-        Ok(0)
+            .find_map(|run| run.durable_version(head.sequence))
+            .unwrap_or(0))
     }
 
     /// Up to `limit` durable events of `stream` from `from_version` (0 reads from 1).
@@ -260,19 +262,9 @@ where
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
         let from = from_version.max(1);
-        let tree = &self.inner.tree;
-        // Start at the run holding `from` (the last run starting at or before it), if any.
-        let start = match tree
-            .range(keys::stream_run(stream, 0)..=keys::stream_run(stream, from))
-            .next_back()
-        {
-            Some(entry) => entry?.0.to_vec(),
-            None => keys::stream_run(stream, from),
-        };
+        let runs = self.inner.shared.index().runs_from(stream, from);
         let mut events = Vec::new();
-        for entry in tree.range(start..=keys::stream_run(stream, u64::MAX)) {
-            let (key, value) = entry?;
-            let run = decode_run(stream, &key, &value)?;
+        for run in runs {
             for version in run.first_version.max(from)..=run.last_version() {
                 let sequence = run.sequence_of(version);
                 if events.len() >= limit || sequence > head.sequence {
@@ -281,8 +273,8 @@ where
                 let event = self.load(sequence)?;
                 if event.stream != stream || event.version != version {
                     return Err(StoreError::Corrupt(format!(
-                        "stream index of {stream:?} puts v{version} at event {sequence}, \
-                         which is {:?} v{}",
+                        "the requests put {stream:?} v{version} at event {sequence}, which is \
+                         {:?} v{}",
                         event.stream, event.version
                     )));
                 }
@@ -526,11 +518,6 @@ fn decode_event<E: DeserializeOwned>(
     Ok(event)
 }
 
-fn decode_run(stream: &str, key: &[u8], value: &[u8]) -> Result<keys::Run, StoreError> {
-    keys::Run::decode(key, value)
-        .ok_or_else(|| StoreError::Corrupt(format!("a run of the stream index of {stream:?}")))
-}
-
 /// Checks what can be checked without the store's state. `Err` is the reason it is invalid.
 fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Result<(), String> {
     check_stream(&request.stream)?;
@@ -567,8 +554,8 @@ fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Resu
 fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
     match tree.get(keys::meta_format())? {
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),
-        Some(marker) if marker.as_ref() == crate::upgrade::FORMAT_2 => {
-            Err(crate::upgrade::format_2_refused(path))
+        Some(marker) if crate::upgrade::is_earlier_format(&marker) => {
+            Err(crate::upgrade::earlier_format_refused(path, &marker))
         }
         Some(marker) => Err(StoreError::Corrupt(format!(
             "store format {:?}, but this build reads {:?} only",
@@ -587,7 +574,7 @@ fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Finds the chain tip and checks that the last event, the meta head, the event before it and
-/// the tip's stream head, stream index and idempotency record all agree. Also the last page,
+/// the tip's idempotency record all agree. Also the last page,
 /// which the writer goes on filling.
 fn recover_tip<E: DeserializeOwned>(tree: &sled::Tree) -> Result<(Tip, OpenPage), StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what);
@@ -651,35 +638,17 @@ fn check_previous_link<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(
     Ok(())
 }
 
-/// The tip is the last event of the last committed request: its stream's last run and its
-/// idempotency record must both end at it.
+/// The tip is the last event of the last committed request: its idempotency record, the
+/// last of the last request page, must end at it.
 fn check_tip_indexes<E>(tree: &sled::Tree, tip: &RecordedEvent<E>) -> Result<(), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("tip {}: {what}", tip.sequence));
-    let last_run = match tree
-        .scan_prefix(keys::stream_index_prefix(&tip.stream))
-        .next_back()
-    {
-        Some(entry) => {
-            let (key, value) = entry?;
-            keys::Run::decode(&key, &value)
-        }
-        None => None,
-    };
-    if last_run.map(|run| (run.last_version(), run.last_sequence()))
-        != Some((tip.version, tip.sequence))
-    {
-        return Err(corrupt("the stream index disagrees"));
-    }
-    let record = tree
-        .get(keys::idempotency(&tip.request_id))?
-        .map(|bytes| codec::decode_idempotency(&bytes))
-        .transpose()
-        .map_err(|e| corrupt(&e.to_string()))?
-        .ok_or_else(|| corrupt("idempotency record missing"))?;
+    let (request_id, record) =
+        requests::last(tree)?.ok_or_else(|| corrupt("idempotency record missing"))?;
     let outcome = record.outcome;
     if (outcome.last_sequence, outcome.hash, outcome.last_version)
         != (tip.sequence, tip.hash, tip.version)
         || outcome.stream != tip.stream
+        || request_id != tip.request_id
     {
         return Err(corrupt("idempotency record disagrees"));
     }

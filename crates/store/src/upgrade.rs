@@ -1,46 +1,70 @@
 //! Upgrading a stopped ledger's store from an earlier on-disk format, into a new directory.
 //!
-//! Format 2 kept each event under its own key (`e` ‖ sequence → body ‖ hash); format 3 keeps
-//! them in pages (`pages`). Nothing else changed: stream runs, idempotency records, the meta
-//! head, cursors and checkpoints are copied as they are. The old directory is only read, so
-//! an upgrade that fails or is interrupted leaves it as it was; the operator points ledgerd at
+//! - Format 2 kept each event under its own key (`e` ‖ sequence → body ‖ hash) and each
+//!   request's idempotency record under its own key (`i` ‖ request id).
+//! - Format 3 keeps the events in pages (`pages`), sixteen to a key.
+//! - Format 4 (this build) also keeps the idempotency records of a batch under one key, a
+//!   request page (`requests`), and no stream index: the records say where each stream's
+//!   events are, and the store builds the index from them in memory.
+//!
+//! Nothing else changed: the meta head, cursors and checkpoints are copied as they are, and so
+//! is every event's and record's bytes. The old stream-index runs are left behind. The old directory is only read, so an
+//! upgrade that fails or is interrupted leaves it as it was; the operator points ledgerd at
 //! the new directory once the upgrade has succeeded.
 
 use std::path::Path;
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::pages::OpenPage;
+use crate::pages::{self, OpenPage};
+use crate::requests;
 
 /// The format before pages.
 pub const FORMAT_2: &[u8] = b"ics-ledger-store/2";
+/// The format before request pages.
+pub const FORMAT_3: &[u8] = b"ics-ledger-store/3";
 
-/// The refusal of a format-2 store in `dir` by this build's readers, saying how to upgrade it.
-pub(crate) fn format_2_refused(dir: &Path) -> StoreError {
+/// Whether `marker` names a format [`upgrade`] copies from.
+pub(crate) fn is_earlier_format(marker: &[u8]) -> bool {
+    marker == FORMAT_2 || marker == FORMAT_3
+}
+
+/// The refusal of a store of an earlier format in `dir` by this build's readers, saying how to
+/// upgrade it.
+pub(crate) fn earlier_format_refused(dir: &Path, marker: &[u8]) -> StoreError {
     StoreError::Corrupt(format!(
-        "{} is in format {:?}, from before events were kept in pages: copy it into this \
+        "{} is in format {:?}, an earlier layout than this build's {:?}: copy it into this \
          build's format with `icsctl store upgrade --from {0} --to NEW` (ledgerd stopped) and \
          use NEW",
         dir.display(),
-        String::from_utf8_lossy(FORMAT_2),
+        String::from_utf8_lossy(marker),
+        String::from_utf8_lossy(keys::FORMAT_MARKER),
     ))
 }
 
 /// Events written per sled batch while upgrading.
 const BATCH_EVENTS: usize = 4_096;
 
+/// Idempotency records per request page written by an upgrade.
+const PAGE_REQUESTS: usize = 64;
+
 /// What an upgrade copied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upgraded {
     /// Events, now in pages.
     pub events: u64,
+    /// Idempotency records, now in request pages.
+    pub requests: u64,
+    /// Stream-index runs, left behind (the store builds its index from the records).
+    pub runs: u64,
     /// Every other record, copied as it was (the format marker excepted).
     pub records: u64,
 }
 
-/// Copies the format-2 store in `from` into `to` in this build's format and flushes it.
-/// `to` must not exist yet, or be an empty directory. Refuses a store of any other format,
-/// and one whose event keys are not the gapless run 1, 2, 3, … (nothing is guessed).
+/// Copies the format-2 or format-3 store in `from` into `to` in this build's format and
+/// flushes it. `to` must not exist yet, or be an empty directory. Refuses a store of any other
+/// format, and one whose events are not the gapless run 1, 2, 3, … up to its meta head
+/// (nothing is guessed).
 pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
     let refuse = |why: String| Err(StoreError::Upgrade(why));
     if !from.join("conf").exists() {
@@ -53,8 +77,9 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
         ));
     }
     let source = crate::open::open_dir(from)?.open_tree(keys::TREE_NAME)?;
-    match source.get(keys::meta_format())? {
-        Some(marker) if marker.as_ref() == FORMAT_2 => {}
+    let paged = match source.get(keys::meta_format())? {
+        Some(marker) if marker.as_ref() == FORMAT_2 => false,
+        Some(marker) if marker.as_ref() == FORMAT_3 => true,
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => {
             return refuse(format!(
                 "{} is already in format {}",
@@ -64,12 +89,12 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
         }
         other => {
             return refuse(format!(
-                "{} is not a format-2 ICS Ledger store (format marker {:?})",
+                "{} is not a format-2 or format-3 ICS Ledger store (format marker {:?})",
                 from.display(),
                 other.map(|m| String::from_utf8_lossy(&m).into_owned())
             ));
         }
-    }
+    };
 
     let db = crate::open::open_db(
         &sled::Config::new()
@@ -80,41 +105,133 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
     let target = db.open_tree(keys::TREE_NAME)?;
     let mut upgraded = Upgraded {
         events: 0,
+        requests: 0,
+        runs: 0,
         records: 0,
     };
-    let mut page = OpenPage::empty(1);
-    let mut events = Vec::with_capacity(BATCH_EVENTS);
-    let mut batch = sled::Batch::default();
+    let mut events = Events {
+        page: OpenPage::empty(1),
+        pending: Vec::with_capacity(BATCH_EVENTS),
+        batch: sled::Batch::default(),
+        count: 0,
+        last_hash: None,
+    };
+    // `(first sequence, request id, record)`: request ids are random, so the records come in
+    // no useful order; they are paged in the order of the events they wrote.
+    let mut records = Vec::new();
     for entry in source.iter() {
         let (key, value) = entry?;
         if key.as_ref() == keys::meta_format().as_slice() {
             continue;
         }
-        let Some(sequence) = keys::event_sequence(&key) else {
-            batch.insert(key, value);
+        if key.first() == Some(&keys::PREFIX_IDEMPOTENCY) {
+            let request_id: [u8; 16] = key[1..].try_into().map_err(|_| {
+                StoreError::Upgrade(format!("an idempotency key of {} bytes", key.len()))
+            })?;
+            let record = crate::codec::decode_idempotency(&value).map_err(|e| {
+                StoreError::Upgrade(format!(
+                    "the idempotency record of request {}: {e}",
+                    hex::encode(request_id)
+                ))
+            })?;
+            records.push((record.outcome.first_sequence, request_id, value));
+            continue;
+        }
+        if key.first() == Some(&keys::PREFIX_STREAM_INDEX) {
+            upgraded.runs += 1;
+            continue;
+        }
+        let Some(first) = keys::event_sequence(&key) else {
+            events.batch.insert(key, value);
             upgraded.records += 1;
             continue;
         };
-        let expected = upgraded.events + 1;
-        if sequence != expected {
-            return refuse(format!(
-                "the old store's events skip from {} to {sequence}",
-                expected - 1
-            ));
-        }
-        events.push((sequence, value));
-        upgraded.events += 1;
-        if events.len() == BATCH_EVENTS {
-            page.append(as_parts(&events), &mut batch);
-            events.clear();
-            target.apply_batch(std::mem::take(&mut batch))?;
+        if paged {
+            for entry in pages::Entries::new(&value) {
+                let (sequence, range) = entry
+                    .map_err(|e| StoreError::Upgrade(format!("the page of event {first}: {e}")))?;
+                events.push(sequence, value.subslice(range.start, range.len()), &target)?;
+            }
+        } else {
+            events.push(first, value, &target)?;
         }
     }
-    page.append(as_parts(&events), &mut batch);
+    upgraded.events = events.count;
+    let head = source
+        .get(keys::meta_head())?
+        .and_then(|head| keys::decode_meta_head(&head));
+    let last = events.last_hash();
+    if head != last.map(|hash| (events.count, hash)) {
+        return refuse(format!(
+            "the old store's events end at {} but its head is {:?}",
+            events.count,
+            head.map(|(sequence, _)| sequence)
+        ));
+    }
+    let mut batch = events.finish();
+
+    records.sort_unstable_by_key(|(first, _, _)| *first);
+    for page_records in records.chunks(PAGE_REQUESTS) {
+        let mut page = Vec::new();
+        for (_, request_id, record) in page_records {
+            requests::push_entry(&mut page, request_id, record);
+        }
+        batch.insert(&keys::requests(page_records[0].0), page);
+    }
+    upgraded.requests = records.len() as u64;
     batch.insert(keys::meta_format(), keys::FORMAT_MARKER);
     target.apply_batch(batch)?;
     target.flush()?;
     Ok(upgraded)
+}
+
+/// The old store's events, checked to run 1, 2, 3, … and laid out in pages.
+struct Events {
+    page: OpenPage,
+    pending: Vec<(u64, sled::IVec)>,
+    batch: sled::Batch,
+    count: u64,
+    /// The stored hash of the last event pushed.
+    last_hash: Option<[u8; crate::codec::HASH_LEN]>,
+}
+
+impl Events {
+    fn last_hash(&self) -> Option<[u8; crate::codec::HASH_LEN]> {
+        self.last_hash
+    }
+
+    fn push(
+        &mut self,
+        sequence: u64,
+        value: sled::IVec,
+        target: &sled::Tree,
+    ) -> Result<(), StoreError> {
+        let expected = self.count + 1;
+        if sequence != expected {
+            return Err(StoreError::Upgrade(format!(
+                "the old store's events skip from {} to {sequence}",
+                expected - 1
+            )));
+        }
+        let (_, hash) = crate::codec::split_value(&value)
+            .map_err(|e| StoreError::Upgrade(format!("event {sequence}: {e}")))?;
+        self.last_hash = Some(hash);
+        self.pending.push((sequence, value));
+        self.count += 1;
+        if self.pending.len() == BATCH_EVENTS {
+            self.page.append(as_parts(&self.pending), &mut self.batch);
+            self.pending.clear();
+            target.apply_batch(std::mem::take(&mut self.batch))?;
+        }
+        Ok(())
+    }
+
+    /// The batch holding what is left (the last pages and the records read since the last
+    /// batch was written).
+    fn finish(mut self) -> sled::Batch {
+        self.page.append(as_parts(&self.pending), &mut self.batch);
+        self.batch
+    }
 }
 
 /// Stored values as [`OpenPage::append`] takes them: each in one part.
@@ -124,22 +241,52 @@ fn as_parts(events: &[(u64, sled::IVec)]) -> impl Iterator<Item = (u64, [&[u8]; 
         .map(|(sequence, value)| (*sequence, [value.as_ref()]))
 }
 
-/// Writes the (stopped) store in `from` into `to` as format 2 laid it out — each event under
-/// its own key, everything else as it is. Only for tests of [`upgrade`], which need a ledger
-/// written before pages and have no older build to write one.
+/// Writes the (stopped) store in `from` into `to` as format 2 laid it out — each event, each
+/// idempotency record and each request's stream-index run under its own key, everything else
+/// as it is. Only for tests of
+/// [`upgrade`], which need a ledger written before pages and have no older build to write one.
 #[doc(hidden)]
 pub fn write_format_2_copy(from: &Path, to: &Path) -> Result<(), StoreError> {
+    write_earlier_format_copy(from, to, FORMAT_2)
+}
+
+/// Writes the (stopped) store in `from` into `to` as format 3 laid it out — events in pages,
+/// each idempotency record and each request's stream-index run under its own key. Only for
+/// tests of [`upgrade`].
+#[doc(hidden)]
+pub fn write_format_3_copy(from: &Path, to: &Path) -> Result<(), StoreError> {
+    write_earlier_format_copy(from, to, FORMAT_3)
+}
+
+fn write_earlier_format_copy(from: &Path, to: &Path, format: &[u8]) -> Result<(), StoreError> {
     let source = crate::open::open_dir(from)?.open_tree(keys::TREE_NAME)?;
     let target = crate::open::open_dir(to)?.open_tree(keys::TREE_NAME)?;
     for entry in source.iter() {
         let (key, value) = entry?;
-        if keys::event_sequence(&key).is_some() {
-            for event in crate::pages::Entries::new(&value) {
+        if keys::event_sequence(&key).is_some() && format == FORMAT_2 {
+            for event in pages::Entries::new(&value) {
                 let (sequence, range) = event.map_err(StoreError::Corrupt)?;
                 target.insert(keys::event(sequence), &value[range])?;
             }
+        } else if keys::requests_sequence(&key).is_some() {
+            for entry in requests::Entries::new(&value) {
+                let (request_id, record) = entry.map_err(StoreError::Corrupt)?;
+                target.insert(keys::idempotency(&request_id), record)?;
+                let outcome = crate::codec::decode_idempotency(record)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .outcome;
+                let run = keys::Run {
+                    first_version: outcome.first_version,
+                    first_sequence: outcome.first_sequence,
+                    count: outcome.last_sequence - outcome.first_sequence + 1,
+                };
+                target.insert(
+                    keys::stream_run(&outcome.stream, run.first_version),
+                    &run.value(),
+                )?;
+            }
         } else if key.as_ref() == keys::meta_format().as_slice() {
-            target.insert(key, FORMAT_2)?;
+            target.insert(key, format)?;
         } else {
             target.insert(key, value)?;
         }
@@ -169,7 +316,7 @@ mod tests {
             .expect("insert");
         tree.flush().expect("flush");
         drop(tree);
-        let current = upgrade(&old, &new).expect_err("already format 3");
+        let current = upgrade(&old, &new).expect_err("already format 4");
         assert!(
             current.to_string().contains("already in format"),
             "{current}"

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -37,6 +37,7 @@ use crate::error::{AppendError, StoreError};
 use crate::keys;
 use crate::model::{AppendOutcome, AppendRequest, Head, IdempotencyRecord, StoreStats};
 use crate::pages::OpenPage;
+use crate::requests::{self, Index};
 
 /// The answer channel of one request.
 pub(crate) type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
@@ -55,9 +56,25 @@ pub(crate) struct Shared {
     batches_committed: AtomicU64,
     requests_committed: AtomicU64,
     events_committed: AtomicU64,
+    /// Where each durable request's record and each stream's events are (`requests`):
+    /// extended by the writer after each flush, read by it and by the store's readers.
+    index: RwLock<Index>,
 }
 
 impl Shared {
+    pub(crate) fn new(index: Index) -> Self {
+        Shared {
+            index: RwLock::new(index),
+            ..Shared::default()
+        }
+    }
+
+    /// The index (nobody panics while holding it; if one did, it is still whole: it is only
+    /// ever extended, a request at a time, each checked before it changes anything).
+    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn stats(&self) -> StoreStats {
         StoreStats {
             batches_committed: self.batches_committed.load(Ordering::Relaxed),
@@ -122,14 +139,7 @@ pub(crate) struct Writer<E> {
     pub page: OpenPage,
     /// A request taken from the queue that did not fit in the previous batch.
     pub carry: Option<Queued<E>>,
-    /// Durable stream versions this writer has read or written: the writer is the only one
-    /// who changes them, so the cache is exact, and it spares a reverse scan of the stream
-    /// index per request. Dropped wholesale past [`VERSION_CACHE_MAX`] streams.
-    pub versions: HashMap<String, u64>,
 }
-
-/// Streams whose versions the writer keeps in memory before it starts over.
-const VERSION_CACHE_MAX: usize = 100_000;
 
 /// Poisons the store if the writer thread unwinds, so handles refuse appends at once instead
 /// of queueing requests nobody will answer.
@@ -186,33 +196,24 @@ impl<E: Serialize> Writer<E> {
             }
             return;
         }
-        if self.versions.len() > VERSION_CACHE_MAX {
-            self.versions.clear();
-        }
         let mut plan = Plan::new(self.tip);
-        plan.stream_versions = std::mem::take(&mut self.versions);
         let mut replies = Vec::with_capacity(batch.len());
         let mut failure: Option<StoreError> = None;
+        let durable = self.shared.index();
         for Queued { request, reply } in batch {
             let result = match &failure {
                 Some(error) => Err(AppendError::Store(error.clone())),
-                None => plan.admit(&self.tree, request),
+                None => plan.admit(&self.tree, &durable, request),
             };
             if let (None, Err(AppendError::Store(error))) = (&failure, &result) {
                 failure = Some(error.clone());
             }
             replies.push((reply, result));
         }
+        drop(durable);
         let failure = match failure {
             Some(error) => Some(error),
-            None => {
-                let versions = std::mem::take(&mut plan.stream_versions);
-                let committed = self.commit(plan);
-                if committed.is_ok() {
-                    self.versions = versions;
-                }
-                committed.err()
-            }
+            None => self.commit(plan).err(),
         };
         match failure {
             None => {
@@ -238,8 +239,10 @@ impl<E: Serialize> Writer<E> {
             return Ok(());
         }
         let tip = plan.tip();
+        let first = self.tip.sequence + 1;
         assert!(tip.sequence == self.tip.sequence + events as u64);
         let mut batch = plan.batch;
+        batch.insert(&keys::requests(first), plan.request_page);
         let values = plan.values.iter();
         self.page.append(
             values.map(|(sequence, body, hash)| (*sequence, [body.as_slice(), hash.as_slice()])),
@@ -251,9 +254,21 @@ impl<E: Serialize> Writer<E> {
         );
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
+        let requests = plan.admitted.len();
+        let mut index = self
+            .shared
+            .index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (request_id, outcome) in &plan.admitted {
+            index
+                .add(first, *request_id, outcome)
+                .map_err(StoreError::Corrupt)?;
+        }
+        drop(index);
         self.tip = tip;
         self.head.send_replace(tip.head());
-        self.shared.count_batch(plan.requests.len(), events);
+        self.shared.count_batch(requests, events);
         Ok(())
     }
 }
@@ -264,12 +279,15 @@ struct Plan {
     next_sequence: u64,
     prev_hash: [u8; HASH_LEN],
     recorded_at_us: i64,
-    /// Stream versions as of this batch: the writer's cache of durable versions, plus
-    /// what this batch changes.
+    /// The versions of the streams this batch appends to, as it leaves them.
     stream_versions: HashMap<String, u64>,
     /// Requests admitted by this batch.
     requests: HashMap<[u8; 16], IdempotencyRecord>,
-    /// Everything but the events: stream runs and idempotency records.
+    /// The same, in order, for the index.
+    admitted: Vec<([u8; 16], AppendOutcome)>,
+    /// Their idempotency records, in order, as the batch's request page (`requests`).
+    request_page: Vec<u8>,
+    /// Everything but the events and the request page: the meta head.
     batch: sled::Batch,
     /// Events admitted by this batch, `(sequence, body, hash)`, in order: paged on commit.
     values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
@@ -290,6 +308,8 @@ impl Plan {
             recorded_at_us: tip.recorded_at_us,
             stream_versions: HashMap::new(),
             requests: HashMap::new(),
+            admitted: Vec::new(),
+            request_page: Vec::new(),
             batch: sled::Batch::default(),
             values: Vec::new(),
         }
@@ -308,9 +328,10 @@ impl Plan {
     fn admit<E: Serialize>(
         &mut self,
         tree: &sled::Tree,
+        durable: &Index,
         request: AppendRequest<E>,
     ) -> Result<AppendOutcome, AppendError> {
-        if let Some(record) = self.committed(tree, &request.request_id)? {
+        if let Some(record) = self.committed(tree, durable, &request.request_id)? {
             if record.command_hash != request.command_hash {
                 return Err(AppendError::RequestIdReused {
                     request_id: request.request_id,
@@ -321,7 +342,7 @@ impl Plan {
                 ..record.outcome
             });
         }
-        let actual = self.stream_version(tree, &request.stream)?;
+        let actual = self.stream_version(durable, &request.stream);
         if !request.expected_version.admits(actual) {
             return Err(AppendError::WrongExpectedVersion {
                 stream: request.stream,
@@ -406,23 +427,14 @@ impl Plan {
     ) {
         let outcome = &record.outcome;
         let count = staged.values.len();
+        self.admitted.push((request_id, outcome.clone()));
         debug_assert_eq!(outcome.first_sequence, self.next_sequence);
         debug_assert_eq!(
             outcome.last_sequence - outcome.first_sequence + 1,
             count as u64
         );
         self.values.extend(staged.values);
-        let run = keys::Run {
-            first_version: outcome.first_version,
-            first_sequence: outcome.first_sequence,
-            count: count as u64,
-        };
-        self.batch.insert(
-            keys::stream_run(&outcome.stream, run.first_version),
-            run.value().to_vec(),
-        );
-        self.batch
-            .insert(keys::idempotency(&request_id).to_vec(), encoded_record);
+        requests::push_entry(&mut self.request_page, &request_id, &encoded_record);
         self.stream_versions
             .insert(outcome.stream.clone(), outcome.last_version);
         self.requests.insert(request_id, record.clone());
@@ -435,41 +447,24 @@ impl Plan {
     fn committed(
         &self,
         tree: &sled::Tree,
+        durable: &Index,
         request_id: &[u8; 16],
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         if let Some(record) = self.requests.get(request_id) {
             return Ok(Some(record.clone()));
         }
-        match tree.get(keys::idempotency(request_id))? {
-            None => Ok(None),
-            Some(bytes) => codec::decode_idempotency(&bytes).map(Some).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "idempotency record {}: {e}",
-                    hex::encode(request_id)
-                ))
-            }),
-        }
+        durable
+            .page_of(request_id)
+            .map(|first| requests::find(tree, first, request_id))
+            .transpose()
     }
 
     /// A stream's version including this batch's appends.
-    fn stream_version(&mut self, tree: &sled::Tree, stream: &str) -> Result<u64, StoreError> {
-        if let Some(version) = self.stream_versions.get(stream) {
-            return Ok(*version);
+    fn stream_version(&self, durable: &Index, stream: &str) -> u64 {
+        match self.stream_versions.get(stream) {
+            Some(version) => *version,
+            None => durable.stream_version(stream),
         }
-        let version = match tree
-            .scan_prefix(keys::stream_index_prefix(stream))
-            .next_back()
-        {
-            None => 0,
-            Some(entry) => {
-                let (key, value) = entry?;
-                keys::Run::decode(&key, &value)
-                    .map(|run| run.last_version())
-                    .ok_or_else(|| StoreError::Corrupt(format!("last run of stream {stream:?}")))?
-            }
-        };
-        self.stream_versions.insert(stream.to_string(), version);
-        Ok(version)
     }
 }
 
@@ -518,13 +513,21 @@ mod tests {
         let mut plan = Plan::new(Tip::EMPTY);
 
         let first = plan
-            .admit(&tree, request(1, "a", ExpectedVersion::NoStream, 2))
+            .admit(
+                &tree,
+                &Index::default(),
+                request(1, "a", ExpectedVersion::NoStream, 2),
+            )
             .expect("admitted");
         assert_eq!((first.first_sequence, first.last_sequence), (1, 2));
         assert_eq!((first.first_version, first.last_version), (1, 2));
 
         let resend = plan
-            .admit(&tree, request(1, "a", ExpectedVersion::NoStream, 2))
+            .admit(
+                &tree,
+                &Index::default(),
+                request(1, "a", ExpectedVersion::NoStream, 2),
+            )
             .expect("duplicate");
         assert_eq!(
             resend,
@@ -537,16 +540,24 @@ mod tests {
         let mut reused = request(1, "a", ExpectedVersion::Any, 1);
         reused.command_hash = [9; 32];
         assert!(matches!(
-            plan.admit(&tree, reused),
+            plan.admit(&tree, &Index::default(), reused),
             Err(AppendError::RequestIdReused { request_id }) if request_id == [1; 16]
         ));
 
         assert!(matches!(
-            plan.admit(&tree, request(2, "a", ExpectedVersion::NoStream, 1)),
+            plan.admit(
+                &tree,
+                &Index::default(),
+                request(2, "a", ExpectedVersion::NoStream, 1)
+            ),
             Err(AppendError::WrongExpectedVersion { actual: 2, .. })
         ));
         let next = plan
-            .admit(&tree, request(3, "a", ExpectedVersion::Exact(2), 1))
+            .admit(
+                &tree,
+                &Index::default(),
+                request(3, "a", ExpectedVersion::Exact(2), 1),
+            )
             .expect("admitted");
         assert_eq!((next.first_sequence, next.first_version), (3, 3));
         assert!(next.recorded_at_us > first.recorded_at_us);

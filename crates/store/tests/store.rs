@@ -831,6 +831,64 @@ fn a_store_whose_meta_head_disagrees_is_refused() {
 }
 
 #[test]
+fn a_store_whose_last_request_page_is_lost_or_disagrees_is_refused() {
+    // One request per batch here (each waits for the last): a request page per event,
+    // under `r` ‖ the event's sequence.
+    let dir = tempdir();
+    fill(&dir, 3);
+    let request_page = |sequence: u64| {
+        let mut key = vec![b'r'];
+        key.extend_from_slice(&sequence.to_be_bytes());
+        key
+    };
+    let edit = |edit: &dyn Fn(&sled::Tree)| {
+        let tree = store::open_dir(dir.path())
+            .and_then(|db| db.open_tree("ics-ledger"))
+            .expect("sled opens");
+        edit(&tree);
+        tree.flush().expect("flush");
+    };
+    let refused = |why: &str| {
+        let refused: Result<Store, _> = EventStore::open(StoreConfig::new(dir.path()));
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(what)) if what.contains(why)),
+            "{refused:?}"
+        );
+    };
+
+    // The tip's record answered by the request before it.
+    let second = std::sync::Mutex::new(None);
+    edit(&|tree| {
+        let page = tree.get(request_page(2)).expect("get").expect("page 2");
+        tree.insert(request_page(3), page.clone()).expect("insert");
+        *second.lock().expect("lock") = Some(page);
+    });
+    refused("idempotency record disagrees");
+
+    // The tip's record lost (the page before it still there).
+    edit(&|tree| {
+        tree.remove(request_page(3)).expect("remove");
+    });
+    refused("idempotency record disagrees");
+
+    // Every record lost.
+    edit(&|tree| {
+        for sequence in 1..=2 {
+            tree.remove(request_page(sequence)).expect("remove");
+        }
+    });
+    refused("idempotency record missing");
+
+    // Put back, but with a record cut short.
+    let page = second.lock().expect("lock").take().expect("page 2");
+    edit(&|tree| {
+        tree.insert(request_page(1), &page[..page.len() - 1])
+            .expect("insert");
+    });
+    refused("request page 1");
+}
+
+#[test]
 fn a_foreign_database_is_refused() {
     let dir = tempdir();
     {
@@ -946,12 +1004,27 @@ async fn multi_event_requests_read_back_from_any_version() {
     check(&open(&dir));
 }
 
-fn as_format_2(from: &std::path::Path, to: &std::path::Path) {
-    store::upgrade::write_format_2_copy(from, to).expect("a format-2 copy");
+/// Writes the stopped store in `from` into `to` as format 2 or 3 laid it out.
+fn as_format(format: u8, from: &std::path::Path, to: &std::path::Path) {
+    match format {
+        2 => store::upgrade::write_format_2_copy(from, to),
+        3 => store::upgrade::write_format_3_copy(from, to),
+        _ => unreachable!("formats 2 and 3 are the earlier ones"),
+    }
+    .expect("a copy in an earlier format");
 }
 
 #[tokio::test]
 async fn a_format_2_store_is_refused_and_upgraded_into_one_that_reads_the_same() {
+    an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(2).await;
+}
+
+#[tokio::test]
+async fn a_format_3_store_is_refused_and_upgraded_into_one_that_reads_the_same() {
+    an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(3).await;
+}
+
+async fn an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(format: u8) {
     let dir = tempdir();
     let (current, old, upgraded) = (
         dir.path().join("current"),
@@ -959,34 +1032,37 @@ async fn a_format_2_store_is_refused_and_upgraded_into_one_that_reads_the_same()
         dir.path().join("upgraded"),
     );
     // 25 events over two pages, single- and multi-event requests, a cursor, a checkpoint.
-    let (head, all, resend) = {
+    let (head, all, requests) = {
         let store = Store::open(StoreConfig::new(&current)).expect("store opens");
-        let mut resend = None;
+        let mut requests = Vec::new();
         for n in 0..13u32 {
             let payloads = (0..=n % 3).map(|i| payload(n, i)).collect();
             let r = request(&format!("s{}", n % 4), ExpectedVersion::Any, payloads);
-            store.append(r.clone()).await.expect("append");
-            resend = Some(r);
+            let outcome = store.append(r.clone()).await.expect("append");
+            requests.push((r, outcome));
         }
         store.set_cursor("relay", 20).expect("cursor");
         store.put_checkpoint(20, b"signed").expect("checkpoint");
         (
             store.head(),
             store.read_all(1, 1_000).expect("read"),
-            resend.expect("a request"),
+            requests,
         )
     };
     assert_eq!(head.sequence, 25);
-    as_format_2(&current, &old);
+    as_format(format, &current, &old);
 
-    let refused = Store::open(StoreConfig::new(&old)).expect_err("format 2");
+    let refused = Store::open(StoreConfig::new(&old)).expect_err("an earlier format");
     assert!(
-        refused.to_string().contains("icsctl store upgrade"),
+        refused.to_string().contains("icsctl store upgrade")
+            && refused
+                .to_string()
+                .contains(&format!("ics-ledger-store/{format}")),
         "{refused}"
     );
 
     let done = store::upgrade::upgrade(&old, &upgraded).expect("upgrades");
-    assert_eq!(done.events, 25);
+    assert_eq!((done.events, done.requests, done.runs), (25, 13, 13));
     let store = Store::open(StoreConfig::new(&upgraded)).expect("the upgraded store opens");
     assert_eq!(store.head(), head);
     assert_eq!(store.verify_chain().expect("verifies"), head);
@@ -996,7 +1072,12 @@ async fn a_format_2_store_is_refused_and_upgraded_into_one_that_reads_the_same()
         store.checkpoints(1, 10).expect("checkpoints"),
         [(20, b"signed".to_vec())]
     );
-    assert!(store.append(resend).await.expect("resend").duplicate);
+    for (r, outcome) in &requests {
+        let record = store.lookup_request(&r.request_id).expect("lookup");
+        assert_eq!(record.map(|record| record.outcome).as_ref(), Some(outcome));
+    }
+    let (last, _) = requests.last().expect("a request");
+    assert!(store.append(last.clone()).await.expect("resend").duplicate);
     let next = store
         .append(request("s0", ExpectedVersion::Any, vec![payload(99, 0)]))
         .await
@@ -1007,20 +1088,26 @@ async fn a_format_2_store_is_refused_and_upgraded_into_one_that_reads_the_same()
 
     // The old directory is untouched; a gap in it is refused, not papered over.
     let gapped = dir.path().join("gapped");
-    as_format_2(&current, &gapped);
+    as_format(format, &current, &gapped);
     store::open_dir(&gapped)
         .and_then(|db| db.open_tree("ics-ledger"))
         .and_then(|tree| {
-            tree.remove(store::event_key(7))?;
+            match format {
+                2 => tree.remove(store::event_key(7))?,
+                // The second page, events 17 to 25, goes: the events stop short of the head.
+                _ => tree.remove(store::event_key(17))?,
+            };
             tree.flush()
         })
-        .expect("cut event 7");
+        .expect("cut an event");
     let again = dir.path().join("again");
     let refused = store::upgrade::upgrade(&gapped, &again).expect_err("a gap");
-    assert!(
-        refused.to_string().contains("skip from 6 to 8"),
-        "{refused}"
-    );
+    let gap = if format == 2 {
+        "skip from 6 to 8"
+    } else {
+        "end at 16 but its head is Some(25)"
+    };
+    assert!(refused.to_string().contains(gap), "{refused}");
     let twice = store::upgrade::upgrade(&old, &dir.path().join("twice")).expect("again");
     assert_eq!(twice, done);
 }
