@@ -4,11 +4,13 @@
 //!
 //! # Shape, and why
 //!
-//! - **One writer thread, group commit** (`writer`): callers [`EventStore::enqueue`] into a
-//!   bounded queue; one `std::thread` takes everything queued (up to
-//!   [`StoreConfig::batch_events_max`] events), decides each request in order, writes the
-//!   batch with one atomic `apply_batch` and one flush, and only then answers. Throughput
-//!   comes from sharing the fsync, correctness from having a single sequencer.
+//! - **One sequencer, group commit** (`writer`): callers [`EventStore::enqueue`] into a
+//!   bounded queue; one `std::thread` decides each request in order as it comes (sequences,
+//!   versions, hashes) into the batch being filled, and a second writes that batch (up to
+//!   [`StoreConfig::batch_events_max`] events) with one atomic `apply_batch` and one flush as
+//!   soon as the one before is durable, and only then answers. Throughput comes from sharing
+//!   the fsync and from deciding the next batch while the last is flushed, correctness from
+//!   having a single sequencer.
 //! - **One sled tree** (`keys`), with one-byte key prefixes, so that a whole batch —
 //!   events, stream index, the batch's idempotency records, meta head — is atomic.
 //! - **One codec** ([`codec`]): canonical bincode 2 bytes of a versioned envelope;
@@ -24,7 +26,7 @@
 //! - [`model`]: the public request, outcome and event types.
 //! - [`error`]: [`StoreError`], [`AppendError`], [`ChainError`].
 //! - `store`: [`EventStore`]: open and recovery, enqueue, reads, chain verification.
-//! - `writer`: the writer thread.
+//! - `writer`: the admitting and the committing thread.
 //! - [`codec`], `keys`, [`pages`], `requests`: the on-disk format (events sixteen to a sled
 //!   key; a batch's idempotency records under one key, indexed in memory).
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.

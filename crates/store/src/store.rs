@@ -31,10 +31,7 @@ use crate::model::{
 };
 use crate::pages::{self, OpenPage};
 use crate::requests::{self, Index};
-use crate::writer::{Queued, Shared, Tip, Writer};
-
-/// Name of the writer thread.
-const WRITER_THREAD_NAME: &str = "event-store-writer";
+use crate::writer::{self, Queued, Shared, Tip};
 
 /// The event store. Cheap to clone; all clones share one sled database and one writer.
 /// Dropping the last clone stops the writer after it has answered everything queued.
@@ -158,7 +155,7 @@ where
         let (head_sender, head) = watch::channel(tip.head());
         let (queue, receiver) = sync_channel(config.queue_requests_max);
         let shared = Arc::new(Shared::new(index));
-        let writer = Writer {
+        let writer = writer::start(writer::Start {
             tree: tree.clone(),
             queue: receiver,
             head: head_sender,
@@ -166,12 +163,7 @@ where
             batch_events_max: config.batch_events_max,
             tip,
             page,
-            carry: None,
-        };
-        let writer = std::thread::Builder::new()
-            .name(WRITER_THREAD_NAME.to_string())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::Spawn(e.to_string()))?;
+        })?;
         Ok(EventStore {
             inner: Arc::new(Inner {
                 path: config.path,
