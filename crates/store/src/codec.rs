@@ -104,22 +104,26 @@ pub(crate) struct EventRecordV1<E> {
 pub(crate) type LatestRecord<E> = EventRecordV1<E>;
 
 /// Every version of the stored idempotency record. Variants are only ever appended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum IdempotencyEnvelope {
-    V1(IdempotencyRecordV1),
+///
+/// Encoded and decoded by bincode's own derive, borrowing the stream id: opening a store
+/// decodes every record, and serde read each hash a byte at a time (the bytes are those serde
+/// gave, the golden test pins them).
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::BorrowDecode)]
+enum IdempotencyEnvelope<'a> {
+    V1(IdempotencyRecordV1<'a>),
 }
 
 /// Version 1 of the stored idempotency record. Frozen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct IdempotencyRecordV1 {
-    command_hash: [u8; HASH_LEN],
-    stream: String,
-    first_version: u64,
-    last_version: u64,
-    first_sequence: u64,
-    last_sequence: u64,
-    hash: [u8; HASH_LEN],
-    recorded_at_us: i64,
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::BorrowDecode)]
+pub(crate) struct IdempotencyRecordV1<'a> {
+    pub command_hash: [u8; HASH_LEN],
+    pub stream: &'a str,
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+    pub hash: [u8; HASH_LEN],
+    pub recorded_at_us: i64,
 }
 
 fn config() -> bincode::config::Configuration {
@@ -253,7 +257,7 @@ pub(crate) fn encode_idempotency(record: &IdempotencyRecord) -> Result<Vec<u8>, 
     let outcome = &record.outcome;
     let stored = IdempotencyEnvelope::V1(IdempotencyRecordV1 {
         command_hash: record.command_hash,
-        stream: outcome.stream.clone(),
+        stream: &outcome.stream,
         first_version: outcome.first_version,
         last_version: outcome.last_version,
         first_sequence: outcome.first_sequence,
@@ -261,13 +265,13 @@ pub(crate) fn encode_idempotency(record: &IdempotencyRecord) -> Result<Vec<u8>, 
         hash: outcome.hash,
         recorded_at_us: outcome.recorded_at_us,
     });
-    bincode::serde::encode_to_vec(&stored, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::encode_to_vec(&stored, config()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// Decodes an idempotency record; its outcome has `duplicate: false` (the original answer).
-pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError> {
-    let (envelope, used): (IdempotencyEnvelope, usize) =
-        bincode::serde::decode_from_slice(bytes, decode_config())
+/// Decodes an idempotency record as stored, borrowing its stream id from `bytes`.
+pub(crate) fn decode_idempotency_view(bytes: &[u8]) -> Result<IdempotencyRecordV1<'_>, CodecError> {
+    let (envelope, used): (IdempotencyEnvelope<'_>, usize) =
+        bincode::borrow_decode_from_slice(bytes, decode_config())
             .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes {
@@ -276,10 +280,16 @@ pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, Code
         });
     }
     let IdempotencyEnvelope::V1(stored) = envelope;
+    Ok(stored)
+}
+
+/// Decodes an idempotency record; its outcome has `duplicate: false` (the original answer).
+pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError> {
+    let stored = decode_idempotency_view(bytes)?;
     Ok(IdempotencyRecord {
         command_hash: stored.command_hash,
         outcome: AppendOutcome {
-            stream: stored.stream,
+            stream: stored.stream.to_string(),
             first_version: stored.first_version,
             last_version: stored.last_version,
             first_sequence: stored.first_sequence,

@@ -59,9 +59,13 @@ impl Index {
                 .ok_or_else(|| StoreError::Corrupt("a request page key".to_string()))?;
             for (n, entry) in Entries::new(&page).enumerate() {
                 let (request_id, record) = entry.map_err(|e| corrupt_page(first, &e))?;
-                let record = decode(first, &request_id, record)?;
-                if n == 0 && record.outcome.first_sequence != first
-                    || index.pages.contains_key(&request_id)
+                let record = codec::decode_idempotency_view(record).map_err(|e| {
+                    corrupt_page(
+                        first,
+                        &format!("the record of request {}: {e}", hex::encode(request_id)),
+                    )
+                })?;
+                if n == 0 && record.first_sequence != first || index.pages.contains_key(&request_id)
                 {
                     return Err(corrupt_page(
                         first,
@@ -69,7 +73,7 @@ impl Index {
                     ));
                 }
                 index
-                    .add(first, request_id, &record.outcome)
+                    .add(first, request_id, Written::from(&record))
                     .map_err(|e| corrupt_page(first, &e))?;
             }
         }
@@ -83,7 +87,7 @@ impl Index {
         &mut self,
         first: u64,
         request_id: [u8; 16],
-        outcome: &AppendOutcome,
+        outcome: Written<'_>,
     ) -> Result<(), String> {
         let count = outcome
             .last_sequence
@@ -99,7 +103,7 @@ impl Index {
                 self.end + 1
             ));
         }
-        let version = self.stream_version(&outcome.stream);
+        let version = self.stream_version(outcome.stream);
         if outcome.first_version != version + 1 {
             return Err(format!(
                 "request {} writes {:?} from v{} where v{} was next",
@@ -114,9 +118,9 @@ impl Index {
             first_sequence: outcome.first_sequence,
             count,
         };
-        let runs = match self.streams.get_mut(outcome.stream.as_str()) {
+        let runs = match self.streams.get_mut(outcome.stream) {
             Some(runs) => runs,
-            None => self.streams.entry(outcome.stream.clone()).or_default(),
+            None => self.streams.entry(outcome.stream.to_string()).or_default(),
         };
         match runs.last_mut() {
             Some(last) if last.last_sequence() + 1 == run.first_sequence => last.count += count,
@@ -160,6 +164,40 @@ impl Index {
 
     pub(crate) fn streams(&self) -> usize {
         self.streams.len()
+    }
+}
+
+/// Where one request's events are: what the index keeps of its record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Written<'a> {
+    pub stream: &'a str,
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+}
+
+impl<'a> From<&'a AppendOutcome> for Written<'a> {
+    fn from(outcome: &'a AppendOutcome) -> Self {
+        Written {
+            stream: &outcome.stream,
+            first_version: outcome.first_version,
+            last_version: outcome.last_version,
+            first_sequence: outcome.first_sequence,
+            last_sequence: outcome.last_sequence,
+        }
+    }
+}
+
+impl<'a> From<&codec::IdempotencyRecordV1<'a>> for Written<'a> {
+    fn from(record: &codec::IdempotencyRecordV1<'a>) -> Self {
+        Written {
+            stream: record.stream,
+            first_version: record.first_version,
+            last_version: record.last_version,
+            first_sequence: record.first_sequence,
+            last_sequence: record.last_sequence,
+        }
     }
 }
 
@@ -319,16 +357,16 @@ mod tests {
     fn the_index_follows_streams_and_merges_their_runs() {
         let mut index = Index::default();
         index
-            .add(1, [1; 16], &outcome("a", (1, 2), (1, 2)))
+            .add(1, [1; 16], Written::from(&outcome("a", (1, 2), (1, 2))))
             .expect("a");
         index
-            .add(1, [2; 16], &outcome("b", (1, 1), (3, 3)))
+            .add(1, [2; 16], Written::from(&outcome("b", (1, 1), (3, 3))))
             .expect("b");
         index
-            .add(4, [3; 16], &outcome("a", (3, 3), (4, 4)))
+            .add(4, [3; 16], Written::from(&outcome("a", (3, 3), (4, 4))))
             .expect("a again");
         index
-            .add(4, [4; 16], &outcome("a", (4, 6), (5, 7)))
+            .add(4, [4; 16], Written::from(&outcome("a", (4, 6), (5, 7))))
             .expect("a follows on");
         assert_eq!((index.requests(), index.streams()), (4, 2));
         assert_eq!(index.page_of(&[3; 16]), Some(4));
@@ -344,14 +382,14 @@ mod tests {
         assert_eq!(index.runs_from("a", 3), [run(3, 4, 4)]);
         assert_eq!(index.runs_from("a", 7), []);
 
-        let gap = index.add(8, [5; 16], &outcome("b", (2, 2), (9, 9)));
+        let gap = index.add(8, [5; 16], Written::from(&outcome("b", (2, 2), (9, 9))));
         assert!(gap.expect_err("a gap").contains("where 8 was next"));
-        let skip = index.add(8, [5; 16], &outcome("b", (3, 3), (8, 8)));
+        let skip = index.add(8, [5; 16], Written::from(&outcome("b", (3, 3), (8, 8))));
         assert!(
             skip.expect_err("a version skipped")
                 .contains("where v2 was next")
         );
-        let ragged = index.add(8, [5; 16], &outcome("b", (2, 3), (8, 8)));
+        let ragged = index.add(8, [5; 16], Written::from(&outcome("b", (2, 3), (8, 8))));
         assert!(ragged.expect_err("not a run").contains("not a run"));
         assert_eq!(index.stream_version("b"), 1, "nothing changed");
     }

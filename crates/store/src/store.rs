@@ -30,7 +30,7 @@ use crate::model::{
     AppendOutcome, AppendRequest, Head, IdempotencyRecord, RawEvent, RecordedEvent, StoreStats,
 };
 use crate::pages::{self, OpenPage};
-use crate::requests::{self, Index};
+use crate::requests;
 use crate::writer::{self, Queued, Shared, Tip};
 
 /// The event store. Cheap to clone; all clones share one sled database and one writer.
@@ -136,25 +136,11 @@ where
         let tree = db.open_tree(keys::TREE_NAME)?;
         check_format(&tree, &config.path)?;
         let (tip, page) = recover_tip::<E>(&tree)?;
-        let index = Index::load(&tree)?;
-        if index.end() != tip.sequence {
-            return Err(StoreError::Corrupt(format!(
-                "the requests recorded end at event {}, the log at {}",
-                index.end(),
-                tip.sequence
-            )));
-        }
-        tracing::info!(
-            path = %config.path.display(),
-            head = %tip.head(),
-            requests = index.requests(),
-            streams = index.streams(),
-            "event store opened"
-        );
+        tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
 
         let (head_sender, head) = watch::channel(tip.head());
         let (queue, receiver) = sync_channel(config.queue_requests_max);
-        let shared = Arc::new(Shared::new(index));
+        let shared = Arc::new(Shared::new(tree.clone(), tip.sequence));
         let writer = writer::start(writer::Start {
             tree: tree.clone(),
             queue: receiver,
@@ -209,7 +195,7 @@ where
         request_id: &[u8; 16],
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let head = self.head();
-        let Some(first) = self.inner.shared.index().page_of(request_id) else {
+        let Some(first) = self.inner.shared.index()?.page_of(request_id) else {
             return Ok(None);
         };
         let record = requests::find(&self.inner.tree, first, request_id)?;
@@ -236,7 +222,7 @@ where
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
         // Newest first; at most one batch beyond the head is in the index.
-        let runs = self.inner.shared.index().runs_from(stream, 1);
+        let runs = self.inner.shared.index()?.runs_from(stream, 1);
         Ok(runs
             .iter()
             .rev()
@@ -254,7 +240,7 @@ where
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
         let from = from_version.max(1);
-        let runs = self.inner.shared.index().runs_from(stream, from);
+        let runs = self.inner.shared.index()?.runs_from(stream, from);
         let mut events = Vec::new();
         for run in runs {
             for version in run.first_version.max(from)..=run.last_version() {

@@ -60,31 +60,81 @@ pub(crate) struct Queued<E> {
 }
 
 /// State shared by the handles and the writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     /// Set once, by the first write failure (or a writer panic); never cleared.
     poison: OnceLock<String>,
     batches_committed: AtomicU64,
     requests_committed: AtomicU64,
     events_committed: AtomicU64,
-    /// Where each durable request's record and each stream's events are (`requests`):
-    /// extended by the committing thread after each flush, read by the admitting thread and
-    /// by the store's readers.
-    index: RwLock<Index>,
+    tree: sled::Tree,
+    /// The durable head's sequence when the store opened: where the requests must end.
+    opened_at: u64,
+    /// Where each durable request's record and each stream's events are (`requests`): read
+    /// from the request pages the first time anyone needs it — the first append, resend
+    /// lookup or stream read — so that a store opened only to read the log (an audit, a
+    /// replay) never pays for it; extended by the committing thread after each flush.
+    index: OnceLock<RwLock<Index>>,
+    /// Held while the index is being read, so it is read once.
+    loading: Mutex<()>,
 }
 
 impl Shared {
-    pub(crate) fn new(index: Index) -> Self {
+    pub(crate) fn new(tree: sled::Tree, opened_at: u64) -> Self {
         Shared {
-            index: RwLock::new(index),
-            ..Shared::default()
+            poison: OnceLock::new(),
+            batches_committed: AtomicU64::new(0),
+            requests_committed: AtomicU64::new(0),
+            events_committed: AtomicU64::new(0),
+            tree,
+            opened_at,
+            index: OnceLock::new(),
+            loading: Mutex::new(()),
         }
     }
 
-    /// The index (nobody panics while holding it; if one did, it is still whole: it is only
-    /// ever extended, a request at a time, each checked before it changes anything).
-    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    /// The index, read first if nobody has needed it yet. (Nobody panics while holding it;
+    /// if one did, it is still whole: it is only ever extended, a request at a time, each
+    /// checked before it changes anything.)
+    pub(crate) fn index(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>, StoreError> {
+        Ok(self
+            .loaded()?
+            .read()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn index_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, Index>, StoreError> {
+        Ok(self
+            .loaded()?
+            .write()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn loaded(&self) -> Result<&RwLock<Index>, StoreError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let _loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        // Nothing was committed since the store opened: committing needs the index.
+        let started = std::time::Instant::now();
+        let index = Index::load(&self.tree)?;
+        if index.end() != self.opened_at {
+            return Err(StoreError::Corrupt(format!(
+                "the requests recorded end at event {}, the log at {}",
+                index.end(),
+                self.opened_at
+            )));
+        }
+        tracing::info!(
+            requests = index.requests(),
+            streams = index.streams(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "event store: request index read"
+        );
+        Ok(self.index.get_or_init(|| RwLock::new(index)))
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
@@ -480,7 +530,7 @@ impl<E: Serialize> Admitter<E> {
             .handover
             .in_flight(&request.request_id, &request.stream);
         let (durable_page, durable_version) = {
-            let index = self.shared.index();
+            let index = self.shared.index()?;
             (
                 index.page_of(&request.request_id),
                 index.stream_version(&request.stream),
@@ -669,14 +719,10 @@ impl Committer {
         );
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
-        let mut index = self
-            .shared
-            .index
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut index = self.shared.index_mut()?;
         for (request_id, outcome) in admitted {
             index
-                .add(first, *request_id, outcome)
+                .add(first, *request_id, outcome.into())
                 .map_err(StoreError::Corrupt)?;
         }
         drop(index);
@@ -727,7 +773,7 @@ mod tests {
         let admitter = Admitter {
             tree: tree.clone(),
             queue: receiver,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared::new(tree.clone(), 0)),
             handover: Arc::new(Handover::default()),
             batch_events_max: 100,
             cursor: Tip::EMPTY,

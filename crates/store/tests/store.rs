@@ -888,6 +888,43 @@ fn a_store_whose_last_request_page_is_lost_or_disagrees_is_refused() {
     refused("request page 1");
 }
 
+/// The request pages are read when first needed (an append, a resend lookup, a stream read),
+/// not when the store opens: a store opened to read the log never pays for them. A hole in
+/// them is found then, and refuses the write.
+#[test]
+fn a_hole_in_the_request_pages_is_found_when_first_needed() {
+    let dir = tempdir();
+    fill(&dir, 3);
+    let tree = store::open_dir(dir.path())
+        .and_then(|db| db.open_tree("ics-ledger"))
+        .expect("sled opens");
+    let mut key = vec![b'r'];
+    key.extend_from_slice(&1u64.to_be_bytes());
+    tree.remove(key).expect("remove the first request page");
+    tree.flush().expect("flush");
+    drop(tree);
+
+    let store = open(&dir);
+    assert_eq!(store.read_all(1, 10).expect("the log reads").len(), 3);
+    let read = store
+        .read_stream("s", 1, 10)
+        .expect_err("the index has a hole");
+    assert!(read.to_string().contains("where 1 was next"), "{read}");
+    let append = store
+        .enqueue(request("s", ExpectedVersion::Any, vec![payload(1, 1)]))
+        .expect("enqueued")
+        .wait()
+        .expect_err("refused");
+    assert!(append.to_string().contains("where 1 was next"), "{append}");
+    assert!(
+        store
+            .enqueue(request("s", ExpectedVersion::Any, vec![payload(1, 2)]))
+            .is_err(),
+        "poisoned"
+    );
+    assert_eq!(store.head().sequence, 3, "nothing written");
+}
+
 #[test]
 fn a_foreign_database_is_refused() {
     let dir = tempdir();
