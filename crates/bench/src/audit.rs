@@ -200,6 +200,8 @@ impl AuditRun {
 pub const REPLAY_DATA_DIR: &str = "`icsctl audit replay --data-dir`: open + read + decode + fold";
 pub const REPLAY_OPEN: &str = "… open the store (`EventStore::open`: recovery checks the tip)";
 pub const REPLAY_SCAN: &str = "… sled scan alone (`read_raw`: values copied, not decoded)";
+pub const REPLAY_INDEX: &str = "(not part of a replay) the store's request index, read at the \
+     first append, resend lookup or stream read; per request";
 pub const REPLAY_DECODE: &str = "… read + decode (`Log::each`, nothing done with the events)";
 pub const REPLAY_FOLD: &str = "… fold alone (`Projection::apply` on the decoded events)";
 pub const REPLAY_GRPC: &str =
@@ -207,6 +209,9 @@ pub const REPLAY_GRPC: &str =
 pub const VERIFY_ONLINE: &str = "`icsctl audit verify` over gRPC (ledgerd in-process, loopback)";
 pub const VERIFY_READ_STORED: &str = "… `ReadStored` alone (received, counted)";
 pub const VERIFY_OFFLINE: &str = "`icsctl audit verify --data-dir` (the stopped store's sled)";
+
+/// A stream id to ask the version of, to make the store read its request index.
+const INDEX_STREAM: &str = "contract/none";
 
 /// Measures everything at `scale`.
 pub fn run(scale: AuditScale) -> anyhow::Result<AuditRun> {
@@ -465,6 +470,8 @@ fn offline(
     );
     let mut open = Pass::new(REPLAY_OPEN, events, "");
     let mut scan = Pass::new(REPLAY_SCAN, events, "");
+    let requests = run.commands; // one append request per command
+    let mut index = Pass::new(REPLAY_INDEX, requests, "");
     let mut decode = Pass::new(REPLAY_DECODE, events, "");
     let mut fold = Pass::new(REPLAY_FOLD, events, "position equals the in-memory fold");
     let mut offline = Pass::new(VERIFY_OFFLINE, events, checkpoints_note(expected));
@@ -489,6 +496,24 @@ fn offline(
         scan.times.push(started.elapsed());
         drop(store);
         ensure!(next == events + 1, "the scan ended at {next}");
+
+        let store = EventStore::<Event>::open(StoreConfig::new(dir))?;
+        let resident = crate::position::resident_bytes();
+        let started = Instant::now();
+        store.stream_version(INDEX_STREAM)?; // needs the index: reads every request page
+        index.times.push(started.elapsed());
+        let grown = crate::position::resident_bytes()
+            .zip(resident)
+            .map(|(after, before)| after.saturating_sub(before));
+        index.note = match grown {
+            Some(bytes) => format!(
+                "{:.0} MiB more resident after ({} bytes a request)",
+                bytes as f64 / (1024.0 * 1024.0),
+                bytes / requests.max(1)
+            ),
+            None => String::new(),
+        };
+        drop(store);
 
         let (time, decoded) = runtime.block_on(read_decoded(&global, dir, events, false))?;
         decode.times.push(time);
@@ -517,7 +542,7 @@ fn offline(
             crate::report::rate(crate::per_second(events, offline.best()))
         );
     }
-    run.replay.extend([whole, open, scan, decode, fold]);
+    run.replay.extend([whole, open, scan, decode, fold, index]);
     run.verify.push(offline);
     Ok(())
 }
