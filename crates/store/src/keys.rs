@@ -53,36 +53,50 @@ const META_CURSOR: &[u8] = b"cursor/";
 /// Length of an encoded meta head: sequence (8) ‖ hash (32).
 pub(crate) const META_HEAD_LEN: usize = 8 + 32;
 
+/// `prefix` ‖ sequence, big-endian: the key of an event page, a request page or a checkpoint.
+fn sequence_key(prefix: u8, sequence: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// The sequence in a key made by [`sequence_key`] with `prefix`, or `None` if `key` is not one.
+fn key_sequence(prefix: u8, key: &[u8]) -> Option<u64> {
+    match key {
+        [first, rest @ ..] if *first == prefix => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// The key of the page whose first event is `sequence`: `e` ‖ sequence, big-endian. Public
 /// for benchmarks that write sled under the store's kind of key (`store::event_key`).
 pub fn event(sequence: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = PREFIX_EVENT;
-    key[1..].copy_from_slice(&sequence.to_be_bytes());
-    key
-}
-
-pub(crate) fn checkpoint(sequence: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = PREFIX_CHECKPOINT;
-    key[1..].copy_from_slice(&sequence.to_be_bytes());
-    key
-}
-
-/// The sequence in a checkpoint key, or `None` if `key` is not one.
-pub(crate) fn checkpoint_sequence(key: &[u8]) -> Option<u64> {
-    match key {
-        [PREFIX_CHECKPOINT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
-    }
+    sequence_key(PREFIX_EVENT, sequence)
 }
 
 /// The first sequence of a page key, or `None` if `key` is not one.
 pub(crate) fn event_sequence(key: &[u8]) -> Option<u64> {
-    match key {
-        [PREFIX_EVENT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
-    }
+    key_sequence(PREFIX_EVENT, key)
+}
+
+pub(crate) fn checkpoint(sequence: u64) -> [u8; 9] {
+    sequence_key(PREFIX_CHECKPOINT, sequence)
+}
+
+/// The sequence in a checkpoint key, or `None` if `key` is not one.
+pub(crate) fn checkpoint_sequence(key: &[u8]) -> Option<u64> {
+    key_sequence(PREFIX_CHECKPOINT, key)
+}
+
+/// The key of the request page whose first request wrote `sequence` first: `r` ‖ sequence.
+pub(crate) fn requests(sequence: u64) -> [u8; 9] {
+    sequence_key(PREFIX_REQUESTS, sequence)
+}
+
+/// The sequence of a request page key, or `None` if `key` is not one.
+pub(crate) fn requests_sequence(key: &[u8]) -> Option<u64> {
+    key_sequence(PREFIX_REQUESTS, key)
 }
 
 /// `s` ‖ stream ‖ `0x00`: the prefix all of a stream's run keys share.
@@ -137,22 +151,6 @@ impl Run {
     pub(crate) fn durable_version(&self, head: u64) -> Option<u64> {
         let durable = head.checked_sub(self.first_sequence)?.checked_add(1)?;
         Some(self.first_version + durable.min(self.count) - 1)
-    }
-}
-
-/// The key of the request page whose first request wrote `sequence` first: `r` ‖ sequence.
-pub(crate) fn requests(sequence: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = PREFIX_REQUESTS;
-    key[1..].copy_from_slice(&sequence.to_be_bytes());
-    key
-}
-
-/// The sequence of a request page key, or `None` if `key` is not one.
-pub(crate) fn requests_sequence(key: &[u8]) -> Option<u64> {
-    match key {
-        [PREFIX_REQUESTS, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
     }
 }
 
