@@ -1,14 +1,14 @@
 //! The key layout of the single sled tree.
 //!
-//! Everything lives in ONE tree so that a whole group-commit batch — events, stream runs,
-//! the request page and the meta head — is one `sled::Batch` applied with
-//! `apply_batch`, which sled recovers atomically after a crash. (sled 0.34 can only make a
-//! multi-tree write atomic with a transaction, whose closure may re-run and which cannot scan.)
+//! Everything lives in ONE tree so that a whole group-commit batch — event pages, the request
+//! page and the meta head — is one `sled::Batch` applied with `apply_batch`, which sled
+//! recovers atomically after a crash. (sled 0.34 can only make a multi-tree write atomic with a
+//! transaction, whose closure may re-run and which cannot scan.)
 //!
 //! Each key starts with a one-byte prefix naming its family. Numbers are big-endian so that
-//! sled's byte order is numeric order, which makes range scans over sequences and versions
-//! work; stream ids may not contain `0x00` because it terminates the stream id inside index
-//! keys (otherwise stream `a` and stream `a\0…` could share keys).
+//! sled's byte order is numeric order, which makes range scans over sequences work. (Stream
+//! ids may not contain `0x00`, which terminated the stream id inside the stream-index keys of
+//! formats 2 and 3.)
 //!
 //! | prefix | key                                   | value                                  |
 //! |--------|---------------------------------------|----------------------------------------|
