@@ -445,4 +445,80 @@ mod tests {
         let gap = Index::load(&tree).expect_err("event 6 written by nobody");
         assert!(gap.to_string().contains("where 6 was next"), "{gap}");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any log of requests, cut into batches any way: the index read back from the
+        /// request pages is the index kept as they were committed, and it places every
+        /// version of every stream at the sequence that holds it.
+        #[test]
+        fn the_index_read_back_places_every_version(
+            requests in proptest::collection::vec((0..3usize, 1..4u64), 1..40),
+            cuts in proptest::collection::vec(any::<bool>(), 40),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = sled::Config::new().path(dir.path()).open().expect("sled");
+            let tree = db.open_tree("t").expect("tree");
+            let streams = ["a", "b", "c"];
+            let mut kept = Index::default();
+            // (stream, version) -> sequence, as the log holds them.
+            let mut placed = std::collections::HashMap::new();
+            let (mut next, mut versions) = (1u64, [0u64; 3]);
+            let (mut page, mut first) = (Vec::new(), 1u64);
+            for (n, (stream, count)) in requests.iter().enumerate() {
+                let version = versions[*stream];
+                let record = IdempotencyRecord {
+                    command_hash: [0; 32],
+                    outcome: outcome(
+                        streams[*stream],
+                        (version + 1, version + count),
+                        (next, next + count - 1),
+                    ),
+                };
+                for k in 0..*count {
+                    placed.insert((streams[*stream], version + 1 + k), next + k);
+                }
+                let id = [u8::try_from(n).expect("fits"); 16];
+                let bytes = codec::encode_idempotency(&record).expect("encodes");
+                push_entry(&mut page, &id, &bytes);
+                kept.add(first, id, Written::from(&record.outcome)).expect("follows on");
+                versions[*stream] += count;
+                next += count;
+                if cuts[n] || n + 1 == requests.len() {
+                    tree.insert(keys::requests(first), std::mem::take(&mut page)).expect("insert");
+                    first = next;
+                }
+            }
+            let read = Index::load(&tree).expect("loads");
+            prop_assert_eq!(read.end(), next - 1);
+            prop_assert_eq!(read.requests(), requests.len());
+            for (n, stream) in streams.iter().enumerate() {
+                prop_assert_eq!(read.stream_version(stream), versions[n]);
+                prop_assert_eq!(read.runs_from(stream, 1), kept.runs_from(stream, 1));
+                for from in 1..=versions[n] + 1 {
+                    let runs = read.runs_from(stream, from);
+                    let held: Vec<(u64, u64)> = runs
+                        .iter()
+                        .flat_map(|run| {
+                            (run.first_version..=run.last_version())
+                                .map(move |v| (v, run.sequence_of(v)))
+                        })
+                        .filter(|(v, _)| *v >= from)
+                        .collect();
+                    let expected: Vec<(u64, u64)> = (from..=versions[n])
+                        .map(|v| (v, placed[&(*stream, v)]))
+                        .collect();
+                    prop_assert_eq!(held, expected);
+                }
+            }
+            for n in 0..requests.len() {
+                let id = [u8::try_from(n).expect("fits"); 16];
+                let first = read.page_of(&id).expect("indexed");
+                let record = find(&tree, first, &id).expect("found");
+                prop_assert_eq!(Some(first), kept.page_of(&id));
+                prop_assert!(record.outcome.first_sequence >= first);
+            }
+        }
+    }
 }
