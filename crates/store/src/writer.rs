@@ -348,30 +348,32 @@ impl Handover {
     /// until the committing thread has taken that batch.
     fn push(&self, decision: Decision, reply: Reply, batch_events_max: usize) {
         let mut filling = self.lock();
+        if let Decision::Admit(admitted) = &decision {
+            let count = admitted.values.len();
+            while !filling.batch.values.is_empty()
+                && filling.batch.values.len() + count > batch_events_max
+                && filling.abandoned.is_none()
+            {
+                filling.admitter_waiting = true;
+                filling = self
+                    .taken
+                    .wait(filling)
+                    .unwrap_or_else(PoisonError::into_inner);
+                filling.admitter_waiting = false;
+            }
+        }
+        if let Some(error) = &filling.abandoned {
+            let _ = reply.send(Err(AppendError::Store(error.clone())));
+            return;
+        }
         let answer = match decision {
             Decision::Answer(answer) => answer,
             Decision::Admit(admitted) => {
-                let count = admitted.values.len();
-                while !filling.batch.values.is_empty()
-                    && filling.batch.values.len() + count > batch_events_max
-                    && filling.abandoned.is_none()
-                {
-                    filling.admitter_waiting = true;
-                    filling = self
-                        .taken
-                        .wait(filling)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    filling.admitter_waiting = false;
-                }
                 let outcome = admitted.record.outcome.clone();
                 filling.batch.add(admitted);
                 Ok(outcome)
             }
         };
-        if let Some(error) = &filling.abandoned {
-            let _ = reply.send(Err(AppendError::Store(error.clone())));
-            return;
-        }
         filling.batch.replies.push((reply, answer));
         if filling.committer_waiting {
             self.ready.notify_one();
