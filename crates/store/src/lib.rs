@@ -35,6 +35,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+mod frames;
 mod keys;
 pub mod model;
 pub mod offline;

@@ -18,6 +18,7 @@
 //! is full, so a ledger taking one command at a time fills pages as one taking thousands does;
 //! each flush rewrites at most one page that was already on disk.
 
+use crate::frames::{self, Cut, Frames};
 use crate::keys;
 
 /// Events a page holds at most.
@@ -26,9 +27,6 @@ pub const PAGE_EVENTS_MAX: usize = 16;
 /// Bytes after which a page takes no more events (a single event larger than this has a
 /// page of its own).
 pub const PAGE_BYTES_MAX: usize = 16 * 1024;
-
-/// Bytes before each entry's value: its sequence and the value's length.
-const ENTRY_HEADER_LEN: usize = 8 + 4;
 
 /// The last page of the log, which the writer appends to until it is full.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,28 +129,22 @@ pub fn paginate<'a>(events: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u
 }
 
 /// Appends one entry to a page's bytes: the sequence, the length, then the value's `parts`
-/// one after the other.
+/// one after the other (`frames`).
 pub(crate) fn push_entry(page: &mut Vec<u8>, sequence: u64, parts: &[&[u8]]) {
-    let len: usize = parts.iter().map(|part| part.len()).sum();
-    let length = u32::try_from(len).expect("an event's value fits in 4 GiB");
-    page.reserve(ENTRY_HEADER_LEN + len);
-    page.extend_from_slice(&sequence.to_be_bytes());
-    page.extend_from_slice(&length.to_be_bytes());
-    for part in parts {
-        page.extend_from_slice(part);
-    }
+    frames::push(page, &sequence.to_be_bytes(), parts);
 }
 
 /// The entries of a stored page: `(sequence, where its value lies in the page)`, in the
 /// order stored; an error where the bytes stop making sense.
 pub struct Entries<'a> {
-    page: &'a [u8],
-    at: usize,
+    frames: Frames<'a, 8>,
 }
 
 impl<'a> Entries<'a> {
     pub fn new(page: &'a [u8]) -> Self {
-        Entries { page, at: 0 }
+        Entries {
+            frames: Frames::new(page),
+        }
     }
 }
 
@@ -160,28 +152,23 @@ impl Iterator for Entries<'_> {
     type Item = Result<(u64, std::ops::Range<usize>), String>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.page.get(self.at..).filter(|rest| !rest.is_empty())?;
-        let Some((header, _)) = rest.split_first_chunk::<ENTRY_HEADER_LEN>() else {
-            self.at = self.page.len();
-            return Some(Err(format!(
-                "a page ends inside an entry's header, {} bytes in",
-                self.at
-            )));
-        };
-        let (sequence, length) = header.split_at(8);
-        let sequence = u64::from_be_bytes(sequence.try_into().expect("8 bytes"));
-        let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
-        let start = self.at + ENTRY_HEADER_LEN;
-        let end = start.saturating_add(length);
-        if end > self.page.len() {
-            self.at = self.page.len();
-            return Some(Err(format!(
-                "event {sequence}'s entry claims {length} bytes; its page has {} left",
-                self.page.len() - start
-            )));
-        }
-        self.at = end;
-        Some(Ok((sequence, start..end)))
+        self.frames.next().map(entry)
+    }
+}
+
+/// A framed entry of an event page, its tag read as the sequence it names.
+fn entry(
+    frame: Result<([u8; 8], std::ops::Range<usize>), Cut<8>>,
+) -> Result<(u64, std::ops::Range<usize>), String> {
+    match frame {
+        Ok((tag, range)) => Ok((u64::from_be_bytes(tag), range)),
+        Err(Cut::InHeader { at }) => Err(format!(
+            "a page ends inside an entry's header, {at} bytes in"
+        )),
+        Err(Cut::InValue { tag, claims, left }) => Err(format!(
+            "event {}'s entry claims {claims} bytes; its page has {left} left",
+            u64::from_be_bytes(tag)
+        )),
     }
 }
 
@@ -207,14 +194,14 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some((page, at)) = &mut self.page {
-                let mut entries = Entries {
+                let mut frames = Frames::<8> {
                     page: page.as_ref(),
                     at: *at,
                 };
-                if let Some(entry) = entries.next() {
-                    *at = entries.at;
+                if let Some(frame) = frames.next() {
+                    *at = frames.at;
                     return Some(
-                        entry
+                        entry(frame)
                             .map(|(sequence, range)| {
                                 (sequence, page.subslice(range.start, range.len()))
                             })

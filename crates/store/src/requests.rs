@@ -23,11 +23,9 @@ use std::fmt;
 
 use crate::codec;
 use crate::error::StoreError;
+use crate::frames::{self, Cut, Frames};
 use crate::keys::{self, Run};
 use crate::model::{AppendOutcome, IdempotencyRecord};
-
-/// Bytes of an entry before its record: the request id and the record's length.
-const ENTRY_HEADER_LEN: usize = 16 + 4;
 
 /// What the store's requests say, in memory: which request page holds each committed request
 /// id, and where each stream's events are.
@@ -201,24 +199,22 @@ impl<'a> From<&codec::IdempotencyRecordV1<'a>> for Written<'a> {
     }
 }
 
-/// Appends one entry to a request page.
+/// Appends one entry to a request page (`frames`).
 pub(crate) fn push_entry(page: &mut Vec<u8>, request_id: &[u8; 16], record: &[u8]) {
-    let length = u32::try_from(record.len()).expect("an idempotency record fits in 4 GiB");
-    page.reserve(ENTRY_HEADER_LEN + record.len());
-    page.extend_from_slice(request_id);
-    page.extend_from_slice(&length.to_be_bytes());
-    page.extend_from_slice(record);
+    frames::push(page, request_id, &[record]);
 }
 
 /// The entries of a request page: `(request id, record bytes)` each, or what is wrong with
 /// the rest of the page.
 pub(crate) struct Entries<'a> {
-    rest: &'a [u8],
+    frames: Frames<'a, 16>,
 }
 
 impl<'a> Entries<'a> {
     pub(crate) fn new(page: &'a [u8]) -> Self {
-        Entries { rest: page }
+        Entries {
+            frames: Frames::new(page),
+        }
     }
 }
 
@@ -226,25 +222,15 @@ impl<'a> Iterator for Entries<'a> {
     type Item = Result<([u8; 16], &'a [u8]), String>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let Some((header, body)) = self.rest.split_at_checked(ENTRY_HEADER_LEN) else {
-            self.rest = &[];
-            return Some(Err("an entry cut short in its header".to_string()));
-        };
-        let (request_id, length) = header.split_at(16);
-        let request_id: [u8; 16] = request_id.try_into().expect("16 bytes");
-        let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
-        let Some((record, rest)) = body.split_at_checked(length) else {
-            self.rest = &[];
-            return Some(Err(format!(
+        let page = self.frames.page;
+        Some(match self.frames.next()? {
+            Ok((request_id, range)) => Ok((request_id, &page[range])),
+            Err(Cut::InHeader { at }) => Err(format!("an entry cut short in its header at {at}")),
+            Err(Cut::InValue { tag, .. }) => Err(format!(
                 "the record of request {} is cut short",
-                hex::encode(request_id)
-            )));
-        };
-        self.rest = rest;
-        Some(Ok((request_id, record)))
+                hex::encode(tag)
+            )),
+        })
     }
 }
 
