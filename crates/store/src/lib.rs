@@ -12,7 +12,8 @@
 //!   the fsync and from deciding the next batch while the last is flushed, correctness from
 //!   having a single sequencer.
 //! - **One sled tree** (`keys`), with one-byte key prefixes, so that a whole batch —
-//!   events, stream index, the batch's idempotency records, meta head — is atomic.
+//!   event pages, the batch's request page (its idempotency records), meta head — is
+//!   atomic.
 //! - **One codec** ([`codec`]): canonical bincode 2 bytes of a versioned envelope;
 //!   `hash = SHA-256(prev_hash ‖ body)`; golden-bytes tests freeze the format.
 //! - **Durable reads only**: reads never return an event past [`EventStore::head`], which the

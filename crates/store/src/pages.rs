@@ -14,7 +14,7 @@
 //! its neighbours: an event cut out of a page shows as the gap it is, two swapped as the
 //! disorder they are.
 //!
-//! The writer keeps the last page open ([`OpenPage`]) and rewrites it with each batch until it
+//! The writer keeps the last page open (`OpenPage`) and rewrites it with each batch until it
 //! is full, so a ledger taking one command at a time fills pages as one taking thousands does;
 //! each flush rewrites at most one page that was already on disk.
 

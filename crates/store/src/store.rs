@@ -221,13 +221,12 @@ where
     pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
-        // Newest first; at most one batch beyond the head is in the index.
-        let runs = self.inner.shared.index()?.runs_from(stream, 1);
-        Ok(runs
-            .iter()
-            .rev()
-            .find_map(|run| run.durable_version(head.sequence))
-            .unwrap_or(0))
+        // The index may already hold the batch the head is about to cover.
+        Ok(self
+            .inner
+            .shared
+            .index()?
+            .stream_version_at(stream, head.sequence))
     }
 
     /// Up to `limit` durable events of `stream` from `from_version` (0 reads from 1).
@@ -240,7 +239,7 @@ where
         check_stream(stream).map_err(StoreError::InvalidName)?;
         let head = self.head();
         let from = from_version.max(1);
-        let runs = self.inner.shared.index()?.runs_from(stream, from);
+        let runs = self.inner.shared.index()?.runs_from(stream, from, limit);
         let mut events = Vec::new();
         for run in runs {
             for version in run.first_version.max(from)..=run.last_version() {
@@ -528,7 +527,7 @@ fn check_request<E>(request: &AppendRequest<E>, batch_events_max: usize) -> Resu
 }
 
 /// Marks a new store with the format marker; refuses a tree that is not ours, or of another
-/// format (one of format 2, at `path`, with how to upgrade it).
+/// format (one of an earlier format, at `path`, with how to upgrade it).
 fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
     match tree.get(keys::meta_format())? {
         Some(marker) if marker.as_ref() == keys::FORMAT_MARKER => Ok(()),

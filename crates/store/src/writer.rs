@@ -9,10 +9,10 @@
 //!   comes and decides it against the durable state (the in-memory index of `requests`)
 //!   *plus* every request admitted before it and not yet durable: idempotency first (a known
 //!   request id answers the original outcome, or `RequestIdReused`), then the expected
-//!   version, then it encodes and chains the events and adds them, with the request's idempotency record, to the batch being filled. It
-//!   never reads sled for a new request (a resend reads its record's page), so it never
-//!   waits for a batch being applied: sled's `apply_batch` holds a process-wide lock that
-//!   every read takes. A rejected request changes nothing and does not affect the others.
+//!   version, then it encodes and chains the events and adds them, with the request's
+//!   idempotency record, to the batch being filled. It never reads sled for a new request (a
+//!   resend reads its record's page), so it never waits for a batch being applied: sled's
+//!   `apply_batch` holds a process-wide lock that every read takes. A rejected request changes nothing and does not affect the others.
 //! - The **committing** thread (`event-store-commit`) takes the whole batch being filled as
 //!   soon as it has written the one before, writes it as ONE `sled::Batch` (atomic) — the
 //!   events into the log's open page and the pages after it (`pages`), the request page —
@@ -182,6 +182,15 @@ impl Tip {
         recorded_at_us: 0,
     };
 
+    /// The end of the chain after the request that had `outcome`.
+    fn after(outcome: &AppendOutcome) -> Tip {
+        Tip {
+            sequence: outcome.last_sequence,
+            hash: outcome.hash,
+            recorded_at_us: outcome.recorded_at_us,
+        }
+    }
+
     pub(crate) fn head(self) -> Head {
         Head {
             sequence: self.sequence,
@@ -284,8 +293,6 @@ struct Batch {
     admitted: Vec<([u8; 16], AppendOutcome)>,
     /// Their idempotency records, in order, as the batch's request page (`requests`).
     request_page: Vec<u8>,
-    /// The end of the chain after the batch's events.
-    tip: Option<Tip>,
     /// Every request of the batch, with its answer once the batch is durable.
     replies: Vec<(Reply, Result<AppendOutcome, AppendError>)>,
 }
@@ -302,11 +309,6 @@ impl Batch {
         requests::push_entry(&mut self.request_page, &request_id, &encoded_record);
         self.admitted.push((request_id, outcome.clone()));
         self.values.extend(values);
-        self.tip = Some(Tip {
-            sequence: outcome.last_sequence,
-            hash: outcome.hash,
-            recorded_at_us: outcome.recorded_at_us,
-        });
         self.changes
             .streams
             .insert(outcome.stream.clone(), outcome.last_version);
@@ -563,12 +565,7 @@ impl<E: Serialize> Admitter<E> {
             });
         }
         let admitted = stage(self.cursor, request, actual)?;
-        let outcome = &admitted.record.outcome;
-        self.cursor = Tip {
-            sequence: outcome.last_sequence,
-            hash: outcome.hash,
-            recorded_at_us: outcome.recorded_at_us,
-        };
+        self.cursor = Tip::after(&admitted.record.outcome);
         Ok(Decision::Admit(admitted))
     }
 }
@@ -661,14 +658,13 @@ impl Committer {
             values,
             admitted,
             request_page,
-            tip,
             replies,
             ..
         } = batch;
         let written = match self.shared.poisoned() {
             Some(reason) => Err(StoreError::Poisoned(reason.to_string())),
             None => self
-                .write(values, &admitted, request_page, tip)
+                .write(values, &admitted, request_page)
                 .inspect_err(|error| {
                     self.shared.poison(error.to_string());
                 }),
@@ -698,12 +694,12 @@ impl Committer {
         values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
         admitted: &[([u8; 16], AppendOutcome)],
         request_page: Vec<u8>,
-        tip: Option<Tip>,
     ) -> Result<usize, StoreError> {
-        let Some(tip) = tip else {
+        let Some((_, last)) = admitted.last() else {
             // Only rejections and resends: nothing to write.
             return Ok(0);
         };
+        let tip = Tip::after(last);
         let events = values.len();
         let first = self.tip.sequence + 1;
         assert!(tip.sequence == self.tip.sequence + events as u64);
@@ -825,8 +821,12 @@ mod tests {
         // The batch is taken for writing (and not yet in sled): later requests still see it.
         let taken = admitter.handover.take().expect("a batch");
         assert_eq!(taken.values.len(), 2);
+        let last = taken
+            .admitted
+            .last()
+            .map(|(_, outcome)| Tip::after(outcome).head());
         assert_eq!(
-            taken.tip.map(Tip::head),
+            last,
             Some(Head {
                 sequence: 2,
                 hash: first.hash
@@ -851,8 +851,8 @@ mod tests {
 
         let filling = admitter.handover.lock();
         assert_eq!(filling.batch.values.len(), 1);
-        assert_eq!(filling.batch.tip.map(|tip| tip.sequence), Some(3));
-        assert_eq!(filling.batch.tip.map(|tip| tip.hash), Some(next.hash));
+        let (_, last) = filling.batch.admitted.last().expect("admitted");
+        assert_eq!((last.last_sequence, last.hash), (3, next.hash));
         assert_eq!(
             filling.batch.replies.len(),
             3,
