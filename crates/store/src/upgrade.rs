@@ -17,7 +17,7 @@ use std::path::Path;
 use crate::error::StoreError;
 use crate::keys;
 use crate::pages::{self, OpenPage};
-use crate::requests;
+use crate::requests::{self, Index, Written};
 
 /// The format before pages.
 pub const FORMAT_2: &[u8] = b"ics-ledger-store/2";
@@ -128,13 +128,10 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
             let request_id: [u8; 16] = key[1..].try_into().map_err(|_| {
                 StoreError::Upgrade(format!("an idempotency key of {} bytes", key.len()))
             })?;
-            let record = crate::codec::decode_idempotency(&value).map_err(|e| {
-                StoreError::Upgrade(format!(
-                    "the idempotency record of request {}: {e}",
-                    hex::encode(request_id)
-                ))
-            })?;
-            records.push((record.outcome.first_sequence, request_id, value));
+            let first = crate::codec::decode_idempotency_view(&value)
+                .map_err(|e| refused_record(&request_id, &e.to_string()))?
+                .first_sequence;
+            records.push((first, request_id, value));
             continue;
         }
         if key.first() == Some(&keys::PREFIX_STREAM_INDEX) {
@@ -160,8 +157,7 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
     let head = source
         .get(keys::meta_head())?
         .and_then(|head| keys::decode_meta_head(&head));
-    let last = events.last_hash();
-    if head != last.map(|hash| (events.count, hash)) {
+    if head != events.last_hash.map(|hash| (events.count, hash)) {
         return refuse(format!(
             "the old store's events end at {} but its head is {:?}",
             events.count,
@@ -171,12 +167,28 @@ pub fn upgrade(from: &Path, to: &Path) -> Result<Upgraded, StoreError> {
     let mut batch = events.finish();
 
     records.sort_unstable_by_key(|(first, _, _)| *first);
+    // The records must tile the events as the store will check when it reads them: found
+    // here, a gap refuses the upgrade rather than the upgraded store's first append.
+    let mut index = Index::default();
     for page_records in records.chunks(PAGE_REQUESTS) {
+        let first = page_records[0].0;
         let mut page = Vec::new();
         for (_, request_id, record) in page_records {
+            let view = crate::codec::decode_idempotency_view(record)
+                .map_err(|e| refused_record(request_id, &e.to_string()))?;
+            index
+                .add(first, *request_id, Written::from(&view))
+                .map_err(|e| refused_record(request_id, &e))?;
             requests::push_entry(&mut page, request_id, record);
         }
-        batch.insert(&keys::requests(page_records[0].0), page);
+        batch.insert(&keys::requests(first), page);
+    }
+    if index.end() != upgraded.events {
+        return refuse(format!(
+            "the old store's idempotency records end at event {}, its events at {}",
+            index.end(),
+            upgraded.events
+        ));
     }
     upgraded.requests = records.len() as u64;
     batch.insert(keys::meta_format(), keys::FORMAT_MARKER);
@@ -196,10 +208,6 @@ struct Events {
 }
 
 impl Events {
-    fn last_hash(&self) -> Option<[u8; crate::codec::HASH_LEN]> {
-        self.last_hash
-    }
-
     fn push(
         &mut self,
         sequence: u64,
@@ -232,6 +240,13 @@ impl Events {
         self.page.append(as_parts(&self.pending), &mut self.batch);
         self.batch
     }
+}
+
+fn refused_record(request_id: &[u8; 16], why: &str) -> StoreError {
+    StoreError::Upgrade(format!(
+        "the idempotency record of request {}: {why}",
+        hex::encode(request_id)
+    ))
 }
 
 /// Stored values as [`OpenPage::append`] takes them: each in one part.

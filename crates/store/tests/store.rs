@@ -1145,6 +1145,24 @@ async fn an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(f
         "end at 16 but its head is Some(25)"
     };
     assert!(refused.to_string().contains(gap), "{refused}");
+
+    // A request's idempotency record lost: its events would be nobody's; refused.
+    let unrecorded = dir.path().join("unrecorded");
+    as_format(format, &current, &unrecorded);
+    let (lost, _) = &requests[5];
+    store::open_dir(&unrecorded)
+        .and_then(|db| db.open_tree("ics-ledger"))
+        .and_then(|tree| {
+            let mut key = vec![b'i'];
+            key.extend_from_slice(&lost.request_id);
+            tree.remove(key).map(|removed| assert!(removed.is_some()))?;
+            tree.flush()
+        })
+        .expect("lose a record");
+    let refused = store::upgrade::upgrade(&unrecorded, &dir.path().join("unrecorded-4"))
+        .expect_err("a record lost");
+    assert!(refused.to_string().contains("was next"), "{refused}");
+
     let twice = store::upgrade::upgrade(&old, &dir.path().join("twice")).expect("again");
     assert_eq!(twice, done);
 }
