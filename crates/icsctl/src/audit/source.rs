@@ -120,7 +120,8 @@ impl Log {
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(crate::output::status_error)?;
                     let values = page.events.iter().map(|value| &value[..]);
-                    let flow = each_stored(page.first_sequence, values, &mut expected, &mut visit)?;
+                    let events = decoded(page.first_sequence, values);
+                    let flow = visit_all(events, &mut expected, &mut visit)?;
                     if flow.is_break() {
                         return Ok(expected - from);
                     }
@@ -159,17 +160,10 @@ impl Log {
                 let flow = super::ahead::read_ahead(read, |page: StoredPage| {
                     waiting.fetch_sub(1, Ordering::Relaxed);
                     match page {
-                        StoredPage::Decoded(events) => {
-                            for event in events {
-                                if step(&mut expected, event?, &mut visit)?.is_break() {
-                                    return Ok(ControlFlow::Break(()));
-                                }
-                            }
-                            Ok(ControlFlow::Continue(()))
-                        }
+                        StoredPage::Decoded(events) => visit_all(events, &mut expected, &mut visit),
                         StoredPage::Stored { first, values } => {
                             let values = values.iter().map(|value| &value[..]);
-                            each_stored(first, values, &mut expected, &mut visit)
+                            visit_all(decoded(first, values), &mut expected, &mut visit)
                         }
                     }
                 })?;
@@ -205,16 +199,15 @@ impl Log {
     }
 }
 
-/// Decodes stored values (`body ‖ hash`, the first at sequence `first`), checking each hash
-/// against its content, and [`step`]s through them.
-fn each_stored<'a>(
-    first: u64,
-    values: impl Iterator<Item = &'a [u8]>,
+/// [`step`]s through `events` in order, stopping at the first that is an error (one that did
+/// not decode) or that the visitor stops at.
+fn visit_all(
+    events: impl IntoIterator<Item = anyhow::Result<LogEvent>>,
     expected: &mut u64,
     visit: &mut impl FnMut(LogEvent) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<ControlFlow<()>> {
-    for (sequence, value) in (first..).zip(values) {
-        if step(expected, decode(sequence, value)?, visit)?.is_break() {
+    for event in events {
+        if step(expected, event?, visit)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
@@ -237,21 +230,21 @@ impl StoredPage {
         if waiting.load(Ordering::Relaxed) == 0 {
             StoredPage::Stored { first, values }
         } else {
-            StoredPage::Decoded(decode_stored(first, values.iter().map(|v| &v[..])))
+            StoredPage::Decoded(decoded(first, values.iter().map(|v| &v[..])).collect())
         }
     }
 }
 
-/// Decodes a page of stored values, the first at sequence `first`: each event, or why it does
-/// not decode (visited in order, so the events before a bad one are still seen).
-fn decode_stored<'a>(
+/// Stored values (`body ‖ hash`, the first at sequence `first`) decoded as they are taken:
+/// each event, or why it does not decode (in order, so the events before a bad one are still
+/// visited).
+fn decoded<'a>(
     first: u64,
     values: impl Iterator<Item = &'a [u8]>,
-) -> Vec<anyhow::Result<LogEvent>> {
+) -> impl Iterator<Item = anyhow::Result<LogEvent>> {
     (first..)
         .zip(values)
         .map(|(sequence, value)| decode(sequence, value))
-        .collect()
 }
 
 /// One stored value (`body ‖ hash`) decoded, its hash checked against its content.
