@@ -28,6 +28,21 @@ impl Layout {
             Layout::OnePerKey => "one key per event",
         }
     }
+
+    /// `events` (consecutive sequences, each with its stored value) as this layout stores
+    /// them: `(the sequence in the key, value)`, one per event or one per page.
+    pub fn lay_out<'a>(
+        self,
+        events: impl IntoIterator<Item = (u64, &'a [u8])>,
+    ) -> Vec<(u64, Vec<u8>)> {
+        match self {
+            Layout::OnePerKey => events
+                .into_iter()
+                .map(|(sequence, value)| (sequence, value.to_vec()))
+                .collect(),
+            Layout::Paged => store::pages::paginate(events),
+        }
+    }
 }
 
 /// One run of the ceiling.
@@ -105,11 +120,8 @@ fn records(batch: &[RawEvent], layout: Layout) -> Vec<(Vec<u8>, Vec<u8>)> {
             )
         })
         .collect();
-    let records = match layout {
-        Layout::OnePerKey => values,
-        Layout::Paged => store::pages::paginate(values.iter().map(|(s, v)| (*s, v.as_slice()))),
-    };
-    records
+    layout
+        .lay_out(values.iter().map(|(s, v)| (*s, v.as_slice())))
         .into_iter()
         .map(|(first, value)| (store::event_key(first).to_vec(), value))
         .collect()

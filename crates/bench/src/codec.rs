@@ -18,6 +18,7 @@ use store::RecordedEvent;
 use store::codec;
 
 use crate::audit::Pass;
+use crate::ceiling::Layout;
 use crate::synthetic;
 
 /// How big a run is.
@@ -41,34 +42,6 @@ impl CodecScale {
             scale.events = events;
         }
         Ok(scale)
-    }
-}
-
-/// How the scanned values lie in sled.
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    /// As the store keeps them: in pages (`store::pages::paginate`) under the key of the first;
-    /// a sled page cache of `cache` bytes.
-    Paged { cache: u64, why: &'static str },
-    /// Each event's value under its own key, as the store kept them until it paged them.
-    OnePerKey { cache: u64 },
-}
-
-impl Layout {
-    fn cache(self) -> u64 {
-        match self {
-            Layout::Paged { cache, .. } | Layout::OnePerKey { cache } => cache,
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Layout::Paged { cache, why } => format!("cache {} MiB ({why})", cache >> 20),
-            Layout::OnePerKey { cache } => format!(
-                "cache {} MiB, one event to a sled key (the store's layout until pages)",
-                cache >> 20
-            ),
-        }
     }
 }
 
@@ -152,20 +125,23 @@ pub fn run(scale: CodecScale) -> anyhow::Result<CodecRun> {
     }
     let mut steps = vec![decode, hash, fold];
     for (cache, why) in CACHES {
+        let named = format!("cache {} MiB ({why})", cache >> 20);
         steps.extend(scans(
             &values,
             bytes,
-            Layout::Paged { cache, why },
+            Layout::Paged,
+            cache,
+            &named,
             scale.passes,
         )?);
     }
     let cache = CACHES[0].0;
-    steps.extend(scans(
-        &values,
-        bytes,
-        Layout::OnePerKey { cache },
-        scale.passes,
-    )?);
+    let named = format!(
+        "cache {} MiB, one event to a sled key (the store's layout until pages)",
+        cache >> 20
+    );
+    let layout = Layout::OnePerKey;
+    steps.extend(scans(&values, bytes, layout, cache, &named, scale.passes)?);
     Ok(CodecRun {
         events,
         bytes,
@@ -203,30 +179,28 @@ fn stored_values(log: &[(Recorded, Event)]) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// The values written to a sled tree under the store's event keys (as `layout` says), the
-/// database closed and opened again, then scanned `1 + passes` times: the first from disk, the
-/// rest from the cache (if the log fits in it).
+/// database closed and opened again with a `cache`-byte page cache, then scanned `1 + passes`
+/// times: the first from disk, the rest from the cache (if the log fits in it). `named` ends
+/// the passes' names.
 fn scans(
     values: &[Vec<u8>],
     bytes: u64,
     layout: Layout,
+    cache: u64,
+    named: &str,
     passes: usize,
 ) -> anyhow::Result<[Pass; 2]> {
     let dir = tempfile::Builder::new().prefix("bench-codec-").tempdir()?;
     // `store::open_db` waits while the closed database's background threads still hold the
     // lock, as the store itself does on reopening.
-    let open = || {
-        store::open_db(
-            &sled::Config::new()
-                .path(dir.path())
-                .cache_capacity(layout.cache()),
-        )
-    };
+    let open = || store::open_db(&sled::Config::new().path(dir.path()).cache_capacity(cache));
     {
         let db = open()?;
         let tree = db.open_tree("events")?;
         for (first, chunk) in (1u64..).step_by(10_000).zip(values.chunks(10_000)) {
             let mut batch = sled::Batch::default();
-            for (key, value) in records(first, chunk, layout) {
+            let events = (first..).zip(chunk.iter().map(Vec::as_slice));
+            for (key, value) in layout.lay_out(events) {
                 batch.insert(&store::event_key(key), value);
             }
             tree.apply_batch(batch)?;
@@ -235,15 +209,14 @@ fn scans(
     }
     let db = open()?;
     let tree = db.open_tree("events")?;
-    let layout_named = layout.describe();
     let events = values.len() as u64;
     let mut cold = Pass::new(
-        &format!("sled scan, the first after opening (from disk), {layout_named}"),
+        &format!("sled scan, the first after opening (from disk), {named}"),
         events,
         "every value, every byte",
     );
     let mut warm = Pass::new(
-        &format!("sled scan, the next ones, {layout_named}"),
+        &format!("sled scan, the next ones, {named}"),
         events,
         "every value, every byte",
     );
@@ -253,11 +226,11 @@ fn scans(
         for entry in tree.range(store::event_key(1)..) {
             let (_, value) = entry?;
             match layout {
-                Layout::OnePerKey { .. } => {
+                Layout::OnePerKey => {
                     count += 1;
                     read += value.len() as u64;
                 }
-                Layout::Paged { .. } => {
+                Layout::Paged => {
                     for entry in store::pages::Entries::new(&value) {
                         let (_, range) = entry.map_err(anyhow::Error::msg)?;
                         count += 1;
@@ -276,14 +249,4 @@ fn scans(
             .push(took);
     }
     Ok([cold, warm])
-}
-
-/// What is stored for `values` (the first at sequence `first`): `(sequence in the key, value)`
-/// each — one per event, or one per page of them.
-fn records(first: u64, values: &[Vec<u8>], layout: Layout) -> Vec<(u64, Vec<u8>)> {
-    let events = (first..).zip(values);
-    match layout {
-        Layout::OnePerKey { .. } => events.map(|(s, v)| (s, v.clone())).collect(),
-        Layout::Paged { .. } => store::pages::paginate(events.map(|(s, v)| (s, v.as_slice()))),
-    }
 }
