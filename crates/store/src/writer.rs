@@ -867,24 +867,27 @@ mod tests {
         let db = sled::Config::new().path(dir.path()).open().expect("sled");
         let tree = db.open_tree("t").expect("tree");
         let (mut admitter, _queue) = admitter(&tree);
-        admitter.batch_events_max = 5;
-        let handover = Arc::clone(&admitter.handover);
-        let taker = std::thread::spawn(move || {
-            let mut sizes = Vec::new();
-            while let Some(batch) = handover.take() {
-                sizes.push(batch.values.len());
-            }
-            sizes
-        });
-        for (id, events) in [(1, 3), (2, 2), (3, 4), (4, 1)] {
+        let push = |admitter: &mut Admitter<u32>, id: u8, events: u8| {
             let decision = admitter.decide(request(id, "a", ExpectedVersion::Any, events));
             let (reply, _answer) = oneshot::channel();
             admitter.handover.push(decision, reply, 5);
-        }
-        admitter.handover.close();
-        let sizes = taker.join().expect("taker");
-        assert_eq!(sizes.iter().sum::<usize>(), 10);
-        assert!(sizes.iter().all(|&size| size <= 5), "{sizes:?}");
+        };
+        push(&mut admitter, 1, 3);
+        push(&mut admitter, 2, 2); // 5 events: full
+        let handover = Arc::clone(&admitter.handover);
+        // The next request does not fit: its push waits until the full batch is taken.
+        let pushing = std::thread::spawn(move || {
+            push(&mut admitter, 3, 4);
+            admitter
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!pushing.is_finished(), "joined a full batch");
+        let full = handover.take().expect("the full batch");
+        assert_eq!(full.values.len(), 5);
+        let admitter = pushing.join().expect("pushed once the batch was taken");
+        let next = admitter.handover.take().expect("the next batch");
+        assert_eq!(next.values.len(), 4);
+        assert_eq!(next.values.first().map(|(sequence, ..)| *sequence), Some(6));
     }
 
     /// With the committing thread gone, what was being filled and whatever comes after is
