@@ -181,6 +181,7 @@ where
         queue
             .send(Queued { request, reply })
             .map_err(|_| StoreError::WriterStopped)?;
+        self.inner.shared.count_enqueued();
         Ok(PendingAppend { receiver })
     }
 

@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     batches_committed: AtomicU64,
     requests_committed: AtomicU64,
     events_committed: AtomicU64,
+    /// Requests put on the queue so far (`EventStore::enqueue`): the committing thread waits
+    /// for those queued when it is ready to take a batch to be admitted into it.
+    enqueued: AtomicU64,
     tree: sled::Tree,
     /// The durable head's sequence when the store opened: where the requests must end.
     opened_at: u64,
@@ -86,6 +89,7 @@ impl Shared {
             batches_committed: AtomicU64::new(0),
             requests_committed: AtomicU64::new(0),
             events_committed: AtomicU64::new(0),
+            enqueued: AtomicU64::new(0),
             tree,
             opened_at,
             index: OnceLock::new(),
@@ -135,6 +139,11 @@ impl Shared {
             "event store: request index read"
         );
         Ok(self.index.get_or_init(|| RwLock::new(index)))
+    }
+
+    /// One more request is on the queue.
+    pub(crate) fn count_enqueued(&self) {
+        self.enqueued.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
@@ -268,6 +277,9 @@ struct Filling {
     /// The requests and stream versions of the batch the committing thread took and has not
     /// yet added to the index: the admitting thread must still see them.
     writing: Changes,
+    /// Requests the admitting thread has taken off the queue and is done with (added to a
+    /// batch, or answered).
+    handled: u64,
     /// No more requests will come.
     closed: bool,
     /// Nobody will take batches any more (the committing thread died): why.
@@ -357,6 +369,10 @@ impl Handover {
                 && filling.abandoned.is_none()
             {
                 filling.admitter_waiting = true;
+                // The committing thread may be waiting for this very request to be admitted.
+                if filling.committer_waiting {
+                    self.ready.notify_one();
+                }
                 filling = self
                     .taken
                     .wait(filling)
@@ -364,6 +380,7 @@ impl Handover {
                 filling.admitter_waiting = false;
             }
         }
+        filling.handled += 1;
         if let Some(error) = &filling.abandoned {
             let _ = reply.send(Err(AppendError::Store(error.clone())));
             return;
@@ -382,12 +399,32 @@ impl Handover {
         }
     }
 
-    /// The next batch with anything in it, once there is one; `None` once the queue is gone
-    /// and everything has been taken.
-    fn take(&self) -> Option<Batch> {
+    /// A request answered without joining a batch (the store is poisoned).
+    fn handled_alone(&self) {
         let mut filling = self.lock();
+        filling.handled += 1;
+        if filling.committer_waiting {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The next batch with anything in it, once there is one and the requests queued by then
+    /// (of `enqueued` so far) are in it — as a single thread would drain its queue before
+    /// writing — unless the batch is full first; `None` once the queue is gone and everything
+    /// has been taken.
+    fn take(&self, enqueued: &AtomicU64) -> Option<Batch> {
+        let mut filling = self.lock();
+        let mut queued_by_then = None;
         loop {
-            if !filling.batch.replies.is_empty() {
+            let caught_up = |filling: &Filling, queued: u64| {
+                filling.handled >= queued || filling.admitter_waiting || filling.closed
+            };
+            if !filling.batch.replies.is_empty()
+                && caught_up(
+                    &filling,
+                    *queued_by_then.get_or_insert_with(|| enqueued.load(Ordering::Acquire)),
+                )
+            {
                 let mut batch = std::mem::take(&mut filling.batch);
                 filling.writing = std::mem::take(&mut batch.changes);
                 if filling.admitter_waiting {
@@ -498,6 +535,7 @@ impl<E: Serialize> Admitter<E> {
             if let Some(reason) = self.shared.poisoned() {
                 let error = StoreError::Poisoned(reason.to_string());
                 let _ = reply.send(Err(AppendError::Store(error)));
+                self.handover.handled_alone();
                 continue;
             }
             let decision = self.decide(request);
@@ -647,7 +685,7 @@ impl Committer {
             handover: Arc::clone(&self.handover),
             committing: true,
         };
-        while let Some(batch) = self.handover.take() {
+        while let Some(batch) = self.handover.take(&self.shared.enqueued) {
             self.commit(batch);
         }
     }
@@ -819,7 +857,7 @@ mod tests {
         );
 
         // The batch is taken for writing (and not yet in sled): later requests still see it.
-        let taken = admitter.handover.take().expect("a batch");
+        let taken = admitter.handover.take(&AtomicU64::new(0)).expect("a batch");
         assert_eq!(taken.values.len(), 2);
         let last = taken
             .admitted
@@ -882,12 +920,45 @@ mod tests {
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!pushing.is_finished(), "joined a full batch");
-        let full = handover.take().expect("the full batch");
+        let full = handover.take(&AtomicU64::new(0)).expect("the full batch");
         assert_eq!(full.values.len(), 5);
         let admitter = pushing.join().expect("pushed once the batch was taken");
-        let next = admitter.handover.take().expect("the next batch");
+        let next = admitter
+            .handover
+            .take(&AtomicU64::new(0))
+            .expect("the next batch");
         assert_eq!(next.values.len(), 4);
         assert_eq!(next.values.first().map(|(sequence, ..)| *sequence), Some(6));
+    }
+
+    /// A batch is taken once the requests queued by the time it could be are in it, as a
+    /// single thread would drain its queue: not the moment the first of them is admitted.
+    #[test]
+    fn a_batch_waits_for_the_requests_already_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        let (mut admitter, _queue) = admitter(&tree);
+        let push = |admitter: &mut Admitter<u32>, id: u8| {
+            let decision = admitter.decide(request(id, "a", ExpectedVersion::Any, 1));
+            let (reply, _answer) = oneshot::channel();
+            admitter.handover.push(decision, reply, 100);
+        };
+        let enqueued = Arc::new(AtomicU64::new(2)); // two requests on the queue
+        push(&mut admitter, 1);
+        let handover = Arc::clone(&admitter.handover);
+        let taking = std::thread::spawn({
+            let enqueued = Arc::clone(&enqueued);
+            move || handover.take(&enqueued)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !taking.is_finished(),
+            "taken before the second queued request joined"
+        );
+        push(&mut admitter, 2);
+        let batch = taking.join().expect("takes").expect("a batch");
+        assert_eq!(batch.values.len(), 2);
     }
 
     /// With the committing thread gone, what was being filled and whatever comes after is
