@@ -2,7 +2,7 @@
 //! nats-server: ledgerd signs checkpoints and publishes them, the regulator's oversightd
 //! keeps them, and `icsctl audit verify` / `prove` / `checkpoints` check the ledger against
 //! them — online over gRPC and offline from a stopped ledgerd's sled directory, which is
-//! then copied into the format before pages and upgraded back (`icsctl store upgrade`),
+//! then copied into the format before request pages (3) and upgraded back (`icsctl store upgrade`),
 //! tampered with (one byte, a deleted event, two swapped events) and rewritten wholesale into
 //! a new chain.
 

@@ -13,18 +13,20 @@
 //!   idempotency record, to the batch being filled. It never reads sled for a new request (a
 //!   resend reads its record's page), so it never waits for a batch being applied: sled's
 //!   `apply_batch` holds a process-wide lock that every read takes. A rejected request changes nothing and does not affect the others.
-//! - The **committing** thread (`event-store-commit`) takes the whole batch being filled as
-//!   soon as it has written the one before, writes it as ONE `sled::Batch` (atomic) — the
+//! - The **committing** thread (`event-store-commit`) takes the whole batch being filled once
+//!   it has written the one before and the requests queued by then are in it (or it is
+//!   full), writes it as ONE `sled::Batch` (atomic) — the
 //!   events into the log's open page and the pages after it (`pages`), the request page —
 //!   flushes ONCE, adds the batch's requests to the index, publishes the new head, and only
 //!   then answers every request of the batch.
 //!
-//! A batch therefore holds what arrived while the one before it was being flushed, as a
-//! single thread that drained its queue after each flush would batch it; but the encoding
-//! and hashing of those requests happened during that flush instead of after it (for
-//! requests of 1,000 events, a third of the time a single thread spent per batch). A batch
-//! closes early only at `batch_events_max` events (a request that would overflow waits for
-//! the next batch, so requests are never split or reordered).
+//! A batch therefore holds what a single thread that drained its queue after each flush would
+//! put in it; but most of those requests were encoded and hashed during the flush before
+//! instead of after it (for requests of 1,000 events, a third of the time a single thread
+//! spent per batch). Taking the batch without waiting for the queued requests made batches
+//! smaller and single-event appends slower (`crates/bench/README.md`). A batch closes early
+//! only at `batch_events_max` events (a request that would overflow waits for the next batch,
+//! so requests are never split or reordered).
 //!
 //! If a read, write or flush fails, every request of the batch fails and the store is
 //! poisoned: what sled holds in memory (and the writer's open page) may then differ from disk,
