@@ -498,21 +498,15 @@ fn offline(
         ensure!(next == events + 1, "the scan ended at {next}");
 
         let store = EventStore::<Event>::open(StoreConfig::new(dir))?;
-        let resident = crate::position::resident_bytes();
         let started = Instant::now();
         store.stream_version(INDEX_STREAM)?; // needs the index: reads every request page
         index.times.push(started.elapsed());
-        let grown = crate::position::resident_bytes()
-            .zip(resident)
-            .map(|(after, before)| after.saturating_sub(before));
-        index.note = match grown {
-            Some(bytes) => format!(
-                "{:.0} MiB more resident after ({} bytes a request)",
-                bytes as f64 / (1024.0 * 1024.0),
-                bytes / requests.max(1)
-            ),
-            None => String::new(),
-        };
+        let bytes = store.request_index_bytes()?;
+        index.note = format!(
+            "{:.0} MiB of heap ({} bytes a request)",
+            bytes as f64 / (1024.0 * 1024.0),
+            bytes / usize::try_from(requests.max(1))?
+        );
         drop(store);
 
         let (time, decoded) = runtime.block_on(read_decoded(&global, dir, events, false))?;

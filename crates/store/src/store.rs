@@ -203,6 +203,13 @@ where
         Ok((record.outcome.last_sequence <= head.sequence).then_some(record))
     }
 
+    /// The heap bytes of the in-memory request index (which page holds each request's
+    /// idempotency record, where each stream's events are), reading it first if nothing has
+    /// needed it yet.
+    pub fn request_index_bytes(&self) -> Result<usize, StoreError> {
+        Ok(self.inner.shared.index()?.heap_bytes())
+    }
+
     /// The last durable event's sequence and hash.
     pub fn head(&self) -> Head {
         *self.inner.head.borrow()

@@ -137,6 +137,7 @@ impl Shared {
         tracing::info!(
             requests = index.requests(),
             streams = index.streams(),
+            heap_bytes = index.heap_bytes(),
             elapsed_ms = started.elapsed().as_millis(),
             "event store: request index read"
         );
