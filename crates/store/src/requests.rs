@@ -16,7 +16,7 @@
 //! needs it (its first append, resend lookup or stream read; `writer::Shared::index`) and
 //! extended by the writer after each flush. Building it reads and decodes every record,
 //! checking that they tile the log (each request's events follow the last one's, and each
-//! stream's versions follow on): 0.38 s and 98 MiB for a million requests, ~100 bytes each
+//! stream's versions follow on): 0.38–0.48 s and 76 MiB for a million requests, ~80 bytes each
 //! (`cargo bench -p bench --bench audit`; fewer where a stream's requests follow one another,
 //! as their runs merge).
 
