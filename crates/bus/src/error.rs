@@ -24,6 +24,24 @@ pub enum BusError {
         source: CreateStreamError,
     },
 
+    #[error("allowing atomic batch publishing on JetStream stream {stream}: {source}")]
+    UpdateStream {
+        stream: String,
+        #[source]
+        source: CreateStreamError,
+    },
+
+    /// The server did not turn atomic batch publishing on (older than 2.12; the relay's
+    /// batches need 2.15: `Nats-Msg-Id` inside a batch, one fsync per batch).
+    #[error(
+        "JetStream stream {stream} does not allow atomic batch publishing on nats-server \
+         {server_version}; the relay needs nats-server 2.15 or later"
+    )]
+    AtomicPublishUnsupported {
+        stream: String,
+        server_version: String,
+    },
+
     #[error("looking up JetStream stream {stream}: {source}")]
     GetStream {
         stream: String,
@@ -59,6 +77,55 @@ pub enum BusError {
         #[source]
         source: PublishError,
     },
+
+    /// One of a batch's messages could not be handed to the connection.
+    #[error("publishing {subject} (Nats-Msg-Id {msg_id}) in a batch: {source}")]
+    BatchPublish {
+        subject: String,
+        msg_id: String,
+        #[source]
+        source: async_nats::PublishError,
+    },
+
+    #[error(
+        "no JetStream acknowledgement for the batch {batch_id} of events {first}..={last}: {source}"
+    )]
+    BatchAck {
+        batch_id: String,
+        first: u64,
+        last: u64,
+        #[source]
+        source: PublishError,
+    },
+
+    /// JetStream refused a whole batch because it already holds one of its events (by
+    /// `Nats-Msg-Id`): the batch was sent again after its acknowledgement was lost, or the
+    /// publisher resumed from a stale cursor. Nothing of the batch was stored this time; resume
+    /// after what the stream holds.
+    #[error(
+        "JetStream already holds events of the batch {batch_id} ({first}..={last}); nothing of \
+         it was stored again"
+    )]
+    BatchHeld {
+        batch_id: String,
+        first: u64,
+        last: u64,
+    },
+
+    /// JetStream acknowledged a batch as another id or size than was sent.
+    #[error(
+        "JetStream acknowledged the batch {batch_id} of {count} messages as {acknowledged_id:?} \
+         of {acknowledged_count:?}"
+    )]
+    BatchMismatch {
+        batch_id: String,
+        count: u64,
+        acknowledged_id: Option<String>,
+        acknowledged_count: Option<u64>,
+    },
+
+    #[error("an atomic batch takes 1 to {max} messages, not {count}", max = crate::BATCH_MESSAGES_MAX)]
+    BatchSize { count: usize },
 
     /// Reading the stream's per-subject message counts failed.
     #[error("reading the subjects of JetStream stream {stream}: {source}")]

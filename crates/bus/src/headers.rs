@@ -18,6 +18,13 @@ pub const HEADER_EVENT_TYPE: &str = "Ics-Event-Type";
 /// JetStream's de-duplication key; for events, the event id (UUID text).
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 
+/// JetStream atomic batch publish (ADR-50): the batch's id, unique per attempt.
+pub const HEADER_BATCH_ID: &str = "Nats-Batch-Id";
+/// The message's place in its batch, from 1.
+pub const HEADER_BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+/// On the batch's last message, `1`: commit the batch, this message included.
+pub const HEADER_BATCH_COMMIT: &str = "Nats-Batch-Commit";
+
 /// The [`HEADER_EVENT_TYPE`] of checkpoint messages.
 pub const CHECKPOINT_EVENT_TYPE: &str = "Checkpoint";
 

@@ -11,9 +11,11 @@
 //! - [`Publisher::publish`] sends with `Nats-Msg-Id` = the event id and returns a
 //!   [`PendingAck`] to await later, so the relay can pipeline a window of publishes and still
 //!   advance its cursor strictly in order as the acknowledgements arrive.
+//! - [`Publisher::publish_batch`] sends a run of events as one JetStream atomic batch: stored
+//!   all or none, acknowledged once, synced to disk once — how the relay catches up a backlog.
 //! - JetStream forgets message ids after the duplicate window, so on (re)start the relay asks
 //!   [`last_published_sequence`] for the highest ledger sequence the stream already holds and
-//!   resumes after the larger of that and its own cursor.
+//!   resumes after it (after its own cursor only when the stream holds none of its events).
 //! - [`connect`] makes a client that keeps reconnecting (with a capped delay) and starts even
 //!   when NATS is down.
 //!
@@ -35,10 +37,14 @@ pub use connect::{
 };
 pub use error::BusError;
 pub use headers::{
-    CHECKPOINT_EVENT_TYPE, EventHeaders, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID,
-    HEADER_SEQUENCE, HEADER_STREAM, HEADER_VERSION, decode_headers,
+    CHECKPOINT_EVENT_TYPE, EventHeaders, HEADER_BATCH_COMMIT, HEADER_BATCH_ID,
+    HEADER_BATCH_SEQUENCE, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE,
+    HEADER_STREAM, HEADER_VERSION, decode_headers,
 };
-pub use publish::{Ack, OutboundCheckpoint, OutboundEvent, PendingAck, Publisher};
+pub use publish::{
+    Ack, BATCH_MESSAGES_MAX, BatchAck, OutboundCheckpoint, OutboundEvent, PendingAck, PendingBatch,
+    Publisher,
+};
 pub use stream::{
     StreamSettings, ensure_stream, last_published, last_published_sequence, system_message_count,
 };

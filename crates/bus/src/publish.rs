@@ -1,18 +1,20 @@
-//! The publish half of the outbox relay: one message per committed event, acknowledged
-//! asynchronously so a window of publishes can be in flight.
+//! The publish half of the outbox relay: one message per committed event — sent alone and
+//! acknowledged asynchronously, so a window of publishes can be in flight, or sent as one
+//! JetStream atomic batch, stored all or none and acknowledged once.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use async_nats::jetstream::{self, ErrorCode, context::PublishAckFuture, message::PublishMessage};
 use bytes::Bytes;
 use domain::SystemId;
 
 use crate::error::BusError;
 use crate::headers::{
-    CHECKPOINT_EVENT_TYPE, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE,
-    HEADER_STREAM, HEADER_VERSION, insert,
+    CHECKPOINT_EVENT_TYPE, HEADER_BATCH_COMMIT, HEADER_BATCH_ID, HEADER_BATCH_SEQUENCE,
+    HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE, HEADER_STREAM, HEADER_VERSION,
+    insert,
 };
 use crate::subjects::{checkpoint_msg_id, checkpoint_subject};
 
@@ -90,6 +92,100 @@ pub struct Ack {
     /// JetStream already held a message with this `Nats-Msg-Id` (within the duplicate window)
     /// and stored nothing new.
     pub duplicate: bool,
+}
+
+/// The most messages nats-server takes in one atomic batch (its `max_batch_size` default,
+/// ADR-50); [`Publisher::publish_batch`] refuses more.
+pub const BATCH_MESSAGES_MAX: usize = 1000;
+
+/// JetStream's acknowledgement of an atomic batch: every message of it is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchAck {
+    /// The ledger sequence of the batch's first event.
+    pub first: u64,
+    /// The ledger sequence of its last event.
+    pub last: u64,
+    /// Where JetStream stored the last message.
+    pub stream_sequence: u64,
+}
+
+/// A sent atomic batch whose acknowledgement has not been awaited yet; `.await` it.
+#[must_use = "await the acknowledgement before advancing the relay's cursor"]
+pub struct PendingBatch {
+    inner: PublishAckFuture,
+    batch_id: String,
+    first: u64,
+    last: u64,
+    count: u64,
+}
+
+impl std::fmt::Debug for PendingBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingBatch")
+            .field("batch_id", &self.batch_id)
+            .field("first", &self.first)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for PendingBatch {
+    type Output = Result<BatchAck, BusError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let PendingBatch {
+            inner,
+            batch_id,
+            first,
+            last,
+            count,
+        } = self;
+        Box::pin(async move {
+            let ack = match inner.await {
+                Ok(ack) => ack,
+                Err(source) if server_error(&source) == Some(DUPLICATE_IN_BATCH) => {
+                    return Err(BusError::BatchHeld {
+                        batch_id,
+                        first,
+                        last,
+                    });
+                }
+                Err(source) => {
+                    return Err(BusError::BatchAck {
+                        batch_id,
+                        first,
+                        last,
+                        source,
+                    });
+                }
+            };
+            if ack.batch_id.as_deref() != Some(batch_id.as_str()) || ack.batch_size != Some(count) {
+                return Err(BusError::BatchMismatch {
+                    batch_id,
+                    count,
+                    acknowledged_id: ack.batch_id,
+                    acknowledged_count: ack.batch_size,
+                });
+            }
+            Ok(BatchAck {
+                first,
+                last,
+                stream_sequence: ack.sequence,
+            })
+        })
+    }
+}
+
+/// nats-server's answer to an atomic batch holding a `Nats-Msg-Id` it has stored already: the
+/// whole batch refused, nothing of it stored.
+const DUPLICATE_IN_BATCH: ErrorCode = ErrorCode::ATOMIC_PUBLISH_CONTAINS_DUPLICATE_MESSAGE;
+
+/// The JetStream error code behind a failed publish, if the server answered with one.
+fn server_error(error: &jetstream::context::PublishError) -> Option<ErrorCode> {
+    std::error::Error::source(error)?
+        .downcast_ref::<jetstream::Error>()
+        .map(jetstream::Error::error_code)
 }
 
 /// A sent message whose acknowledgement has not been awaited yet. `.await` it (in publish
@@ -189,6 +285,74 @@ impl Publisher {
             event.payload.clone(),
         )
         .await
+    }
+
+    /// Sends consecutive events (in log order, at most [`BATCH_MESSAGES_MAX`]) as one JetStream
+    /// atomic batch and returns without waiting for its acknowledgement; await the returned
+    /// [`PendingBatch`] for it.
+    ///
+    /// JetStream stores the whole batch or none of it, and acknowledges it once — and, with
+    /// `sync_interval: always`, nats-server ≥ 2.15.1 syncs it to disk once rather than once a
+    /// message, which is what makes a backlog cheap to catch up. Every message keeps its
+    /// `Nats-Msg-Id`: a batch holding an event the stream already holds (a batch sent again
+    /// after its acknowledgement was lost) is refused whole, [`BusError::BatchHeld`], and the
+    /// relay resumes after what the stream holds. The stream must allow atomic publishing
+    /// ([`StreamSettings`](crate::StreamSettings) asks for it, [`crate::ensure_stream`] turns
+    /// it on).
+    pub async fn publish_batch(&self, events: &[OutboundEvent]) -> Result<PendingBatch, BusError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Err(BusError::BatchSize { count: 0 });
+        };
+        if events.len() > BATCH_MESSAGES_MAX {
+            return Err(BusError::BatchSize {
+                count: events.len(),
+            });
+        }
+        // Unique per attempt: a batch sent again after a failure must not join one the server
+        // still holds open from the first attempt.
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let client = self.js.client();
+        for (index, event) in events.iter().enumerate() {
+            let mut headers = event.headers()?;
+            insert(&mut headers, HEADER_BATCH_ID, &batch_id)?;
+            insert(
+                &mut headers,
+                HEADER_BATCH_SEQUENCE,
+                &(index + 1).to_string(),
+            )?;
+            if index + 1 < events.len() {
+                client
+                    .publish_with_headers(event.subject.clone(), headers, event.payload.clone())
+                    .await
+                    .map_err(|source| BusError::BatchPublish {
+                        subject: event.subject.clone(),
+                        msg_id: event.event_id.clone(),
+                        source,
+                    })?;
+                continue;
+            }
+            insert(&mut headers, HEADER_BATCH_COMMIT, "1")?;
+            let message = PublishMessage::build()
+                .headers(headers)
+                .payload(event.payload.clone());
+            let inner = self
+                .js
+                .send_publish(event.subject.clone(), message)
+                .await
+                .map_err(|source| BusError::Publish {
+                    subject: event.subject.clone(),
+                    msg_id: event.event_id.clone(),
+                    source,
+                })?;
+            return Ok(PendingBatch {
+                inner,
+                batch_id,
+                first: first.sequence,
+                last: last.sequence,
+                count: events.len() as u64,
+            });
+        }
+        unreachable!("a non-empty batch ends with its commit")
     }
 
     /// Sends a checkpoint on `ics.<system>.audit.checkpoint`; like [`Publisher::publish`].

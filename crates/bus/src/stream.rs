@@ -57,7 +57,8 @@ impl Default for StreamSettings {
 }
 
 impl StreamSettings {
-    /// The JetStream stream configuration: limits retention, discard old, direct get allowed.
+    /// The JetStream stream configuration: limits retention, discard old, direct get and atomic
+    /// batch publishing allowed.
     pub fn to_config(&self) -> Config {
         Config {
             name: self.name.clone(),
@@ -73,6 +74,7 @@ impl StreamSettings {
             max_message_size: self.max_message_size,
             discard: DiscardPolicy::Old,
             allow_direct: true,
+            allow_atomic_publish: true,
             ..Config::default()
         }
     }
@@ -80,16 +82,17 @@ impl StreamSettings {
 
 /// Returns the stream, creating it from `settings` if it does not exist.
 ///
-/// An existing stream is not modified. If it captures other subjects than `settings` asks for,
-/// that is [`BusError::StreamMismatch`] (publishing would fail or land elsewhere); other
-/// differences (duplicate window, replicas, limits) are logged as warnings, since an operator
-/// may have tuned them on purpose.
+/// An existing stream is modified only to allow atomic batch publishing, which the relay needs
+/// (streams created before it used batches do not). If it captures other subjects than
+/// `settings` asks for, that is [`BusError::StreamMismatch`] (publishing would fail or land
+/// elsewhere); other differences (duplicate window, replicas, limits) are logged as warnings,
+/// since an operator may have tuned them on purpose.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<jetstream::stream::Stream, BusError> {
     let wanted = settings.to_config();
-    let stream = js
+    let mut stream = js
         .get_or_create_stream(wanted.clone())
         .await
         .map_err(|source| BusError::CreateStream {
@@ -108,6 +111,26 @@ pub async fn ensure_stream(
             wanted: wanted.subjects,
         });
     }
+    if !existing.allow_atomic_publish {
+        let mut allowed = existing.clone();
+        allowed.allow_atomic_publish = true;
+        js.update_stream(&allowed)
+            .await
+            .map_err(|source| BusError::UpdateStream {
+                stream: settings.name.clone(),
+                source,
+            })?;
+        stream = get_stream_info(js, &settings.name).await?;
+        if !stream.cached_info().config.allow_atomic_publish {
+            // A server older than atomic batches ignores the setting.
+            return Err(BusError::AtomicPublishUnsupported {
+                stream: settings.name.clone(),
+                server_version: js.client().server_info().version,
+            });
+        }
+        tracing::info!(stream = %settings.name, "JetStream stream now allows atomic batch publishing");
+    }
+    let existing = &stream.cached_info().config;
     if existing.duplicate_window != wanted.duplicate_window
         || existing.num_replicas != wanted.num_replicas
         || existing.storage != wanted.storage
@@ -208,6 +231,18 @@ pub async fn system_message_count(
         }
     }
     Ok(total)
+}
+
+async fn get_stream_info(
+    js: &jetstream::Context,
+    stream_name: &str,
+) -> Result<jetstream::stream::Stream, BusError> {
+    js.get_stream(stream_name)
+        .await
+        .map_err(|source| BusError::GetStream {
+            stream: stream_name.to_string(),
+            source,
+        })
 }
 
 async fn get_stream(

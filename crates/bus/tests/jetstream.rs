@@ -211,6 +211,173 @@ async fn the_same_msg_id_twice_is_stored_once() -> Result<()> {
     Ok(())
 }
 
+fn events(system: &SystemId, sequences: std::ops::RangeInclusive<u64>) -> Vec<OutboundEvent> {
+    sequences
+        .map(|sequence| {
+            event(
+                system,
+                Family::ALL[usize::try_from(sequence % 4).unwrap()],
+                sequence,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_stored_whole_in_order_with_its_headers() -> Result<()> {
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        include: None,
+    })?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+
+    let first = events(&kav, 1..=3);
+    let ack = publisher.publish_batch(&first).await?.await?;
+    assert_eq!(
+        ack,
+        bus::BatchAck {
+            first: 1,
+            last: 3,
+            stream_sequence: 3
+        }
+    );
+    let second = events(&kav, 4..=250);
+    let ack = publisher.publish_batch(&second).await?.await?;
+    assert_eq!((ack.first, ack.last, ack.stream_sequence), (4, 250, 250));
+
+    let messages = read_back(&js, &bus::system_filter(&kav), 250).await?;
+    let mut batch_ids = Vec::new();
+    for (message, event) in messages.iter().zip(first.iter().chain(&second)) {
+        assert_eq!(message.subject.as_str(), event.subject);
+        assert_eq!(message.payload, event.payload);
+        let raw = message.headers.as_ref().context("no headers")?;
+        let headers = decode_headers(raw)?;
+        assert_eq!(headers.sequence, event.sequence);
+        assert_eq!(headers.event_id, event.event_id);
+        assert_eq!(headers.hash, event.hash);
+        // JetStream keeps the batch headers: each message says which batch stored it.
+        let header = |name| raw.get(name).map(|value| value.as_str().to_string());
+        let (first_of_batch, size) = if event.sequence <= 3 {
+            (1, 3)
+        } else {
+            (4, 247)
+        };
+        let place = event.sequence - first_of_batch + 1;
+        assert_eq!(header(bus::HEADER_BATCH_SEQUENCE), Some(place.to_string()));
+        let commit = header(bus::HEADER_BATCH_COMMIT);
+        assert_eq!(
+            commit.is_some(),
+            place == size,
+            "commit on {}",
+            event.sequence
+        );
+        batch_ids.push(header(bus::HEADER_BATCH_ID).context("no batch id")?);
+    }
+    batch_ids.dedup();
+    assert_eq!(batch_ids.len(), 2, "two batches: {batch_ids:?}");
+    assert_eq!(
+        last_published_sequence(&js, bus::STREAM_NAME, &kav).await?,
+        Some(250)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_holding_an_event_the_stream_holds_is_refused_whole() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    publisher
+        .publish_batch(&events(&kav, 1..=10))
+        .await?
+        .await?;
+
+    // Sent again whole (its acknowledgement lost), and overlapping the stored tail (a stale
+    // cursor): both refused, nothing stored.
+    for again in [1..=10, 8..=15, 10..=10] {
+        match publisher
+            .publish_batch(&events(&kav, again.clone()))
+            .await?
+            .await
+        {
+            Err(BusError::BatchHeld { first, last, .. }) => {
+                assert_eq!((first, last), (*again.start(), *again.end()));
+            }
+            result => panic!("expected BatchHeld for {again:?}, got {result:?}"),
+        }
+        assert_eq!(stream_messages(&js).await?, 10);
+    }
+    // A single message sent again is a duplicate, as before batches.
+    let single = publisher
+        .publish(&event(&kav, Family::ALL[2], 2))
+        .await?
+        .await?;
+    assert!(single.duplicate);
+    // Resuming after what the stream holds goes on.
+    let ack = publisher
+        .publish_batch(&events(&kav, 11..=15))
+        .await?
+        .await?;
+    assert_eq!((ack.first, ack.last, ack.stream_sequence), (11, 15, 15));
+    assert_eq!(stream_messages(&js).await?, 15);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_one_to_a_thousand_events() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let kav = system("kav");
+    for count in [0, bus::BATCH_MESSAGES_MAX + 1] {
+        let too_many = events(&kav, 1..=u64::try_from(count).unwrap());
+        match publisher.publish_batch(&too_many[..count]).await {
+            Err(BusError::BatchSize { count: refused }) => assert_eq!(refused, count),
+            result => panic!("expected BatchSize for {count}, got {result:?}"),
+        }
+    }
+    assert_eq!(stream_messages(&js).await?, 0);
+    let most = events(&kav, 1..=u64::try_from(bus::BATCH_MESSAGES_MAX).unwrap());
+    let ack = publisher.publish_batch(&most).await?.await?;
+    assert_eq!(ack.last, 1000);
+    assert_eq!(stream_messages(&js).await?, 1000);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_stream_allows_batches_on_a_stream_created_without_them() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    let settings = StreamSettings::default();
+    let mut before = settings.to_config();
+    before.allow_atomic_publish = false;
+    let created = js.create_stream(before).await?;
+    assert!(!created.cached_info().config.allow_atomic_publish);
+    let kav = system("kav");
+    let publisher = Publisher::new(js.clone());
+    assert!(
+        publisher
+            .publish_batch(&events(&kav, 1..=2))
+            .await?
+            .await
+            .is_err(),
+        "a stream without atomic publishing took a batch"
+    );
+
+    let stream = ensure_stream(&js, &settings).await?;
+    assert!(stream.cached_info().config.allow_atomic_publish);
+    assert_eq!(stream.cached_info().created, created.cached_info().created);
+    publisher.publish_batch(&events(&kav, 1..=2)).await?.await?;
+    assert_eq!(stream_messages(&js).await?, 2);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_published_sequence_is_per_system_and_ignores_checkpoints() -> Result<()> {
     let server = NatsServer::start()?;

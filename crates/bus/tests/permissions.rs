@@ -71,9 +71,25 @@ async fn only_the_ledger_publishes_its_systems_events() -> Result<()> {
         .await
         .context("ledgerd publishes kav")?;
     ensure!(messages(&ledgerd).await? == 1);
+    // And as an atomic batch, as the relay catches up a backlog.
+    let batch = [event("kav", 2), event("kav", 3)];
+    Publisher::new(ledgerd.clone())
+        .publish_batch(&batch)
+        .await?
+        .await
+        .context("ledgerd publishes a batch of kav's")?;
+    ensure!(messages(&ledgerd).await? == 3);
 
     // Another system's subjects are not ledgerd's to publish.
-    ensure!(publish(&ledgerd, &event("other", 2)).await.is_err());
+    ensure!(publish(&ledgerd, &event("other", 4)).await.is_err());
+    let theirs = [event("other", 4), event("other", 5)];
+    ensure!(
+        Publisher::new(ledgerd.clone())
+            .publish_batch(&theirs)
+            .await?
+            .await
+            .is_err()
+    );
 
     for (user, password) in [
         ("positiond", "local-positiond"),
@@ -83,7 +99,7 @@ async fn only_the_ledger_publishes_its_systems_events() -> Result<()> {
         let them = js(&url(&server, user, password)).await?;
         // A forged event: refused by the server.
         ensure!(
-            publish(&them, &event("kav", 2)).await.is_err(),
+            publish(&them, &event("kav", 4)).await.is_err(),
             "{user} must not publish into ics.>"
         );
         // A core publish, no acknowledgement asked: the server drops it all the same.
@@ -100,7 +116,7 @@ async fn only_the_ledger_publishes_its_systems_events() -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     ensure!(
-        messages(&ledgerd).await? == 1,
+        messages(&ledgerd).await? == 3,
         "nothing forged reached the stream"
     );
     Ok(())

@@ -54,6 +54,9 @@ pub struct Config {
     pub duplicate_window_s: u64,
     /// Events the relay reads from the store and publishes before awaiting acknowledgements.
     pub relay_window_events: usize,
+    /// The relay publishes a read of this many events or more as JetStream atomic batches
+    /// (one fsync each in nats-server), fewer one by one.
+    pub relay_batch_from: usize,
     /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
     /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
     #[serde(flatten)]
@@ -99,6 +102,7 @@ impl Default for Config {
             stream_name: "ICS".to_string(),
             duplicate_window_s: 120,
             relay_window_events: 512,
+            relay_batch_from: 16,
             limits: serving::Limits::default(),
             bulk_commands_max: 1_000_000,
             batch_events_max: 4_096,

@@ -1,10 +1,14 @@
 //! The outbox relay: publishes the committed log to JetStream, in log order, exactly once.
 //!
 //! The sled log is the record; NATS is the distribution path. The relay reads events after its
-//! cursor, publishes a window of them (pipelined), and awaits the acknowledgements in order,
-//! advancing the cursor only on an acknowledgement. Every message carries `Nats-Msg-Id` = the
+//! cursor — up to a window — and publishes them: a few one by one (pipelined, the
+//! acknowledgements awaited in order), a backlog of [`RelaySettings::batch_from`] or more as
+//! JetStream atomic batches, each stored all or none, acknowledged once and, with
+//! `sync_interval: always`, synced to disk once where single messages are synced one by one.
+//! The cursor advances only on an acknowledgement. Every message carries `Nats-Msg-Id` = the
 //! event id, so a publish repeated after a lost acknowledgement is dropped by JetStream as a
-//! duplicate. Duplicates are only remembered for the stream's duplicate window, so on every
+//! duplicate (a repeated batch is refused whole, and the relay resumes after what the stream
+//! holds). Duplicates are only remembered for the stream's duplicate window, so on every
 //! (re)start the relay asks JetStream for the highest ledger sequence it already holds and
 //! resumes after that: nothing is published twice, even when the relay was down for longer
 //! than the window. And nothing the stream lost stays lost: nats-server can lose messages it
@@ -52,8 +56,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct RelaySettings {
     pub system: SystemId,
     pub stream: StreamSettings,
-    /// Events published before awaiting their acknowledgements.
+    /// Events read and published before awaiting their acknowledgements.
     pub window_events: usize,
+    /// Publish a read of this many events or more as atomic batches (of at most
+    /// [`bus::BATCH_MESSAGES_MAX`]); fewer go one by one. A batch costs nats-server a fixed
+    /// ~2 ms but one fsync, a single message an fsync each (~0.2–0.3 ms on this project's
+    /// machine, more on a busy disk), so 16 is about where batches start to win with
+    /// `sync_interval: always` (`crates/bench/README.md`).
+    pub batch_from: usize,
     /// Notified when a checkpoint is stored, so one signed while no events arrive is
     /// published without waiting for the next event.
     pub checkpoints_signed: Arc<Notify>,
@@ -78,6 +88,10 @@ pub async fn run(
             Ok(()) => break,
             Err(RelayError::Reconnected) => {
                 tracing::info!("NATS reconnected: the relay resumes from what the stream holds");
+                backoff = Backoff::default();
+            }
+            Err(RelayError::Bus(error @ bus::BusError::BatchHeld { .. })) => {
+                tracing::info!(%error, "the relay resumes after what the stream holds");
                 backoff = Backoff::default();
             }
             Err(error) => {
@@ -233,17 +247,31 @@ async fn relay(
             }
             continue;
         }
-        let mut acks = VecDeque::with_capacity(page.len());
-        for recorded in &page {
-            let outbound = outbound(&settings.system, recorded);
-            acks.push_back(publisher.publish(&outbound).await?);
-        }
-        while let Some(pending) = acks.pop_front() {
-            let sequence = pending.sequence();
-            pending.await?;
-            // The log is gapless and published in order, so each ack moves the cursor by one.
-            assert_eq!(sequence, cursor + 1, "relay acknowledgements out of order");
-            cursor = sequence;
+        if page.len() >= settings.batch_from.max(2) {
+            for run in page.chunks(bus::BATCH_MESSAGES_MAX) {
+                let events: Vec<OutboundEvent> = run
+                    .iter()
+                    .map(|recorded| outbound(&settings.system, recorded))
+                    .collect();
+                let ack = publisher.publish_batch(&events).await?.await?;
+                // The log is gapless and published in order: a batch takes the cursor from
+                // just before its first event to its last.
+                assert_eq!(ack.first, cursor + 1, "relay batches out of order");
+                cursor = ack.last;
+            }
+        } else {
+            let mut acks = VecDeque::with_capacity(page.len());
+            for recorded in &page {
+                let outbound = outbound(&settings.system, recorded);
+                acks.push_back(publisher.publish(&outbound).await?);
+            }
+            while let Some(pending) = acks.pop_front() {
+                let sequence = pending.sequence();
+                pending.await?;
+                // Each acknowledgement moves the cursor by one.
+                assert_eq!(sequence, cursor + 1, "relay acknowledgements out of order");
+                cursor = sequence;
+            }
         }
         store.set_cursor(CURSOR, cursor)?;
         publish_checkpoints(store, &publisher, &settings.system, cursor).await?;

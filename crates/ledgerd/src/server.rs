@@ -128,6 +128,7 @@ pub async fn run(
                     ..bus::StreamSettings::default()
                 },
                 window_events: config.relay_window_events,
+                batch_from: config.relay_batch_from,
                 checkpoints_signed: Arc::clone(&checkpoints_signed),
             };
             Some(tokio::spawn(relay::run(
