@@ -58,16 +58,27 @@ pub struct Ledgerd {
 impl Ledgerd {
     /// Starts ledgerd on the store in `dir` for `system`, relaying to `nats_url` if given.
     pub fn start(dir: &Path, system: &str, nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
+        Self::start_with(dir, system, nats_url, |_| {})
+    }
+
+    /// [`Ledgerd::start`] with the binary's defaults changed by `adjust`.
+    pub fn start_with(
+        dir: &Path,
+        system: &str,
+        nats_url: Option<String>,
+        adjust: impl FnOnce(&mut ledgerd::config::Config),
+    ) -> anyhow::Result<Ledgerd> {
         let runtime = runtime("ledgerd")?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let address = listener.local_addr()?;
-        let config = ledgerd::config::Config {
+        let mut config = ledgerd::config::Config {
             listen: address,
             data_dir: dir.to_path_buf(),
             system: system.to_string(),
             nats_url,
             ..ledgerd::config::Config::default()
         };
+        adjust(&mut config);
         let stop = CancellationToken::new();
         let task = runtime.spawn(ledgerd::server::run(
             config,

@@ -67,6 +67,9 @@ pub struct LagScale {
     /// ledgerd relays the preloaded log to JetStream before the runs (otherwise its relay
     /// cursor starts at the head: see [`inproc::preload`]).
     pub relay_preloaded: bool,
+    /// ledgerd's `relay_batch_from` (a read of this many events or more goes to JetStream as
+    /// atomic batches); `None`, the binary's default.
+    pub relay_batch_from: Option<usize>,
 }
 
 impl LagScale {
@@ -79,6 +82,7 @@ impl LagScale {
         poll: Duration::from_millis(1),
         nats_sync_always: true,
         relay_preloaded: false,
+        relay_batch_from: None,
     };
 
     /// Seconds, not minutes: proves the benchmark runs and checks itself.
@@ -93,7 +97,8 @@ impl LagScale {
 
     /// `BENCH_QUICK=1` selects [`LagScale::quick`]; `BENCH_RATE` (commands/s),
     /// `BENCH_SECONDS`, `BENCH_EVENTS` (the preloaded ledger), `BENCH_POLL_US`,
-    /// `BENCH_NATS_SYNC=lazy` (nats-server's default fsync) and `BENCH_RELAY_PRELOADED=1`
+    /// `BENCH_NATS_SYNC=lazy` (nats-server's default fsync), `BENCH_RELAY_PRELOADED=1` and
+    /// `BENCH_RELAY_BATCH_FROM` (ledgerd's `relay_batch_from`; a large number: never batch)
     /// change it.
     pub fn from_env() -> anyhow::Result<LagScale> {
         let mut scale = if crate::quick_requested() {
@@ -123,6 +128,9 @@ impl LagScale {
         }
         if let Some(relay) = number("BENCH_RELAY_PRELOADED")? {
             scale.relay_preloaded = relay != 0;
+        }
+        if let Some(from) = number("BENCH_RELAY_BATCH_FROM")? {
+            scale.relay_batch_from = Some(usize::try_from(from)?);
         }
         ensure!(
             scale.rate > 0 && scale.seconds > 0 && scale.rebuilds > 0,
@@ -237,6 +245,19 @@ fn nats(scale: LagScale) -> anyhow::Result<testkit::NatsServer> {
 }
 
 /// The lag on a fresh ledger: the benchmarks' contract set up, then invoices on it.
+fn start_ledgerd(
+    scale: LagScale,
+    dir: &Path,
+    system: &str,
+    nats: &testkit::NatsServer,
+) -> anyhow::Result<Ledgerd> {
+    Ledgerd::start_with(dir, system, Some(nats.url()), |config| {
+        if let Some(from) = scale.relay_batch_from {
+            config.relay_batch_from = from;
+        }
+    })
+}
+
 pub fn fresh(scale: LagScale, client: &tokio::runtime::Runtime) -> anyhow::Result<LagRun> {
     let nats = nats(scale)?;
     let ledger_dir = tempfile::Builder::new()
@@ -245,7 +266,7 @@ pub fn fresh(scale: LagScale, client: &tokio::runtime::Runtime) -> anyhow::Resul
     let position_dir = tempfile::Builder::new()
         .prefix("bench-lag-positiond-")
         .tempdir()?;
-    let ledgerd = Ledgerd::start(ledger_dir.path(), workload::SYSTEM, Some(nats.url()))?;
+    let ledgerd = start_ledgerd(scale, ledger_dir.path(), workload::SYSTEM, &nats)?;
     let positiond = Positiond::start(PositiondSetup {
         data_dir: position_dir.path(),
         system: workload::SYSTEM,
@@ -304,7 +325,7 @@ pub fn preloaded(
 
     let nats = nats(scale)?;
     let ledger_started = Instant::now();
-    let ledgerd = Ledgerd::start(ledger_dir.path(), system, Some(nats.url()))?;
+    let ledgerd = start_ledgerd(scale, ledger_dir.path(), system, &nats)?;
     let mut preparation = Preparation {
         events: scale.events,
         generated,

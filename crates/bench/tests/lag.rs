@@ -18,6 +18,7 @@ fn the_lag_and_rebuild_benchmarks_run_and_check_themselves() -> anyhow::Result<(
         poll: Duration::from_millis(1),
         nats_sync_always: false,
         relay_preloaded: true,
+        relay_batch_from: None,
     };
     let report = lag::run(scale)?;
     for run in [&report.fresh, &report.preloaded] {
