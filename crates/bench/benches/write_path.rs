@@ -1,10 +1,10 @@
 //! `cargo bench -p bench` (or `make bench`): the write-path figures of README.md.
 //! `BENCH_QUICK=1` runs everything small. A nats-server (NATS_SERVER_BIN or on PATH) adds
-//! the relay measurement; without one it is skipped and says so. `BENCH_ONLY=store` or
-//! `BENCH_ONLY=grpc` runs one part.
+//! the relay measurements; without one they are skipped and say so. `BENCH_ONLY=store`,
+//! `BENCH_ONLY=grpc` or `BENCH_ONLY=relay` runs one part.
 
 use bench::ceiling::Layout;
-use bench::{Scale, append, ceiling, grpc, report};
+use bench::{Scale, append, ceiling, grpc, publish, report};
 
 /// The allocator the binaries run with (see `crates/ledgerd/src/main.rs`), so that what is
 /// measured here is what they do — unless asked to measure glibc's.
@@ -24,6 +24,9 @@ fn main() -> anyhow::Result<()> {
     }
     if only.is_empty() || only == "grpc" {
         grpc(scale)?;
+    }
+    if only.is_empty() || only == "relay" {
+        relay(scale)?;
     }
     Ok(())
 }
@@ -107,5 +110,29 @@ fn grpc(scale: Scale) -> anyhow::Result<()> {
 
     println!("### ledgerd over gRPC\n");
     println!("{}", report::grpc_table(&grpc_rows));
+    Ok(())
+}
+
+/// A read of k events published one by one or as one atomic batch, both fsync settings.
+fn relay(scale: Scale) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sizes = [1, 2, 4, 8, 16, 32, 64, 128, 512];
+    println!("### The relay's read of k events: one by one or one atomic batch\n");
+    for (fsync, sync_always) in [("always", true), ("lazy (default)", false)] {
+        let nats = match testkit::NatsServer::start_with(testkit::NatsOptions {
+            sync_always,
+            ..testkit::NatsOptions::default()
+        }) {
+            Ok(nats) => nats,
+            Err(error) => {
+                println!("not measured: no nats-server ({error:#})\n");
+                return Ok(());
+            }
+        };
+        let rows = runtime.block_on(publish::run(&nats.url(), &sizes, scale.publish_reads))?;
+        println!("{}", report::publish_table(fsync, &rows));
+    }
     Ok(())
 }

@@ -41,6 +41,7 @@ pub mod grpc;
 pub mod inproc;
 pub mod lag;
 pub mod position;
+pub mod publish;
 pub mod rebuild;
 pub mod report;
 pub mod synthetic;
@@ -60,6 +61,8 @@ pub struct Scale {
     pub appenders: usize,
     /// Commands in the gRPC bulk submission.
     pub bulk_commands: u64,
+    /// Reads of each size published each way in the relay's publish benchmark.
+    pub publish_reads: usize,
 }
 
 impl Scale {
@@ -70,6 +73,7 @@ impl Scale {
         store_rounds: 3,
         appenders: 16,
         bulk_commands: 100_000,
+        publish_reads: 200,
     };
 
     /// A few seconds in debug builds: proves every benchmark runs and checks itself.
@@ -80,6 +84,7 @@ impl Scale {
             store_rounds: 2,
             appenders: 4,
             bulk_commands: 500,
+            publish_reads: 3,
         }
     }
 

@@ -181,6 +181,25 @@ pub fn grpc_table(rows: &[(&str, GrpcRun)]) -> String {
     out
 }
 
+/// The relay's two ways of publishing a read, on one nats-server setting.
+pub fn publish_table(fsync: &str, rows: &[crate::publish::PublishRow]) -> String {
+    let mut out = String::from(
+        "| nats-server fsync | events in the read | reads | one by one, ms (median) | one atomic batch, ms (median) | batch / one by one |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let ratio = row.batch.as_secs_f64() / row.one_by_one.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "| {fsync} | {} | {} | {:.2} | {:.2} | {ratio:.2} |",
+            row.events_per_read,
+            row.reads,
+            row.one_by_one.as_secs_f64() * 1e3,
+            row.batch.as_secs_f64() * 1e3,
+        );
+    }
+    out
+}
+
 /// A duration in microseconds: one decimal below 100 µs, whole (with separators) above.
 pub fn micros(duration: std::time::Duration) -> String {
     let us = duration.as_secs_f64() * 1e6;

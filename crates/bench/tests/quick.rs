@@ -1,7 +1,7 @@
 //! The benchmarks at [`Scale::quick`]: each runs, does the work it claims (the runs check
 //! their own counts and chains), and reports. No timings are asserted.
 
-use bench::{Scale, append, ceiling, grpc, report};
+use bench::{Scale, append, ceiling, grpc, publish, report};
 
 #[test]
 fn the_store_and_ceiling_benchmarks_run_and_check_themselves() -> anyhow::Result<()> {
@@ -39,5 +39,17 @@ async fn the_grpc_benchmark_runs_with_the_relay() -> anyhow::Result<()> {
     let run = grpc::run(Scale::quick().bulk_commands, Some(nats.url())).await?;
     assert_eq!(run.commands, Scale::quick().bulk_commands);
     assert!(run.relayed.is_some(), "the relay was timed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publish_benchmark_runs_both_ways() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let reads = Scale::quick().publish_reads;
+    let rows = publish::run(&nats.url(), &[1, 16], reads).await?;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|row| row.reads == reads));
+    let table = report::publish_table("lazy", &rows);
+    assert_eq!(table.lines().count(), 2 + rows.len(), "{table}");
     Ok(())
 }
