@@ -13,22 +13,28 @@
 //!   idempotency record, to the batch being filled. It never reads sled for a new request (a
 //!   resend reads its record's page), so it never waits for a batch being applied: sled's
 //!   `apply_batch` holds a process-wide lock that every read takes. A rejected request changes nothing and does not affect the others.
-//! - The **committing** thread (`event-store-commit`) takes the whole batch being filled once
-//!   it has written the one before and the requests queued by then are in it (or it is
-//!   full), writes it as ONE `sled::Batch` (atomic) — the
-//!   events into the log's open page and the pages after it (`pages`), the request page —
-//!   flushes ONCE, adds the batch's requests to the index, publishes the new head, and only
-//!   then answers every request of the batch.
+//! - The **committing** thread (`event-store-commit`) writes what one flush will make durable:
+//!   the requests in the batch being filled once it has written the flush before, and the
+//!   requests queued by then — what a single thread that drained its queue after each flush
+//!   would write (or fewer, if they reach `batch_events_max` events first). It applies them
+//!   to sled in **parts**: while the queued requests are still being admitted, whatever has
+//!   been admitted is taken as soon as it holds `PART_EVENTS` (256) events and applied as ONE
+//!   `sled::Batch` (atomic) — the events into the log's open page and the pages after it
+//!   (`pages`), the part's request page, the meta head — so that sled's work on one part
+//!   overlaps the encoding and hashing of the next; the last part once they are all in. Then
+//!   it flushes ONCE, adds the flush's requests to the index, publishes the new head, and
+//!   only then answers every request of the flush.
 //!
-//! A batch therefore holds what a single thread that drained its queue after each flush would
-//! put in it; but most of those requests were encoded and hashed during the flush before
-//! instead of after it (for requests of 1,000 events, a third of the time a single thread
-//! spent per batch). Taking the batch without waiting for the queued requests made batches
-//! smaller and single-event appends slower (`crates/bench/README.md`). A batch closes early
-//! only at `batch_events_max` events (a request that would overflow waits for the next batch,
-//! so requests are never split or reordered).
+//! Single-event requests (a dozen a flush) never make a part before the last, so they are written
+//! exactly as by one thread; requests of 100 events were written ~27% faster in parts (the median
+//! of fifteen rounds each, `crates/bench/README.md`), with as many events a flush. Taking a batch
+//! without waiting for the queued requests instead made flushes smaller and single-event appends
+//! slower (the README again). A flush closes early only at `batch_events_max` events, its parts
+//! counted (a request that would overflow waits for the next flush, so requests are never split or
+//! reordered). Parts applied and not yet flushed hold nothing anyone was told is durable: a crash
+//! loses them or keeps them whole (each part is atomic, and the meta head it writes matches it).
 //!
-//! If a read, write or flush fails, every request of the batch fails and the store is
+//! If a read, write or flush fails, every request of the flush fails and the store is
 //! poisoned: what sled holds in memory (and the writer's open page) may then differ from disk,
 //! so nothing more is written until a restart re-verifies the tip. When every handle is gone
 //! the queue disconnects; the admitting thread admits what is still queued (std `mpsc`
@@ -237,6 +243,7 @@ where
         shared: Arc::clone(&start.shared),
         handover: Arc::clone(&handover),
         tip: start.tip,
+        applied: start.tip,
         page: start.page,
     };
     let committing = spawn("event-store-commit", move || committer.run())?;
@@ -280,6 +287,9 @@ struct Filling {
     /// The requests and stream versions of the batch the committing thread took and has not
     /// yet added to the index: the admitting thread must still see them.
     writing: Changes,
+    /// Events of the flush being written that the committing thread has taken already: a
+    /// batch written in parts counts them against `batch_events_max` too.
+    cycle_events: usize,
     /// Requests the admitting thread has taken off the queue and is done with (added to a
     /// batch, or answered).
     handled: u64,
@@ -296,6 +306,18 @@ struct Filling {
 struct Changes {
     requests: HashMap<[u8; 16], IdempotencyRecord>,
     streams: HashMap<String, u64>,
+}
+
+/// A part of a flush needs at least this many events to be taken before the requests queued
+/// when the flush began are all admitted: it is then applied while the rest are decided. Each
+/// part costs sled an `apply_batch` of its own, with a request page, the meta head and the
+/// open page rewritten, so single-event requests (a dozen a flush) never make one.
+const PART_EVENTS: usize = 256;
+
+/// A batch taken by the committing thread; the last of its flush, or not.
+struct Part {
+    batch: Batch,
+    last: bool,
 }
 
 /// One batch: what it writes and whom it answers.
@@ -367,8 +389,8 @@ impl Handover {
         let mut filling = self.lock();
         if let Decision::Admit(admitted) = &decision {
             let count = admitted.values.len();
-            while !filling.batch.values.is_empty()
-                && filling.batch.values.len() + count > batch_events_max
+            while filling.cycle_events + filling.batch.values.len() > 0
+                && filling.cycle_events + filling.batch.values.len() + count > batch_events_max
                 && filling.abandoned.is_none()
             {
                 filling.admitter_waiting = true;
@@ -411,29 +433,41 @@ impl Handover {
         }
     }
 
-    /// The next batch with anything in it, once there is one and the requests queued by then
-    /// (of `enqueued` so far) are in it — as a single thread would drain its queue before
-    /// writing — unless the batch is full first; `None` once the queue is gone and everything
-    /// has been taken.
-    fn take(&self, enqueued: &AtomicU64) -> Option<Batch> {
+    /// The next part of a flush. A flush starts with the first batch that has anything in it
+    /// and holds the requests queued by then (of `enqueued` so far, counted into
+    /// `queued_by_then` at its first part) — as a single thread would drain its queue before
+    /// writing — unless it fills up first. While those are still being admitted, whatever
+    /// has been admitted is taken as a part of [`PART_EVENTS`] or more, to be applied while
+    /// the rest is decided; the last part (`Part::last`) is taken once they are all in (it
+    /// may be empty). `None` once the queue is gone and everything has been taken.
+    fn take(&self, enqueued: &AtomicU64, queued_by_then: &mut Option<u64>) -> Option<Part> {
         let mut filling = self.lock();
-        let mut queued_by_then = None;
         loop {
-            let caught_up = |filling: &Filling, queued: u64| {
-                filling.handled >= queued || filling.admitter_waiting || filling.closed
-            };
-            if !filling.batch.replies.is_empty()
-                && caught_up(
-                    &filling,
-                    *queued_by_then.get_or_insert_with(|| enqueued.load(Ordering::Acquire)),
-                )
-            {
-                let mut batch = std::mem::take(&mut filling.batch);
-                filling.writing = std::mem::take(&mut batch.changes);
-                if filling.admitter_waiting {
-                    self.taken.notify_one();
+            let started = queued_by_then.is_some();
+            let has_requests = !filling.batch.replies.is_empty();
+            if started || has_requests {
+                let queued =
+                    *queued_by_then.get_or_insert_with(|| enqueued.load(Ordering::Acquire));
+                let full = filling.admitter_waiting;
+                let caught_up = filling.handled >= queued || full || filling.closed;
+                if caught_up || filling.batch.values.len() >= PART_EVENTS {
+                    let mut batch = std::mem::take(&mut filling.batch);
+                    let Changes { requests, streams } = std::mem::take(&mut batch.changes);
+                    filling.writing.requests.extend(requests);
+                    filling.writing.streams.extend(streams);
+                    if caught_up {
+                        filling.cycle_events = 0;
+                    } else {
+                        filling.cycle_events += batch.values.len();
+                    }
+                    if full {
+                        self.taken.notify_one();
+                    }
+                    return Some(Part {
+                        batch,
+                        last: caught_up,
+                    });
                 }
-                return Some(batch);
             }
             if filling.closed {
                 return None;
@@ -677,8 +711,29 @@ struct Committer {
     handover: Arc<Handover>,
     /// The durable end of the chain.
     tip: Tip,
+    /// The end of the chain applied to sled, flushed or not.
+    applied: Tip,
     /// The log's last page, which the next events go into until it is full.
     page: OpenPage,
+}
+
+/// One part applied to sled: its first sequence (the key of its request page) and its
+/// requests, in order, for the index.
+struct Applied {
+    first: u64,
+    requests: Vec<([u8; 16], AppendOutcome)>,
+}
+
+/// What one flush makes durable, gathered part by part.
+#[derive(Default)]
+struct Flush {
+    parts: Vec<Applied>,
+    requests: usize,
+    events: usize,
+    /// Every request of the flush, with its answer once the flush has returned.
+    replies: Vec<(Reply, Result<AppendOutcome, AppendError>)>,
+    /// The first write failure: every request of the flush is answered with it.
+    failed: Option<StoreError>,
 }
 
 impl Committer {
@@ -688,13 +743,29 @@ impl Committer {
             handover: Arc::clone(&self.handover),
             committing: true,
         };
-        while let Some(batch) = self.handover.take(&self.shared.enqueued) {
-            self.commit(batch);
+        loop {
+            let mut queued_by_then = None;
+            let mut flush = Flush::default();
+            loop {
+                let Some(part) = self
+                    .handover
+                    .take(&self.shared.enqueued, &mut queued_by_then)
+                else {
+                    // Only before a flush's first part: the queue is gone and all answered.
+                    return;
+                };
+                self.apply(part.batch, &mut flush);
+                if part.last {
+                    break;
+                }
+            }
+            self.finish(flush);
         }
     }
 
-    /// Writes the batch and answers it.
-    fn commit(&mut self, batch: Batch) {
+    /// Applies one part of a flush — its events into the log's open page and the pages after
+    /// it, its request page and the meta head, as ONE atomic `sled::Batch` — without flushing.
+    fn apply(&mut self, batch: Batch, flush: &mut Flush) {
         let Batch {
             values,
             admitted,
@@ -702,18 +773,69 @@ impl Committer {
             replies,
             ..
         } = batch;
-        let written = match self.shared.poisoned() {
-            Some(reason) => Err(StoreError::Poisoned(reason.to_string())),
-            None => self
-                .write(values, &admitted, request_page)
-                .inspect_err(|error| {
-                    self.shared.poison(error.to_string());
-                }),
+        flush.replies.extend(replies);
+        if flush.failed.is_some() {
+            return;
+        }
+        if let Some(reason) = self.shared.poisoned() {
+            flush.failed = Some(StoreError::Poisoned(reason.to_string()));
+            return;
+        }
+        let Some((_, last)) = admitted.last() else {
+            // Only rejections and resends: nothing to write.
+            return;
+        };
+        let tip = Tip::after(last);
+        let first = self.applied.sequence + 1;
+        assert!(tip.sequence == self.applied.sequence + values.len() as u64);
+        let mut batch = sled::Batch::default();
+        batch.insert(&keys::requests(first), request_page);
+        self.page.append(
+            values
+                .iter()
+                .map(|(sequence, body, hash)| (*sequence, [body.as_slice(), hash.as_slice()])),
+            &mut batch,
+        );
+        batch.insert(
+            keys::meta_head(),
+            keys::encode_meta_head(tip.sequence, &tip.hash).to_vec(),
+        );
+        if let Err(error) = self.tree.apply_batch(batch) {
+            let error = StoreError::from(error);
+            self.shared.poison(error.to_string());
+            flush.failed = Some(error);
+            return;
+        }
+        self.applied = tip;
+        flush.requests += admitted.len();
+        flush.events += values.len();
+        flush.parts.push(Applied {
+            first,
+            requests: admitted,
+        });
+    }
+
+    /// Flushes what the parts applied, adds their requests to the index, publishes the new
+    /// head, and only then answers every request of the flush.
+    fn finish(&mut self, flush: Flush) {
+        let Flush {
+            parts,
+            requests,
+            events,
+            replies,
+            failed,
+        } = flush;
+        let written = match failed {
+            Some(error) => Err(error),
+            None if parts.is_empty() => Ok(()),
+            None => self.make_durable(&parts).inspect_err(|error| {
+                self.shared.poison(error.to_string());
+            }),
         };
         match written {
-            Ok(events) => {
+            Ok(()) => {
                 if events > 0 {
-                    self.shared.count_batch(admitted.len(), events);
+                    self.shared.count_batch(requests, events);
                 }
                 for (reply, answer) in replies {
                     // The caller may have stopped waiting; nothing to do then.
@@ -728,47 +850,21 @@ impl Committer {
         }
     }
 
-    /// Writes the events and records atomically and flushes them; on success the batch's tip
-    /// is durable and published. Returns the number of events written.
-    fn write(
-        &mut self,
-        values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
-        admitted: &[([u8; 16], AppendOutcome)],
-        request_page: Vec<u8>,
-    ) -> Result<usize, StoreError> {
-        let Some((_, last)) = admitted.last() else {
-            // Only rejections and resends: nothing to write.
-            return Ok(0);
-        };
-        let tip = Tip::after(last);
-        let events = values.len();
-        let first = self.tip.sequence + 1;
-        assert!(tip.sequence == self.tip.sequence + events as u64);
-        let mut batch = sled::Batch::default();
-        batch.insert(&keys::requests(first), request_page);
-        self.page.append(
-            values
-                .iter()
-                .map(|(sequence, body, hash)| (*sequence, [body.as_slice(), hash.as_slice()])),
-            &mut batch,
-        );
-        batch.insert(
-            keys::meta_head(),
-            keys::encode_meta_head(tip.sequence, &tip.hash).to_vec(),
-        );
-        self.tree.apply_batch(batch)?;
+    fn make_durable(&mut self, parts: &[Applied]) -> Result<(), StoreError> {
         self.tree.flush()?;
         let mut index = self.shared.index_mut()?;
-        for (request_id, outcome) in admitted {
-            index
-                .add(first, *request_id, outcome.into())
-                .map_err(StoreError::Corrupt)?;
+        for part in parts {
+            for (request_id, outcome) in &part.requests {
+                index
+                    .add(part.first, *request_id, outcome.into())
+                    .map_err(StoreError::Corrupt)?;
+            }
         }
         drop(index);
         self.handover.indexed();
-        self.tip = tip;
-        self.head.send_replace(tip.head());
-        Ok(events)
+        self.tip = self.applied;
+        self.head.send_replace(self.tip.head());
+        Ok(())
     }
 }
 
@@ -860,7 +956,11 @@ mod tests {
         );
 
         // The batch is taken for writing (and not yet in sled): later requests still see it.
-        let taken = admitter.handover.take(&AtomicU64::new(0)).expect("a batch");
+        let taken = admitter
+            .handover
+            .take(&AtomicU64::new(0), &mut None)
+            .expect("a batch")
+            .batch;
         assert_eq!(taken.values.len(), 2);
         let last = taken
             .admitted
@@ -923,13 +1023,17 @@ mod tests {
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!pushing.is_finished(), "joined a full batch");
-        let full = handover.take(&AtomicU64::new(0)).expect("the full batch");
-        assert_eq!(full.values.len(), 5);
+        let full = handover
+            .take(&AtomicU64::new(0), &mut None)
+            .expect("the full batch");
+        assert!(full.last, "a full batch ends its flush");
+        assert_eq!(full.batch.values.len(), 5);
         let admitter = pushing.join().expect("pushed once the batch was taken");
         let next = admitter
             .handover
-            .take(&AtomicU64::new(0))
-            .expect("the next batch");
+            .take(&AtomicU64::new(0), &mut None)
+            .expect("the next batch")
+            .batch;
         assert_eq!(next.values.len(), 4);
         assert_eq!(next.values.first().map(|(sequence, ..)| *sequence), Some(6));
     }
@@ -952,7 +1056,7 @@ mod tests {
         let handover = Arc::clone(&admitter.handover);
         let taking = std::thread::spawn({
             let enqueued = Arc::clone(&enqueued);
-            move || handover.take(&enqueued)
+            move || handover.take(&enqueued, &mut None)
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(
@@ -960,8 +1064,70 @@ mod tests {
             "taken before the second queued request joined"
         );
         push(&mut admitter, 2);
-        let batch = taking.join().expect("takes").expect("a batch");
-        assert_eq!(batch.values.len(), 2);
+        let part = taking.join().expect("takes").expect("a batch");
+        assert!(part.last);
+        assert_eq!(part.batch.values.len(), 2);
+    }
+
+    /// While the requests queued when a flush began are still being admitted, what has been
+    /// admitted is taken in parts of `PART_EVENTS` or more (to be applied meanwhile), and
+    /// the last part once they are all in; the flush counts its parts against the batch
+    /// limit; and the requests of parts taken stay visible until the flush is indexed.
+    #[test]
+    fn a_flush_is_taken_in_parts_while_its_requests_are_admitted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        let (mut admitter, _queue) = admitter(&tree);
+        let max = 4 * PART_EVENTS;
+        let push = |admitter: &mut Admitter<u32>, id: u8, events: usize| {
+            let events = u8::try_from(events / 2).expect("small");
+            let mut request = request(id, "a", ExpectedVersion::Any, events);
+            request.events.extend(request.events.clone());
+            let decision = admitter.decide(request);
+            let (reply, _answer) = oneshot::channel();
+            admitter.handover.push(decision, reply, max);
+        };
+        let enqueued = AtomicU64::new(4); // four requests queued when the flush begins
+        let mut queued_by_then = None;
+        push(&mut admitter, 1, PART_EVENTS);
+        let first = admitter
+            .handover
+            .take(&enqueued, &mut queued_by_then)
+            .expect("a part");
+        assert!(!first.last, "two queued requests are still to come");
+        assert_eq!(first.batch.values.len(), PART_EVENTS);
+        assert_eq!(queued_by_then, Some(4));
+        assert_eq!(
+            admitter.handover.lock().cycle_events,
+            PART_EVENTS,
+            "counted against the flush's limit"
+        );
+        // Taken, not yet indexed: a resend of it is still recognised.
+        let resend = admit(&mut admitter, request(1, "a", ExpectedVersion::Any, 0));
+        assert!(resend.expect("the original outcome").duplicate);
+        // Less than a part: not taken until the queued requests are all in.
+        push(&mut admitter, 2, 2);
+        let handover = Arc::clone(&admitter.handover);
+        let taking = std::thread::spawn(move || {
+            let part = handover.take(&enqueued, &mut queued_by_then);
+            (part, queued_by_then)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!taking.is_finished(), "took less than a part early");
+        push(&mut admitter, 3, 2);
+        let (last, _) = taking.join().expect("takes");
+        let last = last.expect("the last part");
+        assert!(last.last);
+        assert_eq!(last.batch.values.len(), 4);
+        assert_eq!(
+            last.batch.replies.len(),
+            3,
+            "the resend's answer, and two requests"
+        );
+        assert_eq!(last.batch.values.first().map(|(s, ..)| *s), Some(257));
+        // The next flush starts afresh: nothing of this one counts against its limit.
+        assert_eq!(admitter.handover.lock().cycle_events, 0);
     }
 
     /// With the committing thread gone, what was being filled and whatever comes after is
