@@ -26,6 +26,9 @@
 //!   keeps what came before;
 //! - request bodies that are not protobuf, or not this request, and requests over the 4 MiB
 //!   message limit are refused without recording anything, and the server keeps serving.
+//! - ReadStream refuses a malformed stream (INVALID_ARGUMENT naming `stream`) and one with no
+//!   events (NOT_FOUND, a `stream`); ReadStream and ReadAll return exactly the window asked
+//!   for, and reads never move the head.
 
 use std::marker::PhantomData;
 
@@ -1552,6 +1555,128 @@ async fn resends_of_every_rpc_are_duplicates_and_record_nothing() -> anyhow::Res
     assert_eq!(resends, fixture.recorded.len() * 5);
     let after = head(&mut client).await?;
     assert_eq!(head_of(&after), head_of(&before), "resends moved the head");
+    Ok(())
+}
+
+/// Every event of one stream through `ReadStream`, or its refusal.
+async fn read_stream(
+    client: &mut Client,
+    stream: &str,
+    from_version: u64,
+    limit: u64,
+) -> Result<Vec<pb::RecordedEvent>, Status> {
+    use futures::StreamExt;
+    let mut events = client
+        .read_stream(pb::ReadStreamRequest {
+            stream: stream.to_string(),
+            from_version,
+            limit,
+        })
+        .await?
+        .into_inner();
+    let mut read = Vec::new();
+    while let Some(event) = events.next().await {
+        read.push(event?);
+    }
+    Ok(read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_stream_refuses_bad_streams_and_reads_return_what_was_asked() -> anyhow::Result<()> {
+    let fixture = Fixture::start().await?;
+    let mut client = fixture.client.clone();
+    let before = head(&mut client).await?;
+    let code_1_mib = format!("contract/{}", "A".repeat(1 << 20));
+    let cases = [
+        ("stream empty", "", Invalid("stream")),
+        ("no kind", "KHFT", Invalid("stream")),
+        ("kind unknown", "pool/BCF", Invalid("stream")),
+        ("code empty", "contract/", Invalid("stream")),
+        ("code with a space", "contract/C 1", Invalid("stream")),
+        ("code with a NATS wildcard", "contract/>", Invalid("stream")),
+        ("code 1 MiB", code_1_mib.as_str(), Invalid("stream")),
+        ("stream with a NUL", "system\0", Invalid("stream")),
+        ("contract never agreed", "contract/ZZZZ", NotFound("stream")),
+        (
+            "budget never established",
+            "budget/ZZZZ",
+            NotFound("stream"),
+        ),
+        ("fund never allocated", "fund/ZZZZ", NotFound("stream")),
+    ];
+    let mut failures = Vec::new();
+    for (case, stream, expect) in cases {
+        match read_stream(&mut client, stream, 0, 0).await {
+            Ok(events) => failures.push(format!("{case}: read {} events", events.len())),
+            Err(status) => {
+                failures.extend(check(&status, expect).err().map(|e| format!("{case}: {e}")))
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "ReadStream refusals:\n  {}",
+        failures.join("\n  ")
+    );
+
+    // What is read is what was recorded: each stream's events in ReadAll, in version order.
+    let all = e2e::read_all(&mut client).await?;
+    assert_eq!(all.len() as u64, before.sequence);
+    let streams: std::collections::BTreeSet<&str> = all.iter().map(|e| e.stream.as_str()).collect();
+    assert!(
+        streams.len() >= 4,
+        "the fixture records several streams: {streams:?}"
+    );
+    for stream in streams {
+        let expected: Vec<&pb::RecordedEvent> = all.iter().filter(|e| e.stream == stream).collect();
+        let read = read_stream(&mut client, stream, 0, 0).await?;
+        assert_eq!(
+            read.iter().collect::<Vec<_>>(),
+            expected,
+            "ReadStream {stream}"
+        );
+        let versions: Vec<u64> = read.iter().map(|e| e.version).collect();
+        assert_eq!(
+            versions,
+            (1..=read.len() as u64).collect::<Vec<_>>(),
+            "{stream}"
+        );
+    }
+    let system: Vec<pb::RecordedEvent> = all
+        .iter()
+        .filter(|e| e.stream == "system")
+        .cloned()
+        .collect();
+    assert!(
+        system.len() >= 6,
+        "the system stream has {} events",
+        system.len()
+    );
+    let window = read_stream(&mut client, "system", 2, 3).await?;
+    assert_eq!(window, system[1..4], "from version 2, three events");
+    let past_the_end = read_stream(&mut client, "system", system.len() as u64 + 1, 0).await?;
+    assert!(past_the_end.is_empty(), "nothing after the last version");
+
+    use futures::StreamExt;
+    let read_all = |from_sequence, limit| pb::ReadAllRequest {
+        from_sequence,
+        limit,
+        follow: false,
+    };
+    let mut window = Vec::new();
+    let mut events = client.read_all(read_all(5, 3)).await?.into_inner();
+    while let Some(event) = events.next().await {
+        window.push(event?);
+    }
+    assert_eq!(window, all[4..7], "ReadAll from sequence 5, three events");
+    let mut events = client
+        .read_all(read_all(before.sequence + 1, 0))
+        .await?
+        .into_inner();
+    assert!(events.next().await.is_none(), "nothing after the head");
+
+    let after = head(&mut client).await?;
+    assert_eq!(head_of(&after), head_of(&before), "reads moved the head");
     Ok(())
 }
 

@@ -45,7 +45,9 @@ mod values;
 pub use command::{IntoCommand, command_from_proto, command_to_proto, with_field_prefix};
 pub use event::{event_from_proto, event_to_proto, event_type};
 pub use meta::{CommandMeta, parse_uuid, uuid_text};
-pub use status::{ERROR_DOMAIN, rule_code, status_from_domain, status_version_conflict};
+pub use status::{
+    ERROR_DOMAIN, rule_code, status_from_domain, status_not_found, status_version_conflict,
+};
 
 /// Code generated from `proto/ics/ledger/v1` (package `ics.ledger.v1`): messages, enums, and
 /// `ledger_service_client::LedgerServiceClient` / `ledger_service_server::LedgerServiceServer`.

@@ -59,6 +59,16 @@ pub fn status_from_domain(error: &DomainError) -> Status {
     }
 }
 
+/// `NOT_FOUND` for a resource of type `what` (`ResourceInfo`: what, id) that is not recorded,
+/// as a domain `NotFound` is sent, for the ids the domain has no `Code` for (a stream).
+pub fn status_not_found(what: &str, id: &str, message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        Code::NotFound,
+        message,
+        ErrorDetails::with_resource_info(what, id, "", ""),
+    )
+}
+
 /// `INVALID_ARGUMENT` naming `field` (in the message and as a `BadRequest` field violation).
 pub fn status_invalid_field(field: &str, reason: &str) -> Status {
     Status::with_error_details(

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::server::NamedService;
 
 use anyhow::Context;
 use api::audit_pb::audit_service_server::AuditServiceServer;
@@ -151,10 +152,13 @@ pub async fn run(
     health_reporter
         .set_serving::<AuditServiceServer<AuditApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    let reflection = serving::reflection(
+        api::FILE_DESCRIPTOR_SET,
+        &[
+            LedgerServiceServer::<LedgerApi>::NAME,
+            AuditServiceServer::<AuditApi>::NAME,
+        ],
+    )?;
     let limits = Limits {
         bulk_commands_max: config.bulk_commands_max,
         read_page_events: config.read_page_events,

@@ -330,9 +330,11 @@ impl LedgerApi {
             .map_err(|e| Status::unavailable(e.to_string()))?
             == 0
         {
-            return Err(Status::not_found(format!(
-                "stream '{stream}' has no events"
-            )));
+            return Err(api::status_not_found(
+                "stream",
+                stream.as_str(),
+                format!("stream '{stream}' has no events"),
+            ));
         }
         let page = self.limits.read_page_events;
         let limit = if request.limit == 0 {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use tonic::server::NamedService;
 
 use anyhow::Context;
 use api::oversight_pb::oversight_service_server::OversightServiceServer;
@@ -60,10 +61,10 @@ pub async fn run(
     health_reporter
         .set_serving::<OversightServiceServer<OversightApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    let reflection = serving::reflection(
+        api::FILE_DESCRIPTOR_SET,
+        &[OversightServiceServer::<OversightApi>::NAME],
+    )?;
     let mut api = OversightApi::new(shared, received, parked);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use tonic::server::NamedService;
 
 use anyhow::Context;
 use api::position_pb::position_service_server::PositionServiceServer;
@@ -63,10 +64,10 @@ pub async fn run(
     health_reporter
         .set_serving::<PositionServiceServer<PositionApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    let reflection = serving::reflection(
+        api::FILE_DESCRIPTOR_SET,
+        &[PositionServiceServer::<PositionApi>::NAME],
+    )?;
     let mut api = PositionApi::new(system.to_string(), shared, parked);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),

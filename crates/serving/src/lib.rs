@@ -8,12 +8,15 @@
 //!   message, and reaches no handler (or, for the deadline, its handler is stopped);
 //! - [`incoming`]: the connections a listener accepts, with Nagle's algorithm off;
 //! - [`beside`]: serving beside a read side's consumer, each stopping the other;
-//! - [`shutdown_signal`]: SIGINT or SIGTERM.
+//! - [`shutdown_signal`]: SIGINT or SIGTERM;
+//! - [`reflection()`]: gRPC reflection advertising exactly the services a server answers.
 
 pub mod limits;
 pub mod oversize;
+pub mod reflection;
 
 pub use limits::{Limits, LimitsLayer};
+pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICE, reflection};
 
 use std::future::Future;
 use std::pin::Pin;
