@@ -89,6 +89,11 @@ impl Ledgerd {
         self.process.terminate(Duration::from_secs(20))
     }
 
+    /// SIGINT (Ctrl-C) and wait for a clean exit.
+    pub fn interrupt(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.interrupt(Duration::from_secs(20))
+    }
+
     /// Starts it again on the same port and data directory (after a kill or terminate).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
@@ -137,6 +142,29 @@ fn spawn(
 /// The demo scenario of BRIEF.md §8, as a path.
 pub fn demo_scenario() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/kingsmere-2018-19.ics")
+}
+
+/// Splits the demo scenario after `at` commands into two files in `dir`, to load in two parts.
+pub fn split_demo_scenario(dir: &Path, at: usize) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string(demo_scenario())?;
+    let (mut first, mut second) = (String::new(), String::new());
+    let mut commands = 0;
+    for line in text.lines() {
+        let part = if commands < at {
+            &mut first
+        } else {
+            &mut second
+        };
+        part.push_str(line);
+        part.push('\n');
+        if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            commands += 1;
+        }
+    }
+    let (a, b) = (dir.join("part-1.ics"), dir.join("part-2.ics"));
+    std::fs::write(&a, first)?;
+    std::fs::write(&b, second)?;
+    Ok((a, b))
 }
 
 /// Runs the real `icsctl` binary against `server`; returns its stdout, or the error with stderr.
@@ -237,6 +265,10 @@ pub struct Published {
     pub event_id: String,
     /// `Nats-Batch-Id`: the atomic batch that stored it, if the relay sent it in one.
     pub batch: Option<String>,
+    /// `ics.<system>.<family>.<event>`.
+    pub subject: String,
+    /// The payload, decoded.
+    pub event: pb::RecordedEvent,
 }
 
 /// Every message JetStream holds for system `kav`, in stream order.
@@ -272,6 +304,9 @@ pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<Published>> 
             batch: raw
                 .get(bus::HEADER_BATCH_ID)
                 .map(|id| id.as_str().to_string()),
+            subject: message.subject.to_string(),
+            event: prost::Message::decode(message.payload.clone())
+                .context("a payload that is not a RecordedEvent")?,
         });
     }
     Ok(events)

@@ -19,7 +19,7 @@ use testkit::{NatsOptions, NatsServer};
 const RELAY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// JetStream holds exactly the ledger's events: same sequences, hashes and event ids, in order,
-/// each once.
+/// each once, each under `ics.kav.<family>.<event>` with the event as ReadAll returns it.
 async fn assert_jetstream_matches_ledger(
     nats: &NatsServer,
     ledger: &Ledgerd,
@@ -49,6 +49,8 @@ async fn assert_jetstream_matches_ledger(
             message.event_id, event.event_id,
             "event id differs at {sequence}"
         );
+        assert_eq!(message.subject, format!("ics.kav.{}", event.event_type));
+        assert_eq!(&message.event, event, "the payload differs at {sequence}");
     }
     Ok(published)
 }
@@ -99,36 +101,6 @@ async fn the_demo_reaches_jetstream_exactly_once_in_order() -> anyhow::Result<()
     Ok(())
 }
 
-/// Splits the demo scenario after `at` command lines into two files.
-fn split_scenario(
-    dir: &std::path::Path,
-    at: usize,
-) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let text = std::fs::read_to_string(demo_scenario())?;
-    let (mut first, mut second) = (String::new(), String::new());
-    let mut commands = 0;
-    for line in text.lines() {
-        let is_command = !line.trim().is_empty() && !line.trim_start().starts_with('#');
-        if commands < at {
-            first.push_str(line)
-        } else {
-            second.push_str(line)
-        }
-        if commands < at {
-            first.push('\n')
-        } else {
-            second.push('\n')
-        }
-        if is_command {
-            commands += 1;
-        }
-    }
-    let (a, b) = (dir.join("part-1.ics"), dir.join("part-2.ics"));
-    std::fs::write(&a, first)?;
-    std::fs::write(&b, second)?;
-    Ok((a, b))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_once_when_nats_stops_mid_load() -> anyhow::Result<()> {
     let mut nats = NatsServer::start_with(NatsOptions {
@@ -137,7 +109,7 @@ async fn every_event_arrives_once_when_nats_stops_mid_load() -> anyhow::Result<(
     })?;
     let dir = tempfile::tempdir()?;
     let ledger = Ledgerd::start(&dir.path().join("ledger"), Some(&nats.url()))?;
-    let (part1, part2) = split_scenario(dir.path(), 150)?;
+    let (part1, part2) = e2e::split_demo_scenario(dir.path(), 150)?;
 
     icsctl(&ledger.url(), &["load", part1.to_str().unwrap_or_default()])?;
     wait_for_relay(&nats.url(), 150, RELAY_TIMEOUT).await?;
@@ -175,7 +147,7 @@ async fn the_relay_publishes_again_what_jetstream_lost() -> anyhow::Result<()> {
     let mut nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let ledger = Ledgerd::start(&dir.path().join("ledger"), Some(&nats.url()))?;
-    let (part1, _) = split_scenario(dir.path(), 150)?;
+    let (part1, _) = e2e::split_demo_scenario(dir.path(), 150)?;
     icsctl(&ledger.url(), &["load", part1.to_str().unwrap_or_default()])?;
     wait_for_relay(&nats.url(), 150, RELAY_TIMEOUT).await?;
 
@@ -324,7 +296,8 @@ async fn acknowledged_events_survive_kill_9() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_shuts_down_cleanly_and_a_restart_resumes_the_log() -> anyhow::Result<()> {
+async fn sigterm_and_sigint_shut_down_cleanly_and_a_restart_resumes_the_log() -> anyhow::Result<()>
+{
     let dir = tempfile::tempdir()?;
     let mut ledger = Ledgerd::start(&dir.path().join("ledger"), None)?;
     icsctl(
@@ -370,5 +343,25 @@ async fn sigterm_shuts_down_cleanly_and_a_restart_resumes_the_log() -> anyhow::R
     // The rebuilt state still enforces the rules: 2018/19 M1 is closed.
     let refused = icsctl(&ledger.url(), &["close-period", "--period", "2018/19-M1"]);
     assert!(refused.is_err_and(|e| e.to_string().contains("FailedPrecondition")));
+
+    // Ctrl-C shuts it down as cleanly.
+    drop(client);
+    let status = ledger.interrupt()?;
+    assert!(
+        status.success(),
+        "ledgerd exited with {status} on SIGINT: {}",
+        ledger.log_tail()
+    );
+    assert!(
+        ledger.log_tail().contains("ledgerd stopped"),
+        "{}",
+        ledger.log_tail()
+    );
+    ledger.restart()?;
+    let again = head(&mut ledger.client().await?).await?;
+    assert_eq!(
+        (again.sequence, &again.hash),
+        (before.sequence, &before.hash)
+    );
     Ok(())
 }

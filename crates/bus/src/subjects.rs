@@ -11,7 +11,8 @@ pub const STREAM_NAME: &str = "ICS";
 /// The subject the stream captures.
 pub const STREAM_SUBJECTS: &str = "ics.>";
 
-/// `ics.<system>.<family>.<event>`, e.g. `ics.kav.contract.ActivityRecorded`.
+/// `ics.<system>.<family>.<event>`, e.g. `ics.kav.contract.activity_recorded` (the event's
+/// snake_case name).
 ///
 /// `event_name` must be one subject token (no `.`, `*`, `>` or whitespace); the domain's event
 /// names are.
@@ -50,8 +51,8 @@ mod tests {
     fn subjects_have_the_documented_shape() {
         let kav = SystemId::new("kav").unwrap();
         assert_eq!(
-            subject(&kav, Family::Contract, "ActivityRecorded"),
-            "ics.kav.contract.ActivityRecorded"
+            subject(&kav, Family::Contract, "activity_recorded"),
+            "ics.kav.contract.activity_recorded"
         );
         assert_eq!(subject(&kav, Family::Funding, "X"), "ics.kav.funding.X");
         assert_eq!(system_filter(&kav), "ics.kav.>");

@@ -131,8 +131,8 @@ pub enum Cmd {
         /// Most events to read (0: all).
         #[arg(long, default_value_t = 0)]
         limit: u64,
-        /// Keep reading new events as they are recorded.
-        #[arg(long)]
+        /// Keep reading new events as they are recorded (the whole log: not with --stream).
+        #[arg(long, conflicts_with = "stream")]
         follow: bool,
         /// Read one stream (system, budget/<code>, fund/<code>, contract/<code>) instead.
         #[arg(long)]

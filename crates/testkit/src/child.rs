@@ -137,11 +137,20 @@ impl ChildGuard {
     /// Asks the process to shut down (SIGTERM, through the `kill` command) and waits up to
     /// `grace` for it to exit; then SIGKILLs it. Returns the exit status.
     pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal("TERM", grace)
+    }
+
+    /// As [`ChildGuard::terminate`], with SIGINT: what Ctrl-C in a terminal sends.
+    pub fn interrupt(&mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal("INT", grace)
+    }
+
+    fn signal(&mut self, signal: &str, grace: Duration) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.try_wait()? {
             return Ok(status);
         }
         let sent = Command::new("kill")
-            .args(["-TERM", &self.id().to_string()])
+            .args([&format!("-{signal}"), &self.id().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
