@@ -107,5 +107,41 @@ async fn oversightd_serves_the_demo_system_to_the_regulator() -> anyhow::Result<
         "Q3 year to date before the fund:\n{text}"
     );
     assert!(text.contains("AE"), "the failed condition:\n{text}");
+
+    let oversight_url = oversightd.url();
+    let oversight = |args: &[&str]| {
+        let mut all = vec!["--oversight-server", oversight_url.as_str(), "oversight"];
+        all.extend_from_slice(args);
+        e2e::icsctl(&ledgerd.url(), &all)
+    };
+    let systems = oversight(&["systems"])?;
+    let row = systems
+        .lines()
+        .find(|l| l.contains(" kav "))
+        .unwrap_or_else(|| panic!("no row for kav:\n{systems}"));
+    for expected in [
+        "Kingsmere & Alder Valley ICS",
+        "2018/19",
+        &head.sequence.to_string(),
+    ] {
+        assert!(row.contains(expected), "{expected} missing: {row}");
+    }
+    let ranking = oversight(&[
+        "ranking",
+        "--year",
+        "2018",
+        "--quarter",
+        "4",
+        "--measure",
+        "variance",
+    ])?;
+    let row = ranking
+        .lines()
+        .find(|l| l.contains(" kav "))
+        .unwrap_or_else(|| panic!("no row for kav:\n{ranking}"));
+    assert!(
+        row.contains(" 1 ") && row.contains("240,000.00"),
+        "kav first, £240,000 better than its control total year to date: {row}"
+    );
     Ok(())
 }

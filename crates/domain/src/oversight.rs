@@ -276,25 +276,24 @@ mod tests {
     /// Reports `total` emergency admissions for Q2 (July–September) of `y`, split over two
     /// members and three months.
     fn admissions(book: &mut MetricBook, s: &str, y: u32, total: i64) {
+        q2_count(book, s, Metric::EmergencyAdmissions, y, total);
+    }
+
+    /// Reports `total` emergency bed days for Q2 of `y`, split as [`admissions`] splits.
+    fn bed_days(book: &mut MetricBook, s: &str, y: u32, total: i64) {
+        q2_count(book, s, Metric::EmergencyBedDays, y, total);
+    }
+
+    /// Reports a count `metric` totalling `total` for Q2 of `y`, split over two members and
+    /// three months.
+    fn q2_count(book: &mut MetricBook, s: &str, metric: Metric, y: u32, total: i64) {
         let months = [4, 5, 6];
         for (i, month) in months.iter().enumerate() {
             let period = Period::new(year(y), Month::new(*month).expect("month"));
             let share = total / 3 + if i == 0 { total % 3 } else { 0 };
             let first = share / 2;
-            book.record(
-                &system(s),
-                &member("AAA"),
-                period,
-                Metric::EmergencyAdmissions,
-                first,
-            );
-            book.record(
-                &system(s),
-                &member("BBB"),
-                period,
-                Metric::EmergencyAdmissions,
-                share - first,
-            );
+            book.record(&system(s), &member("AAA"), period, metric, first);
+            book.record(&system(s), &member("BBB"), period, metric, share - first);
         }
     }
 
@@ -342,6 +341,96 @@ mod tests {
         assert_eq!(
             order,
             [(1, "group", 260), (2, "south", 475), (3, "north", 500)]
+        );
+    }
+
+    /// Bed days grow against their own baseline, beside the bed days of the rest of the
+    /// country; admissions reported alongside, and a system without a baseline quarter of bed
+    /// days, change nothing.
+    #[test]
+    fn emergency_bed_days_grow_beside_the_rest_of_the_country_and_rank_lowest_first() {
+        let mut book = MetricBook::default();
+        for (s, then, now) in [
+            ("kav", 240_000, 246_000),
+            ("north", 500_000, 519_000),
+            ("south", 260_000, 262_900),
+        ] {
+            bed_days(&mut book, s, 2016, then);
+            bed_days(&mut book, s, 2017, now);
+        }
+        // West reports bed days only for 2017: it has no growth and is not in the rest.
+        bed_days(&mut book, "west", 2017, 300_000);
+        // Admissions, growing in another order, for every system.
+        for (s, then, now) in [
+            ("kav", 100_000, 110_000),
+            ("north", 100_000, 100_000),
+            ("south", 100_000, 105_000),
+            ("west", 200_000, 199_000),
+        ] {
+            admissions(&mut book, s, 2016, then);
+            admissions(&mut book, s, 2017, now);
+        }
+        let bed_days_of =
+            |s: &str| book.compare(&system(s), Metric::EmergencyBedDays, q2(2017), year(2016));
+
+        // 6,000 / 240,000 = 2.50%; the rest: 21,900 / 760,000 = 2.8816% → 2.88%.
+        let kav = bed_days_of("kav").expect("both quarters reported");
+        assert_eq!(
+            kav.system,
+            Growth {
+                current: 246_000,
+                baseline: 240_000,
+                growth_bp: 250
+            }
+        );
+        assert_eq!(
+            kav.rest,
+            Some(Growth {
+                current: 781_900,
+                baseline: 760_000,
+                growth_bp: 288
+            })
+        );
+        assert_eq!(kav.rest_systems, [system("north"), system("south")]);
+
+        // 19,000 / 500,000 = 3.80%; the rest: 8,900 / 500,000 = 1.78%.
+        let north = bed_days_of("north").expect("both quarters reported");
+        assert_eq!(north.system.growth_bp, 380);
+        assert_eq!(
+            north.rest,
+            Some(Growth {
+                current: 508_900,
+                baseline: 500_000,
+                growth_bp: 178
+            })
+        );
+        assert_eq!(north.rest_systems, [system("kav"), system("south")]);
+
+        // 2,900 / 260,000 = 1.1154% → 1.12%.
+        assert_eq!(bed_days_of("south").map(|c| c.system.growth_bp), Some(112));
+        assert_eq!(bed_days_of("west"), None, "no baseline quarter");
+
+        let bed_days_ranking = book.rank_growth(Metric::EmergencyBedDays, q2(2017), year(2016));
+        let admissions_ranking =
+            book.rank_growth(Metric::EmergencyAdmissions, q2(2017), year(2016));
+        fn order(ranking: &[Ranked]) -> Vec<(u32, &str, i64)> {
+            ranking
+                .iter()
+                .map(|r| (r.rank, r.system.as_str(), r.value_bp))
+                .collect()
+        }
+        assert_eq!(
+            order(&bed_days_ranking),
+            [(1, "south", 112), (2, "kav", 250), (3, "north", 380)]
+        );
+        assert_eq!(
+            order(&admissions_ranking),
+            [
+                (1, "west", -50),
+                (2, "north", 0),
+                (3, "south", 500),
+                (4, "kav", 1_000)
+            ]
         );
     }
 

@@ -4,7 +4,7 @@ use super::scenario::{self, KINGSMERE, VARIANT_B};
 use super::{fold, log_of};
 use crate::fund::{ConditionKind, FundEvent};
 use crate::position::{
-    AgreementOfBalances, AobMeasure, AobOptions, AobScope, AsOf, ConsolidationScope,
+    AgreementOfBalances, AobMeasure, AobOptions, AobScope, AobThresholds, AsOf, ConsolidationScope,
     CorrectionKind, MemberPosition, PositionReport, Projection, Recorded, Report, ReportError,
 };
 use crate::testing::{member, period, pounds, year};
@@ -489,6 +489,77 @@ fn variant_b_flags_a_150_000_mismatch_below_the_threshold() {
         q4.ledger_at_assessment.system_ytd_before_fund,
         pounds(-6_810_000)
     );
+}
+
+/// Variant B's year-end Agreement of Balances between the NHS bodies, against `thresholds`.
+fn variant_b_aob(projection: &Projection, thresholds: AobThresholds) -> AgreementOfBalances {
+    let options = AobOptions {
+        thresholds,
+        scope: AobScope::NhsBodies,
+    };
+    projection
+        .at(AsOf::Latest)
+        .and_then(|s| s.agreement_of_balances(year(2018), m(12), options))
+        .expect("report")
+}
+
+#[test]
+fn a_threshold_below_150_000_flags_variant_b_s_mismatch_and_one_at_150_000_does_not() {
+    let projection = fold(&log_of(&commands(VARIANT_B)));
+    let income_expenditure = |threshold: Pence| AobThresholds {
+        income_expenditure: threshold,
+        ..AobThresholds::default()
+    };
+    // (threshold on the line, over it, lines over threshold in the report)
+    let flagged = |thresholds: AobThresholds| {
+        let report = variant_b_aob(&projection, thresholds);
+        assert_eq!(report.options.thresholds, thresholds);
+        assert_eq!(report.mismatched_lines, 1, "{thresholds:?}");
+        let mismatched: Vec<_> = report.lines.iter().filter(|l| l.mismatched).collect();
+        let [line] = mismatched.as_slice() else {
+            panic!("one mismatch: {mismatched:#?}");
+        };
+        assert_eq!(
+            (line.measure, line.creditor.as_str(), line.debtor.as_str()),
+            (AobMeasure::IncomeExpenditure, "AVT", "KCCG")
+        );
+        assert_eq!(line.difference, pounds(150_000));
+        assert_eq!(line.debtor_vs_ledger, pounds(-150_000));
+        (
+            line.threshold,
+            line.over_threshold,
+            report.lines_over_threshold,
+        )
+    };
+
+    // The defaults: £3,000,000 for income and expenditure.
+    assert_eq!(
+        flagged(AobThresholds::default()),
+        (pounds(3_000_000), false, 0)
+    );
+    // Lowered to £100,000, the same £150,000 must be agreed.
+    assert_eq!(
+        flagged(income_expenditure(pounds(100_000))),
+        (pounds(100_000), true, 1)
+    );
+    // A difference is flagged when it is *over* the threshold: at exactly £150,000 it is not,
+    // a penny less and it is.
+    assert_eq!(
+        flagged(income_expenditure(pounds(150_000))),
+        (pounds(150_000), false, 0)
+    );
+    let a_penny_under = Pence::new(150_000 * 100 - 1);
+    assert_eq!(
+        flagged(income_expenditure(a_penny_under)),
+        (a_penny_under, true, 1)
+    );
+    // Each measure has its own threshold: even a zero threshold for receivables and payables
+    // flags nothing, as the mismatch is in income and expenditure.
+    let receivables_zero = AobThresholds {
+        receivables_payables: Pence::ZERO,
+        ..AobThresholds::default()
+    };
+    assert_eq!(flagged(receivables_zero), (pounds(3_000_000), false, 0));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Tests of the position arithmetic: every figure of BRIEF §8 from the demo's own scenario
-//! files (`demo`), and properties over generated histories (`props`).
+//! files (`demo`), the contract statement of a contract part paid and disputed
+//! (`contracts`), and properties over generated histories (`props`).
 
+mod contracts;
 mod demo;
 mod props;
 mod scenario;

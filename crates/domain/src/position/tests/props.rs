@@ -1,7 +1,7 @@
 //! Properties over generated histories of valid postings: the system total is the sum of its
-//! members; eliminations net to zero; folding a log in two parts, with the projection stored
-//! and loaded in between, gives the same projection; a snapshot as of any sequence gives the
-//! report a projection folded only that far would.
+//! members; eliminations net to zero; folding a log in two parts, or in any number of parts,
+//! with the projection stored and loaded in between, gives the same projection; a snapshot as
+//! of any sequence gives the report a projection folded only that far would.
 
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -507,6 +507,28 @@ proptest! {
         for (at, event) in tail {
             resumed.apply(at, event).expect("folds");
         }
+        prop_assert_eq!(encode(&resumed), encode(&whole));
+        prop_assert_eq!(resumed, whole);
+    }
+
+    #[test]
+    fn folding_in_many_parts_with_a_stored_projection_between_each_gives_the_same_projection(
+        (log, cuts) in a_history().prop_flat_map(|log| {
+            let len = log.len();
+            (Just(log), prop::collection::btree_set(0..=len, 0..=8))
+        }),
+    ) {
+        let whole = fold(&log);
+        let mut resumed = Projection::new();
+        let mut from = 0;
+        for to in cuts.iter().copied().chain([log.len()]) {
+            resumed = decode(&encode(&resumed));
+            for (at, event) in &log[from..to] {
+                resumed.apply(at, event).expect("folds");
+            }
+            from = to;
+        }
+        prop_assert_eq!(resumed.events(), log.len());
         prop_assert_eq!(encode(&resumed), encode(&whole));
         prop_assert_eq!(resumed, whole);
     }
