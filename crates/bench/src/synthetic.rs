@@ -878,17 +878,18 @@ impl Generator {
                 .cloned()
         };
         if let Some((contract, invoice)) = self.to_pay.pop_front() {
-            let outstanding = self
+            let payable = self
                 .ledger
                 .contracts
                 .get(&contract)
                 .and_then(|c| c.invoices.get(&invoice))
-                .map_or(Pence::ZERO, domain::contract::Invoice::outstanding);
-            // One in seven is paid only in part (and stays part-paid).
+                .map_or(Pence::ZERO, domain::contract::Invoice::payable);
+            // What is disputed is withheld. One in seven is paid only in part (and stays
+            // part-paid).
             let amount = if self.next_code.is_multiple_of(7) {
-                Pence::new(outstanding.get() / 2)
+                Pence::new(payable.get() / 2)
             } else {
-                outstanding
+                payable
             };
             if amount.is_positive() {
                 self.exec(Command::Contract {

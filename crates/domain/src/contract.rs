@@ -224,6 +224,12 @@ pub enum ContractEvent {
 pub struct Invoice {
     pub amount: Pence,
     pub paid: Pence,
+    /// Named by disputes not yet resolved: withheld from payment until they are (the NHS
+    /// Standard Contract's payment terms: the uncontested part is paid, the contested part
+    /// waits for the dispute).
+    pub disputed: Pence,
+    /// Written off by resolved disputes: no longer owed.
+    pub written_off: Pence,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,10 +419,22 @@ fn count(units: u64) -> Result<i64, MoneyError> {
 }
 
 impl Invoice {
-    /// What is left to pay.
+    /// What is left to pay: the amount less payments and write-offs.
     pub fn outstanding(&self) -> Pence {
-        // Payments never exceed the invoice, so this cannot underflow.
-        self.amount.checked_sub(self.paid).unwrap_or(Pence::ZERO)
+        // Payments and write-offs never exceed the invoice (a dispute names at most what is
+        // payable, and what it names is not payable until it is resolved), so this cannot
+        // underflow.
+        self.amount
+            .checked_sub(self.paid)
+            .and_then(|left| left.checked_sub(self.written_off))
+            .unwrap_or(Pence::ZERO)
+    }
+
+    /// What may be paid now: what is outstanding and not disputed.
+    pub fn payable(&self) -> Pence {
+        self.outstanding()
+            .checked_sub(self.disputed)
+            .unwrap_or(Pence::ZERO)
     }
 }
 
@@ -530,13 +548,22 @@ impl ContractState {
                 system.check_open_from(self.year, *period, "period")?;
                 let found = self.invoice(code, invoice)?;
                 positive("amount_pence", *amount)?;
-                let outstanding = found.outstanding();
-                if *amount > outstanding {
+                let payable = found.payable();
+                if *amount > payable {
+                    let outstanding = found.outstanding();
+                    let disputed = found.disputed;
                     return Err(DomainError::rejected(
                         Rule::OverPaid,
-                        format!(
-                            "invoice {invoice} has {outstanding} outstanding, less than {amount}"
-                        ),
+                        if disputed.is_positive() {
+                            format!(
+                                "invoice {invoice} has {outstanding} outstanding, {disputed} of it \
+                                 disputed: {payable} may be paid, less than {amount}"
+                            )
+                        } else {
+                            format!(
+                                "invoice {invoice} has {outstanding} outstanding, less than {amount}"
+                            )
+                        },
                     ));
                 }
                 Ok(vec![ContractEvent::PaymentRecorded {
@@ -562,13 +589,16 @@ impl ContractState {
                 }
                 positive("amount_pence", *amount)?;
                 if let Some(invoice) = invoice {
-                    let found = self.invoice(code, invoice)?;
-                    if *amount > found.amount {
+                    // What was paid is settled and what is disputed already is withheld: a
+                    // dispute names what is still payable (a claim on what was paid is a
+                    // dispute of the contract, naming no invoice).
+                    let payable = self.invoice(code, invoice)?.payable();
+                    if *amount > payable {
                         return Err(DomainError::invalid(
                             "amount_pence",
                             format!(
-                                "{amount} is more than the {} of invoice {invoice}",
-                                found.amount
+                                "{amount} is more than the {payable} of invoice {invoice} \
+                                 unpaid and not already disputed"
                             ),
                         ));
                     }
@@ -730,6 +760,8 @@ impl ContractState {
                     vacant.insert(Invoice {
                         amount: *amount,
                         paid: Pence::ZERO,
+                        disputed: Pence::ZERO,
+                        written_off: Pence::ZERO,
                     });
                     Ok(())
                 }
@@ -752,23 +784,72 @@ impl ContractState {
                 invoice,
                 amount,
                 ..
-            } => match self.disputes.entry(dispute.clone()) {
-                Entry::Occupied(_) => Err(format!("dispute {dispute} already exists")),
-                Entry::Vacant(vacant) => {
-                    vacant.insert(Dispute {
+            } => {
+                if self.disputes.contains_key(dispute) {
+                    return Err(format!("dispute {dispute} already exists"));
+                }
+                let withheld = match invoice {
+                    Some(invoice) => {
+                        let found = self
+                            .invoices
+                            .get(invoice)
+                            .ok_or_else(|| format!("no invoice {invoice}"))?;
+                        let disputed = found
+                            .disputed
+                            .checked_add(*amount)
+                            .map_err(|_| "amounts overflow".to_string())?;
+                        Some((invoice, disputed))
+                    }
+                    None => None,
+                };
+                if let Some((invoice, disputed)) = withheld
+                    && let Some(found) = self.invoices.get_mut(invoice)
+                {
+                    found.disputed = disputed;
+                }
+                self.disputes.insert(
+                    dispute.clone(),
+                    Dispute {
                         invoice: invoice.clone(),
                         amount: *amount,
                         resolved: false,
-                    });
-                    Ok(())
-                }
-            },
-            ContractEvent::DisputeResolved { dispute, .. } => {
+                    },
+                );
+                Ok(())
+            }
+            ContractEvent::DisputeResolved {
+                dispute,
+                written_off,
+                ..
+            } => {
                 let found = self
                     .disputes
-                    .get_mut(dispute)
+                    .get(dispute)
                     .ok_or_else(|| format!("no dispute {dispute}"))?;
-                found.resolved = true;
+                // The invoice it named: no longer withheld, and what was written off no
+                // longer owed.
+                let settled = match &found.invoice {
+                    Some(invoice) => {
+                        let on = self
+                            .invoices
+                            .get(invoice)
+                            .ok_or_else(|| format!("no invoice {invoice}"))?;
+                        let overflow = |_| "amounts overflow".to_string();
+                        let disputed = on.disputed.checked_sub(found.amount).map_err(overflow)?;
+                        let off = on.written_off.checked_add(*written_off).map_err(overflow)?;
+                        Some((invoice.clone(), disputed, off))
+                    }
+                    None => None,
+                };
+                if let Some((invoice, disputed, off)) = settled
+                    && let Some(on) = self.invoices.get_mut(&invoice)
+                {
+                    on.disputed = disputed;
+                    on.written_off = off;
+                }
+                if let Some(found) = self.disputes.get_mut(dispute) {
+                    found.resolved = true;
+                }
                 Ok(())
             }
             ContractEvent::CquinReconciled { .. } => {
@@ -1528,6 +1609,92 @@ mod tests {
                 given: history([given_invoiced(), closed_through(m5)]),
                 when: when("C1", payment("INV-C1-M4", m5, pounds(1))),
                 then: Then::Rejected(Rule::PeriodClosed),
+            },
+        ]);
+    }
+
+    #[test]
+    fn a_disputed_part_of_an_invoice_is_withheld_and_a_write_off_is_no_longer_owed() {
+        let m5 = period(2018, 5);
+        let inv = "INV-C1-M4";
+        // 7,000,000 invoiced; D1 disputes 500,000 of it.
+        let raised = || {
+            history([
+                given_invoiced(),
+                vec![ev("C1", disputed("D1", Some(inv), pounds(500_000)))],
+            ])
+        };
+        // D1 resolved: the provider keeps 200,000, 300,000 is written off the invoice.
+        let resolved = || {
+            history([
+                raised(),
+                vec![ev(
+                    "C1",
+                    ContractEvent::DisputeResolved {
+                        dispute: code("D1"),
+                        period: period(2018, 7),
+                        provider_keeps: pounds(200_000),
+                        written_off: pounds(300_000),
+                        resolution: text("agreed"),
+                    },
+                )],
+            ])
+        };
+        let paid = |amount| vec![ev("C1", payment_recorded(inv, m5, amount))];
+        run(vec![
+            Case {
+                name: "pay what is not disputed",
+                given: raised(),
+                when: when("C1", payment(inv, m5, pounds(6_500_000))),
+                then: Then::Events(vec![ev("C1", payment_recorded(inv, m5, pounds(6_500_000)))]),
+            },
+            Case {
+                name: "pay a penny of what is disputed",
+                given: raised(),
+                when: when("C1", payment(inv, m5, Pence::new(650_000_001))),
+                then: Then::Rejected(Rule::OverPaid),
+            },
+            Case {
+                name: "dispute what is still unpaid",
+                given: history([given_invoiced(), paid(pounds(4_000_000))]),
+                when: when("C1", dispute("D1", Some(inv), pounds(3_000_000))),
+                then: Then::Events(vec![ev("C1", disputed("D1", Some(inv), pounds(3_000_000)))]),
+            },
+            Case {
+                name: "dispute a penny of what was paid",
+                given: history([given_invoiced(), paid(pounds(4_000_000))]),
+                when: when("C1", dispute("D1", Some(inv), Pence::new(300_000_001))),
+                then: Then::Invalid("amount_pence"),
+            },
+            Case {
+                name: "a second dispute of what is not disputed yet",
+                given: raised(),
+                when: when("C1", dispute("D2", Some(inv), pounds(6_500_000))),
+                then: Then::Events(vec![ev("C1", disputed("D2", Some(inv), pounds(6_500_000)))]),
+            },
+            Case {
+                name: "a second dispute of a penny already disputed",
+                given: raised(),
+                when: when("C1", dispute("D2", Some(inv), Pence::new(650_000_001))),
+                then: Then::Invalid("amount_pence"),
+            },
+            Case {
+                name: "once resolved, what the provider kept is payable",
+                given: resolved(),
+                when: when("C1", payment(inv, m5, pounds(6_700_000))),
+                then: Then::Events(vec![ev("C1", payment_recorded(inv, m5, pounds(6_700_000)))]),
+            },
+            Case {
+                name: "what was written off is not",
+                given: resolved(),
+                when: when("C1", payment(inv, m5, Pence::new(670_000_001))),
+                then: Then::Rejected(Rule::OverPaid),
+            },
+            Case {
+                name: "paid in full after the write-off: nothing is left",
+                given: history([resolved(), paid(pounds(6_700_000))]),
+                when: when("C1", payment(inv, m5, Pence::new(1))),
+                then: Then::Rejected(Rule::OverPaid),
             },
         ]);
     }

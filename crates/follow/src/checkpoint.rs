@@ -11,7 +11,7 @@ const TREE: &[u8] = b"positiond";
 const KEY: &[u8] = b"checkpoint";
 /// Bumped when the stored layout changes; a checkpoint of another format is rebuilt from
 /// the log rather than misread.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// Where checkpoints are kept, and the messages refused. Cheap to clone: one sled database.
 #[derive(Clone)]

@@ -60,7 +60,8 @@ pub struct ContractSummary {
     pub activity_units_ytd: u64,
     pub invoiced_ytd: Pence,
     pub paid_ytd: Pence,
-    /// Invoiced less paid, over every period to the report's month.
+    /// Invoiced less paid and less what resolved disputes wrote off the invoices they named,
+    /// over every period to the report's month.
     pub invoices_outstanding: Pence,
     pub disputed_ytd: Pence,
     /// Disputed and not yet resolved, over every period to the report's month.
@@ -183,6 +184,8 @@ impl Snapshot<'_> {
             paid_ytd,
             invoices_outstanding: to_date(ContractLine::Invoiced)?
                 .checked_sub(to_date(ContractLine::Paid)?)
+                .map_err(&overflow)?
+                .checked_sub(to_date(ContractLine::Credited)?)
                 .map_err(&overflow)?,
             disputed_ytd: ytd(ContractLine::Disputed)?,
             disputes_open: to_date(ContractLine::Disputed)?

@@ -131,6 +131,8 @@ pub(crate) struct ContractFacts {
     pub activity: BTreeMap<Period, History<u64>>,
     pub cquin: Option<CquinFacts>,
     pub terminated: Option<(u64, Period)>,
+    /// The invoice each dispute that named one named: its write-off is credited to it.
+    pub disputed_invoices: BTreeMap<Code, Code>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +164,8 @@ pub(crate) enum ContractLine {
     Disputed,
     /// Disputed amounts resolved (kept or written off).
     DisputeResolved,
+    /// Written off an invoice by the resolution of a dispute that named it: no longer owed.
+    Credited,
 }
 
 impl ContractLine {
@@ -668,6 +672,7 @@ impl Projection {
                 value(ContractLine::Adjustment, *period, *amount);
             }
             ContractEvent::DisputeResolved {
+                dispute,
                 period,
                 provider_keeps,
                 written_off,
@@ -676,9 +681,13 @@ impl Projection {
                 let resolved = provider_keeps
                     .checked_add(*written_off)
                     .map_err(|_| Refused::Overflow)?;
+                let credited = *written_off;
                 let written_off = written_off.checked_neg().map_err(|_| Refused::Overflow)?;
                 value(ContractLine::WrittenOff, *period, written_off);
                 postings.contract(code, ContractLine::DisputeResolved, *period, resolved);
+                if contract.disputed_invoices.contains_key(dispute) {
+                    postings.contract(code, ContractLine::Credited, *period, credited);
+                }
             }
             ContractEvent::Terminated { period, .. } => {
                 for (month, phased) in Month::all().zip(contract.phased) {
@@ -995,6 +1004,7 @@ impl Projection {
                     activity: BTreeMap::new(),
                     cquin: None,
                     terminated: None,
+                    disputed_invoices: BTreeMap::new(),
                 },
             );
             return;
@@ -1113,10 +1123,19 @@ impl Projection {
                 }
                 contract.terminated = Some((sequence, *period));
             }
+            ContractEvent::DisputeRaised {
+                dispute,
+                invoice: Some(invoice),
+                ..
+            } => {
+                contract
+                    .disputed_invoices
+                    .insert(dispute.clone(), invoice.clone());
+            }
             ContractEvent::InvoiceRaised { corrects: None, .. }
             | ContractEvent::AdjustmentRecorded { corrects: None, .. }
             | ContractEvent::PaymentRecorded { .. }
-            | ContractEvent::DisputeRaised { .. }
+            | ContractEvent::DisputeRaised { invoice: None, .. }
             | ContractEvent::DisputeResolved { .. } => {}
         }
         if let Some(correction) = corrected {

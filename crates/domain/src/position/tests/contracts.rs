@@ -190,20 +190,20 @@ fn the_statement_shows_what_is_invoiced_paid_outstanding_and_disputed_month_by_m
                 3_000_000, 2_350_000, 650_000, 250_000, 250_000, 0, 3_000_000,
             ],
         ),
-        // D2 raised and resolved: £300,000 written off the value; D1 still open. Invoices
-        // outstanding are invoiced less paid, so the write-off leaves them at 650,000 (as the
-        // ledger's own `Invoice::outstanding` does).
+        // D2 raised and resolved: £300,000 written off the value and off I2, which named it,
+        // so I2 has £100,000 outstanding and I3 £250,000 (D1 still open).
         (
             4,
             [
-                3_000_000, 2_350_000, 650_000, 650_000, 250_000, -300_000, 3_700_000,
+                3_000_000, 2_350_000, 350_000, 650_000, 250_000, -300_000, 3_700_000,
             ],
         ),
-        // D1 resolved in KHFT's favour: nothing open, nothing more written off.
+        // D1 resolved in KHFT's favour: nothing open, nothing more written off; I3's £250,000
+        // is payable again.
         (
             5,
             [
-                3_000_000, 2_350_000, 650_000, 650_000, 0, -300_000, 4_700_000,
+                3_000_000, 2_350_000, 350_000, 650_000, 0, -300_000, 4_700_000,
             ],
         ),
     ];
