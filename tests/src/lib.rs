@@ -223,11 +223,20 @@ pub async fn head(client: &mut LedgerServiceClient<Channel>) -> anyhow::Result<p
 pub async fn read_all(
     client: &mut LedgerServiceClient<Channel>,
 ) -> anyhow::Result<Vec<pb::RecordedEvent>> {
+    read_log(client, 1, 0).await
+}
+
+/// The events of the log from `from_sequence`, at most `limit` (0: all), in order.
+pub async fn read_log(
+    client: &mut LedgerServiceClient<Channel>,
+    from_sequence: u64,
+    limit: u64,
+) -> anyhow::Result<Vec<pb::RecordedEvent>> {
     use futures::StreamExt;
     let mut stream = client
         .read_all(pb::ReadAllRequest {
-            from_sequence: 1,
-            limit: 0,
+            from_sequence,
+            limit,
             follow: false,
         })
         .await?

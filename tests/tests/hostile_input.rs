@@ -1657,23 +1657,10 @@ async fn read_stream_refuses_bad_streams_and_reads_return_what_was_asked() -> an
     let past_the_end = read_stream(&mut client, "system", system.len() as u64 + 1, 0).await?;
     assert!(past_the_end.is_empty(), "nothing after the last version");
 
-    use futures::StreamExt;
-    let read_all = |from_sequence, limit| pb::ReadAllRequest {
-        from_sequence,
-        limit,
-        follow: false,
-    };
-    let mut window = Vec::new();
-    let mut events = client.read_all(read_all(5, 3)).await?.into_inner();
-    while let Some(event) = events.next().await {
-        window.push(event?);
-    }
+    let window = e2e::read_log(&mut client, 5, 3).await?;
     assert_eq!(window, all[4..7], "ReadAll from sequence 5, three events");
-    let mut events = client
-        .read_all(read_all(before.sequence + 1, 0))
-        .await?
-        .into_inner();
-    assert!(events.next().await.is_none(), "nothing after the head");
+    let past_the_head = e2e::read_log(&mut client, before.sequence + 1, 0).await?;
+    assert!(past_the_head.is_empty(), "nothing after the head");
 
     let after = head(&mut client).await?;
     assert_eq!(head_of(&after), head_of(&before), "reads moved the head");

@@ -42,6 +42,13 @@ async fn set_up(dir: &std::path::Path) -> anyhow::Result<Ledgerd> {
     Ok(ledgerd)
 }
 
+/// Runs icsctl with the arguments of a command line, split as a shell would; whether it
+/// succeeded, and what it printed.
+fn icsctl_line(line: &str) -> anyhow::Result<(bool, String)> {
+    let args = shlex::split(line).ok_or_else(|| anyhow::anyhow!("unbalanced quotes in {line}"))?;
+    e2e::icsctl_outcome(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// The domain event a recorded event carries.
 fn event_of(recorded: &pb::RecordedEvent) -> anyhow::Result<Event> {
     let event = recorded
@@ -53,20 +60,7 @@ fn event_of(recorded: &pb::RecordedEvent) -> anyhow::Result<Event> {
 
 /// The events after `after`, read through gRPC.
 async fn events_after(ledgerd: &Ledgerd, after: u64) -> anyhow::Result<Vec<pb::RecordedEvent>> {
-    let mut client = ledgerd.client().await?;
-    let mut stream = client
-        .read_all(pb::ReadAllRequest {
-            from_sequence: after + 1,
-            limit: 0,
-            follow: false,
-        })
-        .await?
-        .into_inner();
-    let mut events = Vec::new();
-    while let Some(event) = stream.next().await {
-        events.push(event?);
-    }
-    Ok(events)
+    e2e::read_log(&mut ledgerd.client().await?, after + 1, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,86 +70,16 @@ async fn every_command_the_demo_does_not_use_is_recorded_exactly_as_posted() -> 
     let url = ledgerd.url();
     let before = head(&mut ledgerd.client().await?).await?.sequence;
 
-    let commands: [&[&str]; 6] = [
-        &[
-            "claw-back",
-            "--fund",
-            "SSF",
-            "--quarter",
-            "1",
-            "--member",
-            "KHFT",
-            "--period",
-            "2018/19-M5",
-            "--amount",
-            "12345.67",
-            "--reason",
-            "Q1 evidence restated",
-        ],
-        &[
-            "raise-dispute",
-            "--contract",
-            "C1",
-            "--dispute",
-            "D1",
-            "--invoice",
-            "C1-01",
-            "--period",
-            "2018/19-M2",
-            "--amount",
-            "1000.01",
-            "--reason",
-            "Activity not evidenced",
-        ],
-        &[
-            "resolve-dispute",
-            "--contract",
-            "C1",
-            "--dispute",
-            "D1",
-            "--period",
-            "2018/19-M3",
-            "--provider-keeps",
-            "250.50",
-            "--resolution",
-            "Part evidenced",
-        ],
-        &[
-            "vary-budget",
-            "--budget",
-            "BCF",
-            "--reason",
-            "Grant joins the pool",
-            "--add-scheme",
-            "DFG:Disabled Facilities Grant:ring-fenced",
-            "--overspend-share",
-            "KCCG:60%",
-            "--overspend-share",
-            "KCC:40%",
-        ],
-        &[
-            "vary-contract",
-            "--contract",
-            "C1",
-            "--period",
-            "2018/19-M6",
-            "--reason",
-            "Re-based for winter",
-            "--block",
-            "1300000.99",
-        ],
-        &[
-            "terminate-contract",
-            "--contract",
-            "C1",
-            "--period",
-            "2018/19-M12",
-            "--reason",
-            "Service moved to another provider",
-        ],
-    ];
-    for args in commands {
-        e2e::icsctl(&url, args)?;
+    for line in [
+        r#"claw-back --fund SSF --quarter 1 --member KHFT --period 2018/19-M5 --amount 12345.67 --reason "Q1 evidence restated""#,
+        r#"raise-dispute --contract C1 --dispute D1 --invoice C1-01 --period 2018/19-M2 --amount 1000.01 --reason "Activity not evidenced""#,
+        r#"resolve-dispute --contract C1 --dispute D1 --period 2018/19-M3 --provider-keeps 250.50 --resolution "Part evidenced""#,
+        r#"vary-budget --budget BCF --reason "Grant joins the pool" --add-scheme "DFG:Disabled Facilities Grant:ring-fenced" --overspend-share KCCG:60% --overspend-share KCC:40%"#,
+        r#"vary-contract --contract C1 --period 2018/19-M6 --reason "Re-based for winter" --block 1300000.99"#,
+        r#"terminate-contract --contract C1 --period 2018/19-M12 --reason "Service moved to another provider""#,
+    ] {
+        let (ok, text) = icsctl_line(&format!("--server {url} {line}"))?;
+        anyhow::ensure!(ok, "{line}: {text}");
     }
 
     let recorded = events_after(&ledgerd, before).await?;
@@ -297,23 +221,10 @@ async fn every_command_the_demo_does_not_use_is_recorded_exactly_as_posted() -> 
     assert_eq!(reason.as_str(), "Service moved to another provider");
 
     // A refused command exits non-zero, says why, and records nothing.
-    let (ok, text) = e2e::icsctl_outcome(&[
-        "--server",
-        &url,
-        "claw-back",
-        "--fund",
-        "SSF",
-        "--quarter",
-        "1",
-        "--member",
-        "KHFT",
-        "--period",
-        "2018/19-M5",
-        "--amount",
-        "-1.00",
-        "--reason",
-        "negative",
-    ])?;
+    let refused = format!(
+        r#"--server {url} claw-back --fund SSF --quarter 1 --member KHFT --period 2018/19-M5 --amount -1.00 --reason "negative""#
+    );
+    let (ok, text) = icsctl_line(&refused)?;
     assert!(!ok, "a negative claw-back was accepted: {text}");
     assert!(
         text.contains("amount"),

@@ -306,62 +306,48 @@ async fn sigterm_and_sigint_shut_down_cleanly_and_a_restart_resumes_the_log() ->
     )?;
     let before = head(&mut ledger.client().await?).await?;
 
-    let status = ledger.terminate()?;
-    assert!(
-        status.success(),
-        "ledgerd exited with {status}: {}",
-        ledger.log_tail()
-    );
-    assert!(
-        ledger.log_tail().contains("ledgerd stopped"),
-        "{}",
-        ledger.log_tail()
-    );
+    type Stop = fn(&mut Ledgerd) -> anyhow::Result<std::process::ExitStatus>;
+    let stops: [(&str, Stop); 2] = [
+        ("SIGTERM", Ledgerd::terminate),
+        ("SIGINT (Ctrl-C)", Ledgerd::interrupt),
+    ];
+    for (signal, stop) in stops {
+        let status = stop(&mut ledger)?;
+        assert!(
+            status.success(),
+            "ledgerd exited with {status} on {signal}: {}",
+            ledger.log_tail()
+        );
+        assert!(
+            ledger.log_tail().contains("ledgerd stopped"),
+            "{signal}: {}",
+            ledger.log_tail()
+        );
 
-    ledger.restart()?;
-    let mut client = ledger.client().await?;
-    let after = head(&mut client).await?;
-    assert_eq!(
-        (after.sequence, &after.hash),
-        (before.sequence, &before.hash)
-    );
-    assert_eq!(
-        (
-            after.system_events,
-            after.budget_events,
-            after.funding_events,
-            after.contract_events
-        ),
-        (
-            before.system_events,
-            before.budget_events,
-            before.funding_events,
-            before.contract_events
-        ),
-        "event counts are rebuilt from the log"
-    );
-    // The rebuilt state still enforces the rules: 2018/19 M1 is closed.
-    let refused = icsctl(&ledger.url(), &["close-period", "--period", "2018/19-M1"]);
-    assert!(refused.is_err_and(|e| e.to_string().contains("FailedPrecondition")));
-
-    // Ctrl-C shuts it down as cleanly.
-    drop(client);
-    let status = ledger.interrupt()?;
-    assert!(
-        status.success(),
-        "ledgerd exited with {status} on SIGINT: {}",
-        ledger.log_tail()
-    );
-    assert!(
-        ledger.log_tail().contains("ledgerd stopped"),
-        "{}",
-        ledger.log_tail()
-    );
-    ledger.restart()?;
-    let again = head(&mut ledger.client().await?).await?;
-    assert_eq!(
-        (again.sequence, &again.hash),
-        (before.sequence, &before.hash)
-    );
+        ledger.restart()?;
+        let mut client = ledger.client().await?;
+        let after = head(&mut client).await?;
+        assert_eq!(
+            (after.sequence, &after.hash),
+            (before.sequence, &before.hash),
+            "after {signal}"
+        );
+        let counts = |h: &api::pb::HeadReply| {
+            (
+                h.system_events,
+                h.budget_events,
+                h.funding_events,
+                h.contract_events,
+            )
+        };
+        assert_eq!(
+            counts(&after),
+            counts(&before),
+            "event counts are rebuilt from the log"
+        );
+        // The rebuilt state still enforces the rules: 2018/19 M1 is closed.
+        let refused = icsctl(&ledger.url(), &["close-period", "--period", "2018/19-M1"]);
+        assert!(refused.is_err_and(|e| e.to_string().contains("FailedPrecondition")));
+    }
     Ok(())
 }
