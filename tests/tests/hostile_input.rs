@@ -1382,6 +1382,7 @@ async fn contract_commands_refuse_hostile_input() -> anyhow::Result<()> {
 
     table! { h, "RecordPayment", pb::RecordPaymentRequest { meta: meta(), contract: s("C1"), invoice: s("C1-01"), period: open(), amount_pence: 100 };
         "more than outstanding"        : |r| r.amount_pence = 400_000_001        => Rule("OVER_PAID");
+        "a penny of D1, withheld"      : |r| r.amount_pence = 399_900_001        => Rule("OVER_PAID");
         "i64::MAX"                     : |r| r.amount_pence = i64::MAX           => Rule("OVER_PAID");
         "amount zero"                  : |r| r.amount_pence = 0                  => Invalid("amount_pence");
         "amount negative"              : |r| r.amount_pence = -1                 => Invalid("amount_pence");
@@ -1399,6 +1400,7 @@ async fn contract_commands_refuse_hostile_input() -> anyhow::Result<()> {
         "invoice unknown"              : |r| r.invoice = Some(s("C1-99"))        => NotFound("invoice");
         "invoice present but empty"    : |r| r.invoice = Some(s(""))             => Invalid("invoice");
         "more than the invoice"        : |r| r.amount_pence = 700_000_001        => Invalid("amount_pence");
+        "past unpaid and undisputed"   : |r| r.amount_pence = 399_900_001        => Invalid("amount_pence");
         "amount zero"                  : |r| r.amount_pence = 0                  => Invalid("amount_pence");
         "amount negative"              : |r| r.amount_pence = -1                 => Invalid("amount_pence");
         "reason empty"                 : |r| r.reason = s("")                    => Invalid("reason");
