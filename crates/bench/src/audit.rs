@@ -133,9 +133,7 @@ impl Pass {
     }
 
     pub fn median(&self) -> Duration {
-        let mut sorted = self.times.clone();
-        sorted.sort_unstable();
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+        crate::median(&self.times)
     }
 
     pub fn best(&self) -> Duration {

@@ -117,6 +117,13 @@ pub fn number_from_env(name: &str) -> anyhow::Result<Option<u64>> {
         .transpose()
 }
 
+/// The median of `samples` (the upper one of an even count); zero for none.
+pub fn median(samples: &[std::time::Duration]) -> std::time::Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
 /// Events per second, for reporting.
 pub fn per_second(events: u64, elapsed: std::time::Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)

@@ -12,6 +12,7 @@
 //! succeeds and covers what it should, the system total is the sum of its members, and the
 //! checkpoint decodes to the same projection.
 
+use crate::median;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -184,12 +185,6 @@ impl PositionRun {
 /// Names of the queries, as the tables print them.
 pub const POSITION_LATEST: &str = "position, latest";
 pub const POSITION_AS_OF: &str = "position, as of a past sequence";
-
-fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-}
 
 /// Folds `log` into a fresh projection; every event must fold.
 pub fn fold(log: &[(Recorded, Event)]) -> anyhow::Result<Projection> {

@@ -3,6 +3,7 @@
 //! as one JetStream atomic batch (its path for a backlog), each way timed from the first send
 //! to the last acknowledgement. Where the two cross is where `relay_batch_from` belongs.
 
+use crate::median;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -35,15 +36,14 @@ pub struct PublishRow {
 const PAYLOAD_BYTES: usize = 300;
 
 fn event(system: &SystemId, sequence: u64) -> OutboundEvent {
-    let event_type = "InvoiceRaised".to_string();
     OutboundEvent {
-        subject: bus::subject(system, Family::Contract, &event_type),
+        subject: bus::subject(system, Family::Contract, "invoice_raised"),
         event_id: format!("00000000-0000-4000-8000-{sequence:012}"),
         sequence,
         stream: "contract/2022-C01".to_string(),
         version: sequence,
         hash: [7; 32],
-        event_type,
+        event_type: "contract.invoice_raised".to_string(),
         payload: Bytes::from(vec![b'x'; PAYLOAD_BYTES]),
     }
 }
@@ -69,12 +69,12 @@ pub async fn run(url: &str, sizes: &[usize], reads: usize) -> anyhow::Result<Vec
                 spent.push(publish(&publisher, &events, way).await?);
             }
         }
-        let [mut one_by_one, mut batch] = times;
+        let [one_by_one, batch] = times;
         rows.push(PublishRow {
             events_per_read: size,
             reads,
-            one_by_one: median(&mut one_by_one),
-            batch: median(&mut batch),
+            one_by_one: median(&one_by_one),
+            batch: median(&batch),
         });
     }
     let held = bus::system_message_count(&js, bus::STREAM_NAME, &system).await?;
@@ -113,9 +113,4 @@ async fn publish(
         }
     }
     Ok(started.elapsed())
-}
-
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort_unstable();
-    times.get(times.len() / 2).copied().unwrap_or_default()
 }

@@ -17,6 +17,7 @@
 //! Each checks itself: every event from 1 to the head, once, and the fold ends at the head's
 //! sequence and hash.
 
+use crate::median;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -94,12 +95,6 @@ pub fn store_parts(dir: &std::path::Path, events: u64) -> anyhow::Result<StorePa
         read_encode,
         bytes,
     })
-}
-
-fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 impl RebuildRun {
