@@ -300,7 +300,7 @@ impl Publisher {
     /// ([`StreamSettings`](crate::StreamSettings) asks for it, [`crate::ensure_stream`] turns
     /// it on).
     pub async fn publish_batch(&self, events: &[OutboundEvent]) -> Result<PendingBatch, BusError> {
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        let (Some(first), Some((last, before_last))) = (events.first(), events.split_last()) else {
             return Err(BusError::BatchSize { count: 0 });
         };
         if events.len() > BATCH_MESSAGES_MAX {
@@ -311,48 +311,49 @@ impl Publisher {
         // Unique per attempt: a batch sent again after a failure must not join one the server
         // still holds open from the first attempt.
         let batch_id = uuid::Uuid::new_v4().simple().to_string();
-        let client = self.js.client();
-        for (index, event) in events.iter().enumerate() {
+        let headers = |event: &OutboundEvent, place: usize| -> Result<HeaderMap, BusError> {
             let mut headers = event.headers()?;
             insert(&mut headers, HEADER_BATCH_ID, &batch_id)?;
-            insert(
-                &mut headers,
-                HEADER_BATCH_SEQUENCE,
-                &(index + 1).to_string(),
-            )?;
-            if index + 1 < events.len() {
-                client
-                    .publish_with_headers(event.subject.clone(), headers, event.payload.clone())
-                    .await
-                    .map_err(|source| BusError::BatchPublish {
-                        subject: event.subject.clone(),
-                        msg_id: event.event_id.clone(),
-                        source,
-                    })?;
-                continue;
-            }
-            insert(&mut headers, HEADER_BATCH_COMMIT, "1")?;
-            let message = PublishMessage::build()
-                .headers(headers)
-                .payload(event.payload.clone());
-            let inner = self
-                .js
-                .send_publish(event.subject.clone(), message)
+            insert(&mut headers, HEADER_BATCH_SEQUENCE, &place.to_string())?;
+            Ok(headers)
+        };
+        let client = self.js.client();
+        for (index, event) in before_last.iter().enumerate() {
+            client
+                .publish_with_headers(
+                    event.subject.clone(),
+                    headers(event, index + 1)?,
+                    event.payload.clone(),
+                )
                 .await
-                .map_err(|source| BusError::Publish {
+                .map_err(|source| BusError::BatchPublish {
                     subject: event.subject.clone(),
                     msg_id: event.event_id.clone(),
                     source,
                 })?;
-            return Ok(PendingBatch {
-                inner,
-                batch_id,
-                first: first.sequence,
-                last: last.sequence,
-                count: events.len() as u64,
-            });
         }
-        unreachable!("a non-empty batch ends with its commit")
+        // The last message commits the batch, and its acknowledgement is the batch's.
+        let mut commit = headers(last, events.len())?;
+        insert(&mut commit, HEADER_BATCH_COMMIT, "1")?;
+        let message = PublishMessage::build()
+            .headers(commit)
+            .payload(last.payload.clone());
+        let inner = self
+            .js
+            .send_publish(last.subject.clone(), message)
+            .await
+            .map_err(|source| BusError::Publish {
+                subject: last.subject.clone(),
+                msg_id: last.event_id.clone(),
+                source,
+            })?;
+        Ok(PendingBatch {
+            inner,
+            batch_id,
+            first: first.sequence,
+            last: last.sequence,
+            count: events.len() as u64,
+        })
     }
 
     /// Sends a checkpoint on `ics.<system>.audit.checkpoint`; like [`Publisher::publish`].
