@@ -163,12 +163,11 @@ impl Shared {
         }
     }
 
-    fn count_batch(&self, requests: usize, events: usize) {
+    fn count_batch(&self, requests: usize, events: u64) {
         self.batches_committed.fetch_add(1, Ordering::Relaxed);
         self.requests_committed
             .fetch_add(requests as u64, Ordering::Relaxed);
-        self.events_committed
-            .fetch_add(events as u64, Ordering::Relaxed);
+        self.events_committed.fetch_add(events, Ordering::Relaxed);
     }
 
     pub(crate) fn poison(&self, reason: String) {
@@ -284,8 +283,9 @@ struct Handover {
 struct Filling {
     /// The batch being filled.
     batch: Batch,
-    /// The requests and stream versions of the batch the committing thread took and has not
-    /// yet added to the index: the admitting thread must still see them.
+    /// The requests and stream versions of the parts the committing thread took for the flush
+    /// it is writing and has not yet added to the index: the admitting thread must still see
+    /// them.
     writing: Changes,
     /// Events of the flush being written that the committing thread has taken already: a
     /// batch written in parts counts them against `batch_events_max` too.
@@ -367,7 +367,7 @@ impl Handover {
     }
 
     /// The latest record of `request_id` and version of `stream` among the batch being filled
-    /// and the one being written.
+    /// and the flush being written.
     fn in_flight(&self, request_id: &[u8; 16], stream: &str) -> InFlight {
         let filling = self.lock();
         let newest = [&filling.batch.changes, &filling.writing];
@@ -728,8 +728,6 @@ struct Applied {
 #[derive(Default)]
 struct Flush {
     parts: Vec<Applied>,
-    requests: usize,
-    events: usize,
     /// Every request of the flush, with its answer once the flush has returned.
     replies: Vec<(Reply, Result<AppendOutcome, AppendError>)>,
     /// The first write failure: every request of the flush is answered with it.
@@ -807,8 +805,6 @@ impl Committer {
             return;
         }
         self.applied = tip;
-        flush.requests += admitted.len();
-        flush.events += values.len();
         flush.parts.push(Applied {
             first,
             requests: admitted,
@@ -820,11 +816,12 @@ impl Committer {
     fn finish(&mut self, flush: Flush) {
         let Flush {
             parts,
-            requests,
-            events,
             replies,
             failed,
         } = flush;
+        let requests = parts.iter().map(|part| part.requests.len()).sum();
+        // Every part applied follows the durable tip.
+        let events = self.applied.sequence - self.tip.sequence;
         let written = match failed {
             Some(error) => Err(error),
             None if parts.is_empty() => Ok(()),
