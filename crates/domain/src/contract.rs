@@ -413,6 +413,11 @@ impl PaymentModel {
     }
 }
 
+/// Why folding an event whose amounts overflow pence fails.
+fn overflow(_: MoneyError) -> String {
+    "amounts overflow".to_string()
+}
+
 /// A count of units as a multiplier of pence.
 fn count(units: u64) -> Result<i64, MoneyError> {
     i64::try_from(units).map_err(|_| MoneyError::Overflow)
@@ -732,6 +737,13 @@ impl ContractState {
             })
     }
 
+    /// An invoice the events raised, for folding the next one.
+    fn invoice_mut(&mut self, invoice: &Code) -> Result<&mut Invoice, String> {
+        self.invoices
+            .get_mut(invoice)
+            .ok_or_else(|| format!("no invoice {invoice}"))
+    }
+
     /// Folds one event into an existing contract; computes every new value before changing
     /// anything.
     fn apply(&mut self, event: &ContractEvent) -> Result<(), String> {
@@ -769,14 +781,8 @@ impl ContractState {
             ContractEvent::PaymentRecorded {
                 invoice, amount, ..
             } => {
-                let found = self
-                    .invoices
-                    .get_mut(invoice)
-                    .ok_or_else(|| format!("no invoice {invoice}"))?;
-                found.paid = found
-                    .paid
-                    .checked_add(*amount)
-                    .map_err(|_| "amounts overflow".to_string())?;
+                let found = self.invoice_mut(invoice)?;
+                found.paid = found.paid.checked_add(*amount).map_err(overflow)?;
                 Ok(())
             }
             ContractEvent::DisputeRaised {
@@ -788,24 +794,10 @@ impl ContractState {
                 if self.disputes.contains_key(dispute) {
                     return Err(format!("dispute {dispute} already exists"));
                 }
-                let withheld = match invoice {
-                    Some(invoice) => {
-                        let found = self
-                            .invoices
-                            .get(invoice)
-                            .ok_or_else(|| format!("no invoice {invoice}"))?;
-                        let disputed = found
-                            .disputed
-                            .checked_add(*amount)
-                            .map_err(|_| "amounts overflow".to_string())?;
-                        Some((invoice, disputed))
-                    }
-                    None => None,
-                };
-                if let Some((invoice, disputed)) = withheld
-                    && let Some(found) = self.invoices.get_mut(invoice)
-                {
-                    found.disputed = disputed;
+                if let Some(invoice) = invoice {
+                    // What it names is withheld from payment until it is resolved.
+                    let found = self.invoice_mut(invoice)?;
+                    found.disputed = found.disputed.checked_add(*amount).map_err(overflow)?;
                 }
                 self.disputes.insert(
                     dispute.clone(),
@@ -826,26 +818,13 @@ impl ContractState {
                     .disputes
                     .get(dispute)
                     .ok_or_else(|| format!("no dispute {dispute}"))?;
-                // The invoice it named: no longer withheld, and what was written off no
-                // longer owed.
-                let settled = match &found.invoice {
-                    Some(invoice) => {
-                        let on = self
-                            .invoices
-                            .get(invoice)
-                            .ok_or_else(|| format!("no invoice {invoice}"))?;
-                        let overflow = |_| "amounts overflow".to_string();
-                        let disputed = on.disputed.checked_sub(found.amount).map_err(overflow)?;
-                        let off = on.written_off.checked_add(*written_off).map_err(overflow)?;
-                        Some((invoice.clone(), disputed, off))
-                    }
-                    None => None,
-                };
-                if let Some((invoice, disputed, off)) = settled
-                    && let Some(on) = self.invoices.get_mut(&invoice)
-                {
-                    on.disputed = disputed;
-                    on.written_off = off;
+                let (invoice, amount) = (found.invoice.clone(), found.amount);
+                if let Some(invoice) = invoice {
+                    // No longer withheld; what was written off no longer owed.
+                    let on = self.invoice_mut(&invoice)?;
+                    let disputed = on.disputed.checked_sub(amount).map_err(overflow)?;
+                    let off = on.written_off.checked_add(*written_off).map_err(overflow)?;
+                    (on.disputed, on.written_off) = (disputed, off);
                 }
                 if let Some(found) = self.disputes.get_mut(dispute) {
                     found.resolved = true;

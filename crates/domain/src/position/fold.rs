@@ -30,7 +30,7 @@
 //!   the host in the settlement period. The host's own contribution and share are internal to
 //!   it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +131,8 @@ pub(crate) struct ContractFacts {
     pub activity: BTreeMap<Period, History<u64>>,
     pub cquin: Option<CquinFacts>,
     pub terminated: Option<(u64, Period)>,
-    /// The invoice each dispute that named one named: its write-off is credited to it.
-    pub disputed_invoices: BTreeMap<Code, Code>,
+    /// The disputes that named an invoice: their write-offs are credited to it.
+    pub disputes_on_invoices: BTreeSet<Code>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -685,7 +685,7 @@ impl Projection {
                 let written_off = written_off.checked_neg().map_err(|_| Refused::Overflow)?;
                 value(ContractLine::WrittenOff, *period, written_off);
                 postings.contract(code, ContractLine::DisputeResolved, *period, resolved);
-                if contract.disputed_invoices.contains_key(dispute) {
+                if contract.disputes_on_invoices.contains(dispute) {
                     postings.contract(code, ContractLine::Credited, *period, credited);
                 }
             }
@@ -1004,7 +1004,7 @@ impl Projection {
                     activity: BTreeMap::new(),
                     cquin: None,
                     terminated: None,
-                    disputed_invoices: BTreeMap::new(),
+                    disputes_on_invoices: BTreeSet::new(),
                 },
             );
             return;
@@ -1125,12 +1125,10 @@ impl Projection {
             }
             ContractEvent::DisputeRaised {
                 dispute,
-                invoice: Some(invoice),
+                invoice: Some(_),
                 ..
             } => {
-                contract
-                    .disputed_invoices
-                    .insert(dispute.clone(), invoice.clone());
+                contract.disputes_on_invoices.insert(dispute.clone());
             }
             ContractEvent::InvoiceRaised { corrects: None, .. }
             | ContractEvent::AdjustmentRecorded { corrects: None, .. }
