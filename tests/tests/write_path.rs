@@ -124,16 +124,18 @@ async fn every_event_arrives_once_when_nats_stops_mid_load() -> anyhow::Result<(
 
     let published = assert_jetstream_matches_ledger(&nats, &ledger).await?;
     assert_eq!(published.len(), 383);
-    // The events recorded while NATS was down went as atomic batches, each stored whole —
-    // but for the first read of them, fewer than a batch's worth, which the relay had sent one
-    // by one into the client's buffer before the stop showed; the client sends those on
-    // reconnecting.
+    // The events recorded while NATS was down went as atomic batches, each stored whole. A
+    // read of fewer than a batch's worth goes one by one: at most one such read before the
+    // stop showed (sent into the client's buffer, delivered on reconnecting), and at most one
+    // after the last batch (the rest of the backlog, when a batch the client had buffered was
+    // stored on reconnecting) — which of them happens depends on timing.
     let batched = batched(&published);
     let singly: Vec<u64> = (151..=383)
         .filter(|sequence| !batched.contains(sequence))
         .collect();
+    let short_read = ledgerd::config::Config::default().relay_batch_from - 1;
     assert!(
-        singly.len() < 16 && singly.iter().zip(151..).all(|(s, expected)| *s == expected),
+        singly.len() <= 2 * short_read,
         "published one by one after the stop: {singly:?}"
     );
     Ok(())
