@@ -1,5 +1,6 @@
 # The two commands: `make demo` runs the whole stack on this machine and prints the demo ICS's
-# ledger; `make test` runs every test. Both install what they need (nats-server) themselves.
+# ledger; `make test` runs every test. Both install what they need (nats-server; strace for
+# the tests) themselves.
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
@@ -25,6 +26,7 @@ nats-server:
 
 # End-to-end tests spawn the real binaries, so build them first.
 test: build
+	./deploy/local/install-test-tools.sh
 	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo test --workspace
 
 lint:

@@ -75,6 +75,10 @@ pub enum Finding {
         log_ends: u64,
         missing: u64,
     },
+    /// The log ends before, or differs at, the head its store recorded in its anchor (kept
+    /// outside the log: see `store::anchor`) — a store shortened or forked on disk.
+    #[error("event {sequence}: {reason}")]
+    Anchor { sequence: u64, reason: String },
 }
 
 impl Finding {
@@ -86,6 +90,7 @@ impl Finding {
             | Finding::CheckpointHash { sequence, .. }
             | Finding::CheckpointRoot { sequence, .. } => Some(*sequence),
             Finding::CheckpointBeyondLog { missing, .. } => Some(*missing),
+            Finding::Anchor { sequence, .. } => Some(*sequence),
         }
     }
 }

@@ -262,14 +262,6 @@ impl Ledger {
 
         let events = core.state.decide(&command)?;
         check_filed_sequence(&command, core.sequence)?;
-        // Apply before queueing, so the next command sees these events. apply() cannot fail for
-        // events decide() produced; if it does, the rules are broken: stop writing altogether.
-        for event in &events {
-            if let Err(error) = core.state.apply(event) {
-                self.poison(&format!("decide produced an event apply refuses: {error}"));
-                return Err(SubmitError::Poisoned);
-            }
-        }
         let request = AppendRequest {
             request_id: meta.request_id,
             command_hash,
@@ -283,6 +275,19 @@ impl Ledger {
             correlation_id: meta.correlation_or_request_id(),
             events: events.iter().map(new_event).collect(),
         };
+        // Nothing the store would refuse, or write so that a reader cannot read it back, may
+        // reach the state: once applied, a refusal could only stop the ledger.
+        self.store
+            .check_request(&request)
+            .map_err(|reason| DomainError::invalid("command", unrecordable(&reason)))?;
+        // Apply before queueing, so the next command sees these events. apply() cannot fail for
+        // events decide() produced; if it does, the rules are broken: stop writing altogether.
+        for event in &events {
+            if let Err(error) = core.state.apply(event) {
+                self.poison(&format!("decide produced an event apply refuses: {error}"));
+                return Err(SubmitError::Poisoned);
+            }
+        }
         let event_count = events.len() as u64;
         let family = events.first().map(Event::family);
         let pending = match self.store.enqueue(request) {
@@ -393,6 +398,11 @@ fn check_filed_sequence(command: &Command, head: u64) -> Result<(), DomainError>
         }
         _ => Ok(()),
     }
+}
+
+/// Why the store could not record a command's events, for its caller.
+fn unrecordable(reason: &str) -> String {
+    format!("the events this command records cannot be stored: {reason}")
 }
 
 /// The event as ledgerd appends it: a fresh event id, its type (`api::event_type`) and period.

@@ -1,4 +1,11 @@
 //! `ledgerd` — see the library docs.
+//!
+//! Exit statuses: 0 after a clean stop (SIGTERM or SIGINT); 1 when it cannot start or serve
+//! (configuration, address, NATS at start-up); 3 when its event store is damaged or is not the
+//! log it recorded — restarting cannot help, restoring can (`icsctl store restore`), so the
+//! systemd unit does not restart on it.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use ledgerd::config::{Config, Flags};
@@ -10,13 +17,28 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
+    // sled panics on some damaged files; the store catches that and reports it as an error,
+    // so the panic itself is logged as what it is, not printed as a crash.
+    std::panic::set_hook(Box::new(|info| tracing::error!(%info, "panic")));
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let status = ledgerd::server::exit_status(&error);
+            tracing::error!("{error:#}");
+            eprintln!("ledgerd: {error:#}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let config = Config::load(&flags)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

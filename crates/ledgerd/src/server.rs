@@ -10,7 +10,7 @@ use anyhow::Context;
 use api::audit_pb::audit_service_server::AuditServiceServer;
 use api::pb::ledger_service_server::LedgerServiceServer;
 use domain::SystemId;
-use store::{EventStore, StoreConfig};
+use store::{EventStore, StoreConfig, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -87,8 +87,13 @@ pub async fn run(
         .with_context(|| format!("store_cache_mib {} is too large", config.store_cache_mib))?;
     let store = EventStore::open(store_config)
         .with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
-    let ledger = Ledger::recover(store.clone(), system.clone())
-        .context("rebuilding the ledger from its log")?;
+    let ledger = Ledger::recover(store.clone(), system.clone()).with_context(|| {
+        format!(
+            "rebuilding the ledger from its log in {} (if the log is damaged, restore it: \
+             `icsctl store restore` rebuilds it from JetStream)",
+            config.data_dir.display()
+        )
+    })?;
     let head = store.head();
     tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
     let audit_log = AuditLog::build(&store).context("building the Merkle tree of the log")?;
@@ -204,10 +209,46 @@ pub async fn run(
     {
         tracing::error!(%error, "relay task failed");
     }
-    store.flush().context("flushing the event store")?;
+    match store.flush() {
+        Ok(()) => {}
+        // Everything acknowledged was flushed and synced before it was acknowledged; what a
+        // poisoned store cannot flush now (the relay's cursor) only repeats work after the
+        // restart, which recovers the store from disk.
+        Err(error) if store.poisoned().is_some() => tracing::warn!(
+            %error,
+            "the event store refused writes since an earlier failure; nothing acknowledged is \
+             lost, restart ledgerd to recover it"
+        ),
+        Err(error) => return Err(error).context("flushing the event store"),
+    }
     tracing::info!(sequence = store.head().sequence, "ledgerd stopped");
     Ok(())
 }
+
+/// The process's exit status for why `run` failed: [`EXIT_STORE_REFUSED`] when the event store
+/// is damaged or diverged from what it recorded, 1 otherwise.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    let refused = error.chain().any(|cause| {
+        let store = cause.downcast_ref::<StoreError>().or_else(|| match cause
+            .downcast_ref::<crate::ledger::RecoverError>(
+        ) {
+            Some(crate::ledger::RecoverError::Store(store)) => Some(store),
+            _ => None,
+        });
+        matches!(
+            store,
+            Some(StoreError::Corrupt(_) | StoreError::Diverged { .. })
+        ) || matches!(
+            cause.downcast_ref::<crate::ledger::RecoverError>(),
+            Some(crate::ledger::RecoverError::Replay { .. })
+        )
+    });
+    if refused { EXIT_STORE_REFUSED } else { 1 }
+}
+
+/// ledgerd's exit status when its store is damaged, or is not the log it recorded: restarting
+/// cannot help; restore it.
+pub const EXIT_STORE_REFUSED: u8 = 3;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -16,7 +16,9 @@
 //!   types: SHA-256 over `prev_hash ‖ body`, standard tools suffice.
 //! - Decoding demands that the whole body is consumed, so trailing garbage is corruption, not
 //!   silently ignored; and it runs under a size limit so a corrupt length prefix cannot make
-//!   it allocate without bound.
+//!   it allocate without bound. The limit is on what decoding claims to allocate, which is
+//!   more than the bytes ([`EVENT_DECODE_CLAIM_MAX`]); [`check_payload`] is how a writer makes
+//!   sure, before committing, that what it stores every reader can read.
 //! - Payload types must not use serde `flatten`, `skip*`, `tag` or `untagged` (bincode loses
 //!   data with them) and must use ordered collections (`BTreeMap`) so encoding is canonical.
 //!
@@ -27,7 +29,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::EVENT_BODY_BYTES_MAX;
+use crate::config::{
+    ENVELOPE_BYTES_MAX, EVENT_BODY_BYTES_MAX, EVENT_DECODE_CLAIM_MAX, PAYLOAD_BYTES_MAX,
+};
 use crate::model::{AppendOutcome, IdempotencyRecord, RawEvent, RecordedEvent};
 
 /// Length of a chain hash (SHA-256).
@@ -50,6 +54,10 @@ pub enum CodecError {
     TrailingBytes { used: usize, len: usize },
     #[error("body is {len} bytes, more than {EVENT_BODY_BYTES_MAX}")]
     TooLarge { len: usize },
+    #[error(
+        "the event's payload is {len} bytes encoded, more than the {PAYLOAD_BYTES_MAX} an event may hold"
+    )]
+    PayloadTooLarge { len: usize },
     #[error("stored value is {len} bytes, shorter than a hash")]
     ShortValue { len: usize },
     #[error("a V{variant} record says schema version {found}")]
@@ -130,14 +138,42 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// The decode configuration: the encoding of [`config`] plus a size limit, so a corrupt
-/// length prefix fails instead of allocating. (The limit does not change the bytes.)
+/// The decode configuration: the encoding of [`config`] plus a limit on what decoding may
+/// claim to allocate, so a corrupt length prefix fails instead of allocating. (The limit does
+/// not change the bytes.)
 fn decode_config() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<EVENT_BODY_BYTES_MAX>,
+    bincode::config::Limit<EVENT_DECODE_CLAIM_MAX>,
 > {
-    bincode::config::standard().with_limit::<EVENT_BODY_BYTES_MAX>()
+    bincode::config::standard().with_limit::<EVENT_DECODE_CLAIM_MAX>()
+}
+
+/// What a payload alone may claim when decoded: the body's limit less the most its envelope
+/// can claim (sixteen times its bytes, see [`EVENT_DECODE_CLAIM_MAX`]).
+const PAYLOAD_DECODE_CLAIM_MAX: usize = EVENT_DECODE_CLAIM_MAX - 16 * ENVELOPE_BYTES_MAX;
+
+/// Checks that an event with `payload` can be stored and read back by every reader: its
+/// encoding fits an event body beside the largest envelope, and those bytes decode — under
+/// the readers' configuration and limit — to a value that consumes all of them. A writer
+/// calls this before committing to the event, so that no accepted command leaves a record
+/// its readers cannot read.
+pub fn check_payload<E: Serialize + DeserializeOwned>(payload: &E) -> Result<(), CodecError> {
+    let bytes = bincode::serde::encode_to_vec(payload, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    if bytes.len() > PAYLOAD_BYTES_MAX {
+        return Err(CodecError::PayloadTooLarge { len: bytes.len() });
+    }
+    let limit = bincode::config::standard().with_limit::<PAYLOAD_DECODE_CLAIM_MAX>();
+    let (_, used): (E, usize) = bincode::serde::borrow_decode_from_slice(&bytes, limit)
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes {
+            used,
+            len: bytes.len(),
+        });
+    }
+    Ok(())
 }
 
 /// `SHA-256(prev_hash ‖ body)`: the chain hash of an event whose stored body is `body`.

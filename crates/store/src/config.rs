@@ -30,8 +30,21 @@ pub const STREAM_BYTES_MAX: usize = 256;
 pub const ACTOR_BYTES_MAX: usize = 1024;
 /// Longest event type, in bytes.
 pub const EVENT_TYPE_BYTES_MAX: usize = 256;
-/// Largest encoded event body, in bytes (also the bincode decode limit).
+/// Largest encoded event body, in bytes.
 pub const EVENT_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// What decoding one event body may claim to allocate, in bytes: bincode's decode limit.
+///
+/// bincode counts a decoded value's native size, not its encoded one: a `u64` of one varint
+/// byte claims 8, a `u128` 16, a string its length. No value of ours is encoded in fewer bytes
+/// than a sixteenth of what it claims (zero-sized values claim nothing), so any body of at
+/// most [`EVENT_BODY_BYTES_MAX`] decodes under sixteen times that. A limit equal to the body's
+/// own (as before) refused bodies of small numbers well under it: written, then unreadable.
+pub const EVENT_DECODE_CLAIM_MAX: usize = 16 * EVENT_BODY_BYTES_MAX;
+/// Most bytes an event's envelope (every field but the payload) encodes to: the bounded
+/// strings above, three ids, the hashes, a period and the integers, with room to spare.
+pub const ENVELOPE_BYTES_MAX: usize = 4 * 1024;
+/// Largest encoded payload, so that its event's body stays within [`EVENT_BODY_BYTES_MAX`].
+pub const PAYLOAD_BYTES_MAX: usize = EVENT_BODY_BYTES_MAX - ENVELOPE_BYTES_MAX;
 /// Longest cursor name, in bytes. Cursor names may not be empty.
 pub const CURSOR_NAME_BYTES_MAX: usize = 128;
 

@@ -17,6 +17,18 @@ pub enum StoreError {
     /// meta head disagrees with the last event.
     #[error("the event store is corrupt: {0}")]
     Corrupt(String),
+    /// The log on disk is not the one this store recorded: it ends before the anchor (the
+    /// committed head kept outside sled, see [`crate::anchor`]) or holds another event at the
+    /// anchor's sequence. The store must not be opened: that would serve, and extend, a
+    /// shortened or forked log.
+    #[error(
+        "the event store in {dir} is not the log it recorded: {reason}. Do not start on it: \
+         restore it (`icsctl store restore` rebuilds it from JetStream) or from a backup"
+    )]
+    Diverged { dir: String, reason: String },
+    /// `fdatasync` of what a flush wrote failed: nothing of that flush is acknowledged.
+    #[error("syncing the event store to disk: {0}")]
+    Sync(String),
     /// A write or flush failed earlier; nothing may be appended until the process restarts
     /// and reopening verifies the tip.
     #[error("the event store refuses appends after an earlier write failure: {0}")]

@@ -33,8 +33,11 @@
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
 //! - [`upgrade`]: a stopped store of an earlier format copied into this one.
 
+pub mod anchor;
 pub mod codec;
 pub mod config;
+pub mod copy;
+mod durable;
 pub mod error;
 mod frames;
 mod keys;
@@ -48,6 +51,7 @@ pub mod upgrade;
 mod writer;
 
 pub use config::StoreConfig;
+pub use copy::PrivateCopy;
 pub use error::{AppendError, ChainError, StoreError};
 pub use keys::event as event_key;
 pub use model::{

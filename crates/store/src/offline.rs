@@ -1,10 +1,12 @@
 //! Reading a stopped ledger's sled directory as it is, for an auditor: no tip recovery, no
 //! writer thread, nothing trusted. [`EventStore::open`](crate::EventStore::open) refuses a
 //! store whose tip does not verify; an auditor wants the opposite — to open whatever is there
-//! and be told exactly where it stops verifying.
+//! and be told exactly where it stops verifying. [`RawLog::open_copy`] reads a private copy,
+//! leaving the directory as it was (see [`crate::copy`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use crate::copy::PrivateCopy;
 use crate::error::StoreError;
 use crate::keys;
 use crate::model::Head;
@@ -13,6 +15,10 @@ use crate::pages;
 /// A sled event-store directory opened for reading raw values.
 pub struct RawLog {
     tree: sled::Tree,
+    /// The directory sled has open: the store's, or its copy's.
+    dir: PathBuf,
+    /// The copy `tree` reads, if it reads one; declared after `tree`, so dropped after it.
+    _copy: Option<PrivateCopy>,
 }
 
 impl RawLog {
@@ -26,6 +32,18 @@ impl RawLog {
                 dir.display()
             )));
         }
+        Self::open_sled(dir, None)
+    }
+
+    /// Opens a private copy of the stopped store in `dir` ([`PrivateCopy`]): nothing in `dir`
+    /// is changed, whatever reading it does.
+    pub fn open_copy(dir: &Path) -> Result<RawLog, StoreError> {
+        let copy = PrivateCopy::of(dir)?;
+        let path = copy.path().to_path_buf();
+        Self::open_sled(&path, Some(copy))
+    }
+
+    fn open_sled(dir: &Path, copy: Option<PrivateCopy>) -> Result<RawLog, StoreError> {
         let db = crate::open::open_dir(dir)?;
         let tree = db.open_tree(keys::TREE_NAME)?;
         match tree.get(keys::meta_format())? {
@@ -47,7 +65,17 @@ impl RawLog {
                 )));
             }
         }
-        Ok(RawLog { tree })
+        Ok(RawLog {
+            tree,
+            dir: dir.to_path_buf(),
+            _copy: copy,
+        })
+    }
+
+    /// The head the store's anchor records ([`crate::anchor`]): the log must reach it and
+    /// hold that hash there. `None` for a store written before anchors.
+    pub fn anchor(&self) -> Result<Option<Head>, StoreError> {
+        crate::anchor::read(&self.dir).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// The head the store's meta records (`None` for an empty store), unverified.

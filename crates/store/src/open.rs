@@ -6,7 +6,12 @@
 //! opens it again at once (a restart in place, an offline verification after shutdown, a
 //! test) can find its own lock still held. [`open_db`] waits a bounded time for that lock;
 //! any other error, or a lock still held after [`LOCK_WAIT`], is returned as it is.
+//!
+//! sled panics on some damaged files instead of returning an error (a page it recovered as
+//! uninitialised, which it then fails to write into a snapshot). [`open_db`] turns such a panic
+//! into an error naming the directory, so a damaged store is reported, not crashed on.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,7 @@ pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match config.open() {
+        match open_once(config) {
             Err(error) if is_lock_held(&error) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -26,6 +31,21 @@ pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
             result => return result,
         }
     }
+}
+
+/// One `sled::Config::open`, a panic inside it returned as an error.
+fn open_once(config: &sled::Config) -> sled::Result<sled::Db> {
+    catch_unwind(AssertUnwindSafe(|| config.open())).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "a panic".to_string());
+        Err(sled::Error::Io(std::io::Error::other(format!(
+            "sled could not read {}: {reason}",
+            config.get_path().display()
+        ))))
+    })
 }
 
 /// Opens the sled directory at `path` with sled's defaults (for tools and tests that read

@@ -20,10 +20,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
 
+use crate::anchor::{self, AnchorWriter};
 use crate::codec::{self, HASH_LEN};
 use crate::config::{
     ACTOR_BYTES_MAX, EVENT_TYPE_BYTES_MAX, StoreConfig, check_cursor_name, check_stream,
 };
+use crate::durable::DiskSync;
 use crate::error::{AppendError, ChainError, StoreError};
 use crate::keys;
 use crate::model::{
@@ -48,6 +50,9 @@ struct Inner<E> {
     head: watch::Receiver<Head>,
     shared: Arc<Shared>,
     batch_events_max: usize,
+    sync: Arc<DiskSync>,
+    /// Dropped after the writer: it writes the last head offered.
+    anchor: Option<Arc<AnchorWriter>>,
 }
 
 impl<E> Clone for EventStore<E> {
@@ -77,6 +82,7 @@ impl<E> Drop for Inner<E> {
         {
             tracing::error!("the event store writer thread panicked");
         }
+        drop(self.anchor.take());
     }
 }
 
@@ -135,7 +141,10 @@ where
         )?;
         let tree = db.open_tree(keys::TREE_NAME)?;
         check_format(&tree, &config.path)?;
+        let sync = Arc::new(DiskSync::open(&config.path).map_err(sync_error)?);
         let (tip, page) = recover_tip::<E>(&tree)?;
+        check_anchor(&tree, &config.path, tip.head())?;
+        let anchor = Arc::new(AnchorWriter::start(config.path.clone()).map_err(sync_error)?);
         tracing::info!(path = %config.path.display(), head = %tip.head(), "event store opened");
 
         let (head_sender, head) = watch::channel(tip.head());
@@ -149,6 +158,8 @@ where
             batch_events_max: config.batch_events_max,
             tip,
             page,
+            sync: Arc::clone(&sync),
+            anchor: Arc::clone(&anchor),
         })?;
         Ok(EventStore {
             inner: Arc::new(Inner {
@@ -159,6 +170,8 @@ where
                 head,
                 shared,
                 batch_events_max: config.batch_events_max,
+                sync,
+                anchor: Some(anchor),
             }),
         })
     }
@@ -185,6 +198,20 @@ where
         Ok(PendingAppend { receiver })
     }
 
+    /// Checks everything about `request` the store would refuse it for without looking at its
+    /// state — and, beyond [`EventStore::enqueue`]'s checks, that each event's payload can be
+    /// stored and read back by every reader ([`codec::check_payload`]). A writer that commits
+    /// to a request before the store answers (ledgerd applies its events to its state) calls
+    /// this first, so that nothing it commits to is refused or written unreadable. `Err` is the
+    /// reason.
+    pub fn check_request(&self, request: &AppendRequest<E>) -> Result<(), String> {
+        check_request(request, self.inner.batch_events_max)?;
+        for (index, event) in request.events.iter().enumerate() {
+            codec::check_payload(&event.payload).map_err(|e| format!("event {index}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Enqueues and waits until the append is durable.
     pub async fn append(&self, request: AppendRequest<E>) -> Result<AppendOutcome, AppendError> {
         self.enqueue(request)?.await
@@ -208,6 +235,12 @@ where
     /// needed it yet.
     pub fn request_index_bytes(&self) -> Result<usize, StoreError> {
         Ok(self.inner.shared.index()?.heap_bytes())
+    }
+
+    /// Why the store refuses appends, if it does: a write, flush or sync failed (only
+    /// reopening the store, which verifies its tip, takes appends again).
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.shared.poisoned().map(str::to_string)
     }
 
     /// The last durable event's sequence and hash.
@@ -345,8 +378,7 @@ where
         self.inner
             .tree
             .insert(keys::checkpoint(sequence), bytes.to_vec())?;
-        self.inner.tree.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// The last stored checkpoint's sequence (0: none), without reading the others.
@@ -424,10 +456,10 @@ where
         Ok(())
     }
 
-    /// Flushes everything sled holds (cursors included) to disk.
+    /// Flushes everything sled holds (cursors included) to stable storage.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.tree.flush()?;
-        Ok(())
+        self.inner.sync.sync().map_err(sync_error)
     }
 
     /// Reads and decodes an event the caller knows is durable.
@@ -439,22 +471,41 @@ where
     }
 
     /// Stored events from `from_sequence` up to the durable head, at most `limit`, checking
-    /// that sequences are gapless.
+    /// that sequences are gapless and that the pages do not end before the head (sled, on a
+    /// damaged tree, can end a range scan early without an error).
     fn scan(
         &self,
         from_sequence: u64,
         limit: usize,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
         let from = from_sequence.max(1);
-        self.scan_stored(from, self.head().sequence)
-            .take(limit)
-            .zip(from..)
-            .map(|(entry, expected)| match entry? {
-                (sequence, value) if sequence == expected => Ok((sequence, value)),
-                (sequence, _) => Err(StoreError::Corrupt(format!(
+        let head = self.head().sequence;
+        // The last event the scan must reach: the head, or the limit's worth before it.
+        let last = head.min(from.saturating_add(limit as u64).saturating_sub(1));
+        let mut stored = self.scan_stored(from, head).take(limit);
+        let mut expected = from;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let next = match stored.next() {
+                Some(Ok((sequence, value))) if sequence == expected => {
+                    expected += 1;
+                    return Some(Ok((sequence, value)));
+                }
+                Some(Ok((sequence, _))) => StoreError::Corrupt(format!(
                     "expected event {expected}, found event {sequence}"
-                ))),
-            })
+                )),
+                Some(Err(error)) => error,
+                None if expected <= last => StoreError::Corrupt(format!(
+                    "the log's pages end before event {expected}, though the head is {head}"
+                )),
+                None => return None,
+            };
+            failed = true;
+            Some(Err(next))
+        })
     }
 
     /// Stored events named `from..=to`, as they are (gaps included): from the page holding
@@ -484,6 +535,10 @@ where
                 .take(take),
         )
     }
+}
+
+pub(crate) fn sync_error(error: std::io::Error) -> StoreError {
+    StoreError::Sync(error.to_string())
 }
 
 /// Decodes a stored event (verifying its hash against its recorded `prev_hash`) and checks
@@ -556,6 +611,53 @@ fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
             "the tree holds data but no format marker".to_string(),
         )),
     }
+}
+
+/// Refuses a log that ends before the store's anchor, or holds another event at its
+/// sequence; anchors a store that has none (a new one, or one written before anchors) at `tip`.
+fn check_anchor(tree: &sled::Tree, dir: &Path, tip: Head) -> Result<(), StoreError> {
+    let diverged = |reason: String| StoreError::Diverged {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    let anchored = anchor::read(dir).map_err(|e| diverged(e.to_string()))?;
+    let Some(anchored) = anchored else {
+        if tip.sequence > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                head = tip.sequence,
+                "the event store had no anchor: anchoring it at its head as found"
+            );
+        }
+        return anchor::write(dir, tip).map_err(sync_error);
+    };
+    if tip.sequence < anchored.sequence {
+        return Err(diverged(format!(
+            "its log ends at event {}, but events up to {} were recorded (events {}..={} are \
+             missing)",
+            tip.sequence,
+            anchored.sequence,
+            tip.sequence + 1,
+            anchored.sequence
+        )));
+    }
+    if anchored.sequence == 0 {
+        return Ok(());
+    }
+    let value = pages::value_of(tree, anchored.sequence)
+        .map_err(|e| diverged(format!("event {}: {e}", anchored.sequence)))?
+        .ok_or_else(|| diverged(format!("event {} is missing", anchored.sequence)))?;
+    let (_, hash) = codec::split_value(&value)
+        .map_err(|e| diverged(format!("event {}: {e}", anchored.sequence)))?;
+    if hash != anchored.hash {
+        return Err(diverged(format!(
+            "event {} has hash {}, but the event recorded there had {}",
+            anchored.sequence,
+            hex::encode(hash),
+            hex::encode(anchored.hash)
+        )));
+    }
+    Ok(())
 }
 
 /// Finds the chain tip and checks that the last event, the meta head, the event before it and

@@ -51,7 +51,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
+use crate::anchor::AnchorWriter;
 use crate::codec::{self, Envelope, EventRecordV1, HASH_LEN, SCHEMA_VERSION_LATEST};
+use crate::durable::DiskSync;
 use crate::error::{AppendError, StoreError};
 use crate::keys;
 use crate::model::{AppendOutcome, AppendRequest, Head, IdempotencyRecord, StoreStats};
@@ -227,6 +229,10 @@ pub(crate) struct Start<E> {
     pub tip: Tip,
     /// The log's last page, which the next events go into until it is full.
     pub page: OpenPage,
+    /// What makes a flush durable.
+    pub sync: Arc<DiskSync>,
+    /// Told each new durable head.
+    pub anchor: Arc<AnchorWriter>,
 }
 
 /// Starts the admitting and the committing thread. The handle is the admitting thread's: it
@@ -244,6 +250,8 @@ where
         tip: start.tip,
         applied: start.tip,
         page: start.page,
+        sync: start.sync,
+        anchor: start.anchor,
     };
     let committing = spawn("event-store-commit", move || committer.run())?;
     let admitter = Admitter {
@@ -715,6 +723,8 @@ struct Committer {
     applied: Tip,
     /// The log's last page, which the next events go into until it is full.
     page: OpenPage,
+    sync: Arc<DiskSync>,
+    anchor: Arc<AnchorWriter>,
 }
 
 /// One part applied to sled: its first sequence (the key of its request page) and its
@@ -849,6 +859,7 @@ impl Committer {
 
     fn make_durable(&mut self, parts: &[Applied]) -> Result<(), StoreError> {
         self.tree.flush()?;
+        self.sync.sync().map_err(crate::store::sync_error)?;
         let mut index = self.shared.index_mut()?;
         for part in parts {
             for (request_id, outcome) in &part.requests {
@@ -861,6 +872,7 @@ impl Committer {
         self.handover.indexed();
         self.tip = self.applied;
         self.head.send_replace(self.tip.head());
+        self.anchor.offer(self.tip.head());
         Ok(())
     }
 }

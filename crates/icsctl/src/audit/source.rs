@@ -57,6 +57,8 @@ pub enum Log {
     DataDir {
         store: EventStore<Event>,
         path: PathBuf,
+        /// The copy `store` reads (removed when dropped, after `store`).
+        _copy: store::PrivateCopy,
     },
 }
 
@@ -269,8 +271,9 @@ fn step(
     visit(event)
 }
 
-/// Opens a stopped ledgerd's sled directory. A directory that is not a ledger's is refused
-/// before sled is asked to open it (which would create a new, empty database there).
+/// Opens a private copy of a stopped ledgerd's sled directory (sled writes to whatever it
+/// opens; the directory is evidence, left exactly as it was). A directory that is not a
+/// ledger's is refused; so is one a running ledgerd has open.
 fn open_data_dir(path: &Path) -> anyhow::Result<Log> {
     let is_sled = ["conf", "db"].iter().all(|f| path.join(f).is_file());
     anyhow::ensure!(
@@ -278,20 +281,14 @@ fn open_data_dir(path: &Path) -> anyhow::Result<Log> {
         "{} is not a ledgerd data directory (no sled database in it)",
         path.display()
     );
-    let store = EventStore::<Event>::open(StoreConfig::new(path)).map_err(|error| {
-        let text = error.to_string();
-        if text.contains("lock") {
-            anyhow::anyhow!(
-                "{}: {text}; is ledgerd still running? --data-dir reads a stopped ledgerd's directory",
-                path.display()
-            )
-        } else {
-            anyhow::anyhow!("opening the store in {}: {text}", path.display())
-        }
-    })?;
+    let copy = store::PrivateCopy::of(path)
+        .map_err(|error| anyhow::anyhow!("reading {}: {error}", path.display()))?;
+    let store = EventStore::<Event>::open(StoreConfig::new(copy.path()))
+        .map_err(|error| anyhow::anyhow!("opening the store in {}: {error}", path.display()))?;
     Ok(Log::DataDir {
         store,
         path: path.to_path_buf(),
+        _copy: copy,
     })
 }
 

@@ -116,8 +116,10 @@ pub fn offline(
     regulator: Option<Vec<audit::SignedCheckpoint>>,
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
-    let log = store::RawLog::open(dir)
+    // A private copy: sled writes to a directory it opens, and this one is evidence.
+    let log = store::RawLog::open_copy(dir)
         .with_context(|| format!("opening the event store in {}", dir.display()))?;
+    let anchor = log.anchor()?;
     let mut own = Vec::new();
     for (sequence, bytes) in log.checkpoints()? {
         match audit::SignedCheckpoint::decode(&bytes) {
@@ -157,6 +159,11 @@ pub fn offline(
             if let Err(finding) = verifier.feed_stored(sequence, &value) {
                 return Ok(ControlFlow::Break(finding));
             }
+            if let Some(finding) =
+                anchor.and_then(|anchor| differs_at_anchor(anchor, sequence, &value))
+            {
+                return Ok(ControlFlow::Break(finding));
+            }
             if sequence % BAR_STEP == 0 {
                 bar.set_position(sequence);
             }
@@ -168,7 +175,37 @@ pub fn offline(
         return Ok(Err(finding));
     }
     bar.finish_and_clear();
-    Ok(verifier.finish(recorded_head))
+    let verified = verifier.finish(recorded_head);
+    match (verified, anchor) {
+        (Ok(verified), Some(anchor)) if verified.events < anchor.sequence => {
+            Ok(Err(Finding::Anchor {
+                sequence: verified.events + 1,
+                reason: format!(
+                    "missing — the log ends at {}, but its store's anchor says events up to {} were recorded",
+                    verified.events, anchor.sequence
+                ),
+            }))
+        }
+        (verified, _) => Ok(verified),
+    }
+}
+
+/// A finding if `sequence` is the anchor's and its stored hash is not the anchored one.
+fn differs_at_anchor(anchor: store::Head, sequence: u64, value: &[u8]) -> Option<Finding> {
+    if sequence != anchor.sequence {
+        return None;
+    }
+    let hash = store::codec::split_value(value)
+        .map(|(_, hash)| hash)
+        .ok()?;
+    (hash != anchor.hash).then(|| Finding::Anchor {
+        sequence,
+        reason: format!(
+            "the log holds an event with hash {} here, but its store's anchor recorded {}",
+            hex::encode(hash),
+            hex::encode(anchor.hash)
+        ),
+    })
 }
 
 /// Stored events in pages of [`PAGE_EVENTS`]; a read that fails ends the page before it, and

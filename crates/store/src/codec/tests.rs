@@ -257,6 +257,102 @@ fn oversized_bodies_are_refused() {
     ));
 }
 
+/// A record of the largest envelope: every bounded string at its longest, every integer at a
+/// width its varint cannot shorten.
+fn largest_envelope<E>(payload: E) -> EventRecordV1<E> {
+    use crate::config::{ACTOR_BYTES_MAX, EVENT_TYPE_BYTES_MAX, STREAM_BYTES_MAX};
+    let mut record = record(payload, [0xFF; HASH_LEN]);
+    record.sequence = u64::MAX;
+    record.version = u64::MAX;
+    record.recorded_at_us = i64::MIN;
+    record.stream = "s".repeat(STREAM_BYTES_MAX);
+    record.actor = "a".repeat(ACTOR_BYTES_MAX);
+    record.event_type = "t".repeat(EVENT_TYPE_BYTES_MAX);
+    record.schema_version = SCHEMA_VERSION_V1;
+    record
+}
+
+#[test]
+fn the_largest_envelope_fits_its_allowance() {
+    let body = encode_body(&Envelope::V1(largest_envelope(()))).expect("encodes");
+    assert!(
+        body.len() <= crate::config::ENVELOPE_BYTES_MAX,
+        "{} bytes",
+        body.len()
+    );
+}
+
+/// A payload of many small numbers: few bytes each, eight (or sixteen) claimed each when
+/// decoded. Such bodies, well under the byte limit, were written and could not be read back.
+#[test]
+fn a_body_of_small_numbers_up_to_the_byte_limit_reads_back() {
+    let overhead = encode_body(&Envelope::V1(largest_envelope(Vec::<u128>::new())))
+        .expect("encodes")
+        .len();
+    // One byte per element, and the length's varint: fill the body to its last byte.
+    let elements = EVENT_BODY_BYTES_MAX - overhead - 4;
+    let payload: Vec<u128> = vec![1; elements];
+    let body = encode_body(&Envelope::V1(largest_envelope(payload.clone()))).expect("fits");
+    assert!(
+        body.len() > EVENT_BODY_BYTES_MAX - 8,
+        "{} bytes",
+        body.len()
+    );
+    let decoded: LatestRecord<Vec<u128>> = decode_body(&body).expect("every reader reads it");
+    assert_eq!(decoded.payload, payload);
+    // The largest payload the writer's check admits (the length's varint is 5 bytes).
+    let largest: Vec<u128> = vec![1; crate::config::PAYLOAD_BYTES_MAX - 5];
+    check_payload(&largest).expect("a payload that fits is readable");
+
+    let schemes: Vec<(u64, i64)> = vec![(7, -3); 200_000];
+    check_payload(&schemes).expect("readable");
+    let body = encode_body(&Envelope::V1(record(schemes.clone(), [0; HASH_LEN]))).expect("fits");
+    let decoded: LatestRecord<Vec<(u64, i64)>> = decode_body(&body).expect("reads back");
+    assert_eq!(decoded.payload, schemes);
+}
+
+#[test]
+fn a_payload_too_large_for_an_event_is_refused_before_it_is_written() {
+    let payload = "x".repeat(crate::config::PAYLOAD_BYTES_MAX);
+    assert!(matches!(
+        check_payload(&payload),
+        Err(CodecError::PayloadTooLarge { .. })
+    ));
+    let fits = "x".repeat(crate::config::PAYLOAD_BYTES_MAX - 8);
+    check_payload(&fits).expect("fits");
+    let body = encode_body(&Envelope::V1(largest_envelope(fits))).expect("within the body limit");
+    assert!(body.len() <= EVENT_BODY_BYTES_MAX);
+}
+
+/// A value whose serde impls do not round-trip: written fine, refused by every reader.
+#[derive(Debug, PartialEq)]
+struct OneWay(u32);
+
+impl Serialize for OneWay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for OneWay {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u32::deserialize(deserializer)?;
+        if value > 9 {
+            return Err(serde::de::Error::custom("more than 9"));
+        }
+        Ok(OneWay(value))
+    }
+}
+
+#[test]
+fn a_payload_readers_would_refuse_is_refused_before_it_is_written() {
+    check_payload(&OneWay(9)).expect("readable");
+    assert!(matches!(
+        check_payload(&OneWay(10)),
+        Err(CodecError::Decode(reason)) if reason.contains("more than 9")
+    ));
+}
+
 /// The record as serde saw it before bincode's derive took over: the same fields in the same
 /// order. The derive must give the bytes this gives, for any values, or old stores would not
 /// decode.

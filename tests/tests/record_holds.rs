@@ -1,0 +1,296 @@
+//! The record holds, through the real binaries: a store that comes back shorter than it was,
+//! or forked from it, is refused by ledgerd (exit status 3, naming the missing events and the
+//! way out) and by the offline audit (exit 1); offline audits change no byte of the directory
+//! they read; one changed byte of sled's log is refused or harmless, never a shorter log
+//! served; and a ledgerd whose storage failed still stops cleanly on SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::Ledgerd;
+use sha2::{Digest, Sha256};
+
+/// ledgerd's exit status when its store is damaged or diverged (`ledgerd::server`).
+const EXIT_STORE_REFUSED: i32 = 3;
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every file under `dir` with the SHA-256 of its bytes.
+fn checksums(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
+    let mut sums = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sums.extend(checksums(&path)?);
+        } else {
+            sums.insert(
+                path.clone(),
+                hex::encode(Sha256::digest(std::fs::read(&path)?)),
+            );
+        }
+    }
+    Ok(sums)
+}
+
+/// Runs ledgerd on `data_dir` expecting it NOT to start: its exit status and what it printed.
+/// A ledgerd still running after 20 s is killed and reported as `None`.
+fn ledgerd_refusing(data_dir: &Path) -> anyhow::Result<(Option<i32>, String)> {
+    let mut child = Command::new(testkit::workspace_binary("ledgerd")?)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", testkit::free_port()))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--system", "kav"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    while child.try_wait()?.is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill()?;
+            let output = child.wait_with_output()?;
+            return Ok((None, String::from_utf8_lossy(&output.stderr).into_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output()?;
+    Ok((
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
+/// A key pair for `icsctl audit verify --ledger-key`, in `dir`; the public key's path.
+fn ledger_key(dir: &Path) -> anyhow::Result<String> {
+    let dir_arg = dir.to_string_lossy().to_string();
+    let (ok, out) = e2e::icsctl_outcome(&[
+        "keys",
+        "generate",
+        "--dir",
+        &dir_arg,
+        "--name",
+        "ledger-checkpoint",
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    Ok(dir
+        .join("ledger-checkpoint.pub.pem")
+        .to_string_lossy()
+        .to_string())
+}
+
+fn verify_offline(public_key: &str, dir: &Path) -> anyhow::Result<(Option<i32>, String)> {
+    let dir_arg = dir.to_string_lossy().to_string();
+    e2e::icsctl_exit(&[
+        "audit",
+        "verify",
+        "--quiet",
+        "--no-regulator",
+        "--ledger-key",
+        public_key,
+        "--data-dir",
+        &dir_arg,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing()
+-> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let public_key = ledger_key(&work.path().join("keys"))?;
+    let (first_part, second_part) = e2e::split_demo_scenario(work.path(), 150)?;
+    let live = work.path().join("live");
+    let mut ledgerd = Ledgerd::start(&live, None)?;
+    let load = |ledgerd: &Ledgerd, part: &Path| {
+        e2e::icsctl(
+            &ledgerd.url(),
+            &["load", "--quiet", &part.to_string_lossy()],
+        )
+    };
+    load(&ledgerd, &first_part)?;
+    let part_one = e2e::head(&mut ledgerd.client().await?).await?.sequence;
+    ledgerd.terminate()?;
+    // The store as it was after the first part: what a disk that lost the rest would hold.
+    let old = work.path().join("old");
+    copy_dir(&live, &old)?;
+    ledgerd.restart()?;
+    load(&ledgerd, &second_part)?;
+    let head = e2e::head(&mut ledgerd.client().await?).await?.sequence;
+    assert_eq!(head, 383);
+    assert!(part_one < head);
+    ledgerd.terminate()?;
+
+    // Offline audits of the live store verify it and change nothing in its directory.
+    let before = checksums(&live)?;
+    let (code, out) = verify_offline(&public_key, &live)?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("verified 383 events"), "{out}");
+    let live_arg = live.to_string_lossy().to_string();
+    let (code, out) = e2e::icsctl_exit(&[
+        "audit",
+        "replay",
+        "position",
+        "--year",
+        "2018",
+        "--month",
+        "12",
+        "--data-dir",
+        &live_arg,
+    ])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        checksums(&live)?,
+        before,
+        "an offline audit changed the directory it read"
+    );
+
+    // The old log under the live store's anchor: events after the first part are missing.
+    std::fs::copy(
+        store::anchor::anchor_path(&live),
+        store::anchor::anchor_path(&old),
+    )?;
+    let (code, out) = ledgerd_refusing(&old)?;
+    assert_eq!(code, Some(EXIT_STORE_REFUSED), "{out}");
+    let missing = format!("events {}..={head} are missing", part_one + 1);
+    assert!(
+        out.contains(&missing) && out.contains("icsctl store restore"),
+        "{out}"
+    );
+    assert!(!out.contains("panicked"), "{out}");
+    let before = checksums(&old)?;
+    let (code, out) = verify_offline(&public_key, &old)?;
+    assert_eq!(
+        code,
+        Some(1),
+        "a log shorter than its anchor fails the audit: {out}"
+    );
+    assert!(
+        out.contains(&format!("FAILED at event {}", part_one + 1)) && out.contains("missing"),
+        "{out}"
+    );
+    assert_eq!(checksums(&old)?, before, "the audit changed nothing");
+
+    // The live store itself starts again, whole.
+    ledgerd.restart()?;
+    assert_eq!(
+        e2e::head(&mut ledgerd.client().await?).await?.sequence,
+        head
+    );
+    ledgerd.terminate()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_changed_byte_of_the_log_is_refused_or_harmless_through_ledgerd() -> anyhow::Result<()>
+{
+    let work = tempfile::tempdir()?;
+    let original = work.path().join("original");
+    let mut ledgerd = Ledgerd::start(&original, None)?;
+    e2e::icsctl(
+        &ledgerd.url(),
+        &["load", "--quiet", &e2e::demo_scenario().to_string_lossy()],
+    )?;
+    let written = e2e::head(&mut ledgerd.client().await?).await?;
+    ledgerd.terminate()?;
+    let log = std::fs::read(original.join("db"))?;
+    let (mut refused, mut whole) = (0, 0);
+    for tenth in 1..=9 {
+        let offset = log.len() * tenth / 10;
+        let copy = work.path().join(format!("copy-{tenth}"));
+        copy_dir(&original, &copy)?;
+        let mut damaged = log.clone();
+        damaged[offset] ^= 0xFF;
+        std::fs::write(copy.join("db"), &damaged)?;
+        let (code, out) = ledgerd_refusing_or_serving(&copy, &written).await?;
+        match code {
+            Served::Refused => refused += 1,
+            Served::Whole => whole += 1,
+            Served::Other(what) => panic!("byte {offset} of {} changed: {what}\n{out}", log.len()),
+        }
+    }
+    eprintln!("9 copies of the log, one byte changed: {refused} refused, {whole} whole");
+    assert_eq!(refused + whole, 9);
+    Ok(())
+}
+
+enum Served {
+    Refused,
+    Whole,
+    Other(String),
+}
+
+/// Starts ledgerd on `dir`: refused (exit status 3, no panic), or serving exactly `written`.
+async fn ledgerd_refusing_or_serving(
+    dir: &Path,
+    written: &api::pb::HeadReply,
+) -> anyhow::Result<(Served, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+    let mut command = Command::new(testkit::workspace_binary("ledgerd")?);
+    command
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--system", "kav"]);
+    let log = dir.with_extension("log");
+    let mut process = testkit::ChildGuard::spawn_logged("ledgerd", &mut command, &log)?;
+    // ledgerd listens before it opens its store: serving means answering, not accepting.
+    let started = Instant::now();
+    let (mut client, head) = loop {
+        if let Some(status) = process.try_wait()? {
+            let out = std::fs::read_to_string(&log)?;
+            return Ok(match status.code() {
+                Some(EXIT_STORE_REFUSED) if !out.contains("panicked") => (Served::Refused, out),
+                other => (Served::Other(format!("exited {other:?}")), out),
+            });
+        }
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            let mut client = api::pb::ledger_service_client::LedgerServiceClient::new(channel);
+            if let Ok(head) = e2e::head(&mut client).await {
+                break (client, head);
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "ledgerd neither served nor exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let out = std::fs::read_to_string(&log)?;
+    if head.sequence != written.sequence || head.hash != written.hash {
+        return Ok((
+            Served::Other(format!("served a log with head {}", head.sequence)),
+            out,
+        ));
+    }
+    let events = e2e::read_all(&mut client).await?;
+    if events.len() as u64 != written.sequence {
+        return Ok((
+            Served::Other(format!("served {} events", events.len())),
+            out,
+        ));
+    }
+    process.terminate(Duration::from_secs(20))?;
+    Ok((Served::Whole, out))
+}
