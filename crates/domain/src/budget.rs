@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Rule};
 use crate::ids::{Code, MemberCode, Text};
+use crate::limits;
 use crate::money::{BasisPoints, Pence};
 use crate::period::{FinancialYear, Period};
 use crate::system::{SystemState, positive};
@@ -277,6 +278,7 @@ impl BudgetState {
                 self.check_not_settled(code)?;
                 self.partner(system, code, partner)?;
                 positive("amount_pence", *amount)?;
+                limits::amount("amount_pence", *amount)?;
                 if let Some(scheme) = ring_fenced_scheme {
                     let found = self
                         .schemes
@@ -294,14 +296,17 @@ impl BudgetState {
                         ));
                     }
                 }
-                Pence::checked_sum(
-                    self.revenue_pledged
-                        .values()
-                        .chain(self.ring_fenced_pledged.values())
-                        .copied()
-                        .chain([*amount]),
-                )
-                .map_err(|_| DomainError::overflow("amount_pence"))?;
+                limits::total(
+                    "amount_pence",
+                    &format!("the pledges to budget {code}"),
+                    Pence::checked_sum(
+                        self.revenue_pledged
+                            .values()
+                            .chain(self.ring_fenced_pledged.values())
+                            .copied()
+                            .chain([*amount]),
+                    ),
+                )?;
                 Ok(vec![BudgetEvent::Pledged {
                     partner: *partner,
                     amount: *amount,
@@ -316,6 +321,7 @@ impl BudgetState {
                 self.check_open_for_business(code)?;
                 self.partner(system, code, partner)?;
                 positive("amount_pence", *amount)?;
+                limits::amount("amount_pence", *amount)?;
                 system.check_posting(self.year, *period, None)?;
                 let pledged = self.pledged_by(partner);
                 let paid = self.paid_by(partner);
@@ -350,9 +356,13 @@ impl BudgetState {
                     });
                 }
                 positive("amount_pence", *amount)?;
+                limits::amount("amount_pence", *amount)?;
                 system.check_posting(self.year, *period, *corrects)?;
-                Pence::checked_sum(self.spend.values().copied().chain([*amount]))
-                    .map_err(|_| DomainError::overflow("amount_pence"))?;
+                limits::total(
+                    "amount_pence",
+                    &format!("the spend of budget {code}"),
+                    Pence::checked_sum(self.spend.values().copied().chain([*amount])),
+                )?;
                 Ok(vec![BudgetEvent::SpendRecorded {
                     scheme: scheme.clone(),
                     period: *period,
@@ -376,6 +386,7 @@ impl BudgetState {
                         "a variation must replace a set of shares or add at least one scheme",
                     ));
                 }
+                limits::list("add_schemes", add_schemes.len(), limits::SCHEMES_MAX)?;
                 if let Some(shares) = overspend_shares {
                     check_shares(system, "overspend_shares.shares", shares, &self.partners)?;
                 }
@@ -391,6 +402,18 @@ impl BudgetState {
                         what: "scheme",
                         id: format!("{code}/{}", existing.scheme),
                     });
+                }
+                if self.schemes.len() + add_schemes.len() > limits::SCHEMES_MAX {
+                    return Err(DomainError::rejected(
+                        Rule::LimitReached,
+                        format!(
+                            "add_schemes: budget {code} has {} schemes; {} more would be over the \
+                             most a budget may have, {}",
+                            self.schemes.len(),
+                            add_schemes.len(),
+                            limits::SCHEMES_MAX
+                        ),
+                    ));
                 }
                 Ok(vec![BudgetEvent::Varied {
                     reason: reason.clone(),
@@ -538,6 +561,7 @@ fn check_shares(
     shares: &[Share],
     partners: &[MemberCode],
 ) -> Result<(), DomainError> {
+    limits::list(field, shares.len(), limits::MEMBERS_MAX)?;
     let mut seen = BTreeSet::new();
     for (i, share) in shares.iter().enumerate() {
         if !share.share.is_share() {
@@ -612,6 +636,8 @@ fn decide_establish(
             "a pooled budget needs at least one partner",
         ));
     }
+    limits::list("partners", partners.len(), limits::MEMBERS_MAX)?;
+    limits::list("schemes", schemes.len(), limits::SCHEMES_MAX)?;
     let mut seen = BTreeSet::new();
     for (i, partner) in partners.iter().enumerate() {
         if !seen.insert(partner) {
@@ -1162,13 +1188,13 @@ mod tests {
                 then: Then::NotFound("scheme"),
             },
             Case {
-                name: "pledges that overflow",
+                name: "pledges that would total more than the ceiling (even by overflowing)",
                 given: history([
                     demo_system(),
                     vec![bcf_established(), pledged("KCCG", Pence::MAX, None)],
                 ]),
                 when: pledge("KCC", Pence::new(1), Some("DFG")),
-                then: Then::Overflow("amount_pence"),
+                then: Then::Rejected(Rule::LimitReached),
             },
             Case {
                 name: "no pledge after settlement",
@@ -1202,10 +1228,10 @@ mod tests {
                 then: Then::Rejected(Rule::OverPaid),
             },
             Case {
-                name: "a payment that would overflow",
+                name: "a payment over the ceiling",
                 given: history([bcf(), vec![paid("KCC", q1, pounds(1))]]),
                 when: pay("KCC", period(2018, 10), Pence::MAX),
-                then: Then::Overflow("amount_pence"),
+                then: Then::Invalid("amount_pence"),
             },
             Case {
                 name: "a zero payment",
@@ -1310,10 +1336,10 @@ mod tests {
                 then: Then::Invalid("period"),
             },
             Case {
-                name: "spend that overflows",
+                name: "spend that would total more than the ceiling (even by overflowing)",
                 given: history([bcf(), vec![spent("DFG", m5, Pence::MAX, None)]]),
                 when: spend("CARE", m5, Pence::new(1), None),
-                then: Then::Overflow("amount_pence"),
+                then: Then::Rejected(Rule::LimitReached),
             },
             Case {
                 name: "no spend after settlement",

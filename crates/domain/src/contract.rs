@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Rule};
 use crate::ids::{Code, MemberCode, Text};
+use crate::limits;
 use crate::money::{BasisPoints, MoneyError, Pence};
 use crate::period::{FinancialYear, Month, Period};
 use crate::system::{SystemState, positive};
@@ -253,6 +254,83 @@ pub struct ContractState {
     pub disputes: BTreeMap<Code, Dispute>,
     pub cquin_reconciled: bool,
     pub terminated: bool,
+    /// The annual value by month of the contract's year as the ledger phases it (see
+    /// [`phase`], [`rephase`]): what a variation or termination changes month by month.
+    pub phased: [Pence; 12],
+}
+
+/// Twelve even monthly parts of `amount` (largest remainder, earlier months first), as plans,
+/// contract values and pledges are phased.
+pub(crate) fn phase(amount: Pence) -> Result<[Pence; 12], MoneyError> {
+    let parts = amount.split(&[1; 12])?;
+    let mut months = [Pence::ZERO; 12];
+    for (month, part) in months.iter_mut().zip(parts) {
+        *month = part;
+    }
+    Ok(months)
+}
+
+/// The changes to a contract's phased value when a variation from `from` sets the annual
+/// value to `annual_value`: the months of the contract's `year` before `from` keep what they
+/// were phased; the rest share what is left evenly. If no month of the year is left, the
+/// whole difference lands in `from`.
+pub(crate) fn rephase(
+    year: FinancialYear,
+    phased: &[Pence; 12],
+    from: Period,
+    annual_value: Pence,
+) -> Result<Vec<(Period, Pence)>, MoneyError> {
+    let first_left = if from.year < year {
+        0
+    } else if from.year > year {
+        12
+    } else {
+        from.month.index()
+    };
+    let (kept, left) = phased.split_at(first_left);
+    let kept = Pence::checked_sum(kept.iter().copied())?;
+    let remaining = annual_value.checked_sub(kept)?;
+    if left.is_empty() {
+        let phased = Pence::checked_sum(phased.iter().copied())?;
+        return Ok(vec![(from, annual_value.checked_sub(phased)?)]);
+    }
+    let parts = remaining.split(&vec![1; left.len()])?;
+    let mut changes = Vec::with_capacity(left.len());
+    for ((month, old), new) in Month::all().skip(first_left).zip(left).zip(parts) {
+        changes.push((year.period(month), new.checked_sub(*old)?));
+    }
+    Ok(changes)
+}
+
+/// Applies [`rephase`]'s changes to the phased months of `year` (a change outside it moves no
+/// month).
+pub(crate) fn apply_rephase(
+    year: FinancialYear,
+    phased: &mut [Pence; 12],
+    changes: &[(Period, Pence)],
+) {
+    for (period, change) in changes {
+        if period.year == year
+            && let Some(month) = phased.get_mut(period.month.index())
+        {
+            *month = month.checked_add(*change).unwrap_or(*month);
+        }
+    }
+}
+
+/// What a termination in `period` takes off the phased value: each later month of `year`,
+/// negated.
+pub(crate) fn stopped_after(
+    year: FinancialYear,
+    phased: &[Pence; 12],
+    period: Period,
+) -> Vec<(Period, Pence)> {
+    Month::all()
+        .zip(phased)
+        .map(|(month, amount)| (year.period(month), *amount))
+        .filter(|(later, _)| *later > period)
+        .map(|(later, amount)| (later, Pence::new(amount.get().saturating_neg())))
+        .collect()
 }
 
 /// Twelve monthly amounts of `units`, M1 first, that sum to it: the first `units % 12` months
@@ -345,7 +423,10 @@ impl PaymentModel {
     fn check(&self) -> Result<Pence, DomainError> {
         let kind = self.kind_name();
         let field = |name: &str| format!("model.{kind}.{name}");
-        let positive = |name: &str, amount: Pence| positive(&field(name), amount);
+        let positive = |name: &str, amount: Pence| {
+            positive(&field(name), amount)?;
+            limits::amount(&field(name), amount)
+        };
         let rate = |name: &str, rate: BasisPoints| {
             if rate.is_share() {
                 Ok(())
@@ -364,10 +445,8 @@ impl PaymentModel {
                 ));
             }
             positive("unit_price_pence", unit_price)?;
-            count(units)
-                .and_then(|units| unit_price.checked_mul(units))
-                .map(|_| ())
-                .map_err(|_| DomainError::overflow(field("planned_units")))
+            limits::units(&field("planned_units"), units)?;
+            within_ceiling(&field("planned_units"), units, unit_price)
         };
         match *self {
             PaymentModel::Block { annual_value } => {
@@ -396,7 +475,8 @@ impl PaymentModel {
                 loss_share,
             } => {
                 positive("per_head_pence", per_head)?;
-                count(population).map_err(|_| DomainError::overflow(field("population")))?;
+                limits::units(&field("population"), population)?;
+                within_ceiling(&field("population"), population, per_head)?;
                 rate("gain_share_bp", gain_share)?;
                 rate("loss_share_bp", loss_share)?;
             }
@@ -410,6 +490,21 @@ impl PaymentModel {
         }
         self.annual_value()
             .map_err(|_| DomainError::overflow(format!("model.{kind}")))
+    }
+}
+
+/// Refuses `units` at `price` a year over [`limits::AMOUNT_CEILING`], naming `field`.
+fn within_ceiling(field: &str, units: u64, price: Pence) -> Result<(), DomainError> {
+    let value = count(units).and_then(|units| price.checked_mul(units));
+    match value {
+        Ok(value) if value <= limits::AMOUNT_CEILING => Ok(()),
+        _ => Err(DomainError::invalid(
+            field,
+            format!(
+                "{units} units at {price} is over the ceiling of {} on a contract's annual value",
+                limits::AMOUNT_CEILING
+            ),
+        )),
     }
 }
 
@@ -499,13 +594,25 @@ impl ContractState {
                 corrects,
             } => {
                 self.check_live(code)?;
+                limits::units("units", *units)?;
                 let for_period = system.check_posting(self.year, *period, *corrects)?;
                 let overflow = |_| DomainError::overflow("units");
                 let previous = self.activity.get(&for_period).copied();
+                let over_ceiling = || {
+                    DomainError::invalid(
+                        "units",
+                        format!(
+                            "{units} units away from the plan for {for_period} are worth more than \
+                             the ceiling of {} on any one amount",
+                            limits::AMOUNT_CEILING
+                        ),
+                    )
+                };
                 let value = self
                     .model
                     .activity_value(for_period.month, *units)
-                    .map_err(overflow)?;
+                    .map_err(|_| over_ceiling())?;
+                limits::amount("units", value).map_err(|_| over_ceiling())?;
                 let previous_value = match previous {
                     Some(previous) => self
                         .model
@@ -538,6 +645,7 @@ impl ContractState {
                     });
                 }
                 positive("amount_pence", *amount)?;
+                limits::amount("amount_pence", *amount)?;
                 Ok(vec![ContractEvent::InvoiceRaised {
                     invoice: invoice.clone(),
                     period: *period,
@@ -553,6 +661,7 @@ impl ContractState {
                 system.check_open_from(self.year, *period, "period")?;
                 let found = self.invoice(code, invoice)?;
                 positive("amount_pence", *amount)?;
+                // At most what is payable, so within the invoice's ceiling.
                 let payable = found.payable();
                 if *amount > payable {
                     let outstanding = found.outstanding();
@@ -593,6 +702,7 @@ impl ContractState {
                     });
                 }
                 positive("amount_pence", *amount)?;
+                limits::amount("amount_pence", *amount)?;
                 if let Some(invoice) = invoice {
                     // What was paid is settled and what is disputed already is withheld: a
                     // dispute names what is still payable (a claim on what was paid is a
@@ -710,6 +820,7 @@ impl ContractState {
                         "an adjustment changes the value: it cannot be zero",
                     ));
                 }
+                limits::amount("amount_pence", *amount)?;
                 Ok(vec![ContractEvent::AdjustmentRecorded {
                     period: *period,
                     amount: *amount,
@@ -750,10 +861,15 @@ impl ContractState {
         match event {
             ContractEvent::Agreed { .. } => Err("the contract already exists".to_string()),
             ContractEvent::Varied {
+                period,
                 model,
                 annual_value_after,
                 ..
             } => {
+                if let Ok(changes) = rephase(self.year, &self.phased, *period, *annual_value_after)
+                {
+                    apply_rephase(self.year, &mut self.phased, &changes);
+                }
                 self.model = model.clone();
                 self.annual_value = *annual_value_after;
                 Ok(())
@@ -836,7 +952,12 @@ impl ContractState {
                 Ok(())
             }
             ContractEvent::AdjustmentRecorded { .. } => Ok(()),
-            ContractEvent::Terminated { .. } => {
+            ContractEvent::Terminated { period, .. } => {
+                for (month, phased) in Month::all().zip(self.phased.iter_mut()) {
+                    if self.year.period(month) > *period {
+                        *phased = Pence::ZERO;
+                    }
+                }
                 self.terminated = true;
                 Ok(())
             }
@@ -914,6 +1035,7 @@ pub fn apply(entry: Entry<'_, Code, ContractState>, event: &ContractEvent) -> Re
                 disputes: BTreeMap::new(),
                 cquin_reconciled: false,
                 terminated: false,
+                phased: phase(*annual_value).unwrap_or([Pence::ZERO; 12]),
             });
             Ok(())
         }
@@ -1348,30 +1470,30 @@ mod tests {
                 Then::Invalid("model.cquin.base_value_pence"),
             ),
             case(
-                "planned units × price overflows",
+                "planned units × price over the ceiling",
                 PaymentModel::ActivityTariff {
                     planned_units: 2,
-                    unit_price: Pence::MAX,
+                    unit_price: limits::AMOUNT_CEILING,
                 },
-                Then::Overflow("model.activity_tariff.planned_units"),
+                Then::Invalid("model.activity_tariff.planned_units"),
             ),
             case(
-                "planned units beyond i64",
+                "planned units beyond the most one count may be",
                 PaymentModel::ActivityTariff {
                     planned_units: u64::MAX,
                     unit_price: Pence::new(1),
                 },
-                Then::Overflow("model.activity_tariff.planned_units"),
+                Then::Invalid("model.activity_tariff.planned_units"),
             ),
             case(
-                "per head × population overflows",
+                "per head × population over the ceiling",
                 PaymentModel::Capitation {
-                    per_head: pounds(1),
-                    population: u64::MAX / 2,
+                    per_head: pounds(1_000),
+                    population: limits::UNITS_MAX,
                     gain_share: bp(0),
                     loss_share: bp(0),
                 },
-                Then::Overflow("model.capitation"),
+                Then::Invalid("model.capitation.population"),
             ),
             case(
                 "planned units that cannot be priced",
@@ -1381,7 +1503,7 @@ mod tests {
                     unit_price: Pence::new(1 << 30),
                     marginal_rate: bp(5_000),
                 },
-                Then::Overflow("model.aligned_payment.planned_units"),
+                Then::Invalid("model.aligned_payment.planned_units"),
             ),
         ]);
     }
@@ -1464,16 +1586,16 @@ mod tests {
                 then: Then::Invalid("corrects"),
             },
             Case {
-                name: "a count whose value overflows",
+                name: "a count beyond the most one count may be",
                 given: contracts(),
                 when: when("C3", activity(m8, u64::MAX, None)),
-                then: Then::Overflow("units"),
+                then: Then::Invalid("units"),
             },
             Case {
-                name: "a count whose value overflows pence",
+                name: "a count whose value is over the ceiling",
                 given: contracts(),
-                when: when("C3", activity(m8, 1 << 62, None)),
-                then: Then::Overflow("units"),
+                when: when("C3", activity(m8, limits::UNITS_MAX, None)),
+                then: Then::Invalid("units"),
             },
         ]);
     }

@@ -48,6 +48,9 @@ pub enum Rule {
     WrongPaymentModel,
     DisputeResolved,
     EvidenceMismatch,
+    /// A total would go over one of the ledger's limits (see [`crate::limits`]): the detail
+    /// names the field and the limit.
+    LimitReached,
 }
 
 impl Rule {
@@ -74,6 +77,7 @@ impl Rule {
             Rule::WrongPaymentModel => "wrong payment model",
             Rule::DisputeResolved => "dispute resolved",
             Rule::EvidenceMismatch => "evidence does not match the conditions",
+            Rule::LimitReached => "limit reached",
         }
     }
 }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::{Allocation, add_to};
 use crate::error::{DomainError, Rule};
 use crate::ids::{Code, MemberCode, Text};
+use crate::limits;
 use crate::money::{BasisPoints, Pence};
 use crate::period::{FinancialYear, Period, Quarter};
 use crate::system::{SystemState, positive};
@@ -281,6 +282,7 @@ impl FundState {
                 }
                 positive("amount_pence", *amount)?;
                 system.check_open_from(self.year, *period, "period")?;
+                // At most what was paid, so within the tranche's ceiling.
                 let left = self.net_paid(*quarter, member);
                 if *amount > left {
                     return Err(DomainError::rejected(
@@ -329,6 +331,7 @@ impl FundState {
                 format!("{quarter} is assessed in {period}, which is closed"),
             ));
         }
+        limits::list("evidence", evidence.len(), limits::CONDITIONS_MAX)?;
         let mut figures: BTreeMap<&Code, Figures> = BTreeMap::new();
         for (i, item) in evidence.iter().enumerate() {
             let Some(condition) = self
@@ -349,6 +352,15 @@ impl FundState {
                     format!("evidence[{i}].condition"),
                     format!("{} is named more than once", item.condition),
                 ));
+            }
+            if let Figures::SystemFinance {
+                actual_ytd,
+                control_total_ytd,
+            } = item.figures
+            {
+                let field = |name: &str| format!("evidence[{i}].figures.system_finance.{name}");
+                limits::amount(&field("actual_ytd_pence"), actual_ytd)?;
+                limits::amount(&field("control_total_ytd_pence"), control_total_ytd)?;
             }
             if let Figures::AeFourHour { performance } = item.figures
                 && !performance.is_share()
@@ -494,6 +506,8 @@ fn decide_allocation(
             "a fund needs at least one recipient",
         ));
     }
+    limits::list("recipients", recipients.len(), limits::MEMBERS_MAX)?;
+    limits::list("conditions", conditions.len(), limits::CONDITIONS_MAX)?;
     let mut seen = BTreeSet::new();
     let mut total = Pence::ZERO;
     for (i, recipient) in recipients.iter().enumerate() {
@@ -516,9 +530,19 @@ fn decide_allocation(
             ));
         }
         positive(&field("allocation_pence"), recipient.allocation)?;
+        limits::amount(&field("allocation_pence"), recipient.allocation)?;
         total = total
             .checked_add(recipient.allocation)
             .map_err(|_| DomainError::overflow(field("allocation_pence")))?;
+        if total > limits::AMOUNT_CEILING {
+            return Err(DomainError::invalid(
+                field("allocation_pence"),
+                format!(
+                    "the allocations would total {total}, over the ceiling of {} on a fund",
+                    limits::AMOUNT_CEILING
+                ),
+            ));
+        }
     }
     let mut codes = BTreeSet::new();
     for (i, condition) in conditions.iter().enumerate() {
@@ -942,7 +966,7 @@ mod tests {
                 then: Then::Invalid("recipients[0].allocation_pence"),
             },
             Case {
-                name: "allocations that overflow",
+                name: "an allocation over the ceiling",
                 given: demo_system(),
                 when: allocate(
                     vec![
@@ -951,7 +975,7 @@ mod tests {
                     ],
                     conditions(),
                 ),
-                then: Then::Overflow("recipients[1].allocation_pence"),
+                then: Then::Invalid("recipients[0].allocation_pence"),
             },
         ]);
     }

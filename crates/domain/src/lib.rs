@@ -8,12 +8,17 @@
 //!
 //! **Architecture invariant:** this crate does no I/O, reads no clock, draws no random numbers
 //! and never panics on input. Replaying the same events gives the same state, byte for byte.
+//!
+//! Over each family's rules, every command keeps within [`limits`]: each amount at most a
+//! ceiling far below `i64::MAX`, each list and collection capped, and each member's turnover
+//! bounded, so that whatever is accepted every reader can fold and report without overflow.
 
 pub mod budget;
 pub mod contract;
 pub mod error;
 pub mod fund;
 pub mod ids;
+pub mod limits;
 pub mod money;
 pub mod oversight;
 pub mod period;
@@ -398,11 +403,31 @@ pub struct Ledger {
     pub budgets: BTreeMap<Code, BudgetState>,
     pub funds: BTreeMap<Code, FundState>,
     pub contracts: BTreeMap<Code, ContractState>,
+    /// Each member's turnover so far, in pence (see [`limits`]).
+    pub turnover: BTreeMap<MemberCode, u64>,
+    /// The turnover of what only system finance posts.
+    pub system_turnover: u64,
 }
 
 impl Ledger {
-    /// Decides a command against the current state: the events it records, or why not.
+    /// Decides a command against the current state: the events it records, or why not. Over
+    /// the family's rules, the events must keep whoever they are charged to within its
+    /// turnover (see [`limits`]).
     pub fn decide(&self, command: &Command) -> Result<Vec<Event>, DomainError> {
+        let events = self.decide_family(command)?;
+        limits::check_turnover(self, &events, amount_field(command))?;
+        Ok(events)
+    }
+
+    /// The turnover charged to `account` so far.
+    pub fn turnover_of(&self, account: limits::Account) -> u64 {
+        match account {
+            limits::Account::System => self.system_turnover,
+            limits::Account::Member(member) => self.turnover.get(&member).copied().unwrap_or(0),
+        }
+    }
+
+    fn decide_family(&self, command: &Command) -> Result<Vec<Event>, DomainError> {
         match command {
             Command::System(command) => Ok(self
                 .system
@@ -449,8 +474,21 @@ impl Ledger {
         }
     }
 
-    /// Folds one event into the state.
+    /// Folds one event into the state. The turnover it adds is counted saturating, so a log
+    /// written before the limits (an amount near `i64::MAX`) still replays: the account it
+    /// charged is then full.
     pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        let (account, turnover) = limits::charge(self, event);
+        self.apply_family(event)?;
+        let total = match account {
+            limits::Account::System => &mut self.system_turnover,
+            limits::Account::Member(member) => self.turnover.entry(member).or_default(),
+        };
+        *total = total.saturating_add(turnover);
+        Ok(())
+    }
+
+    fn apply_family(&mut self, event: &Event) -> Result<(), ApplyError> {
         let fail = |reason: String| ApplyError {
             stream: event.stream().to_string(),
             event: event.name(),
@@ -486,6 +524,53 @@ impl Ledger {
             }
         }
         Ok(events)
+    }
+}
+
+/// The field of `command` that carries the money its events are charged for, to name in a
+/// refusal over the turnover limit.
+fn amount_field(command: &Command) -> &'static str {
+    match command {
+        Command::System(SystemCommand::SubmitReturn(_) | SystemCommand::AgreePlan { .. }) => {
+            "income_pence"
+        }
+        Command::Contract {
+            command: ContractCommand::Agree { .. } | ContractCommand::Vary { .. },
+            ..
+        } => "model",
+        Command::Contract {
+            command: ContractCommand::RecordActivity { .. },
+            ..
+        } => "units",
+        Command::Contract {
+            command: ContractCommand::ReconcileCquin { .. },
+            ..
+        } => "achievement_bp",
+        Command::Contract {
+            command: ContractCommand::ResolveDispute { .. },
+            ..
+        } => "provider_keeps_pence",
+        Command::Contract {
+            command: ContractCommand::Terminate { .. },
+            ..
+        } => "period",
+        Command::Fund {
+            command: FundCommand::Allocate { .. },
+            ..
+        } => "recipients",
+        Command::Fund {
+            command: FundCommand::AssessTranche { .. },
+            ..
+        } => "evidence",
+        Command::Fund {
+            command: FundCommand::PayTranche { .. },
+            ..
+        }
+        | Command::Budget {
+            command: BudgetCommand::SettleRiskShare { .. },
+            ..
+        } => "period",
+        _ => "amount_pence",
     }
 }
 

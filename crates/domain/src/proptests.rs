@@ -28,6 +28,9 @@ fn whole_shares(n: usize) -> impl Strategy<Value = Vec<u32>> {
     })
 }
 
+/// Amounts up to the ceiling, so that up to eight of them stay within it together.
+const CEILING: i64 = crate::limits::AMOUNT_CEILING.get();
+
 const PARTNERS: [&str; 5] = ["KCC", "KCCG", "KHFT", "AVT", "KCHT"];
 
 fn shares_of(points: &[u32]) -> Vec<Share> {
@@ -52,8 +55,8 @@ proptest! {
     #[test]
     fn risk_share_allocations_sum_exactly_to_the_variance(
         (n, over, under) in (1usize..=5).prop_flat_map(|n| (Just(n), whole_shares(n), whole_shares(n))),
-        pledges in prop::collection::vec((0usize..5, 1i64..=i64::MAX / 16, any::<bool>()), 0..8),
-        spend in prop::collection::vec((0usize..3, 1i64..=i64::MAX / 16), 0..8),
+        pledges in prop::collection::vec((0usize..5, 1i64..=CEILING / 8, any::<bool>()), 0..8),
+        spend in prop::collection::vec((0usize..3, 1i64..=CEILING / 8), 0..8),
     ) {
         let partners: Vec<_> = PARTNERS[..n].iter().map(|m| member(m)).collect();
         let schemes = ["S0", "S1", "RF"].map(|s| Scheme {
@@ -162,6 +165,8 @@ fn an_amount() -> impl Strategy<Value = Pence> {
         1 => Just(Pence::ZERO),
         1 => (i64::MIN..0).prop_map(Pence::new),
         1 => Just(Pence::MAX),
+        1 => Just(crate::limits::AMOUNT_CEILING),
+        1 => Just(Pence::new(CEILING + 1)),
     ]
 }
 
@@ -434,7 +439,11 @@ fn fund_command() -> BoxedStrategy<Command> {
 fn contract_command() -> BoxedStrategy<Command> {
     let invoice = a_code(&["I1", "I2", "I3"]);
     let dispute = a_code(&["D1", "D2"]);
-    let units = prop_oneof![10 => 0u64..=5_000, 1 => any::<u64>()];
+    let units = prop_oneof![
+        10 => 0u64..=5_000,
+        1 => any::<u64>(),
+        1 => Just(crate::limits::UNITS_MAX),
+    ];
     let command = prop_oneof![
         1 => (select(vec!["KCCG", "KHFT"]), select(vec!["KHFT", "AVT", "KNPCN", "KCC"]), a_model())
             .prop_map(|(c, p, model)| ContractCommand::Agree {
@@ -687,6 +696,22 @@ proptest! {
             }
         }
         prop_assert_eq!(replayed, live);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// Whatever the ledger accepts, amounts at the ceiling included, the position projection
+    /// folds and every report computes (oversightd folds the same projection).
+    #[test]
+    fn no_accepted_history_makes_a_fold_or_a_report_overflow(
+        steps in prop::collection::vec(a_step(), 0..120),
+    ) {
+        let (_, log, _) = run_steps(&steps)?;
+        if let Err(error) = every_report(&log) {
+            return Err(TestCaseError::fail(error));
+        }
     }
 }
 

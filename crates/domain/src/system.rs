@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Rule};
 use crate::ids::{MemberCode, MemberKind, SystemId, Text};
+use crate::limits;
 use crate::money::{BasisPoints, Pence};
 use crate::period::{FinancialYear, Period};
 use crate::position::ReportKind;
@@ -380,6 +381,15 @@ impl SystemState {
                         id: member.to_string(),
                     });
                 }
+                if self.members.len() >= limits::MEMBERS_MAX {
+                    return Err(DomainError::rejected(
+                        Rule::LimitReached,
+                        format!(
+                            "member: the system has {} members, the most it may admit",
+                            self.members.len()
+                        ),
+                    ));
+                }
                 if *in_control_total && !kind.is_nhs_body() {
                     return Err(DomainError::invalid(
                         "in_control_total",
@@ -422,6 +432,13 @@ impl SystemState {
                     _ if *value < 0 => Err(DomainError::invalid(
                         "value",
                         format!("a count cannot be negative ({value})"),
+                    )),
+                    _ if *value > limits::METRIC_COUNT_MAX => Err(DomainError::invalid(
+                        "value",
+                        format!(
+                            "{value} is more than the most one member's count for a month may be, {}",
+                            limits::METRIC_COUNT_MAX
+                        ),
                     )),
                     _ => Ok(vec![SystemEvent::MetricReported {
                         member: *member,
@@ -484,6 +501,14 @@ impl SystemState {
                 "report.income_expenditure_threshold_pence",
                 options.thresholds.income_expenditure,
             )?;
+            limits::amount(
+                "report.receivables_payables_threshold_pence",
+                options.thresholds.receivables_payables,
+            )?;
+            limits::amount(
+                "report.income_expenditure_threshold_pence",
+                options.thresholds.income_expenditure,
+            )?;
         }
         Ok(vec![SystemEvent::ReturnFiled(filed.clone())])
     }
@@ -505,6 +530,8 @@ impl SystemState {
         }
         non_negative("income_pence", income)?;
         non_negative("expenditure_pence", expenditure)?;
+        limits::amount("income_pence", income)?;
+        limits::amount("expenditure_pence", expenditure)?;
         let first_period = year.periods().next();
         if first_period.is_some_and(|p| self.is_closed(p)) {
             return Err(DomainError::rejected(
@@ -539,6 +566,9 @@ impl SystemState {
         self.check_open(r.period, "period")?;
         non_negative("income_pence", r.income)?;
         non_negative("expenditure_pence", r.expenditure)?;
+        limits::amount("income_pence", r.income)?;
+        limits::amount("expenditure_pence", r.expenditure)?;
+        limits::list("balances", r.balances.len(), limits::MEMBERS_MAX)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, balance) in r.balances.iter().enumerate() {
             let field = |name: &str| format!("balances[{i}].{name}");
@@ -559,6 +589,10 @@ impl SystemState {
             non_negative(&field("expenditure_pence"), balance.expenditure)?;
             non_negative(&field("receivables_pence"), balance.receivables)?;
             non_negative(&field("payables_pence"), balance.payables)?;
+            limits::amount(&field("income_pence"), balance.income)?;
+            limits::amount(&field("expenditure_pence"), balance.expenditure)?;
+            limits::amount(&field("receivables_pence"), balance.receivables)?;
+            limits::amount(&field("payables_pence"), balance.payables)?;
         }
         let revision = self
             .return_revisions

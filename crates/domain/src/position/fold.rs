@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{Allocation, BudgetEvent, Scheme, Share};
-use crate::contract::{ContractEvent, PaymentModel};
+use crate::contract::{ContractEvent, PaymentModel, apply_rephase, rephase};
 use crate::fund::{Condition, ConditionOutcome, FundEvent, Recipient};
 use crate::ids::{Code, MemberCode, MemberKind, SystemId, Text};
 use crate::money::{BasisPoints, Pence};
@@ -344,15 +344,8 @@ impl Postings {
     }
 }
 
-/// Twelve even monthly parts of `amount` (largest remainder, earlier months first).
-pub(crate) fn phase(amount: Pence) -> Result<[Pence; 12], crate::money::MoneyError> {
-    let parts = amount.split(&[1; 12])?;
-    let mut months = [Pence::ZERO; 12];
-    for (month, part) in months.iter_mut().zip(parts) {
-        *month = part;
-    }
-    Ok(months)
-}
+/// Twelve even monthly parts (the domain's own phasing, so deciding and folding agree).
+pub(crate) use crate::contract::phase;
 
 fn twelve(amounts: &[Pence]) -> Option<[Pence; 12]> {
     <[Pence; 12]>::try_from(amounts).ok()
@@ -650,7 +643,12 @@ impl Projection {
                 annual_value_after,
                 ..
             } => {
-                for (period, change) in rephase(contract, *period, *annual_value_after)? {
+                for (period, change) in rephase(
+                    contract.year,
+                    &contract.phased,
+                    *period,
+                    *annual_value_after,
+                )? {
                     value(ContractLine::Phased, period, change);
                 }
             }
@@ -1033,14 +1031,13 @@ impl Projection {
                 annual_value_after,
                 ..
             } => {
-                if let Ok(changes) = rephase(contract, *period, *annual_value_after) {
-                    for (period, change) in changes {
-                        if period.year == contract.year
-                            && let Some(month) = contract.phased.get_mut(period.month.index())
-                        {
-                            *month = month.checked_add(change).unwrap_or(*month);
-                        }
-                    }
+                if let Ok(changes) = rephase(
+                    contract.year,
+                    &contract.phased,
+                    *period,
+                    *annual_value_after,
+                ) {
+                    apply_rephase(contract.year, &mut contract.phased, &changes);
                 }
                 contract.model.record(sequence, model.clone());
                 contract.annual_value.record(sequence, *annual_value_after);
@@ -1152,36 +1149,4 @@ impl From<crate::money::MoneyError> for Refused {
     fn from(_: crate::money::MoneyError) -> Self {
         Refused::Overflow
     }
-}
-
-/// The changes to a contract's phased value when a variation from `from` sets the annual
-/// value to `annual_value`: the months of the contract's year before `from` keep what they
-/// were phased; the rest share what is left evenly. If no month of the year is left, the
-/// whole difference lands in `from`.
-fn rephase(
-    contract: &ContractFacts,
-    from: Period,
-    annual_value: Pence,
-) -> Result<Vec<(Period, Pence)>, Refused> {
-    let year = contract.year;
-    let first_left = if from.year < year {
-        0
-    } else if from.year > year {
-        12
-    } else {
-        from.month.index()
-    };
-    let (kept, left) = contract.phased.split_at(first_left);
-    let kept = Pence::checked_sum(kept.iter().copied())?;
-    let remaining = annual_value.checked_sub(kept)?;
-    if left.is_empty() {
-        let phased = Pence::checked_sum(contract.phased.iter().copied())?;
-        return Ok(vec![(from, annual_value.checked_sub(phased)?)]);
-    }
-    let parts = remaining.split(&vec![1; left.len()])?;
-    let mut changes = Vec::with_capacity(left.len());
-    for ((month, old), new) in Month::all().skip(first_left).zip(left).zip(parts) {
-        changes.push((year.period(month), new.checked_sub(*old)?));
-    }
-    Ok(changes)
 }
