@@ -9,6 +9,8 @@
 //!   older ledgerd that accepted it would have): positiond and oversightd keep serving the
 //!   projection as of the event before, report the stuck sequence and why in their status
 //!   and health, and come back the same after a restart.
+//! - a store that comes back behind what the stream holds (here: empty): ledgerd refuses to
+//!   start, naming what the stream holds and what an operator can do.
 
 use std::path::Path;
 use std::time::Duration;
@@ -348,5 +350,66 @@ async fn readers_stuck_on_an_event_they_cannot_fold_keep_serving_and_say_where()
         ServingStatus::NotServing,
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledgerd_refuses_to_start_on_a_store_behind_what_the_stream_holds() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let work = tempfile::tempdir()?;
+    let mut ledgerd = Ledgerd::start(&work.path().join("ledgerd"), Some(&nats.url()))?;
+    let (first, _) = e2e::split_demo_scenario(work.path(), 40)?;
+    e2e::icsctl(
+        &ledgerd.url(),
+        &["load", "--quiet", &first.to_string_lossy()],
+    )?;
+    let head = e2e::head(&mut ledgerd.client().await?).await?;
+    e2e::wait_for_relay(&nats.url(), head.sequence, CATCH_UP).await?;
+    ledgerd.terminate()?;
+
+    // The store comes back empty (lost, or restored from too old a backup): its next commands
+    // would reuse sequences the stream already published.
+    // (The binary binds its port before opening the store, so it may exit just after.)
+    let refused = match Ledgerd::start(&work.path().join("lost"), Some(&nats.url())) {
+        Err(error) => format!("{error:#}"),
+        Ok(lost) => {
+            let started = std::time::Instant::now();
+            while !lost.log_tail().contains("refuses to start") {
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "ledgerd started on a store behind the stream:\n{}",
+                    lost.log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let serving = match lost.client().await {
+                Ok(mut client) => e2e::head(&mut client).await.is_ok(),
+                Err(_) => false,
+            };
+            anyhow::ensure!(!serving, "it does not serve");
+            std::fs::read_to_string(work.path().join("lost.logs/ledgerd-1.log"))?
+        }
+    };
+    for expected in [
+        "refuses to start",
+        &format!("holds event {} of system kav", head.sequence),
+        "beyond the store's head",
+        "store ends at 0",
+        "restore it from the stream or from a backup",
+        "nats stream purge ICS --subject 'ics.kav.>'",
+    ] {
+        assert!(refused.contains(expected), "{expected}:\n{refused}");
+    }
+
+    // What the error says an operator may do when the stream is the one that is wrong.
+    let js = bus::jetstream(bus::connect(&nats.url(), "e2e-operator").await?);
+    js.get_stream(bus::STREAM_NAME)
+        .await?
+        .purge()
+        .filter("ics.kav.>")
+        .await?;
+    let fresh = Ledgerd::start(&work.path().join("lost"), Some(&nats.url()))?;
+    assert_eq!(e2e::head(&mut fresh.client().await?).await?.sequence, 0);
     Ok(())
 }
