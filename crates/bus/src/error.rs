@@ -143,6 +143,10 @@ pub enum BusError {
         source: LastRawMessageError,
     },
 
+    /// Reading the headers of a system's messages one by one failed.
+    #[error("scanning JetStream stream {stream}: {reason}")]
+    Scan { stream: String, reason: String },
+
     #[error("message header {name} is missing")]
     MissingHeader { name: &'static str },
 

@@ -16,12 +16,18 @@
 //! - JetStream forgets message ids after the duplicate window, so on (re)start the relay asks
 //!   [`last_published_sequence`] for the highest ledger sequence the stream already holds and
 //!   resumes after it (after its own cursor only when the stream holds none of its events).
+//! - [`holding`] says what the stream holds of a system's log in a few requests, and
+//!   [`scan_system`] reads every event header of it when that is not enough: how the relay
+//!   finds what a wiped or recreated stream lacks, to publish it again from the record.
+//! - [`Alarm`]: a lasting trouble (NATS down, a consumer lost) logged when it starts or
+//!   changes and then at most once a minute, never once per retry.
 //! - [`connect`] makes a client that keeps reconnecting (with a capped delay) and starts even
 //!   when NATS is down.
 //!
 //! **API boundary:** this crate knows subjects, headers and JetStream; it knows nothing about
 //! sled, protobuf or the relay's cursor. Payloads are opaque bytes.
 
+mod alarm;
 mod connect;
 mod error;
 mod headers;
@@ -29,6 +35,7 @@ mod publish;
 mod stream;
 mod subjects;
 
+pub use alarm::{Alarm, Logged, REMIND_EVERY};
 pub use async_nats;
 pub use connect::{
     CONNECTION_TIMEOUT, JETSTREAM_ACK_TIMEOUT, JETSTREAM_MAX_ACK_INFLIGHT, JETSTREAM_TIMEOUT,
@@ -46,7 +53,8 @@ pub use publish::{
     Publisher,
 };
 pub use stream::{
-    StreamSettings, ensure_stream, last_published, last_published_sequence, system_message_count,
+    Holding, StreamSettings, ensure_stream, holding, keeps_everything, last_checkpoint_sequence,
+    last_published, last_published_sequence, scan_system, stream_exists, system_message_count,
 };
 pub use subjects::{
     STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,

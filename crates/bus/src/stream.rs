@@ -233,6 +233,179 @@ pub async fn system_message_count(
     Ok(total)
 }
 
+/// What the stream holds of one system's events, from a few requests (no scan): enough to
+/// tell a stream that holds the ledger's log from one that lost part of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// How many of the system's event messages it holds (checkpoints not counted).
+    pub count: u64,
+    /// The headers of the first of them in the stream (the lowest stream sequence).
+    pub first: Option<EventHeaders>,
+    /// The headers of the one with the highest `Ics-Sequence` among each family's last
+    /// message (see [`last_published`]).
+    pub last: Option<EventHeaders>,
+}
+
+/// What `stream_name` holds of `system`'s events: count, first and last ([`Holding`]).
+pub async fn holding(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+) -> Result<Holding, BusError> {
+    let count = system_message_count(js, stream_name, system).await?;
+    if count == 0 {
+        return Ok(Holding::default());
+    }
+    let stream = get_stream(js, stream_name).await?;
+    let mut first: Option<(u64, EventHeaders)> = None;
+    for family in Family::ALL {
+        let filter = family_filter(system, family);
+        match stream.get_first_raw_message_by_subject(&filter, 1).await {
+            Ok(message) => {
+                if first.as_ref().is_none_or(|(at, _)| message.sequence < *at) {
+                    first = Some((message.sequence, decode_headers(&message.headers)?));
+                }
+            }
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+            Err(source) => {
+                return Err(BusError::LastMessage {
+                    stream: stream_name.to_string(),
+                    filter,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(Holding {
+        count,
+        first: first.map(|(_, headers)| headers),
+        last: last_published(js, stream_name, system).await?,
+    })
+}
+
+/// Whether a stream of this configuration keeps every message until it is deleted (no age,
+/// size or count limit), so that it must hold the whole log of every system publishing into
+/// it. A stream with limits holds only what they leave: a suffix of each log.
+pub fn keeps_everything(config: &Config) -> bool {
+    config.max_age.is_zero()
+        && config.max_bytes < 0
+        && config.max_messages < 0
+        && config.max_messages_per_subject < 0
+}
+
+/// Reads the headers of every event message of `system` the stream holds, in stream order
+/// (headers only: no payload is sent), and hands each to `visit`; how many there were.
+///
+/// Costs one message per event in the stream, so it is for the rare case where [`holding`]
+/// cannot tell whether the stream holds a log whole. Call only when the stream holds at least
+/// one of the system's events.
+pub async fn scan_system<E: From<BusError>>(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+    mut visit: impl FnMut(EventHeaders) -> Result<(), E>,
+) -> Result<u64, E> {
+    let scan_error = |reason: String| BusError::Scan {
+        stream: stream_name.to_string(),
+        reason,
+    };
+    let stream = get_stream(js, stream_name).await?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: crate::subjects::system_filter(system),
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| scan_error(e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| scan_error(e.to_string()))?;
+    let mut events = 0;
+    loop {
+        let message = tokio::time::timeout(crate::JETSTREAM_TIMEOUT, messages.next())
+            .await
+            .map_err(|_| scan_error("no message within the JetStream timeout".to_string()))?
+            .ok_or_else(|| scan_error("the ordered consumer ended".to_string()))?
+            .map_err(|e| scan_error(e.to_string()))?;
+        let pending = message
+            .info()
+            .map_err(|e| scan_error(e.to_string()))?
+            .pending;
+        if !matches!(
+            message.subject.split('.').nth(2),
+            Some(crate::subjects::AUDIT_FAMILY)
+        ) {
+            let headers = message.headers.as_ref().ok_or(BusError::MissingHeader {
+                name: crate::HEADER_SEQUENCE,
+            })?;
+            visit(decode_headers(headers)?)?;
+            events += 1;
+        }
+        if pending == 0 {
+            return Ok(events);
+        }
+    }
+}
+
+/// Whether the stream exists (`false` when JetStream says it does not; an error when it
+/// cannot be asked).
+pub async fn stream_exists(js: &jetstream::Context, stream_name: &str) -> Result<bool, BusError> {
+    match js.get_stream(stream_name).await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(source) => Err(BusError::GetStream {
+            stream: stream_name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The sequence of `system`'s last signed checkpoint in the stream, or `None` if it holds
+/// none.
+pub async fn last_checkpoint_sequence(
+    js: &jetstream::Context,
+    stream_name: &str,
+    system: &SystemId,
+) -> Result<Option<u64>, BusError> {
+    let stream = get_stream(js, stream_name).await?;
+    let subject = crate::subjects::checkpoint_subject(system);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => {
+            let headers = &message.headers;
+            let sequence = headers
+                .get(crate::HEADER_SEQUENCE)
+                .ok_or(BusError::MissingHeader {
+                    name: crate::HEADER_SEQUENCE,
+                })?
+                .as_str();
+            sequence
+                .parse()
+                .map(Some)
+                .map_err(|_| BusError::InvalidHeader {
+                    name: crate::HEADER_SEQUENCE,
+                    value: sequence.to_string(),
+                    reason: "not a decimal u64",
+                })
+        }
+        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(source) => Err(BusError::LastMessage {
+            stream: stream_name.to_string(),
+            filter: subject,
+            source,
+        }),
+    }
+}
+
 async fn get_stream_info(
     js: &jetstream::Context,
     stream_name: &str,

@@ -30,9 +30,12 @@ pub fn family_filter(system: &SystemId, family: Family) -> String {
     format!("ics.{system}.{}.>", family.name())
 }
 
+/// The third token of checkpoint subjects: not an event family.
+pub(crate) const AUDIT_FAMILY: &str = "audit";
+
 /// `ics.<system>.audit.checkpoint`: signed checkpoints of the hash chain.
 pub fn checkpoint_subject(system: &SystemId) -> String {
-    format!("ics.{system}.audit.checkpoint")
+    format!("ics.{system}.{AUDIT_FAMILY}.checkpoint")
 }
 
 /// The `Nats-Msg-Id` of the checkpoint at `sequence`, so a republished checkpoint is a

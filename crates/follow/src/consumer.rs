@@ -4,7 +4,12 @@
 //!    sequence to the head, and checkpoint.
 //! 2. Follow the system's subjects with a durable JetStream pull consumer. Each message is
 //!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadStored`
-//!    first, a message that does not link to the chain is refused and logged.
+//!    first, a message that does not link to the chain is refused and logged. A consumer lost
+//!    meanwhile (a wiped or recreated stream) is created again, with a backoff, and the
+//!    projection caught up from `ReadStored` as in step 1 (`pull::Follower`).
+//! 5. An event of the record that does not fold (a log written by an older version) stops the
+//!    fold there, not the service: the projection as of the event before is checkpointed and
+//!    served, and the stuck sequence and the reason published in its status (`crate::status`).
 //! 3. Acknowledge each message once it is folded (or ignored, or parked — a parked message is
 //!    flushed to disk first). JetStream is how events arrive quickly, not the record: after a
 //!    crash, step 1 folds again from ledgerd everything past the checkpoint, acknowledged or
@@ -27,11 +32,12 @@ use domain::SystemId;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointStore;
-use crate::incoming::Incoming;
+use crate::incoming::{Incoming, IncomingError};
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::Parked;
-use crate::projection::{Checkpointed, Offer, Projection};
+use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule};
+use crate::status::{StatusSender, Stuck, set_stuck};
 
 /// positiond checkpoints at most a hundredth of the time: after a checkpoint that took `d`
 /// (0.2–0.3 s at a million events) the next waits `99 d` (~25 s, ~25,000 events at 1,000/s).
@@ -64,11 +70,13 @@ pub struct Settings {
 }
 
 /// Runs until `stop` (a stop while ledgerd or the stream is still awaited is a clean stop);
-/// checkpoints before returning.
+/// checkpoints before returning. Its troubles — the consumer lost, an event that does not fold —
+/// are published on `status` and do not end it.
 pub async fn run<P: Projection>(
     settings: Settings,
     checkpoints: CheckpointStore,
     shared: Shared<P>,
+    status: StatusSender,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(mut ledger) =
@@ -78,26 +86,30 @@ pub async fn run<P: Projection>(
         return Ok(());
     };
     let from = read(&shared).sequence + 1;
-    let caught_up = fill(&mut ledger, &shared, from, None).await?;
+    let caught_up = fill(&mut ledger, &shared, from, None).await;
     save(&checkpoints, &shared)?;
-    tracing::info!(
-        folded = caught_up,
-        sequence = read(&shared).sequence,
-        "caught up from ledgerd"
-    );
+    match caught_up {
+        Ok(folded) => tracing::info!(
+            folded,
+            sequence = read(&shared).sequence,
+            "caught up from ledgerd"
+        ),
+        Err(FillError::Stuck(stuck)) => {
+            return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
+        }
+        Err(error @ FillError::Unavailable(_)) => {
+            return Err(anyhow::Error::new(error).context("catching up from ledgerd"));
+        }
+    }
 
-    let Some(consumer) = pull::durable_consumer(
+    let mut follower = pull::Follower::connect(
         &settings.nats_url,
         &settings.consumer,
         &settings.stream_name,
         bus::system_filter(&settings.system),
-        &stop,
+        status.clone(),
     )
-    .await?
-    else {
-        tracing::info!("stopped before the JetStream stream existed");
-        return Ok(());
-    };
+    .await?;
     let mut schedule = Schedule::new(
         settings.checkpoint_events,
         settings.checkpoint_interval,
@@ -105,15 +117,48 @@ pub async fn run<P: Projection>(
     );
     let checkpoints = Arc::new(checkpoints);
     let mut behind = Behind::default();
-    while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
-        while let Some(message) = pull::next_message(&mut batch).await {
+    while let Some(mut batch) = follower.next_batch(settings.fetch_max, &stop).await {
+        if follower.take_recreated() {
+            // The consumer was lost (and with it, perhaps, the stream): what it would have
+            // delivered meanwhile comes from the record.
+            let from = read(&shared).sequence + 1;
+            match fill(&mut ledger, &shared, from, None).await {
+                Ok(folded) => {
+                    schedule.folded(folded);
+                    tracing::info!(
+                        folded,
+                        sequence = read(&shared).sequence,
+                        "caught up from ledgerd"
+                    );
+                }
+                Err(FillError::Stuck(stuck)) => {
+                    behind.finish().await?;
+                    save(checkpoints.as_ref(), &shared)?;
+                    return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
+                }
+                Err(FillError::Unavailable(error)) => {
+                    tracing::warn!(%error, "ledgerd unavailable: a gap is filled when the next event shows it");
+                }
+            }
+        }
+        while let Some(message) = follower.next_message(&mut batch).await {
             if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
                 // A signed checkpoint, not an event: the regulator keeps those, not positiond.
                 pull::ack(&message).await;
                 continue;
             }
             let Folded { folded, refused } =
-                fold_message(&mut ledger, &shared, &message.payload).await?;
+                match fold_message(&mut ledger, &shared, &message.payload).await {
+                    Ok(folded) => folded,
+                    Err(FillError::Stuck(stuck)) => {
+                        behind.finish().await?;
+                        save(checkpoints.as_ref(), &shared)?;
+                        return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
+                    }
+                    Err(error @ FillError::Unavailable(_)) => {
+                        return Err(anyhow::Error::new(error).context("filling a gap from ledgerd"));
+                    }
+                };
             if let Some(reason) = refused {
                 checkpoints
                     .parked()
@@ -137,6 +182,34 @@ pub async fn run<P: Projection>(
     Ok(())
 }
 
+/// The log holds an event that does not fold: publish it on `status` and wait for `stop`,
+/// serving (elsewhere) the projection as it stands — checkpointed by the caller — and reminding
+/// the log now and then. Folding the same event again would fail the same way; what changes
+/// that is another version of this service (a restart, which tries again).
+async fn stay_stuck<P: Projection>(
+    system: &domain::SystemId,
+    shared: &Shared<P>,
+    status: &StatusSender,
+    stuck: Stuck,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    debug_assert_eq!(read(shared).sequence + 1, stuck.sequence);
+    set_stuck(status, system, stuck.clone());
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(bus::REMIND_EVERY) => tracing::warn!(
+                %system,
+                sequence = stuck.sequence,
+                reason = %stuck.reason,
+                "still stuck on an event that does not fold; serving the projection as of the event before"
+            ),
+        }
+    }
+    tracing::info!(sequence = read(shared).sequence, "consumer stopped (stuck)");
+    Ok(())
+}
+
 /// What one JetStream message did: events newly folded (from it, or from ledgerd filling the
 /// gap before it), and why it was refused, if it was.
 struct Folded {
@@ -151,13 +224,13 @@ struct Folded {
 ///   another hash.
 /// - A message that does not fold (it does not link to the chain, or the projection refuses
 ///   it) is checked against ledgerd's copy of that sequence: if ledgerd's folds, the message
-///   was not the ledger's and is refused; if ledgerd's does not fold either, that is fatal
-///   (an error), as anything from the record that does not fold is.
+///   was not the ledger's and is refused; if ledgerd's does not fold either, the log is stuck
+///   there ([`FillError::Stuck`]), as it is on anything from the record that does not fold.
 async fn fold_message<P: Projection>(
     ledger: &mut LedgerdClient,
     shared: &Shared<P>,
     payload: &[u8],
-) -> anyhow::Result<Folded> {
+) -> Result<Folded, FillError> {
     let incoming = match Incoming::decode(payload) {
         Ok(incoming) => incoming,
         Err(error) => {
@@ -204,13 +277,26 @@ async fn fold_message<P: Projection>(
     }
 }
 
+/// Why folding from ledgerd stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    /// ledgerd could not be read (down, unreachable, too slow, or it refused the read): try
+    /// again later.
+    #[error("reading ledgerd: {0}")]
+    Unavailable(#[from] tonic::Status),
+    /// The record holds, at this sequence, an event that does not fold (or cannot be read as
+    /// one): the projection stands at the event before.
+    #[error("the ledger's event {} does not fold: {}", .0.sequence, .0.reason)]
+    Stuck(Stuck),
+}
+
 /// Folds ledgerd's events `from..=to` (to the head when `to` is `None`); how many were new.
 pub async fn fill<P: Projection>(
     ledger: &mut LedgerdClient,
     shared: &Shared<P>,
     from: u64,
     to: Option<u64>,
-) -> anyhow::Result<u64> {
+) -> Result<u64, FillError> {
     let limit = to.map_or(0, |to| to.saturating_sub(from) + 1);
     if to.is_some() && limit == 0 {
         return Ok(0);
@@ -220,28 +306,53 @@ pub async fn fill<P: Projection>(
             from_sequence: from,
             limit,
         })
-        .await
-        .context("ReadStored from ledgerd")?
+        .await?
         .into_inner();
     let mut folded = 0;
-    while let Some(page) = pages.message().await.context("ReadStored from ledgerd")? {
+    while let Some(page) = pages.message().await? {
         // Decoded (and each hash checked) outside the lock; a page folded under one.
-        let events = page
+        let events: Vec<_> = page
             .events
             .iter()
             .map(|value| Incoming::from_stored(value))
-            .collect::<Result<Vec<_>, _>>()
-            .context("an event from ledgerd")?;
-        let mut projection = write(shared);
-        for incoming in &events {
-            // ledgerd is the record: anything it sends that does not fold is fatal.
-            match projection.offer(incoming)? {
-                Offer::Applied => folded += 1,
-                Offer::AlreadyApplied => {}
-                Offer::Gap { next } => anyhow::bail!(
-                    "ledgerd's ReadStored skipped from {next} to {}",
-                    incoming.sequence
-                ),
+            .collect();
+        folded += fold_stored(&mut write(shared), events)?;
+    }
+    Ok(folded)
+}
+
+/// Folds events read from ledgerd's `ReadStored` into `projection`; how many were new. The
+/// first that cannot be read or folded stops it: the projection stands at the event before.
+pub(crate) fn fold_stored<P: Projection>(
+    projection: &mut Checkpointed<P>,
+    events: Vec<Result<Incoming, IncomingError>>,
+) -> Result<u64, FillError> {
+    let mut folded = 0;
+    for decoded in events {
+        let next = projection.sequence + 1;
+        let incoming = decoded.map_err(|e| {
+            FillError::Stuck(Stuck::new(next, format!("an event from ledgerd: {e}")))
+        })?;
+        // ledgerd is the record: anything it sends that does not fold stops the fold there.
+        match projection.offer(&incoming) {
+            Ok(Offer::Applied) => folded += 1,
+            Ok(Offer::AlreadyApplied) => {}
+            Ok(Offer::Gap { next }) => {
+                return Err(FillError::Stuck(Stuck::new(
+                    next,
+                    format!(
+                        "ledgerd's ReadStored skipped from {next} to {}",
+                        incoming.sequence
+                    ),
+                )));
+            }
+            Err(error) => {
+                let sequence = match &error {
+                    FoldError::ChainBroken { sequence } | FoldError::Apply { sequence, .. } => {
+                        *sequence
+                    }
+                };
+                return Err(FillError::Stuck(Stuck::new(sequence, error.to_string())));
             }
         }
     }

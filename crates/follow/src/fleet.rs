@@ -25,8 +25,11 @@
 //!    that system or differs from the one already kept at its sequence — is **parked** with
 //!    the reason (`crate::parked`) and acknowledged; the consumer goes on. An event
 //!    `Established` for another system than the subject names is refused the same way, so a
-//!    ledgerd misconfigured under another system's id cannot fold into it (from a ledgerd's
-//!    `ReadStored` the consumer fails instead, as any record that does not fold does).
+//!    ledgerd misconfigured under another system's id cannot fold into it. A message that
+//!    does not fold is checked against its system's ledgerd, if it has one: when the
+//!    record's own event there does not fold either (from `ReadStored`, the same for any
+//!    event), the system is **stuck** (`crate::status`): reported as of the event before,
+//!    folded no further, its later messages passed over; the other systems go on.
 //! 4. Checkpoint every system folded since the last checkpoint as **one sled batch**
 //!    (atomic), flushed — every so many events or so often, never more than a tenth of the
 //!    time (`pull::Schedule`; the views are small, so in practice on the interval) — and only
@@ -34,6 +37,9 @@
 //!    a ledgerd has no other copy of its events to fold again) — so after a crash every system's
 //!    projection on disk is the fold of exactly its events `1..=sequence`, and every
 //!    acknowledged message is in one of them.
+//!
+//! A lost consumer (a wiped or recreated stream) is created again with a backoff
+//! (`pull::Follower`) and every system with a ledgerd caught up from it, as at start.
 //!
 //! Messages on `ics.<system>.audit.>` (signed checkpoints) are not events: each is kept in
 //! [`ReceivedCheckpoints`] (the regulator's copy) and acknowledged without folding.
@@ -54,6 +60,7 @@ use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::{Parked, ParkedMessages};
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule, Unsaved};
+use crate::status::{StatusSender, Stuck, set_stuck};
 
 /// oversightd checkpoints at most a tenth of the time (after a checkpoint that took `d`, the
 /// next waits `9 d`), not positiond's hundredth: the fleet acknowledges only what a checkpoint
@@ -400,20 +407,11 @@ impl Ledgerds {
     }
 }
 
-/// Why filling from a ledgerd stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum FillError {
-    /// The ledgerd could not be read (down, unreachable, too slow, or it refused the read):
-    /// try again later.
-    #[error("reading ledgerd: {0}")]
-    Unavailable(#[from] tonic::Status),
-    /// What the ledgerd sent does not fold: the record and this projection disagree.
-    #[error("ledgerd's events do not fold: {0}")]
-    Record(#[source] anyhow::Error),
-}
+pub use crate::consumer::FillError;
 
 /// Folds `system`'s events `from..=to` (to the head when `to` is `None`) from its ledgerd;
-/// how many were new.
+/// how many were new. The first that cannot be read or folded stops it
+/// ([`FillError::Stuck`]): the system's projection stands at the event before.
 pub async fn fill<P: Projection>(
     ledger: &mut LedgerdClient,
     shared: &SharedFleet<P>,
@@ -435,41 +433,76 @@ pub async fn fill<P: Projection>(
     let mut folded = 0;
     while let Some(page) = pages.message().await? {
         // Decoded (and each hash checked) outside the lock; a page folded under one.
-        let events = page
+        let events: Vec<_> = page
             .events
             .iter()
             .map(|value| Incoming::from_stored(value))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                FillError::Record(anyhow::Error::new(e).context("an event from ledgerd"))
-            })?;
+            .collect();
         let mut fleet = write(shared);
-        for incoming in &events {
-            // ledgerd is the record: anything it sends that does not fold is an error.
-            let offered =
-                offer(&mut fleet, system, incoming).map_err(|e| FillError::Record(e.into()))?;
-            match offered {
-                Offer::Applied => folded += 1,
-                Offer::AlreadyApplied => {}
-                Offer::Gap { next } => {
-                    return Err(FillError::Record(anyhow::anyhow!(
+        for decoded in events {
+            let next = fleet.get(system).map_or(0, |c| c.sequence) + 1;
+            let stuck = |reason: String| FillError::Stuck(Stuck::new(next, reason));
+            let incoming = decoded.map_err(|e| stuck(format!("an event from ledgerd: {e}")))?;
+            // ledgerd is the record: anything it sends that does not fold stops the fold there.
+            match offer(&mut fleet, system, &incoming) {
+                Ok(Offer::Applied) => folded += 1,
+                Ok(Offer::AlreadyApplied) => {}
+                Ok(Offer::Gap { next }) => {
+                    return Err(stuck(format!(
                         "ledgerd's ReadStored skipped from {next} to {}",
                         incoming.sequence
                     )));
                 }
+                Err(error) => return Err(stuck(error.to_string())),
             }
         }
     }
     Ok(folded)
 }
 
+/// Catches `system` up from its ledgerd; a system whose log holds an event that does not fold
+/// is marked stuck on `status` (the others go on).
+async fn catch_up<P: Projection>(
+    ledgerds: &Ledgerds,
+    shared: &SharedFleet<P>,
+    status: &StatusSender,
+    system: &SystemId,
+    dirty: &mut BTreeSet<SystemId>,
+) {
+    let Some(mut ledger) = ledgerds.get(system) else {
+        return;
+    };
+    if status.borrow().stuck.contains_key(system) {
+        return;
+    }
+    let from = next_sequence(shared, system);
+    match fill(&mut ledger, shared, system, from, None).await {
+        Ok(folded) => {
+            tracing::info!(%system, folded, sequence = from + folded - 1, "caught up from ledgerd");
+            if folded > 0 {
+                dirty.insert(system.clone());
+            }
+        }
+        Err(FillError::Unavailable(status)) => {
+            tracing::warn!(%system, %status, "ledgerd not reachable: following the system from JetStream until it is");
+        }
+        Err(FillError::Stuck(stuck)) => {
+            dirty.insert(system.clone());
+            set_stuck(status, system, stuck);
+        }
+    }
+}
+
 /// Runs until `stop`; checkpoints before returning. Fails only on what must not be passed
-/// over: a ledgerd whose events do not fold, a checkpoint that cannot be written, a consumer
-/// that cannot be created.
+/// over: a checkpoint that cannot be written, a message that cannot be parked. A system whose
+/// log holds an event that does not fold is marked stuck on `status` and folded no further;
+/// the others go on. A lost consumer is created again ([`pull::Follower`]) and every system
+/// caught up from its ledgerd.
 pub async fn run<P: Projection>(
     settings: FleetSettings,
     checkpoints: FleetCheckpointStore,
     shared: SharedFleet<P>,
+    status: StatusSender,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let ledgerds = Ledgerds::new(&settings.ledgerds, &settings.ledgerd_access)?;
@@ -477,24 +510,7 @@ pub async fn run<P: Projection>(
     let parked = checkpoints.parked().clone();
     let mut dirty = BTreeSet::new();
     for system in settings.ledgerds.keys() {
-        let Some(mut ledger) = ledgerds.get(system) else {
-            continue;
-        };
-        let from = next_sequence(&shared, system);
-        match fill(&mut ledger, &shared, system, from, None).await {
-            Ok(folded) => {
-                tracing::info!(%system, folded, sequence = from + folded - 1, "caught up from ledgerd");
-                if folded > 0 {
-                    dirty.insert(system.clone());
-                }
-            }
-            Err(FillError::Unavailable(status)) => {
-                tracing::warn!(%system, %status, "ledgerd not reachable: following the system from JetStream until it is");
-            }
-            Err(error @ FillError::Record(_)) => {
-                return Err(anyhow::Error::new(error).context(format!("catching up {system}")));
-            }
-        }
+        catch_up(&ledgerds, &shared, &status, system, &mut dirty).await;
     }
     save(&checkpoints, &shared, &mut dirty)?;
     for system in read(&shared).keys() {
@@ -503,29 +519,31 @@ pub async fn run<P: Projection>(
         }
     }
 
-    let Some(consumer) = pull::durable_consumer(
+    let mut follower = pull::Follower::connect(
         &settings.nats_url,
         &settings.consumer,
         &settings.stream_name,
         settings.filter_subject.clone(),
-        &stop,
+        status.clone(),
     )
-    .await?
-    else {
-        tracing::info!("stopped before the JetStream stream existed");
-        return Ok(());
-    };
+    .await?;
     let mut unsaved = Unsaved::new(Schedule::new(
         settings.checkpoint_events,
         settings.checkpoint_interval,
         CHECKPOINT_REST_FACTOR,
     ));
-    while let Some(mut batch) = pull::next_batch(&consumer, settings.fetch_max, &stop).await {
-        while let Some(message) = pull::next_message(&mut batch).await {
+    while let Some(mut batch) = follower.next_batch(settings.fetch_max, &stop).await {
+        if follower.take_recreated() {
+            for system in settings.ledgerds.keys() {
+                catch_up(&ledgerds, &shared, &status, system, &mut dirty).await;
+            }
+        }
+        while let Some(message) = follower.next_message(&mut batch).await {
             let outcome = fold_message(
                 &ledgerds,
                 &received,
                 &shared,
+                &status,
                 message.subject.as_str(),
                 &message.payload,
                 &mut dirty,
@@ -566,11 +584,14 @@ pub async fn run<P: Projection>(
 }
 
 /// Folds one JetStream message into its system (filling any gap before it from that
-/// system's ledgerd).
+/// system's ledgerd). A message of a system stuck on an event that does not fold is passed
+/// over (acknowledged after the next checkpoint, not folded): that system's ledgerd holds it,
+/// and a restart catches up from there.
 async fn fold_message<P: Projection>(
     ledgerds: &Ledgerds,
     received: &ReceivedCheckpoints,
     shared: &SharedFleet<P>,
+    status: &StatusSender,
     subject: &str,
     payload: &[u8],
     dirty: &mut BTreeSet<SystemId>,
@@ -586,54 +607,68 @@ async fn fold_message<P: Projection>(
         }
         None => return refused(0, "its subject names no system".to_string()),
     };
+    if status.borrow().stuck.contains_key(&system) {
+        return Ok(Outcome::Done { folded: 0 });
+    }
     let incoming = match Incoming::decode(payload) {
         Ok(incoming) => incoming,
         Err(error) => return refused(0, error.to_string()),
     };
     let offered = offer(&mut write(shared), &system, &incoming);
-    match offered {
+    let (from, through) = match &offered {
         Ok(Offer::Applied) => {
             dirty.insert(system);
-            Ok(Outcome::Done { folded: 1 })
+            return Ok(Outcome::Done { folded: 1 });
         }
-        Ok(Offer::AlreadyApplied) => Ok(Outcome::Done { folded: 0 }),
-        Ok(Offer::Gap { next }) => {
-            let Some(mut ledger) = ledgerds.get(&system) else {
-                tracing::error!(
-                    %system,
-                    from = next,
-                    to = incoming.sequence,
-                    "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
-                );
-                return Ok(Outcome::Retry);
-            };
-            // Fill from the record, through this event's own sequence: the copy from ledgerd
-            // is authoritative, the message is then a redelivery — unless ledgerd has no such
-            // event, or another one there.
-            match fill(&mut ledger, shared, &system, next, Some(incoming.sequence)).await {
-                Ok(filled) => {
-                    tracing::info!(%system, from = next, to = incoming.sequence, "filled a gap from ledgerd");
-                    if filled > 0 {
-                        dirty.insert(system.clone());
-                    }
-                    let disagreement = read(shared)
-                        .get(&system)
-                        .and_then(|folded| folded.disagreement(&incoming));
-                    match disagreement {
-                        Some(reason) => refused(filled, reason),
-                        None => Ok(Outcome::Done { folded: filled }),
-                    }
-                }
-                Err(FillError::Unavailable(status)) => {
-                    tracing::warn!(%system, %status, from = next, to = incoming.sequence, "gap not filled: ledgerd unavailable; not acknowledging past it");
-                    Ok(Outcome::Retry)
-                }
-                Err(error @ FillError::Record(_)) => {
-                    Err(anyhow::Error::new(error).context(format!("filling a gap of {system}")))
-                }
+        Ok(Offer::AlreadyApplied) => return Ok(Outcome::Done { folded: 0 }),
+        Ok(Offer::Gap { next }) => (*next, incoming.sequence),
+        Err(error) => {
+            if ledgerds.get(&system).is_none() {
+                return refused(0, format!("{system}: {error}"));
+            }
+            // Is it the message, or the record? Ledgerd's copy of that sequence decides.
+            (incoming.sequence, incoming.sequence)
+        }
+    };
+    let Some(mut ledger) = ledgerds.get(&system) else {
+        tracing::error!(
+            %system,
+            from,
+            to = through,
+            "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
+        );
+        return Ok(Outcome::Retry);
+    };
+    // Fill from the record, through this event's own sequence: the copy from ledgerd is
+    // authoritative, the message is then a redelivery — unless ledgerd has no such event, or
+    // another one there.
+    match fill(&mut ledger, shared, &system, from, Some(through)).await {
+        Ok(filled) => {
+            tracing::info!(%system, from, to = through, "filled from ledgerd");
+            if filled > 0 {
+                dirty.insert(system.clone());
+            }
+            let disagreement = read(shared)
+                .get(&system)
+                .and_then(|folded| folded.disagreement(&incoming));
+            match (disagreement, offered) {
+                (Some(reason), _) => refused(filled, reason),
+                (None, Err(error)) => refused(
+                    filled,
+                    format!("{system}: {error}; ledgerd's event {through} folded in its place"),
+                ),
+                (None, Ok(_)) => Ok(Outcome::Done { folded: filled }),
             }
         }
-        Err(error) => refused(0, format!("{system}: {error}")),
+        Err(FillError::Unavailable(error)) => {
+            tracing::warn!(%system, %error, from, to = through, "not filled: ledgerd unavailable; not acknowledging past it");
+            Ok(Outcome::Retry)
+        }
+        Err(FillError::Stuck(stuck)) => {
+            dirty.insert(system.clone());
+            set_stuck(status, &system, stuck);
+            Ok(Outcome::Done { folded: 1 })
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`parked`]: messages refused from JetStream (NATS is untrusted), kept with the reason.
 //! - [`consumer`]: catch up from ledgerd, follow JetStream (acknowledging what is folded),
 //!   checkpoint on a schedule that bounds its cost.
+//! - [`status`]: what the service says about itself — its consumer lost and being recreated,
+//!   a system stuck on an event that does not fold — for gRPC status and health. A reader
+//!   never wedges silently and never crash-loops on what the log holds.
 //! - [`fleet`]: the same for many systems on one consumer (`ics.*.>`), each with its own
 //!   sequence, chain and ledgerd, checkpointed together.
 
@@ -21,3 +24,4 @@ pub mod ledgerd;
 pub mod parked;
 pub mod projection;
 mod pull;
+pub mod status;

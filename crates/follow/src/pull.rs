@@ -1,5 +1,13 @@
-//! The JetStream half both consumers share: the durable pull consumer, pulling, and
-//! acknowledging only what a checkpoint covers.
+//! The JetStream half both consumers share: the durable pull consumer — recreated when it is
+//! lost — pulling, and acknowledging only what a checkpoint covers.
+//!
+//! A consumer can be lost while its service runs: nats-server restarted on a wiped store, the
+//! stream deleted and recreated, the consumer deleted by an operator. A pull then answers
+//! `503` (no responders) at once, every time. [`Follower`] takes any failed pull as a sign that
+//! the consumer may be gone: it waits (doubling from [`RETRY_MIN`] to [`RETRY_MAX`]), creates
+//! the consumer again if it is missing, and tells its caller, who catches up from ledgerd as at
+//! start. The trouble is published in the service's status and logged when it starts or
+//! changes and then once a minute, never once per pull.
 
 use std::time::{Duration, Instant};
 
@@ -9,77 +17,194 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::status::{StatusSender, set_consumer};
+
 /// How long one pull waits for messages before it ends empty.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
+/// The first wait after a failed pull or a consumer that could not be created…
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(100);
+/// …doubling up to this.
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
+/// A trouble shorter than this (the connection still being made at start-up, a server
+/// restarting) is neither logged as a warning nor reported in the status.
+const TROUBLE_GRACE: Duration = Duration::from_secs(1);
 
-/// The durable consumer `name` of `filter_subject` on `stream_name`, once the stream exists
-/// (ledgerd's relay creates it); `None` if asked to stop while waiting.
-pub(crate) async fn durable_consumer(
-    nats_url: &str,
-    name: &str,
-    stream_name: &str,
+/// A durable pull consumer that is created again when it is lost.
+pub(crate) struct Follower {
+    js: async_nats::jetstream::Context,
+    name: String,
+    stream_name: String,
     filter_subject: String,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<PullConsumer>> {
-    let client = bus::connect(nats_url, name).await?;
-    let js = bus::jetstream(client);
-    let stream = loop {
-        match js.get_stream(stream_name).await {
-            Ok(stream) => break stream,
-            Err(error) => tracing::info!(%error, "waiting for the JetStream stream"),
-        }
-        tokio::select! {
-            // Asked to stop while waiting: a clean stop, not a failure.
-            () = stop.cancelled() => return Ok(None),
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    };
-    let consumer = stream
-        .get_or_create_consumer(
-            name,
-            pull::Config {
-                durable_name: Some(name.to_string()),
-                filter_subject,
-                ack_policy: AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating consumer {name}: {e}"))?;
-    Ok(Some(consumer))
+    consumer: Option<PullConsumer>,
+    /// The wait before the next attempt, while failing.
+    retry: Option<Duration>,
+    /// When the current trouble started.
+    troubled_since: Option<Instant>,
+    alarm: bus::Alarm,
+    status: StatusSender,
+    /// Created (again) since last asked, after having been created once.
+    recreated: bool,
+    created_once: bool,
 }
 
-/// The next pull of up to `max` messages, which arrive as the stream yields them; `None`
-/// once `stop` is cancelled. A failed pull is logged and retried.
-pub(crate) async fn next_batch(
-    consumer: &PullConsumer,
-    max: usize,
-    stop: &CancellationToken,
-) -> Option<Batch> {
-    loop {
-        let pulled = tokio::select! {
-            () = stop.cancelled() => return None,
-            pulled = consumer.fetch().max_messages(max).expires(PULL_EXPIRES).messages() => pulled,
-        };
-        match pulled {
-            Ok(batch) => return Some(batch),
-            Err(error) => {
-                tracing::warn!(%error, "pull failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+impl Follower {
+    /// A follower of `filter_subject` on `stream_name` as the durable consumer `name`. Returns
+    /// at once: NATS and the stream are waited for by [`Follower::next_batch`].
+    pub(crate) async fn connect(
+        nats_url: &str,
+        name: &str,
+        stream_name: &str,
+        filter_subject: String,
+        status: StatusSender,
+    ) -> anyhow::Result<Self> {
+        let client = bus::connect(nats_url, name).await?;
+        Ok(Follower {
+            js: bus::jetstream(client),
+            name: name.to_string(),
+            stream_name: stream_name.to_string(),
+            filter_subject,
+            consumer: None,
+            retry: None,
+            troubled_since: None,
+            alarm: bus::Alarm::new(format!("consumer {name}")),
+            status,
+            recreated: false,
+            created_once: false,
+        })
+    }
+
+    /// Whether the consumer was created again (after being lost) since last asked: the caller
+    /// catches up from ledgerd, as at start.
+    pub(crate) fn take_recreated(&mut self) -> bool {
+        std::mem::take(&mut self.recreated)
+    }
+
+    /// The next pull of up to `max` messages, which arrive as the stream yields them; `None`
+    /// once `stop` is cancelled. Waits for NATS, the stream and the consumer, creating the
+    /// consumer when it is missing.
+    pub(crate) async fn next_batch(
+        &mut self,
+        max: usize,
+        stop: &CancellationToken,
+    ) -> Option<Batch> {
+        loop {
+            if let Some(wait) = self.retry {
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            if stop.is_cancelled() {
+                return None;
+            }
+            if self.js.client().connection_state() != async_nats::connection::State::Connected {
+                self.trouble("NATS unreachable", &"not connected; reconnecting");
+                continue;
+            }
+            let consumer = match &self.consumer {
+                Some(consumer) => consumer.clone(),
+                None => match self.create().await {
+                    Ok(consumer) => consumer,
+                    Err(error) => {
+                        self.trouble("consumer cannot be created", &error);
+                        continue;
+                    }
+                },
+            };
+            let pulled = tokio::select! {
+                () = stop.cancelled() => return None,
+                pulled = consumer.fetch().max_messages(max).expires(PULL_EXPIRES).messages() => pulled,
+            };
+            match pulled {
+                Ok(batch) => return Some(batch),
+                Err(error) => self.lost("pull failed", &error),
             }
         }
     }
-}
 
-/// The next message of `batch`; `None` at its end or on an error (logged: what was not
-/// received comes again in a later pull).
-pub(crate) async fn next_message(batch: &mut Batch) -> Option<Message> {
-    match batch.next().await? {
-        Ok(message) => Some(message),
-        Err(error) => {
-            tracing::warn!(%error, "message error");
-            None
+    /// The next message of `batch`; `None` at its end or on an error (what was not received
+    /// comes again in a later pull). An error means the consumer may be lost: the next pull
+    /// waits, and creates it again if it is.
+    pub(crate) async fn next_message(&mut self, batch: &mut Batch) -> Option<Message> {
+        match batch.next().await {
+            Some(Ok(message)) => {
+                self.delivering();
+                Some(message)
+            }
+            None => {
+                // A pull that ended (full or expired) on a connected client: the consumer is
+                // there. On a disconnected one nothing can be told.
+                if self.js.client().connection_state() == async_nats::connection::State::Connected {
+                    self.delivering();
+                }
+                None
+            }
+            Some(Err(error)) => {
+                self.lost("pull answered with an error", &error);
+                None
+            }
         }
+    }
+
+    /// The consumer is there (looked up or created).
+    async fn create(&mut self) -> anyhow::Result<PullConsumer> {
+        let stream = self
+            .js
+            .get_stream(&self.stream_name)
+            .await
+            .map_err(|e| anyhow::anyhow!("JetStream stream {}: {e}", self.stream_name))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.name,
+                pull::Config {
+                    durable_name: Some(self.name.clone()),
+                    filter_subject: self.filter_subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating consumer {}: {e}", self.name))?;
+        if self.created_once {
+            tracing::info!(consumer = %self.name, "JetStream consumer created again: catching up from ledgerd");
+            self.recreated = true;
+        }
+        self.created_once = true;
+        self.consumer = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    /// A pull failed: the consumer is looked up (and created if missing) before the next one.
+    fn lost(&mut self, state: &str, error: &dyn std::fmt::Display) {
+        self.consumer = None;
+        self.trouble(state, error);
+    }
+
+    /// Something keeps the consumer from delivering: waited out, published, logged on change.
+    fn trouble(&mut self, state: &str, error: &dyn std::fmt::Display) {
+        let wait = self
+            .retry
+            .map_or(RETRY_MIN, |wait| (wait * 2).min(RETRY_MAX));
+        self.retry = Some(wait);
+        let since = *self.troubled_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < TROUBLE_GRACE {
+            tracing::debug!(state, %error, "consumer trouble (within the grace period)");
+            return;
+        }
+        self.alarm.raise(
+            state,
+            &format_args!("{error}; trying again in {} ms", wait.as_millis()),
+        );
+        set_consumer(&self.status, Some(format!("{state}: {error}")));
+    }
+
+    /// Messages arrive (or a pull ended as pulls do): no trouble.
+    fn delivering(&mut self) {
+        self.troubled_since = None;
+        if self.retry.take().is_some() || self.alarm.is_raised() {
+            self.alarm.clear("the consumer delivers again");
+        }
+        set_consumer(&self.status, None);
     }
 }
 

@@ -25,19 +25,26 @@ struct Tally {
     invoiced_pence: i64,
 }
 
+/// An invoice of this many pence does not fold into a [`Tally`]: an event an older version
+/// accepted and this one refuses.
+const UNFOLDABLE_PENCE: i64 = 999_999;
+
 impl Projection for Tally {
     fn apply(&mut self, event: &Incoming) -> Result<(), String> {
-        self.sequences.push(event.sequence);
         if let Event::Contract {
             event: ContractEvent::InvoiceRaised { amount, .. },
             ..
         } = &event.event
         {
+            if amount.get() == UNFOLDABLE_PENCE {
+                return Err(format!("an invoice of {UNFOLDABLE_PENCE} pence"));
+            }
             self.invoiced_pence = self
                 .invoiced_pence
                 .checked_add(amount.get())
                 .ok_or("overflow")?;
         }
+        self.sequences.push(event.sequence);
         Ok(())
     }
 }
@@ -169,6 +176,7 @@ struct Running {
     shared: Shared<Tally>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    status: follow::status::StatusReceiver,
 }
 
 fn start_consumer(settings: Settings, dir: &std::path::Path) -> anyhow::Result<Running> {
@@ -178,13 +186,20 @@ fn start_consumer(settings: Settings, dir: &std::path::Path) -> anyhow::Result<R
 fn start_on(settings: Settings, checkpoints: CheckpointStore) -> anyhow::Result<Running> {
     let shared: Shared<Tally> = Arc::new(RwLock::new(checkpoints.load()?));
     let stop = CancellationToken::new();
+    let (sender, status) = follow::status::channel();
     let task = tokio::spawn(consumer::run(
         settings,
         checkpoints,
         shared.clone(),
+        sender,
         stop.clone(),
     ));
-    Ok(Running { shared, stop, task })
+    Ok(Running {
+        shared,
+        stop,
+        task,
+        status,
+    })
 }
 
 impl Running {
@@ -205,6 +220,23 @@ impl Running {
             "not at {sequence} after 10 s: {:?}",
             self.snapshot().sequence
         )
+    }
+
+    /// Waits until the status satisfies `wanted`; returns it.
+    async fn wait_for_status(
+        &self,
+        what: &str,
+        wanted: impl Fn(&follow::status::Status) -> bool,
+    ) -> anyhow::Result<follow::status::Status> {
+        for _ in 0..800 {
+            let now = self.status.borrow().clone();
+            if wanted(&now) {
+                return Ok(now);
+            }
+            anyhow::ensure!(!self.task.is_finished(), "the consumer stopped");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("status not {what} after 20 s: {:?}", self.status.borrow())
     }
 
     async fn stop(self) -> anyhow::Result<Checkpointed<Tally>> {
@@ -452,4 +484,108 @@ fn outbound(recorded: &pb::RecordedEvent) -> bus::OutboundEvent {
         event_type: recorded.event_type.clone(),
         payload: recorded.encode_to_vec().into(),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_lost_with_the_stream_is_created_again_and_catches_up() -> anyhow::Result<()> {
+    let mut nats = testkit::NatsServer::start()?;
+    let ledgerd = start_ledgerd(Some(nats.url())).await?;
+    let mut ledger = client(&ledgerd.url).await?;
+    post(&mut ledger, setup()).await?;
+    let first = post(&mut ledger, (0..50).map(invoice).collect()).await?;
+    let dir = tempfile::tempdir()?;
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    running.wait_for(first).await?;
+    running
+        .wait_for_status("healthy", follow::status::Status::healthy)
+        .await?;
+
+    // NATS goes, and comes back without its store: no stream, no consumer.
+    nats.stop()?;
+    let down = running
+        .wait_for_status("troubled", |s| s.consumer.is_some())
+        .await?;
+    assert!(down.stuck.is_empty());
+    let second = post(&mut ledger, (50..80).map(invoice).collect()).await?;
+    std::fs::remove_dir_all(nats.store_dir())?;
+    std::fs::create_dir_all(nats.store_dir())?;
+    nats.restart()?;
+
+    // The consumer is created again, the fold catches up from ledgerd, and what is recorded
+    // from now on arrives through JetStream.
+    running.wait_for(second).await?;
+    let third = post(&mut ledger, (80..90).map(invoice).collect()).await?;
+    let seen = running.wait_for(third).await?;
+    assert_eq!(seen.projection, expected(third, 0..90), "each event once");
+    running
+        .wait_for_status("healthy again", follow::status::Status::healthy)
+        .await?;
+    let js = bus::jetstream(bus::connect(&nats.url(), "test").await?);
+    let stream = js.get_stream(bus::STREAM_NAME).await?;
+    stream.consumer_info("p1").await?;
+    running.stop().await?;
+    ledgerd.ledgerd.stop().await?;
+    Ok(())
+}
+
+/// An invoice the [`Tally`] refuses.
+fn unfoldable_invoice() -> pb::Command {
+    use domain::{Code, ContractCommand, FinancialYear, Month, Pence, Period};
+    let command = domain::Command::Contract {
+        contract: Code::new("C1").expect("code"),
+        command: ContractCommand::RaiseInvoice {
+            invoice: Code::new("OLD-1").expect("code"),
+            period: Period::new(
+                FinancialYear::new(2018).expect("year"),
+                Month::new(1).expect("month"),
+            ),
+            amount: Pence::new(UNFOLDABLE_PENCE),
+            corrects: None,
+        },
+    };
+    api::command_to_proto(&CommandMeta::random(), &command)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_does_not_fold_stops_the_fold_not_the_consumer() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start()?;
+    let ledgerd = start_ledgerd(Some(nats.url())).await?;
+    let mut ledger = client(&ledgerd.url).await?;
+    post(&mut ledger, setup()).await?;
+    let before = post(&mut ledger, (0..10).map(invoice).collect()).await?;
+    let dir = tempfile::tempdir()?;
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    running.wait_for(before).await?;
+
+    // Through JetStream: the unfoldable event, and more after it.
+    let bad = post(&mut ledger, vec![unfoldable_invoice()]).await?;
+    post(&mut ledger, (10..20).map(invoice).collect()).await?;
+    let status = running
+        .wait_for_status("stuck", |s| !s.stuck.is_empty())
+        .await?;
+    let kav = domain::SystemId::new("kav")?;
+    let stuck = status.stuck.get(&kav).expect("kav is stuck");
+    assert_eq!(stuck.sequence, bad);
+    assert!(stuck.reason.contains("999999 pence"), "{}", stuck.reason);
+    assert!(!status.healthy());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!running.task.is_finished(), "the consumer did not stop");
+    assert_eq!(running.snapshot().projection, expected(before, 0..10));
+    let stopped = running.stop().await?;
+    assert_eq!(
+        stopped.sequence, before,
+        "checkpointed as of the event before"
+    );
+
+    // Restarted: it catches up from ledgerd to the same event, and stays there, serving.
+    let running = start_consumer(settings(&nats, &ledgerd, "p1"), dir.path())?;
+    let status = running
+        .wait_for_status("stuck again", |s| !s.stuck.is_empty())
+        .await?;
+    assert_eq!(status.stuck.get(&kav).map(|s| s.sequence), Some(bad));
+    assert_eq!(running.snapshot().sequence, before);
+    assert!(!running.task.is_finished());
+    running.stop().await?;
+    ledgerd.ledgerd.stop().await?;
+    Ok(())
 }

@@ -1,38 +1,44 @@
 //! The outbox relay: publishes the committed log to JetStream, in log order, exactly once.
 //!
-//! The sled log is the record; NATS is the distribution path. The relay reads events after its
-//! cursor — up to a window — and publishes them: a few one by one (pipelined, the
-//! acknowledgements awaited in order), a backlog of [`RelaySettings::batch_from`] or more as
-//! JetStream atomic batches, each stored all or none, acknowledged once and, with
-//! `sync_interval: always`, synced to disk once where single messages are synced one by one.
-//! The cursor advances only on an acknowledgement. Every message carries `Nats-Msg-Id` = the
-//! event id, so a publish repeated after a lost acknowledgement is dropped by JetStream as a
-//! duplicate (a repeated batch is refused whole, and the relay resumes after what the stream
-//! holds). Duplicates are only remembered for the stream's duplicate window, so on every
-//! (re)start the relay asks JetStream for the highest ledger sequence it already holds and
-//! resumes after that: nothing is published twice, even when the relay was down for longer
-//! than the window. And nothing the stream lost stays lost: nats-server can lose messages it
-//! acknowledged (with its default lazy fsync, in a crash), so when the stream holds less than
-//! the relay's cursor says was acknowledged, the relay publishes the lost tail again — on its
-//! start, and whenever its connection to NATS is re-established (a restarted server), which
-//! makes it start over. (Its own cursor is used only when the stream holds none of this
-//! system's events, which cannot tell a lost stream from one whose limits let them all go.)
+//! The sled log is the record; NATS is the distribution path — a replica, repaired from the
+//! record. The relay reads events after its cursor — up to a window — and publishes them: a
+//! few one by one (pipelined, the acknowledgements awaited in order), a backlog of
+//! [`RelaySettings::batch_from`] or more as JetStream atomic batches, each stored all or none,
+//! acknowledged once and, with `sync_interval: always`, synced to disk once where single
+//! messages are synced one by one. The cursor advances only on an acknowledgement. Every
+//! message carries `Nats-Msg-Id` = the event id, so a publish repeated after a lost
+//! acknowledgement is dropped by JetStream as a duplicate (a repeated batch is refused whole,
+//! and the relay resumes after what the stream holds).
+//!
+//! Where it resumes is decided from what the stream holds, not from its own cursor
+//! ([`Plan`]): on every (re)start, every reconnection to NATS (a restarted server may have
+//! lost what it had not synced, or its whole store) and whenever the stream was deleted or
+//! recreated, the relay looks at the system's messages in the stream — how many, the first,
+//! the last, their hashes against the ledger's — and publishes again whatever the stream
+//! lacks, in order, from where the stream's copy stops being the ledger's log: from 1 for a
+//! wiped or recreated stream. When those few looks cannot tell (a gap in the middle, events
+//! out of order after an earlier repair), it reads every header of the system's messages and
+//! publishes only the events missing. Duplicates are only remembered for the stream's
+//! duplicate window, so nothing the stream holds is sent again. A stream that holds events of
+//! this system beyond the store's head is an alarm, not something to repair: ledgerd refuses
+//! to start on it ([`check_stream_at_start`]) and the relay publishes nothing while it lasts.
 //!
 //! With NATS down the ledger keeps accepting commands; the relay retries with a capped backoff
-//! and catches up when the server is back.
+//! and catches up when the server is back, logging the trouble when it starts or changes and
+//! then once a minute ([`bus::Alarm`]), not on every retry.
 //!
 //! Asked to stop, the relay makes one last pass, bounded by [`DRAIN_MAX`]: what was committed
 //! before the stop — and the checkpoint ledgerd signs on its way down — reaches JetStream now
 //! rather than at the next start. (Skipped when the relay was already waiting out an error:
 //! NATS is then most likely down, and whatever is left goes at the next start as before.)
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use api::pb;
-use bus::{OutboundEvent, Publisher, StreamSettings};
+use bus::{Alarm, EventHeaders, Holding, OutboundEvent, Publisher, StreamSettings};
 use domain::{Event, SystemId};
 use prost::Message;
 use store::RecordedEvent;
@@ -78,25 +84,36 @@ pub async fn run(
 ) {
     let js = bus::jetstream(client);
     let mut backoff = Backoff::default();
+    let mut alarm = Alarm::new("relay");
+    // After a refused batch the stream holds what its few looks did not show: read it all.
+    let mut scan = false;
     loop {
         let mut reached = false;
         let result = tokio::select! {
             () = shutdown.cancelled() => break,
-            result = relay(&store, &js, &settings, Until::Stopped(&shutdown), &mut reached) => result,
+            result = relay(&store, &js, &settings, Until::Stopped(&shutdown), &mut reached, &mut alarm, scan) => result,
         };
+        scan = false;
         match result {
             Ok(()) => break,
-            Err(RelayError::Reconnected) => {
-                tracing::info!("NATS reconnected: the relay resumes from what the stream holds");
+            Err(error @ (RelayError::Reconnected | RelayError::StreamReplaced)) => {
+                tracing::info!(%error, "the relay resumes from what the stream holds");
                 backoff = Backoff::default();
             }
             Err(RelayError::Bus(error @ bus::BusError::BatchHeld { .. })) => {
                 tracing::info!(%error, "the relay resumes after what the stream holds");
                 backoff = Backoff::default();
+                scan = true;
             }
             Err(error) => {
                 let wait = backoff.after_failure(reached);
-                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "relay interrupted; will resume from the cursor");
+                alarm.raise(
+                    error.state(),
+                    &format_args!(
+                        "{error}; retrying in {} ms, resuming from what the stream holds",
+                        wait.as_millis()
+                    ),
+                );
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
@@ -105,7 +122,15 @@ pub async fn run(
         }
     }
     let mut reached = false;
-    let last_pass = relay(&store, &js, &settings, Until::CaughtUp, &mut reached);
+    let last_pass = relay(
+        &store,
+        &js,
+        &settings,
+        Until::CaughtUp,
+        &mut reached,
+        &mut alarm,
+        false,
+    );
     match tokio::time::timeout(DRAIN_MAX, last_pass).await {
         Ok(Ok(())) => {
             tracing::info!("relay stopped: JetStream holds the whole log and its checkpoints")
@@ -164,17 +189,49 @@ enum RelayError {
     Store(#[from] store::StoreError),
     #[error("reconnected to NATS: starting over from what the stream holds")]
     Reconnected,
+    #[error("the JetStream stream was deleted or recreated: starting over from what it holds")]
+    StreamReplaced,
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+}
+
+impl RelayError {
+    /// The kind of trouble, for [`Alarm`]: a new kind is logged at once.
+    fn state(&self) -> &'static str {
+        match self {
+            RelayError::Bus(_) => "NATS unavailable or refusing",
+            RelayError::Store(_) => "the event store cannot be read",
+            RelayError::Reconnected | RelayError::StreamReplaced => "starting over",
+            RelayError::Diverged(_) => "the stream holds events the ledger does not",
+        }
+    }
+}
+
+/// The stream holds events of this system that the ledger does not: beyond its head, or other
+/// events at the same sequences. Nothing is published while it lasts; ledgerd refuses to
+/// start on it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "JetStream stream {stream} holds event {sequence} of system {system} ({what}), but this \
+     ledger's store ends at {head}: the store is behind, or other than, what it published. \
+     Do not accept commands on it. If the store lost events, restore it from the stream or \
+     from a backup; if the stream is the one that is wrong (another deployment's {system}, a \
+     test), delete this system's messages from it (`nats stream purge {stream} --subject \
+     'ics.{system}.>'`) and start ledgerd again: the relay publishes the whole log again from \
+     the store"
+)]
+pub struct Diverged {
+    pub stream: String,
+    pub system: String,
+    /// The stream's event that the ledger does not hold.
+    pub sequence: u64,
+    pub what: String,
+    /// The store's head.
+    pub head: u64,
 }
 
 /// How often an idle relay looks for a reconnection to NATS.
 const RECONNECT_CHECK: Duration = Duration::from_secs(1);
-
-/// Where the relay resumes: after the last event the stream holds — whether the relay's cursor
-/// is behind it (published, but stopped before recording the acknowledgement) or ahead of it
-/// (the stream lost what it acknowledged) — or after its own cursor when the stream holds none.
-fn resume_after(acknowledged: u64, in_stream: Option<u64>) -> u64 {
-    in_stream.unwrap_or(acknowledged)
-}
 
 /// The NATS connection the relay started on: a reconnection since means the server may have
 /// restarted and lost what it had not written to disk.
@@ -202,43 +259,75 @@ impl Connection {
     }
 }
 
+/// How often an idle relay checks that the stream it publishes to is still the one it looked
+/// at (deleted and recreated without a server restart, it would lack the log).
+const STREAM_CHECK: Duration = Duration::from_secs(10);
+
 /// Publishes until `until` (`Ok`) or the first error; `reached` is set once JetStream has
-/// answered (the stream is there and said what it holds).
+/// answered (the stream is there and said what it holds). `scan`: read every header of the
+/// system's messages in the stream rather than trust the few looks of [`plan`].
 async fn relay(
     store: &Store,
     js: &async_nats::jetstream::Context,
     settings: &RelaySettings,
     until: Until<'_>,
     reached: &mut bool,
+    alarm: &mut Alarm,
+    scan: bool,
 ) -> Result<(), RelayError> {
-    bus::ensure_stream(js, &settings.stream).await?;
+    let stream = bus::ensure_stream(js, &settings.stream).await?;
+    let created = stream.cached_info().created;
+    let keeps_everything = bus::keeps_everything(&stream.cached_info().config);
     // Counted (connected now) before asking the stream what it holds: a reconnection after
     // this makes the relay start over.
     let connection = Connection::new(js);
-    let in_stream =
-        bus::last_published_sequence(js, &settings.stream.name, &settings.system).await?;
-    *reached = true;
     let acknowledged = store.cursor(CURSOR)?;
-    let mut cursor = resume_after(acknowledged, in_stream);
+    let plan = plan(store, js, settings, acknowledged, keeps_everything, scan).await?;
+    *reached = true;
+    let Plan { after, mut held } = plan;
+    let mut cursor = held.skip(after);
     if cursor < acknowledged {
         tracing::warn!(
-            in_stream = cursor,
+            resume_after = cursor,
             acknowledged,
-            "JetStream lost events it had acknowledged; publishing them again"
+            head = store.head().sequence,
+            held_beyond = held.count(),
+            "JetStream lacks events it had acknowledged (a wiped, recreated or damaged stream): \
+             publishing them again from the ledger"
         );
+    } else {
+        tracing::info!(cursor, acknowledged, "relay resuming");
     }
-    tracing::info!(cursor, ?in_stream, "relay resuming");
+    republish_lost_checkpoints(store, js, settings).await?;
     let publisher = Publisher::new(js.clone());
     let mut head = store.subscribe();
+    let mut stream_checked = tokio::time::Instant::now();
     loop {
         connection.check()?;
-        let page = store.read_all(cursor + 1, settings.window_events)?;
+        cursor = held.skip(cursor);
+        // A page stops before the next event the stream already holds.
+        let limit = held
+            .next_after(cursor)
+            .map_or(settings.window_events, |next| {
+                settings
+                    .window_events
+                    .min(usize::try_from(next - cursor - 1).unwrap_or(usize::MAX))
+            });
+        let page = store.read_all(cursor + 1, limit)?;
         if page.is_empty() {
             store.set_cursor(CURSOR, cursor)?;
             publish_checkpoints(store, &publisher, &settings.system, cursor).await?;
+            alarm.clear("the relay has published the whole log");
             let Until::Stopped(shutdown) = until else {
                 return Ok(());
             };
+            if stream_checked.elapsed() >= STREAM_CHECK {
+                stream_checked = tokio::time::Instant::now();
+                let now = js.get_stream(&settings.stream.name).await.ok();
+                if now.is_none_or(|s| s.cached_info().created != created) {
+                    return Err(RelayError::StreamReplaced);
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = settings.checkpoints_signed.notified() => {}
@@ -273,9 +362,343 @@ async fn relay(
                 cursor = sequence;
             }
         }
+        alarm.clear("the relay publishes again");
         store.set_cursor(CURSOR, cursor)?;
         publish_checkpoints(store, &publisher, &settings.system, cursor).await?;
     }
+}
+
+/// Where the relay resumes: after `after`, skipping the events past it that the stream
+/// already holds (`held`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    after: u64,
+    held: Held,
+}
+
+/// What the few looks at the stream ([`bus::holding`]) say.
+#[derive(Debug, PartialEq, Eq)]
+enum Looks {
+    /// The stream holds the ledger's log up to here (from 1, or from where its limits start),
+    /// nothing missing before it.
+    Whole(u64),
+    /// It cannot be told without reading every header.
+    Unclear,
+    /// The stream holds this event, which the ledger does not.
+    Diverged(EventHeaders, &'static str),
+}
+
+/// Judges what the stream holds of the log from [`Holding`]: its count, first and last event
+/// and their hashes against the ledger's (`hash_at`, `None` beyond the head).
+///
+/// - Holding none: the whole log is missing if the stream keeps everything (a wiped or
+///   recreated stream), and nothing can be told if it has limits (they may have let every
+///   event go): the relay's own cursor stands.
+/// - The last event beyond the head, or another event than the ledger's there: diverged.
+/// - First and last the ledger's, and as many events as from the first to the last (the
+///   first being 1 when the stream keeps everything): whole up to the last.
+/// - Otherwise unclear.
+fn judge(
+    holding: &Holding,
+    acknowledged: u64,
+    keeps_everything: bool,
+    hash_at: impl Fn(u64) -> Option<[u8; 32]>,
+) -> Looks {
+    let (Some(first), Some(last)) = (&holding.first, &holding.last) else {
+        return Looks::Whole(if keeps_everything { 0 } else { acknowledged });
+    };
+    match hash_at(last.sequence) {
+        None => return Looks::Diverged(last.clone(), "beyond the ledger's head"),
+        Some(hash) if hash != last.hash => {
+            return Looks::Diverged(last.clone(), "another event than the ledger's");
+        }
+        Some(_) => {}
+    }
+    let first_is_the_ledgers = hash_at(first.sequence) == Some(first.hash);
+    let starts = !keeps_everything || first.sequence == 1;
+    let span = last.sequence.checked_sub(first.sequence).map(|d| d + 1);
+    if first_is_the_ledgers && starts && span == Some(holding.count) {
+        Looks::Whole(last.sequence)
+    } else {
+        Looks::Unclear
+    }
+}
+
+/// Decides where the relay resumes ([`Plan`]) from what the stream holds of this system.
+async fn plan(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    settings: &RelaySettings,
+    acknowledged: u64,
+    keeps_everything: bool,
+    scan: bool,
+) -> Result<Plan, RelayError> {
+    let stream = &settings.stream.name;
+    let holding = bus::holding(js, stream, &settings.system).await?;
+    let head = store.head().sequence;
+    let hash_at = |sequence: u64| -> Option<[u8; 32]> {
+        if sequence == 0 || sequence > head {
+            return None;
+        }
+        store.read_hashes(sequence, 1).ok()?.first().copied()
+    };
+    let diverged = |headers: &EventHeaders, what: &str| Diverged {
+        stream: stream.clone(),
+        system: settings.system.to_string(),
+        sequence: headers.sequence,
+        what: format!("{what}, hash {}", hex::encode(headers.hash)),
+        head,
+    };
+    match judge(&holding, acknowledged, keeps_everything, hash_at) {
+        Looks::Diverged(headers, what) => return Err(diverged(&headers, what).into()),
+        Looks::Whole(after) if !scan => {
+            return Ok(Plan {
+                after,
+                held: Held::default(),
+            });
+        }
+        Looks::Whole(_) | Looks::Unclear => {}
+    }
+    if holding.count == 0 {
+        return Ok(Plan {
+            after: if keeps_everything { 0 } else { acknowledged },
+            held: Held::default(),
+        });
+    }
+    // Read every header: the events held (with the ledger's hash), in whatever order.
+    let started = std::time::Instant::now();
+    let mut held = Held::default();
+    let mut foreign = 0u64;
+    let mut hashes = HashWindow::default();
+    let scanned = bus::scan_system(js, stream, &settings.system, |headers| {
+        if headers.sequence == 0 || headers.sequence > head {
+            return Err(RelayError::from(diverged(
+                &headers,
+                "beyond the ledger's head",
+            )));
+        }
+        if hashes.get(store, headers.sequence)? == headers.hash {
+            held.insert(headers.sequence);
+        } else {
+            foreign += 1;
+        }
+        Ok(())
+    })
+    .await?;
+    if foreign > 0 {
+        tracing::error!(
+            foreign,
+            "the stream holds messages of this system whose hash is not the ledger's event at \
+             their sequence (another history); they are left, and the ledger's events published"
+        );
+    }
+    let after = if keeps_everything {
+        0
+    } else {
+        held.first().map_or(acknowledged, |first| first - 1)
+    };
+    tracing::info!(
+        scanned,
+        held = held.count(),
+        runs = held.runs.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "read every header of the system's messages in the stream"
+    );
+    Ok(Plan { after, held })
+}
+
+/// The ledger's hashes from a sequence on, read a page at a time for a scan in log order.
+#[derive(Default)]
+struct HashWindow {
+    from: u64,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl HashWindow {
+    const PAGE: usize = 4096;
+
+    fn get(&mut self, store: &Store, sequence: u64) -> Result<[u8; 32], RelayError> {
+        let index = sequence.checked_sub(self.from).map(usize::try_from);
+        if let Some(Ok(index)) = index
+            && let Some(hash) = self.hashes.get(index)
+        {
+            return Ok(*hash);
+        }
+        self.from = sequence;
+        self.hashes = store.read_hashes(sequence, Self::PAGE)?;
+        self.hashes.first().copied().ok_or_else(|| {
+            RelayError::Store(store::StoreError::Corrupt(format!(
+                "event {sequence} is below the head but cannot be read"
+            )))
+        })
+    }
+}
+
+/// Runs of ledger sequences the stream holds beyond where the relay resumes: skipped, so
+/// nothing it holds is sent again. Kept as runs (start → end), since a stream holds whole
+/// stretches of the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Held {
+    runs: BTreeMap<u64, u64>,
+}
+
+impl Held {
+    fn insert(&mut self, sequence: u64) {
+        let before = self
+            .runs
+            .range(..=sequence)
+            .next_back()
+            .map(|(s, e)| (*s, *e));
+        let next_start = sequence.checked_add(1);
+        let after = next_start.and_then(|n| self.runs.get(&n).copied());
+        match before {
+            Some((_, end)) if end >= sequence => {}
+            Some((start, end)) if end + 1 == sequence => {
+                let end = match after {
+                    Some(after_end) => {
+                        self.runs.remove(&(sequence + 1));
+                        after_end
+                    }
+                    None => sequence,
+                };
+                self.runs.insert(start, end);
+            }
+            _ => {
+                let end = match after {
+                    Some(after_end) => {
+                        self.runs.remove(&(sequence + 1));
+                        after_end
+                    }
+                    None => sequence,
+                };
+                self.runs.insert(sequence, end);
+            }
+        }
+    }
+
+    /// Where the relay stands after `cursor` once the runs held right after it are skipped
+    /// (runs at or before it are forgotten).
+    fn skip(&mut self, mut cursor: u64) -> u64 {
+        while let Some((&start, &end)) = self.runs.first_key_value() {
+            if start > cursor + 1 {
+                break;
+            }
+            cursor = cursor.max(end);
+            self.runs.remove(&start);
+        }
+        cursor
+    }
+
+    /// The first held sequence after `cursor`.
+    fn next_after(&self, cursor: u64) -> Option<u64> {
+        self.runs
+            .iter()
+            .find(|(_, end)| **end > cursor)
+            .map(|(start, _)| (*start).max(cursor + 1))
+    }
+
+    fn first(&self) -> Option<u64> {
+        self.runs.keys().next().copied()
+    }
+
+    /// How many sequences are held.
+    fn count(&self) -> u64 {
+        self.runs.iter().map(|(s, e)| e - s + 1).sum()
+    }
+}
+
+/// Makes the signed checkpoints the stream lost (with the rest of a wiped stream) go again:
+/// the checkpoint cursor is moved back to the last checkpoint the stream holds, and
+/// [`publish_checkpoints`] sends the later ones as the events they cover are published.
+async fn republish_lost_checkpoints(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    settings: &RelaySettings,
+) -> Result<(), RelayError> {
+    let done = store.cursor(CHECKPOINT_CURSOR)?;
+    if done == 0 {
+        return Ok(());
+    }
+    let held = bus::last_checkpoint_sequence(js, &settings.stream.name, &settings.system).await?;
+    let held = held.unwrap_or(0);
+    if held < done {
+        tracing::warn!(
+            in_stream = held,
+            acknowledged = done,
+            "JetStream lacks signed checkpoints it had acknowledged: publishing them again"
+        );
+        store.set_cursor(CHECKPOINT_CURSOR, held)?;
+    }
+    Ok(())
+}
+
+/// How long ledgerd's start-up waits for NATS to check the stream against the store.
+pub const START_CHECK_WAIT: Duration = Duration::from_secs(3);
+
+/// Refuses to start ledgerd when NATS is reachable and its stream holds events of this system
+/// that the store does not — beyond its head, or another event at the stream's last sequence:
+/// the store came back shorter than, or other than, what it published (see [`Diverged`], which
+/// says what an operator can do). NATS not reachable within `wait`, or no stream yet: nothing
+/// to check, and the relay checks again when it connects.
+pub async fn check_stream_at_start(
+    store: &Store,
+    client: &async_nats::Client,
+    settings: &RelaySettings,
+    wait: Duration,
+) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                waited_ms = wait.as_millis() as u64,
+                "NATS not reachable at start-up: the stream was not checked against the store \
+                 (the relay checks it when NATS is back)"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let js = bus::jetstream(client.clone());
+    let stream = &settings.stream.name;
+    if !bus::stream_exists(&js, stream).await? {
+        return Ok(());
+    }
+    let Some(last) = bus::last_published(&js, stream, &settings.system).await? else {
+        return Ok(());
+    };
+    let head = store.head();
+    let what = if last.sequence > head.sequence {
+        "beyond the store's head"
+    } else {
+        let ours = store.read_hashes(last.sequence, 1)?;
+        if ours.first() == Some(&last.hash) {
+            tracing::info!(
+                in_stream = last.sequence,
+                head = head.sequence,
+                "the stream holds no event beyond the store's head"
+            );
+            return Ok(());
+        }
+        "another event than the store's at that sequence"
+    };
+    Err(StartError::Diverged(Diverged {
+        stream: stream.clone(),
+        system: settings.system.to_string(),
+        sequence: last.sequence,
+        what: format!("{what}, hash {}", hex::encode(last.hash)),
+        head: head.sequence,
+    }))
+}
+
+/// Why [`check_stream_at_start`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+    #[error("checking the JetStream stream at start-up: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("checking the JetStream stream at start-up: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 /// Publishes the stored checkpoints not yet acknowledged that cover no more than the events
@@ -346,7 +769,7 @@ pub fn recorded_to_proto(recorded: &RecordedEvent<Event>) -> pb::RecordedEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::{BACKOFF_MAX, BACKOFF_MIN, Backoff, resume_after};
+    use super::*;
     use std::time::Duration;
 
     #[test]
@@ -375,15 +798,122 @@ mod tests {
         assert_eq!(backoff.after_failure(false), ms(200));
     }
 
+    fn headers(sequence: u64, hash: u8) -> EventHeaders {
+        EventHeaders {
+            event_id: format!("event-{sequence}"),
+            sequence,
+            stream: "system".to_string(),
+            version: sequence,
+            hash: [hash; 32],
+            event_type: "system.member_admitted".to_string(),
+        }
+    }
+
+    /// What the stream holds: `count` events, the first and last at these sequences with the
+    /// ledger's hashes unless told otherwise.
+    fn holding(count: u64, first: u64, last: u64) -> Holding {
+        Holding {
+            count,
+            first: Some(headers(first, ledger_hash(first))),
+            last: Some(headers(last, ledger_hash(last))),
+        }
+    }
+
+    /// The ledger's hash of each event (of a log of 200): its sequence's low byte.
+    fn ledger_hash(sequence: u64) -> u8 {
+        u8::try_from(sequence % 256).expect("a byte")
+    }
+
+    fn ledger(sequence: u64) -> Option<[u8; 32]> {
+        (1..=200)
+            .contains(&sequence)
+            .then(|| [ledger_hash(sequence); 32])
+    }
+
     #[test]
-    fn the_relay_resumes_after_what_the_stream_holds() {
-        // Published, but stopped before recording the acknowledgement: not published twice.
-        assert_eq!(resume_after(100, Some(120)), 120);
+    fn the_relay_resumes_after_what_the_stream_holds_of_the_log() {
+        // Whole up to 120, the cursor behind it (published, stopped before recording the
+        // acknowledgement): not published twice.
+        assert_eq!(
+            judge(&holding(120, 1, 120), 100, true, ledger),
+            Looks::Whole(120)
+        );
         // The stream lost 101..=120 it had acknowledged: published again.
-        assert_eq!(resume_after(120, Some(100)), 100);
-        assert_eq!(resume_after(120, Some(120)), 120);
-        // The stream holds none of this system's events: the relay's own cursor.
-        assert_eq!(resume_after(120, None), 120);
-        assert_eq!(resume_after(0, None), 0);
+        assert_eq!(
+            judge(&holding(100, 1, 100), 120, true, ledger),
+            Looks::Whole(100)
+        );
+        // A wiped or recreated stream: everything again, whatever the cursor says.
+        assert_eq!(
+            judge(&Holding::default(), 177, true, ledger),
+            Looks::Whole(0)
+        );
+        // …unless the stream has limits that may have let every event go.
+        assert_eq!(
+            judge(&Holding::default(), 177, false, ledger),
+            Looks::Whole(177)
+        );
+        // What a relay that resumed from its cursor on a wiped stream left: 178..=200 only.
+        assert_eq!(
+            judge(&holding(23, 178, 200), 200, true, ledger),
+            Looks::Unclear
+        );
+        // With limits, a suffix is all a stream holds.
+        assert_eq!(
+            judge(&holding(23, 178, 200), 200, false, ledger),
+            Looks::Whole(200)
+        );
+        // A gap in the middle.
+        assert_eq!(
+            judge(&holding(150, 1, 200), 200, true, ledger),
+            Looks::Unclear
+        );
+        // The first message is not the ledger's event 1.
+        let mut other_first = holding(200, 1, 200);
+        other_first.first = Some(headers(1, 0xee));
+        assert_eq!(judge(&other_first, 200, true, ledger), Looks::Unclear);
+    }
+
+    #[test]
+    fn a_stream_beyond_the_ledger_or_other_than_it_is_not_repaired() {
+        let beyond = holding(201, 1, 201);
+        assert!(matches!(
+            judge(&beyond, 200, true, ledger),
+            Looks::Diverged(h, _) if h.sequence == 201
+        ));
+        let mut other = holding(150, 1, 150);
+        other.last = Some(headers(150, 0xee));
+        assert!(matches!(
+            judge(&other, 200, true, ledger),
+            Looks::Diverged(h, "another event than the ledger's") if h.sequence == 150
+        ));
+    }
+
+    #[test]
+    fn held_runs_are_skipped_and_bound_the_pages_between_them() {
+        let mut held = Held::default();
+        // Scanned out of order, as a stream repaired once holds them: 178..=200, then 1..=5.
+        for sequence in (178..=200).chain(1..=5).chain([7, 9, 8]) {
+            held.insert(sequence);
+        }
+        held.insert(3);
+        assert_eq!(
+            held.runs,
+            BTreeMap::from([(1, 5), (7, 9), (178, 200)]),
+            "merged into runs"
+        );
+        assert_eq!(held.count(), 5 + 3 + 23);
+        assert_eq!(held.first(), Some(1));
+        // From 0: 1..=5 are held, the relay stands at 5; 6 is missing, the page stops at 7.
+        let cursor = held.skip(0);
+        assert_eq!(cursor, 5);
+        assert_eq!(held.next_after(cursor), Some(7));
+        // 6 published: 7..=9 skipped, the next page runs 10..=177.
+        let cursor = held.skip(6);
+        assert_eq!(cursor, 9);
+        assert_eq!(held.next_after(cursor), Some(178));
+        assert_eq!(held.skip(177), 200);
+        assert_eq!(held.next_after(200), None);
+        assert_eq!(held.count(), 0);
     }
 }

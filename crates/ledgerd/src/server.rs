@@ -137,6 +137,12 @@ pub async fn run(
                 batch_from: config.relay_batch_from,
                 checkpoints_signed: Arc::clone(&checkpoints_signed),
             };
+            // A stream holding events of this system beyond the store's head: the store came
+            // back shorter than what it published. Refuse to start rather than reuse sequences.
+            relay::check_stream_at_start(&store, &client, &settings, relay::START_CHECK_WAIT)
+                .await
+                .inspect_err(|_| stop_audit.cancel())
+                .context("ledgerd refuses to start")?;
             Some(tokio::spawn(relay::run(
                 store.clone(),
                 client,

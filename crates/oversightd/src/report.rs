@@ -11,6 +11,7 @@ use domain::system::Metric;
 use domain::{FinancialYear, Quarter, SystemId};
 use follow::fleet::Fleet;
 use follow::projection::Checkpointed;
+use follow::status::Status as FollowStatus;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -186,22 +187,40 @@ fn folded(checkpointed: &Checkpointed<SystemView>) -> pb::Folded {
 }
 
 /// Every system, in id order.
-pub fn list_systems(fleet: &Fleet<SystemView>) -> pb::ListSystemsReply {
-    let systems = fleet
+pub fn list_systems(fleet: &Fleet<SystemView>, status: &FollowStatus) -> pb::ListSystemsReply {
+    let fresh = Checkpointed::default();
+    // A system stuck on its very first event has nothing folded, but is listed all the same.
+    let stuck_only = status
+        .stuck
+        .keys()
+        .filter(|system| !fleet.contains_key(*system))
+        .map(|system| (system, &fresh));
+    let mut systems: Vec<pb::SystemSummary> = fleet
         .iter()
+        .chain(stuck_only)
         .map(|(system, checkpointed)| {
             let view = &checkpointed.projection;
             let established = view.established.as_ref();
+            let stuck = status.stuck.get(system);
             pb::SystemSummary {
                 system: system.to_string(),
                 name: established.map(|e| e.name.to_string()).unwrap_or_default(),
                 first_year: established.map_or(0, |e| u32::from(e.first_year.start_year())),
                 members: view.members,
                 folded: Some(folded(checkpointed)),
+                stuck_sequence: stuck.map_or(0, |s| s.sequence),
+                stuck_reason: stuck.map(|s| s.reason.clone()).unwrap_or_default(),
             }
         })
         .collect();
-    pb::ListSystemsReply { systems, parked: 0 }
+    systems.sort_by(|a, b| a.system.cmp(&b.system));
+    let consumer = status.consumer.as_ref();
+    pb::ListSystemsReply {
+        systems,
+        parked: 0,
+        consumer_error: consumer.map(|t| t.reason.clone()).unwrap_or_default(),
+        consumer_error_since_us: consumer.map_or(0, |t| t.since_us),
+    }
 }
 
 /// Every system's metrics in one book (each book is keyed by its own system).
@@ -704,6 +723,10 @@ mod tests {
             ranking(&fleet, &ranking_query),
             Err(QueryError::Missing(_))
         ));
-        assert!(list_systems(&fleet).systems.is_empty());
+        assert!(
+            list_systems(&fleet, &FollowStatus::default())
+                .systems
+                .is_empty()
+        );
     }
 }

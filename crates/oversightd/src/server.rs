@@ -1,6 +1,7 @@
 //! Start-up and shutdown: open oversightd's sled, load every system's checkpoint, run the
 //! fleet consumer, serve gRPC until the shutdown signal (or until the consumer fails), then
-//! checkpoint.
+//! checkpoint. A system stuck on an event that does not fold, or a lost consumer, does not
+//! stop it: `ListSystems` and gRPC health say so (see `follow::status`).
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -38,6 +39,7 @@ pub async fn run(
     let parked = checkpoints.parked().clone();
 
     let stop = CancellationToken::new();
+    let (status_sender, status) = follow::status::channel();
     let settings = FleetSettings {
         nats_url: config.nats_url.clone(),
         ledgerds,
@@ -54,6 +56,7 @@ pub async fn run(
         settings,
         checkpoints,
         shared.clone(),
+        status_sender,
         stop.clone(),
     ));
 
@@ -61,11 +64,12 @@ pub async fn run(
     health_reporter
         .set_serving::<OversightServiceServer<OversightApi>>()
         .await;
+    tokio::spawn(report_health(health_reporter, status.clone()));
     let reflection = serving::reflection(
         api::FILE_DESCRIPTOR_SET,
         &[OversightServiceServer::<OversightApi>::NAME],
     )?;
-    let mut api = OversightApi::new(shared, received, parked);
+    let mut api = OversightApi::new(shared, received, parked, status);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
@@ -92,6 +96,30 @@ pub async fn run(
     .await?;
     tracing::info!("oversightd stopped");
     Ok(())
+}
+
+/// Keeps `OversightService`'s gRPC health in step with the consumer's status: NOT_SERVING
+/// while a system is stuck or the consumer is not delivering (`ListSystems` says which and
+/// why). Ends when the consumer does.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut status: follow::status::StatusReceiver,
+) {
+    loop {
+        let healthy = status.borrow_and_update().healthy();
+        if healthy {
+            reporter
+                .set_serving::<OversightServiceServer<OversightApi>>()
+                .await;
+        } else {
+            reporter
+                .set_not_serving::<OversightServiceServer<OversightApi>>()
+                .await;
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

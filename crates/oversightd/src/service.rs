@@ -4,6 +4,7 @@ use api::oversight_pb as pb;
 use api::oversight_pb::oversight_service_server::OversightService;
 use follow::fleet::{Fleet, ReceivedCheckpoints, SharedFleet};
 use follow::parked::ParkedMessages;
+use follow::status::StatusReceiver;
 use tonic::{Request, Response, Status};
 
 use crate::report::{self, PerformanceQuery, RankingQuery};
@@ -16,6 +17,8 @@ pub struct OversightApi {
     received: ReceivedCheckpoints,
     /// Messages refused from NATS, counted in `ListSystems`.
     parked: ParkedMessages,
+    /// The consumer's troubles (lost, systems stuck), reported in `ListSystems`.
+    status: StatusReceiver,
     /// Checks bearer tokens (signed with the regulator's key); `None`: authentication is off.
     verifier: Option<auth::Verifier>,
 }
@@ -25,11 +28,13 @@ impl OversightApi {
         shared: SharedFleet<SystemView>,
         received: ReceivedCheckpoints,
         parked: ParkedMessages,
+        status: StatusReceiver,
     ) -> Self {
         OversightApi {
             shared,
             received,
             parked,
+            status,
             verifier: None,
         }
     }
@@ -68,7 +73,8 @@ impl OversightService for OversightApi {
         request: Request<pb::ListSystemsRequest>,
     ) -> Result<Response<pb::ListSystemsReply>, Status> {
         self.check(&request)?;
-        let mut reply = report::list_systems(&*self.read()?);
+        let status = self.status.borrow().clone();
+        let mut reply = report::list_systems(&*self.read()?, &status);
         reply.parked = self.parked.count();
         Ok(Response::new(reply))
     }

@@ -151,7 +151,8 @@ async fn each_gap_is_filled_from_its_own_systems_ledgerd() -> anyhow::Result<()>
     drop(store);
 
     // A ledgerd configured under the wrong system is refused: its record establishes another
-    // system, so oversightd stops rather than fold kav's events into "wes".
+    // system, so oversightd folds nothing of it into "wes" — it reports "wes" stuck on its
+    // first event, with why, and goes on serving.
     let wrong = tempfile::tempdir()?;
     let misconfigured = start_oversightd_with(
         &nats.url(),
@@ -160,13 +161,30 @@ async fn each_gap_is_filled_from_its_own_systems_ledgerd() -> anyhow::Result<()>
         "misconfigured",
     )
     .await?;
-    let error = tokio::time::timeout(Duration::from_secs(20), misconfigured.task)
-        .await??
-        .expect_err("refused");
+    let mut stuck = None;
+    for _ in 0..400 {
+        let reply = misconfigured
+            .client()
+            .await?
+            .list_systems(opb::ListSystemsRequest {})
+            .await?
+            .into_inner();
+        stuck = reply.systems.into_iter().find(|s| s.system == "wes");
+        if stuck.as_ref().is_some_and(|s| s.stuck_sequence != 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = stuck.expect("wes is listed");
+    assert_eq!(listed.stuck_sequence, 1);
     assert!(
-        format!("{error:#}").contains("establishes system 'kav'"),
-        "{error:#}"
+        listed.stuck_reason.contains("establishes system 'kav'"),
+        "{}",
+        listed.stuck_reason
     );
+    assert_eq!(listed.folded.map(|f| f.sequence), Some(0), "nothing folded");
+    assert!(!misconfigured.task.is_finished(), "oversightd goes on");
+    misconfigured.stop().await?;
 
     for ledgerd in [kav, wes, nor] {
         ledgerd.stop().await?;

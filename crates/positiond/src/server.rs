@@ -1,9 +1,14 @@
 //! Start-up and shutdown: open positiond's sled, load the checkpoint, run the consumer, serve
 //! gRPC until the shutdown signal (or until the consumer fails), then checkpoint.
 //!
-//! If the consumer fails — ledgerd's log holds an event the projection refuses, ledgerd's
-//! `ReadStored` skips, the checkpoint cannot be saved — positiond stops serving and `run` returns
-//! the consumer's error, rather than answer from a projection that stopped short.
+//! A log holding an event the projection refuses (written by an older version), or a lost
+//! JetStream consumer, does not stop positiond: it serves the projection as it stands and says
+//! what is wrong in `GetStatus` (the stuck sequence and why; the consumer's error) and in gRPC
+//! health (NOT_SERVING for `PositionService` while anything is wrong, so a load balancer
+//! prefers a healthy replica). Restarted, it comes back to the same state rather than
+//! crash-loop. If the consumer fails otherwise — the checkpoint cannot be saved, ledgerd
+//! cannot be read to catch up — positiond stops serving and `run` returns the consumer's
+//! error.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -42,6 +47,7 @@ pub async fn run(
     );
 
     let stop = CancellationToken::new();
+    let (status_sender, status) = follow::status::channel();
     let settings = Settings {
         system: system.clone(),
         nats_url: config.nats_url.clone(),
@@ -57,6 +63,7 @@ pub async fn run(
         settings,
         checkpoints,
         shared.clone(),
+        status_sender,
         stop.clone(),
     ));
 
@@ -64,11 +71,12 @@ pub async fn run(
     health_reporter
         .set_serving::<PositionServiceServer<PositionApi>>()
         .await;
+    tokio::spawn(report_health(health_reporter, status.clone()));
     let reflection = serving::reflection(
         api::FILE_DESCRIPTOR_SET,
         &[PositionServiceServer::<PositionApi>::NAME],
     )?;
-    let mut api = PositionApi::new(system.to_string(), shared, parked);
+    let mut api = PositionApi::new(system.to_string(), shared, parked, status);
     match config.verifier()? {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
@@ -91,6 +99,29 @@ pub async fn run(
     .await?;
     tracing::info!("positiond stopped");
     Ok(())
+}
+
+/// Keeps `PositionService`'s gRPC health in step with the consumer's status: NOT_SERVING while
+/// it is stuck or its consumer is not delivering. Ends when the consumer does.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut status: follow::status::StatusReceiver,
+) {
+    loop {
+        let healthy = status.borrow_and_update().healthy();
+        if healthy {
+            reporter
+                .set_serving::<PositionServiceServer<PositionApi>>()
+                .await;
+        } else {
+            reporter
+                .set_not_serving::<PositionServiceServer<PositionApi>>()
+                .await;
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use follow::consumer::Shared;
 use follow::parked::ParkedMessages;
+use follow::status::StatusReceiver;
 
 use crate::position::Position;
 
@@ -28,16 +29,24 @@ pub struct PositionApi {
     shared: Shared<Position>,
     /// Messages refused from NATS, counted in the status.
     parked: ParkedMessages,
+    /// The consumer's troubles (lost, stuck), reported in the status.
+    status: StatusReceiver,
     /// Checks bearer tokens; `None`: authentication is off.
     verifier: Option<auth::Verifier>,
 }
 
 impl PositionApi {
-    pub fn new(system: String, shared: Shared<Position>, parked: ParkedMessages) -> Self {
+    pub fn new(
+        system: String,
+        shared: Shared<Position>,
+        parked: ParkedMessages,
+        status: StatusReceiver,
+    ) -> Self {
         PositionApi {
             system,
             shared,
             parked,
+            status,
             verifier: None,
         }
     }
@@ -112,11 +121,21 @@ impl PositionService for PositionApi {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         self.scope(&request, auth::Read::Status)?;
+        let status = self.status.borrow().clone();
+        let stuck = status.stuck.values().next();
         let folded = self
             .shared
             .read()
             .map_err(|_| Status::internal("the projection's lock is poisoned"))?;
         Ok(Response::new(pb::StatusReply {
+            stuck_sequence: stuck.map_or(0, |s| s.sequence),
+            stuck_reason: stuck.map(|s| s.reason.clone()).unwrap_or_default(),
+            consumer_error: status
+                .consumer
+                .as_ref()
+                .map(|t| t.reason.clone())
+                .unwrap_or_default(),
+            consumer_error_since_us: status.consumer.as_ref().map_or(0, |t| t.since_us),
             system: self.system.clone(),
             sequence: folded.sequence,
             hash: if folded.sequence == 0 {

@@ -776,13 +776,14 @@ fn measure_checkpoint(checkpoint: &Checkpointed<Position>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// An event the projection refuses stops positiond instead of being skipped: here its
-/// checkpoint claims the last event it folded was recorded far in the future, so the next
-/// event from ledgerd goes back in time. The consumer fails on it, positiond stops serving and
-/// `run` returns the projection's error, and the checkpoint does not move past it.
+/// An event the projection refuses stops the fold, not positiond, and is never skipped: here
+/// its checkpoint claims the last event it folded was recorded far in the future, so the next
+/// event from ledgerd goes back in time. positiond keeps serving the projection as of the event
+/// before, reports the stuck sequence and why in its status and NOT_SERVING in its health, and
+/// the checkpoint does not move past it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_the_projection_refuses_stops_positiond() -> anyhow::Result<()> {
-    // No relay: positiond fails while catching up from ledgerd, before it needs NATS.
+async fn an_event_the_projection_refuses_stops_the_fold_not_positiond() -> anyhow::Result<()> {
+    // No relay: positiond is stuck while catching up from ledgerd, before it needs NATS.
     let ledgerd = start_ledgerd(None).await?;
     let mut ledger = ledgerd.client().await?;
     let last = post(&mut ledger, demo_commands()?[..20].to_vec()).await?;
@@ -807,13 +808,50 @@ async fn an_event_the_projection_refuses_stops_positiond() -> anyhow::Result<()>
         ..positiond::config::Config::default()
     };
     let positiond = start_positiond(config).await?;
-    let ended = tokio::time::timeout(Duration::from_secs(30), positiond.task).await??;
-    let error = format!("{:#}", ended.expect_err("positiond stops"));
+    let mut client = positiond.client().await?;
+    let mut status = client.get_status(ppb::StatusRequest {}).await?.into_inner();
+    for _ in 0..600 {
+        if status.stuck_sequence != 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = client.get_status(ppb::StatusRequest {}).await?.into_inner();
+    }
+    assert_eq!(status.stuck_sequence, 11, "{status:?}");
+    assert_eq!(status.sequence, 10, "serving as of the event before");
     assert!(
-        error.contains("event 11 could not be folded") && error.contains("before event 10"),
-        "{error}"
+        status.stuck_reason.contains("event 11 could not be folded")
+            && status.stuck_reason.contains("before event 10"),
+        "{}",
+        status.stuck_reason
     );
-    let stopped: Checkpointed<Position> = CheckpointStore::open(dir.path())?.load()?;
+    // Health follows the status a moment later.
+    let channel = Channel::from_shared(positiond.url.clone())?
+        .connect()
+        .await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut serving = None;
+    for _ in 0..100 {
+        serving = Some(
+            health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "ics.position.v1.PositionService".to_string(),
+                })
+                .await?
+                .into_inner()
+                .status(),
+        );
+        if serving == Some(tonic_health::pb::health_check_response::ServingStatus::NotServing) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        serving,
+        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing)
+    );
+    assert!(!positiond.task.is_finished(), "positiond goes on");
+    let stopped = positiond.stop().await?;
     assert_eq!(
         stopped, seeded,
         "the checkpoint did not move past the event"
