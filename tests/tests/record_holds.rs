@@ -171,7 +171,7 @@ async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing
     assert_eq!(code, Some(EXIT_STORE_REFUSED), "{out}");
     let missing = format!("events {}..={head} are missing", part_one + 1);
     assert!(
-        out.contains(&missing) && out.contains("icsctl store restore"),
+        out.contains(&missing) && out.contains("restore the store"),
         "{out}"
     );
     assert!(!out.contains("panicked"), "{out}");
@@ -293,4 +293,63 @@ async fn ledgerd_refusing_or_serving(
     }
     process.terminate(Duration::from_secs(20))?;
     Ok((Served::Whole, out))
+}
+
+/// A storage failure (a file-size limit standing in for a full disk: both fail sled's write
+/// with an I/O error) stops ledgerd taking commands; SIGTERM then stops it cleanly (it exited
+/// 1, "flushing the event store", before), and the restart holds every acknowledged event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledgerd_whose_storage_failed_stops_cleanly_and_keeps_what_it_acknowledged()
+-> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("ledgerd");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+    let ledgerd = testkit::workspace_binary("ledgerd")?;
+    // 100 KiB of log: the demo needs about twice that. SIGXFSZ ignored, so a write past the
+    // limit fails with EFBIG instead of killing the process.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 100; exec {} --listen {addr} --data-dir {} --system kav",
+        ledgerd.display(),
+        data.display()
+    );
+    let mut command = Command::new("bash");
+    command.args(["-c", &script]).env("RUST_LOG", "info");
+    let mut process = testkit::ChildGuard::spawn_logged(
+        "ledgerd",
+        &mut command,
+        &work.path().join("ledgerd.log"),
+    )?;
+    process.wait_for_port(addr, Duration::from_secs(20))?;
+    let url = format!("http://{addr}");
+    let (code, out) = e2e::icsctl_exit(&[
+        "--server",
+        &url,
+        "load",
+        "--quiet",
+        &e2e::demo_scenario().to_string_lossy(),
+    ])?;
+    assert_ne!(code, Some(0), "the load cannot finish: {out}");
+    assert!(out.contains("File too large"), "{out}");
+    let channel = tonic::transport::Channel::from_shared(url)?
+        .connect()
+        .await?;
+    let mut client = api::pb::ledger_service_client::LedgerServiceClient::new(channel);
+    let acknowledged = e2e::head(&mut client).await?;
+    assert!(acknowledged.sequence > 0 && acknowledged.sequence < 383);
+    let status = process.terminate(Duration::from_secs(20))?;
+    assert_eq!(status.code(), Some(0), "{}", process.log_tail());
+
+    let mut restarted = Ledgerd::start(&data, None)?;
+    let mut client = restarted.client().await?;
+    let head = e2e::head(&mut client).await?;
+    assert_eq!(
+        (head.sequence, &head.hash),
+        (acknowledged.sequence, &acknowledged.hash)
+    );
+    assert_eq!(
+        e2e::read_all(&mut client).await?.len() as u64,
+        head.sequence
+    );
+    restarted.terminate()?;
+    Ok(())
 }

@@ -214,8 +214,8 @@ impl RelayError {
 #[error(
     "JetStream stream {stream} holds event {sequence} of system {system} ({what}), but this \
      ledger's store ends at {head}: the store is behind, or other than, what it published. \
-     Do not accept commands on it. If the store lost events, restore it from the stream or \
-     from a backup; if the stream is the one that is wrong (another deployment's {system}, a \
+     Do not accept commands on it. If the store lost events, restore it from a backup; if \
+     the stream is the one that is wrong (another deployment's {system}, a \
      test), delete this system's messages from it (`nats stream purge {stream} --subject \
      'ics.{system}.>'`) and start ledgerd again: the relay publishes the whole log again from \
      the store"

@@ -89,8 +89,8 @@ pub async fn run(
         .with_context(|| format!("opening the event store in {}", config.data_dir.display()))?;
     let ledger = Ledger::recover(store.clone(), system.clone()).with_context(|| {
         format!(
-            "rebuilding the ledger from its log in {} (if the log is damaged, restore it: \
-             `icsctl store restore` rebuilds it from JetStream)",
+            "rebuilding the ledger from its log in {} (if the log is damaged, restore the \
+             store from a backup)",
             config.data_dir.display()
         )
     })?;
@@ -232,7 +232,7 @@ pub async fn run(
 }
 
 /// The process's exit status for why `run` failed: [`EXIT_STORE_REFUSED`] when the event store
-/// is damaged or diverged from what it recorded, 1 otherwise.
+/// is damaged, or diverged from what it recorded or published, 1 otherwise.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
     let refused = error.chain().any(|cause| {
         let store = cause.downcast_ref::<StoreError>().or_else(|| match cause
@@ -247,6 +247,9 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
         ) || matches!(
             cause.downcast_ref::<crate::ledger::RecoverError>(),
             Some(crate::ledger::RecoverError::Replay { .. })
+        ) || matches!(
+            cause.downcast_ref::<relay::StartError>(),
+            Some(relay::StartError::Diverged(_))
         )
     });
     if refused { EXIT_STORE_REFUSED } else { 1 }
