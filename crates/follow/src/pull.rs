@@ -199,12 +199,17 @@ impl Follower {
     }
 
     /// Messages arrive (or a pull ended as pulls do): no trouble.
+    /// Called for every message: touches the shared status only after a trouble.
     fn delivering(&mut self) {
-        self.troubled_since = None;
+        let troubled = self.troubled_since.take().is_some();
         if self.retry.take().is_some() || self.alarm.is_raised() {
             self.alarm.clear("the consumer delivers again");
         }
-        set_consumer(&self.status, None);
+        // The status only says so after a trouble (set_consumer(Some) is only ever called
+        // while one lasts), so a delivering consumer leaves the watch alone.
+        if troubled {
+            set_consumer(&self.status, None);
+        }
     }
 }
 

@@ -63,6 +63,25 @@ pub type StatusSender = watch::Sender<Status>;
 /// The services' end: they read the current status (and health waits for changes).
 pub type StatusReceiver = watch::Receiver<Status>;
 
+/// Keeps service `S`'s gRPC health in step with `status`: SERVING while it is
+/// [`Status::healthy`], NOT_SERVING while a system is stuck or the consumer is not delivering
+/// (the service's status RPC says which and why). Ends when the consumer does.
+pub async fn report_health<S: tonic::server::NamedService>(
+    reporter: tonic_health::server::HealthReporter,
+    mut status: StatusReceiver,
+) {
+    loop {
+        if status.borrow_and_update().healthy() {
+            reporter.set_serving::<S>().await;
+        } else {
+            reporter.set_not_serving::<S>().await;
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A fresh status (nothing wrong) and its two ends.
 pub fn channel() -> (StatusSender, StatusReceiver) {
     watch::channel(Status::default())

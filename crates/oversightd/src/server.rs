@@ -64,7 +64,9 @@ pub async fn run(
     health_reporter
         .set_serving::<OversightServiceServer<OversightApi>>()
         .await;
-    tokio::spawn(report_health(health_reporter, status.clone()));
+    tokio::spawn(follow::status::report_health::<
+        OversightServiceServer<OversightApi>,
+    >(health_reporter, status.clone()));
     let reflection = serving::reflection(
         api::FILE_DESCRIPTOR_SET,
         &[OversightServiceServer::<OversightApi>::NAME],
@@ -96,30 +98,6 @@ pub async fn run(
     .await?;
     tracing::info!("oversightd stopped");
     Ok(())
-}
-
-/// Keeps `OversightService`'s gRPC health in step with the consumer's status: NOT_SERVING
-/// while a system is stuck or the consumer is not delivering (`ListSystems` says which and
-/// why). Ends when the consumer does.
-async fn report_health(
-    reporter: tonic_health::server::HealthReporter,
-    mut status: follow::status::StatusReceiver,
-) {
-    loop {
-        let healthy = status.borrow_and_update().healthy();
-        if healthy {
-            reporter
-                .set_serving::<OversightServiceServer<OversightApi>>()
-                .await;
-        } else {
-            reporter
-                .set_not_serving::<OversightServiceServer<OversightApi>>()
-                .await;
-        }
-        if status.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -71,7 +71,9 @@ pub async fn run(
     health_reporter
         .set_serving::<PositionServiceServer<PositionApi>>()
         .await;
-    tokio::spawn(report_health(health_reporter, status.clone()));
+    tokio::spawn(follow::status::report_health::<
+        PositionServiceServer<PositionApi>,
+    >(health_reporter, status.clone()));
     let reflection = serving::reflection(
         api::FILE_DESCRIPTOR_SET,
         &[PositionServiceServer::<PositionApi>::NAME],
@@ -99,29 +101,6 @@ pub async fn run(
     .await?;
     tracing::info!("positiond stopped");
     Ok(())
-}
-
-/// Keeps `PositionService`'s gRPC health in step with the consumer's status: NOT_SERVING while
-/// it is stuck or its consumer is not delivering. Ends when the consumer does.
-async fn report_health(
-    reporter: tonic_health::server::HealthReporter,
-    mut status: follow::status::StatusReceiver,
-) {
-    loop {
-        let healthy = status.borrow_and_update().healthy();
-        if healthy {
-            reporter
-                .set_serving::<PositionServiceServer<PositionApi>>()
-                .await;
-        } else {
-            reporter
-                .set_not_serving::<PositionServiceServer<PositionApi>>()
-                .await;
-        }
-        if status.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
