@@ -181,23 +181,14 @@ pub async fn last_published(
     let mut highest: Option<EventHeaders> = None;
     for family in Family::ALL {
         let filter = family_filter(system, family);
-        match stream.get_last_raw_message_by_subject(&filter).await {
-            Ok(message) => {
-                let headers = decode_headers(&message.headers)?;
-                if highest
-                    .as_ref()
-                    .is_none_or(|h| headers.sequence > h.sequence)
-                {
-                    highest = Some(headers);
-                }
-            }
-            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-            Err(source) => {
-                return Err(BusError::LastMessage {
-                    stream: stream_name.to_string(),
-                    filter,
-                    source,
-                });
+        let last = stream.get_last_raw_message_by_subject(&filter).await;
+        if let Some(message) = found(last, stream_name, &filter)? {
+            let headers = decode_headers(&message.headers)?;
+            if highest
+                .as_ref()
+                .is_none_or(|h| headers.sequence > h.sequence)
+            {
+                highest = Some(headers);
             }
         }
     }
@@ -260,20 +251,11 @@ pub async fn holding(
     let mut first: Option<(u64, EventHeaders)> = None;
     for family in Family::ALL {
         let filter = family_filter(system, family);
-        match stream.get_first_raw_message_by_subject(&filter, 1).await {
-            Ok(message) => {
-                if first.as_ref().is_none_or(|(at, _)| message.sequence < *at) {
-                    first = Some((message.sequence, decode_headers(&message.headers)?));
-                }
-            }
-            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-            Err(source) => {
-                return Err(BusError::LastMessage {
-                    stream: stream_name.to_string(),
-                    filter,
-                    source,
-                });
-            }
+        let earliest = stream.get_first_raw_message_by_subject(&filter, 1).await;
+        if let Some(message) = found(earliest, stream_name, &filter)?
+            && first.as_ref().is_none_or(|(at, _)| message.sequence < *at)
+        {
+            first = Some((message.sequence, decode_headers(&message.headers)?));
         }
     }
     Ok(Holding {
@@ -379,28 +361,39 @@ pub async fn last_checkpoint_sequence(
 ) -> Result<Option<u64>, BusError> {
     let stream = get_stream(js, stream_name).await?;
     let subject = crate::subjects::checkpoint_subject(system);
-    match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => {
-            let headers = &message.headers;
-            let sequence = headers
-                .get(crate::HEADER_SEQUENCE)
-                .ok_or(BusError::MissingHeader {
-                    name: crate::HEADER_SEQUENCE,
-                })?
-                .as_str();
-            sequence
-                .parse()
-                .map(Some)
-                .map_err(|_| BusError::InvalidHeader {
-                    name: crate::HEADER_SEQUENCE,
-                    value: sequence.to_string(),
-                    reason: "not a decimal u64",
-                })
-        }
+    let last = stream.get_last_raw_message_by_subject(&subject).await;
+    let Some(message) = found(last, stream_name, &subject)? else {
+        return Ok(None);
+    };
+    let sequence = message
+        .headers
+        .get(crate::HEADER_SEQUENCE)
+        .ok_or(BusError::MissingHeader {
+            name: crate::HEADER_SEQUENCE,
+        })?
+        .as_str();
+    sequence
+        .parse()
+        .map(Some)
+        .map_err(|_| BusError::InvalidHeader {
+            name: crate::HEADER_SEQUENCE,
+            value: sequence.to_string(),
+            reason: "not a decimal u64",
+        })
+}
+
+/// A message JetStream found on `filter`, `None` where it holds none, or the error.
+fn found(
+    result: Result<jetstream::message::StreamMessage, jetstream::stream::LastRawMessageError>,
+    stream_name: &str,
+    filter: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, BusError> {
+    match result {
+        Ok(message) => Ok(Some(message)),
         Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(source) => Err(BusError::LastMessage {
             stream: stream_name.to_string(),
-            filter: subject,
+            filter: filter.to_string(),
             source,
         }),
     }

@@ -549,31 +549,18 @@ impl Held {
             .range(..=sequence)
             .next_back()
             .map(|(s, e)| (*s, *e));
-        let next_start = sequence.checked_add(1);
-        let after = next_start.and_then(|n| self.runs.get(&n).copied());
-        match before {
-            Some((_, end)) if end >= sequence => {}
-            Some((start, end)) if end + 1 == sequence => {
-                let end = match after {
-                    Some(after_end) => {
-                        self.runs.remove(&(sequence + 1));
-                        after_end
-                    }
-                    None => sequence,
-                };
-                self.runs.insert(start, end);
-            }
-            _ => {
-                let end = match after {
-                    Some(after_end) => {
-                        self.runs.remove(&(sequence + 1));
-                        after_end
-                    }
-                    None => sequence,
-                };
-                self.runs.insert(sequence, end);
-            }
+        if before.is_some_and(|(_, end)| end >= sequence) {
+            return;
         }
+        // Joins the run that ends just before and the one that starts just after, if any.
+        let start = match before {
+            Some((start, end)) if end + 1 == sequence => start,
+            _ => sequence,
+        };
+        let after = sequence
+            .checked_add(1)
+            .and_then(|next| self.runs.remove(&next));
+        self.runs.insert(start, after.unwrap_or(sequence));
     }
 
     /// Where the relay stands after `cursor` once the runs held right after it are skipped
