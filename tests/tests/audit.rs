@@ -19,27 +19,13 @@ const CHECKPOINT_ENV: [(&str, &str); 2] = [
     ("LEDGERD_CHECKPOINT_EVERY_S", "1"),
 ];
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
 /// A copy of the stopped ledger's data, changed by `change` (and flushed).
 fn tampered_copy(
     original: &Path,
     to: &Path,
     change: impl FnOnce(&store::RawLog) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    copy_dir(original, to)?;
+    store::copy::copy_tree(original, to)?;
     let log = store::RawLog::open(to)?;
     change(&log)?;
     log.flush()?;

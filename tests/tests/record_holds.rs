@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::Ledgerd;
@@ -14,20 +14,6 @@ use sha2::{Digest, Sha256};
 
 /// ledgerd's exit status when its store is damaged or diverged (`ledgerd::server`).
 const EXIT_STORE_REFUSED: i32 = 3;
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
 
 /// Every file under `dir` with the SHA-256 of its bytes.
 fn checksums(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
@@ -44,39 +30,6 @@ fn checksums(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
         }
     }
     Ok(sums)
-}
-
-/// Runs ledgerd on `data_dir` expecting it NOT to start: its exit status and what it printed.
-/// A ledgerd still running after 20 s is killed and reported as `None`.
-fn ledgerd_refusing(data_dir: &Path) -> anyhow::Result<(Option<i32>, String)> {
-    let mut child = Command::new(testkit::workspace_binary("ledgerd")?)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", testkit::free_port()))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--system", "kav"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let started = Instant::now();
-    while child.try_wait()?.is_none() {
-        if started.elapsed() > Duration::from_secs(20) {
-            child.kill()?;
-            let output = child.wait_with_output()?;
-            return Ok((None, String::from_utf8_lossy(&output.stderr).into_owned()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output()?;
-    Ok((
-        output.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    ))
 }
 
 /// A key pair for `icsctl audit verify --ledger-key`, in `dir`; the public key's path.
@@ -130,7 +83,7 @@ async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing
     ledgerd.terminate()?;
     // The store as it was after the first part: what a disk that lost the rest would hold.
     let old = work.path().join("old");
-    copy_dir(&live, &old)?;
+    store::copy::copy_tree(&live, &old)?;
     ledgerd.restart()?;
     load(&ledgerd, &second_part)?;
     let head = e2e::head(&mut ledgerd.client().await?).await?.sequence;
@@ -167,7 +120,9 @@ async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing
         store::anchor::anchor_path(&live),
         store::anchor::anchor_path(&old),
     )?;
-    let (code, out) = ledgerd_refusing(&old)?;
+    let Started::Exited(code, out) = start_on(&old).await? else {
+        panic!("ledgerd served a store shorter than its anchor");
+    };
     assert_eq!(code, Some(EXIT_STORE_REFUSED), "{out}");
     let missing = format!("events {}..={head} are missing", part_one + 1);
     assert!(
@@ -215,33 +170,56 @@ async fn one_changed_byte_of_the_log_is_refused_or_harmless_through_ledgerd() ->
     for tenth in 1..=9 {
         let offset = log.len() * tenth / 10;
         let copy = work.path().join(format!("copy-{tenth}"));
-        copy_dir(&original, &copy)?;
+        store::copy::copy_tree(&original, &copy)?;
         let mut damaged = log.clone();
         damaged[offset] ^= 0xFF;
         std::fs::write(copy.join("db"), &damaged)?;
-        let (code, out) = ledgerd_refusing_or_serving(&copy, &written).await?;
-        match code {
-            Served::Refused => refused += 1,
-            Served::Whole => whole += 1,
-            Served::Other(what) => panic!("byte {offset} of {} changed: {what}\n{out}", log.len()),
+        match start_on(&copy).await? {
+            Started::Exited(Some(EXIT_STORE_REFUSED), out) if !out.contains("panicked") => {
+                refused += 1;
+            }
+            Started::Exited(code, out) => {
+                panic!("byte {offset} changed: ledgerd exited {code:?}\n{out}")
+            }
+            Started::Serving(serving) => {
+                let Serving {
+                    mut process,
+                    mut client,
+                    head,
+                } = *serving;
+                assert_eq!(
+                    (head.sequence, &head.hash),
+                    (written.sequence, &written.hash),
+                    "byte {offset} changed: ledgerd served another log"
+                );
+                let events = e2e::read_all(&mut client).await?;
+                assert_eq!(events.len() as u64, written.sequence, "byte {offset}");
+                process.terminate(Duration::from_secs(20))?;
+                whole += 1;
+            }
         }
     }
     eprintln!("9 copies of the log, one byte changed: {refused} refused, {whole} whole");
-    assert_eq!(refused + whole, 9);
     Ok(())
 }
 
-enum Served {
-    Refused,
-    Whole,
-    Other(String),
+/// What ledgerd did when started on a data directory.
+enum Started {
+    /// It exited: its status, and what it printed.
+    Exited(Option<i32>, String),
+    /// It answers gRPC: the process (killed when dropped), a client and its head.
+    Serving(Box<Serving>),
 }
 
-/// Starts ledgerd on `dir`: refused (exit status 3, no panic), or serving exactly `written`.
-async fn ledgerd_refusing_or_serving(
-    dir: &Path,
-    written: &api::pb::HeadReply,
-) -> anyhow::Result<(Served, String)> {
+struct Serving {
+    process: testkit::ChildGuard,
+    client: api::pb::ledger_service_client::LedgerServiceClient<tonic::transport::Channel>,
+    head: api::pb::HeadReply,
+}
+
+/// Starts ledgerd on `dir` and waits until it exits or answers. ledgerd listens before it
+/// opens its store, so serving means answering, not accepting.
+async fn start_on(dir: &Path) -> anyhow::Result<Started> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
     let mut command = Command::new(testkit::workspace_binary("ledgerd")?);
     command
@@ -249,18 +227,17 @@ async fn ledgerd_refusing_or_serving(
         .arg(addr.to_string())
         .arg("--data-dir")
         .arg(dir)
-        .args(["--system", "kav"]);
+        .args(["--system", "kav"])
+        .env("RUST_LOG", "info");
     let log = dir.with_extension("log");
     let mut process = testkit::ChildGuard::spawn_logged("ledgerd", &mut command, &log)?;
-    // ledgerd listens before it opens its store: serving means answering, not accepting.
     let started = Instant::now();
-    let (mut client, head) = loop {
+    loop {
         if let Some(status) = process.try_wait()? {
-            let out = std::fs::read_to_string(&log)?;
-            return Ok(match status.code() {
-                Some(EXIT_STORE_REFUSED) if !out.contains("panicked") => (Served::Refused, out),
-                other => (Served::Other(format!("exited {other:?}")), out),
-            });
+            return Ok(Started::Exited(
+                status.code(),
+                std::fs::read_to_string(&log)?,
+            ));
         }
         if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
             .connect()
@@ -268,7 +245,11 @@ async fn ledgerd_refusing_or_serving(
         {
             let mut client = api::pb::ledger_service_client::LedgerServiceClient::new(channel);
             if let Ok(head) = e2e::head(&mut client).await {
-                break (client, head);
+                return Ok(Started::Serving(Box::new(Serving {
+                    process,
+                    client,
+                    head,
+                })));
             }
         }
         anyhow::ensure!(
@@ -276,23 +257,7 @@ async fn ledgerd_refusing_or_serving(
             "ledgerd neither served nor exited"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = std::fs::read_to_string(&log)?;
-    if head.sequence != written.sequence || head.hash != written.hash {
-        return Ok((
-            Served::Other(format!("served a log with head {}", head.sequence)),
-            out,
-        ));
     }
-    let events = e2e::read_all(&mut client).await?;
-    if events.len() as u64 != written.sequence {
-        return Ok((
-            Served::Other(format!("served {} events", events.len())),
-            out,
-        ));
-    }
-    process.terminate(Duration::from_secs(20))?;
-    Ok((Served::Whole, out))
 }
 
 /// A storage failure (a file-size limit standing in for a full disk: both fail sled's write

@@ -15,6 +15,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+/// A failed sync, as the store reports it.
+pub(crate) fn sync_error(error: io::Error) -> crate::StoreError {
+    crate::StoreError::Sync(error.to_string())
+}
+
 /// The files of one sled directory that a flush may have written.
 #[derive(Debug)]
 pub(crate) struct DiskSync {

@@ -25,7 +25,7 @@ use crate::codec::{self, HASH_LEN};
 use crate::config::{
     ACTOR_BYTES_MAX, EVENT_TYPE_BYTES_MAX, StoreConfig, check_cursor_name, check_stream,
 };
-use crate::durable::DiskSync;
+use crate::durable::{DiskSync, sync_error};
 use crate::error::{AppendError, ChainError, StoreError};
 use crate::keys;
 use crate::model::{
@@ -535,10 +535,6 @@ where
                 .take(take),
         )
     }
-}
-
-pub(crate) fn sync_error(error: std::io::Error) -> StoreError {
-    StoreError::Sync(error.to_string())
 }
 
 /// Decodes a stored event (verifying its hash against its recorded `prev_hash`) and checks

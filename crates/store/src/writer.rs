@@ -859,7 +859,7 @@ impl Committer {
 
     fn make_durable(&mut self, parts: &[Applied]) -> Result<(), StoreError> {
         self.tree.flush()?;
-        self.sync.sync().map_err(crate::store::sync_error)?;
+        self.sync.sync().map_err(crate::durable::sync_error)?;
         let mut index = self.shared.index_mut()?;
         for part in parts {
             for (request_id, outcome) in &part.requests {

@@ -100,19 +100,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("lists") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copies");
-        }
-    }
-}
-
 /// What opening a damaged copy gave.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
@@ -186,7 +173,7 @@ fn one_changed_byte_is_refused_or_harmless_never_a_shorter_log() {
                 }
                 let copy = root.path().join("copy");
                 let _ = std::fs::remove_dir_all(&copy);
-                copy_dir(&original, &copy);
+                store::copy::copy_tree(&original, &copy).expect("copies");
                 std::fs::write(copy.join(&relative), &damaged).expect("writes");
                 let outcome = open_and_judge(&copy, written);
                 results.push((relative.display().to_string(), offset, how, outcome));
@@ -231,7 +218,7 @@ fn a_log_shorter_than_its_anchor_or_forked_from_it_is_refused() {
     append_more(&store, 0, 100);
     drop(store);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    copy_dir(&live, &old_copy);
+    store::copy::copy_tree(&live, &old_copy).expect("copies");
     let store = Store::open(StoreConfig::new(&live)).expect("reopens");
     append_more(&store, 0, 100);
     let head = store.head();
@@ -242,7 +229,7 @@ fn a_log_shorter_than_its_anchor_or_forked_from_it_is_refused() {
     // The old copy's log under the live anchor: 100 events where 200 were recorded.
     let anchor = std::fs::read(store::anchor::anchor_path(&live)).expect("anchor");
     let shortened = root.path().join("shortened");
-    copy_dir(&old_copy, &shortened);
+    store::copy::copy_tree(&old_copy, &shortened).expect("copies");
     std::fs::write(store::anchor::anchor_path(&shortened), &anchor).expect("writes");
     let error = Store::open(StoreConfig::new(&shortened)).expect_err("refused");
     let message = error.to_string();
@@ -253,7 +240,7 @@ fn a_log_shorter_than_its_anchor_or_forked_from_it_is_refused() {
 
     // The old copy extended with other events, under the live anchor: a fork at 101.
     let forked = root.path().join("forked");
-    copy_dir(&old_copy, &forked);
+    store::copy::copy_tree(&old_copy, &forked).expect("copies");
     let store = Store::open(StoreConfig::new(&forked)).expect("the old copy opens");
     append_more(&store, 1, 150);
     drop(store);
