@@ -234,20 +234,19 @@ pub async fn run(
 /// The process's exit status for why `run` failed: [`EXIT_STORE_REFUSED`] when the event store
 /// is damaged, or diverged from what it recorded or published, 1 otherwise.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
+    use crate::ledger::RecoverError;
+    let damaged =
+        |store: &StoreError| matches!(store, StoreError::Corrupt(_) | StoreError::Diverged { .. });
     let refused = error.chain().any(|cause| {
-        let store = cause.downcast_ref::<StoreError>().or_else(|| match cause
-            .downcast_ref::<crate::ledger::RecoverError>(
-        ) {
-            Some(crate::ledger::RecoverError::Store(store)) => Some(store),
-            _ => None,
-        });
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            return damaged(store);
+        }
+        match cause.downcast_ref::<RecoverError>() {
+            Some(RecoverError::Store(store)) => return damaged(store),
+            Some(RecoverError::Replay { .. }) => return true,
+            _ => {}
+        }
         matches!(
-            store,
-            Some(StoreError::Corrupt(_) | StoreError::Diverged { .. })
-        ) || matches!(
-            cause.downcast_ref::<crate::ledger::RecoverError>(),
-            Some(crate::ledger::RecoverError::Replay { .. })
-        ) || matches!(
             cause.downcast_ref::<relay::StartError>(),
             Some(relay::StartError::Diverged(_))
         )
@@ -262,4 +261,48 @@ pub const EXIT_STORE_REFUSED: u8 = 3;
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     serving::shutdown_signal("ledgerd").await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_or_diverged_store_is_exit_status_3_and_anything_else_1() {
+        let diverged = StoreError::Diverged {
+            dir: "/data".to_string(),
+            reason: "its log ends at event 150".to_string(),
+        };
+        let refused = [
+            anyhow::Error::new(diverged).context("opening the event store"),
+            anyhow::Error::new(StoreError::Corrupt("event 7".to_string())),
+            anyhow::Error::new(crate::ledger::RecoverError::Store(StoreError::Corrupt(
+                "expected event 9".to_string(),
+            )))
+            .context("rebuilding the ledger"),
+            anyhow::Error::new(crate::ledger::RecoverError::Replay {
+                sequence: 9,
+                reason: "does not apply".to_string(),
+            }),
+            anyhow::Error::new(relay::StartError::Diverged(relay::Diverged {
+                stream: "ICS".to_string(),
+                system: "kav".to_string(),
+                sequence: 40,
+                what: "beyond the store's head".to_string(),
+                head: 0,
+            }))
+            .context("ledgerd refuses to start"),
+        ];
+        for error in &refused {
+            assert_eq!(exit_status(error), EXIT_STORE_REFUSED, "{error:#}");
+        }
+        let other = [
+            anyhow::anyhow!("binding 127.0.0.1:50051"),
+            anyhow::Error::new(StoreError::InvalidConfig("cache".to_string())),
+            anyhow::Error::new(StoreError::Poisoned("disk full".to_string())),
+        ];
+        for error in &other {
+            assert_eq!(exit_status(error), 1, "{error:#}");
+        }
+    }
 }
