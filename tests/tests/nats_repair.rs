@@ -396,7 +396,7 @@ async fn ledgerd_refuses_to_start_on_a_store_behind_what_the_stream_holds() -> a
         &format!("holds event {} of system kav", head.sequence),
         "beyond the store's head",
         "store ends at 0",
-        "restore it from a backup",
+        "icsctl store restore",
         "nats stream purge ICS --subject 'ics.kav.>'",
     ] {
         assert!(refused.contains(expected), "{expected}:\n{refused}");

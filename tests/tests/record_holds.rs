@@ -126,7 +126,7 @@ async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing
     assert_eq!(code, Some(EXIT_STORE_REFUSED), "{out}");
     let missing = format!("events {}..={head} are missing", part_one + 1);
     assert!(
-        out.contains(&missing) && out.contains("restore the store"),
+        out.contains(&missing) && out.contains("icsctl store restore"),
         "{out}"
     );
     assert!(!out.contains("panicked"), "{out}");

@@ -53,8 +53,9 @@ pub use publish::{
     Publisher,
 };
 pub use stream::{
-    Holding, StreamSettings, ensure_stream, holding, keeps_everything, last_checkpoint_sequence,
-    last_published, last_published_sequence, scan_system, stream_exists, system_message_count,
+    Holding, Read, StoredMessage, StreamSettings, ensure_stream, holding, keeps_everything,
+    last_checkpoint_sequence, last_published, last_published_sequence, read_subject, scan_system,
+    stream_exists, system_message_count,
 };
 pub use subjects::{
     STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,

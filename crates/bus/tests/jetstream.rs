@@ -594,3 +594,54 @@ async fn a_publish_during_an_outage_is_stored_at_most_once_when_retried() -> Res
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_subject_reads_one_systems_messages_whole_and_in_order_across_batches() -> Result<()> {
+    let server = NatsServer::start()?;
+    let js = connect(&server).await?;
+    ensure_stream(&js, &StreamSettings::default()).await?;
+    let publisher = Publisher::new(js.clone());
+    let (kav, other) = (system("kav"), system("other"));
+    // Two systems interleaved: more of kav's than one batched direct get returns.
+    let mut events = Vec::new();
+    for sequence in 1..=2_500u64 {
+        events.push(event(&kav, Family::ALL[(sequence % 4) as usize], sequence));
+        if sequence % 3 == 0 {
+            events.push(event(&other, Family::Contract, sequence / 3));
+        }
+    }
+    publish_all(&publisher, &events).await?;
+
+    let mut read = Vec::new();
+    let count = bus::read_subject(
+        &js,
+        bus::STREAM_NAME,
+        &bus::system_filter(&kav),
+        bus::Read::Whole,
+        |message| -> Result<()> {
+            let headers = decode_headers(&message.headers)?;
+            ensure!(message.payload == format!("payload {}", headers.sequence).as_bytes());
+            ensure!(
+                message.subject.starts_with("ics.kav."),
+                "{}",
+                message.subject
+            );
+            read.push(headers.sequence);
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(count == 2_500, "read {count}");
+    ensure!(read == (1..=2_500).collect::<Vec<_>>(), "out of order");
+
+    let nothing = bus::read_subject(
+        &js,
+        bus::STREAM_NAME,
+        "ics.nobody.>",
+        bus::Read::HeadersOnly,
+        |_| -> Result<()> { anyhow::bail!("a message on a subject nothing was published to") },
+    )
+    .await?;
+    ensure!(nothing == 0);
+    Ok(())
+}

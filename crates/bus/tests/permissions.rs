@@ -167,6 +167,33 @@ async fn consumers_and_readers_do_their_own_jobs() -> Result<()> {
     let last = bus::last_published_sequence(&reader, bus::STREAM_NAME, &system).await?;
     ensure!(last == Some(3), "reader saw {last:?}");
     ensure!(bus::system_message_count(&reader, bus::STREAM_NAME, &system).await? == 3);
+    // reader: every message, as `icsctl store restore` reads the log back.
+    let mut read = Vec::new();
+    let count = bus::read_subject(
+        &reader,
+        bus::STREAM_NAME,
+        "ics.kav.>",
+        bus::Read::Whole,
+        |message| -> Result<()> {
+            read.push(bus::decode_headers(&message.headers)?.sequence);
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(count == 3 && read == [1, 2, 3], "reader read {read:?}");
+    // ledgerd: every header, as its relay scans a stream it cannot otherwise judge.
+    let mut scanned = Vec::new();
+    bus::scan_system(
+        &ledgerd,
+        bus::STREAM_NAME,
+        &system,
+        |headers| -> Result<()> {
+            scanned.push(headers.sequence);
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(scanned == [1, 2, 3], "ledgerd scanned {scanned:?}");
     Ok(())
 }
 

@@ -156,7 +156,8 @@ pub enum Cmd {
     /// Bearer tokens signed with the ICS's key.
     #[command(subcommand)]
     Token(keys::Token),
-    /// A stopped ledgerd's sled directory: upgrade it to this build's on-disk format.
+    /// A ledgerd's sled directory: upgrade it to this build's on-disk format, or restore it
+    /// from the JetStream stream.
     #[command(subcommand)]
     Store(storage::Storage),
     /// The JetStream stream's message count and last message, checked against the ledger head.
@@ -285,7 +286,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Audit(command) => audit::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
-        Cmd::Store(command) => storage::run(command),
+        Cmd::Store(command) => storage::run(&global, command).await,
         Cmd::BusStatus {
             nats_url,
             system,

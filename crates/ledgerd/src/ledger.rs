@@ -238,7 +238,7 @@ impl Ledger {
             .lookup_request(&meta.request_id)
             .map_err(store_error)?
         {
-            if record.command_hash != command_hash {
+            if !record.matches(&command_hash) {
                 return Err(SubmitError::RequestIdReused(uuid_text(&meta.request_id)));
             }
             let outcome = AppendOutcome {

@@ -2,8 +2,8 @@
 //!
 //! Exit statuses: 0 after a clean stop (SIGTERM or SIGINT); 1 when it cannot start or serve
 //! (configuration, address, NATS at start-up); 3 when its event store is damaged or is not the
-//! log it recorded — restarting cannot help, restoring it from a backup can, so the
-//! systemd unit does not restart on it.
+//! log it recorded — restarting cannot help, restoring it from the JetStream stream
+//! (`icsctl store restore`) can, so the systemd unit does not restart on it.
 
 use std::process::ExitCode;
 

@@ -48,11 +48,11 @@ use tokio_util::sync::CancellationToken;
 use crate::ledger::Store;
 
 /// The relay's cursor in the store's meta: the last sequence JetStream acknowledged.
-pub const CURSOR: &str = "relay";
+pub const CURSOR: &str = store::RELAY_CURSOR;
 
 /// The relay's cursor of checkpoints: the sequence of the last checkpoint JetStream
 /// acknowledged.
-pub const CHECKPOINT_CURSOR: &str = "relay-checkpoints";
+pub const CHECKPOINT_CURSOR: &str = store::RELAY_CHECKPOINT_CURSOR;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest the last pass on stopping may take.
@@ -214,8 +214,8 @@ impl RelayError {
 #[error(
     "JetStream stream {stream} holds event {sequence} of system {system} ({what}), but this \
      ledger's store ends at {head}: the store is behind, or other than, what it published. \
-     Do not accept commands on it. If the store lost events, restore it from a backup; if \
-     the stream is the one that is wrong (another deployment's {system}, a \
+     Do not accept commands on it. If the store lost events, restore it from the stream \
+     (`icsctl store restore --to NEW_DIR`, then start ledgerd on NEW_DIR); if the stream is the one that is wrong (another deployment's {system}, a \
      test), delete this system's messages from it (`nats stream purge {stream} --subject \
      'ics.{system}.>'`) and start ledgerd again: the relay publishes the whole log again from \
      the store"

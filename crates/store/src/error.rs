@@ -23,7 +23,7 @@ pub enum StoreError {
     /// shortened or forked log.
     #[error(
         "the event store in {dir} is not the log it recorded: {reason}. Do not start on it: \
-         restore the store from a backup"
+         move it aside and rebuild it from the JetStream stream with `icsctl store restore`"
     )]
     Diverged { dir: String, reason: String },
     /// `fdatasync` of what a flush wrote failed: nothing of that flush is acknowledged.

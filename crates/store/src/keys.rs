@@ -173,6 +173,12 @@ pub(crate) fn meta_head() -> Vec<u8> {
     meta(META_HEAD)
 }
 
+/// Present while a restore (`restore`) writes the store, so that a store left by one that
+/// stopped is refused rather than opened as a new, empty one.
+pub(crate) fn meta_restoring() -> Vec<u8> {
+    meta(b"restoring")
+}
+
 pub(crate) fn meta_format() -> Vec<u8> {
     meta(META_FORMAT)
 }

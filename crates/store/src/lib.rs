@@ -32,6 +32,7 @@
 //!   key; a batch's idempotency records under one key, indexed in memory).
 //! - [`offline`]: [`RawLog`], a stopped store's raw values for an auditor.
 //! - [`upgrade`]: a stopped store of an earlier format copied into this one.
+//! - [`restore`]: a lost or damaged store rebuilt from a replica of its log.
 
 pub mod anchor;
 pub mod codec;
@@ -46,6 +47,7 @@ pub mod offline;
 mod open;
 pub mod pages;
 mod requests;
+pub mod restore;
 mod store;
 pub mod upgrade;
 mod writer;
@@ -60,4 +62,5 @@ pub use model::{
 };
 pub use offline::RawLog;
 pub use open::{LOCK_WAIT, open_db, open_dir};
+pub use restore::{RELAY_CHECKPOINT_CURSOR, RELAY_CURSOR};
 pub use store::{EventStore, PendingAppend};

@@ -114,6 +114,16 @@ pub struct IdempotencyRecord {
     pub outcome: AppendOutcome,
 }
 
+impl IdempotencyRecord {
+    /// Whether a command with fingerprint `command_hash` is this request sent again: its
+    /// fingerprint is the one recorded, or the record was rebuilt from a replica that does not
+    /// carry fingerprints ([`crate::restore::FINGERPRINT_UNKNOWN`]).
+    pub fn matches(&self, command_hash: &[u8; 32]) -> bool {
+        self.command_hash == *command_hash
+            || self.command_hash == crate::restore::FINGERPRINT_UNKNOWN
+    }
+}
+
 /// A committed event, decoded and upcast to the latest record version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent<E> {

@@ -603,6 +603,11 @@ fn check_format(tree: &sled::Tree, path: &Path) -> Result<(), StoreError> {
             tree.flush()?;
             Ok(())
         }
+        None if tree.contains_key(keys::meta_restoring())? => Err(StoreError::Corrupt(format!(
+            "{} holds a restore that did not finish: move it aside and run `icsctl store \
+             restore` again into an empty directory",
+            path.display()
+        ))),
         None => Err(StoreError::Corrupt(
             "the tree holds data but no format marker".to_string(),
         )),

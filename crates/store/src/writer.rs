@@ -629,7 +629,7 @@ impl<E: Serialize> Admitter<E> {
             (None, None) => None,
         };
         if let Some(record) = committed {
-            if record.command_hash != request.command_hash {
+            if !record.matches(&request.command_hash) {
                 return Err(AppendError::RequestIdReused {
                     request_id: request.request_id,
                 });

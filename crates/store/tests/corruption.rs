@@ -234,7 +234,8 @@ fn a_log_shorter_than_its_anchor_or_forked_from_it_is_refused() {
     let error = Store::open(StoreConfig::new(&shortened)).expect_err("refused");
     let message = error.to_string();
     assert!(
-        message.contains("events 101..=200 are missing") && message.contains("restore the store"),
+        message.contains("events 101..=200 are missing")
+            && message.contains("icsctl store restore"),
         "{message}"
     );
 
