@@ -23,7 +23,8 @@ use crate::subjects::{checkpoint_msg_id, checkpoint_subject};
 pub struct OutboundEvent {
     /// `ics.<system>.<family>.<event>` (see [`crate::subject`]).
     pub subject: String,
-    /// The event id as UUID text; sent as `Nats-Msg-Id`, so a republished event is a duplicate.
+    /// Sent as `Nats-Msg-Id`, so an event sent again is a duplicate: the event id as UUID text
+    /// (the relay appends a repair's token when the stream lost an event it had stored).
     pub event_id: String,
     /// The ledger's global sequence.
     pub sequence: u64,

@@ -100,6 +100,10 @@ pub async fn run(
                 tracing::info!(%error, "the relay resumes from what the stream holds");
                 backoff = Backoff::default();
             }
+            Err(error @ RelayError::StreamLost { .. }) => {
+                tracing::warn!(%error, "the relay publishes again what the stream lost");
+                backoff = Backoff::default();
+            }
             Err(RelayError::Bus(error @ bus::BusError::BatchHeld { .. })) => {
                 tracing::info!(%error, "the relay resumes after what the stream holds");
                 backoff = Backoff::default();
@@ -191,6 +195,11 @@ enum RelayError {
     Reconnected,
     #[error("the JetStream stream was deleted or recreated: starting over from what it holds")]
     StreamReplaced,
+    #[error(
+        "the JetStream stream holds {held} of the {published} events published to it (purged \
+         or lost in place): starting over from what it holds"
+    )]
+    StreamLost { held: u64, published: u64 },
     #[error(transparent)]
     Diverged(#[from] Diverged),
 }
@@ -201,7 +210,9 @@ impl RelayError {
         match self {
             RelayError::Bus(_) => "NATS unavailable or refusing",
             RelayError::Store(_) => "the event store cannot be read",
-            RelayError::Reconnected | RelayError::StreamReplaced => "starting over",
+            RelayError::Reconnected
+            | RelayError::StreamReplaced
+            | RelayError::StreamLost { .. } => "starting over",
             RelayError::Diverged(_) => "the stream holds events the ledger does not",
         }
     }
@@ -215,10 +226,10 @@ impl RelayError {
     "JetStream stream {stream} holds event {sequence} of system {system} ({what}), but this \
      ledger's store ends at {head}: the store is behind, or other than, what it published. \
      Do not accept commands on it. If the store lost events, restore it from the stream \
-     (`icsctl store restore --to NEW_DIR`, then start ledgerd on NEW_DIR); if the stream is the one that is wrong (another deployment's {system}, a \
-     test), delete this system's messages from it (`nats stream purge {stream} --subject \
-     'ics.{system}.>'`) and start ledgerd again: the relay publishes the whole log again from \
-     the store"
+     (`icsctl store restore --to NEW_DIR`, then start ledgerd on NEW_DIR); if the stream is \
+     the one that is wrong (another deployment's {system}, a test), delete this system's \
+     messages from it (`nats stream purge {stream} --subject 'ics.{system}.>'`) and start \
+     ledgerd again: the relay publishes the whole log again from the store"
 )]
 pub struct Diverged {
     pub stream: String,
@@ -286,6 +297,13 @@ async fn relay(
     *reached = true;
     let Plan { after, mut held } = plan;
     let mut cursor = held.skip(after);
+    // Events JetStream stored once and lost go again under message ids of this repair: it may
+    // still remember their first ids (a purge keeps them for the duplicate window) and would
+    // drop them as duplicates of messages it no longer holds.
+    let repair = (cursor < acknowledged).then(|| Repair {
+        token: uuid::Uuid::new_v4().simple().to_string(),
+        through: acknowledged,
+    });
     if cursor < acknowledged {
         tracing::warn!(
             resume_after = cursor,
@@ -327,6 +345,18 @@ async fn relay(
                 if now.is_none_or(|s| s.cached_info().created != created) {
                     return Err(RelayError::StreamReplaced);
                 }
+                // Purged in place (the same stream, fewer messages): what it lacks goes again.
+                if keeps_everything {
+                    let held =
+                        bus::system_message_count(js, &settings.stream.name, &settings.system)
+                            .await?;
+                    if held < cursor {
+                        return Err(RelayError::StreamLost {
+                            held,
+                            published: cursor,
+                        });
+                    }
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -340,7 +370,7 @@ async fn relay(
             for run in page.chunks(bus::BATCH_MESSAGES_MAX) {
                 let events: Vec<OutboundEvent> = run
                     .iter()
-                    .map(|recorded| outbound(&settings.system, recorded))
+                    .map(|recorded| outbound_again(&settings.system, recorded, repair.as_ref()))
                     .collect();
                 let ack = publisher.publish_batch(&events).await?.await?;
                 // The log is gapless and published in order: a batch takes the cursor from
@@ -351,7 +381,7 @@ async fn relay(
         } else {
             let mut acks = VecDeque::with_capacity(page.len());
             for recorded in &page {
-                let outbound = outbound(&settings.system, recorded);
+                let outbound = outbound_again(&settings.system, recorded, repair.as_ref());
                 acks.push_back(publisher.publish(&outbound).await?);
             }
             while let Some(pending) = acks.pop_front() {
@@ -732,6 +762,28 @@ pub fn outbound(system: &SystemId, recorded: &RecordedEvent<Event>) -> OutboundE
         event_type: recorded.event_type.clone(),
         payload: recorded_to_proto(recorded).encode_to_vec().into(),
     }
+}
+
+/// A repair of events the stream had stored and lost: those up to `through` are published
+/// with their event id and `token` as `Nats-Msg-Id`.
+struct Repair {
+    token: String,
+    through: u64,
+}
+
+/// [`outbound`], with the message id of `repair` for an event it covers.
+fn outbound_again(
+    system: &SystemId,
+    recorded: &RecordedEvent<Event>,
+    repair: Option<&Repair>,
+) -> OutboundEvent {
+    let mut outbound = outbound(system, recorded);
+    if let Some(repair) = repair
+        && recorded.sequence <= repair.through
+    {
+        outbound.event_id = format!("{}.{}", outbound.event_id, repair.token);
+    }
+    outbound
 }
 
 /// A stored event as the public protobuf message.
