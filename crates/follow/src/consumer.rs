@@ -2,9 +2,12 @@
 //!
 //! 1. Catch up from ledgerd's `ReadStored` (the record, as stored) from the checkpoint's next
 //!    sequence to the head, and checkpoint.
-//! 2. Follow the system's subjects with a durable JetStream pull consumer. Each message is
-//!    offered to the projection: redeliveries are ignored, a gap is filled from `ReadStored`
-//!    first, a message that does not link to the chain is refused and logged. A consumer lost
+//! 2. Follow the system's subjects with a durable JetStream pull consumer. NATS is untrusted
+//!    (anyone with ledgerd's NATS credentials can publish an event that links to the chain):
+//!    events that link are held as a run until ledgerd vouches for its last one
+//!    (`crate::pending`), then folded; redeliveries are ignored; anything else — a gap,
+//!    another event at a sequence, an event that does not link — is settled from
+//!    `ReadStored`, and the messages that are not the ledger's are refused and parked. A consumer lost
 //!    meanwhile (a wiped or recreated stream) is created again, with a backoff, and the
 //!    projection caught up from `ReadStored` as in step 1 (`pull::Follower`).
 //! 5. An event of the record that does not fold (a log written by an older version) stops the
@@ -35,6 +38,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::incoming::{Incoming, IncomingError};
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::Parked;
+use crate::pending::Pending;
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule};
 use crate::status::{StatusSender, Stuck, set_stuck};
@@ -117,10 +121,14 @@ pub async fn run<P: Projection>(
     );
     let checkpoints = Arc::new(checkpoints);
     let mut behind = Behind::default();
+    let mut pending = Pending::default();
+    let mut ledgerd_alarm = bus::Alarm::new("vouching for JetStream's events with ledgerd");
     while let Some(mut batch) = follower.next_batch(settings.fetch_max, &stop).await {
         if follower.take_recreated() {
             // The consumer was lost (and with it, perhaps, the stream): what it would have
-            // delivered meanwhile comes from the record.
+            // delivered meanwhile comes from the record. What it had delivered and was held is
+            // delivered again by the new consumer, or is folded from ledgerd now.
+            pending.take();
             let from = read(&shared).sequence + 1;
             match fill(&mut ledger, &shared, from, None).await {
                 Ok(folded) => {
@@ -141,32 +149,61 @@ pub async fn run<P: Projection>(
                 }
             }
         }
-        while let Some(message) = follower.next_message(&mut batch).await {
+        loop {
+            // Held events are vouched for as soon as no message follows at once (or the
+            // batch ends): a burst is one run, one look at ledgerd.
+            let next = if pending.is_empty() {
+                follower.next_message(&mut batch).await
+            } else {
+                match tokio::time::timeout(VOUCH_AFTER, follower.next_message(&mut batch)).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let step = vouch(&mut ledger, &shared, &mut pending, &checkpoints).await;
+                        match step_or_stuck(step, &mut ledgerd_alarm) {
+                            Ok(folded) => schedule.folded(folded),
+                            Err(stuck) => {
+                                behind.finish().await?;
+                                save(checkpoints.as_ref(), &shared)?;
+                                return stay_stuck(
+                                    &settings.system,
+                                    &shared,
+                                    &status,
+                                    stuck,
+                                    &stop,
+                                )
+                                .await;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(message) = next else { break };
             if let Some(crate::fleet::Route::Audit(_)) = crate::fleet::route(&message.subject) {
                 // A signed checkpoint, not an event: the regulator keeps those, not positiond.
                 pull::ack(&message).await;
                 continue;
             }
-            let Folded { folded, refused } =
-                match fold_message(&mut ledger, &shared, &message.payload).await {
-                    Ok(folded) => folded,
-                    Err(FillError::Stuck(stuck)) => {
-                        behind.finish().await?;
-                        save(checkpoints.as_ref(), &shared)?;
-                        return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
-                    }
-                    Err(error @ FillError::Unavailable(_)) => {
-                        return Err(anyhow::Error::new(error).context("filling a gap from ledgerd"));
-                    }
-                };
-            if let Some(reason) = refused {
-                checkpoints
-                    .parked()
-                    .park(Parked::message(&message, reason))
-                    .context("parking a message")?;
+            let step = take(&mut ledger, &shared, &mut pending, &checkpoints, message).await;
+            match step_or_stuck(step, &mut ledgerd_alarm) {
+                Ok(folded) => schedule.folded(folded),
+                Err(stuck) => {
+                    behind.finish().await?;
+                    save(checkpoints.as_ref(), &shared)?;
+                    return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
+                }
             }
-            schedule.folded(folded);
-            pull::ack(&message).await;
+        }
+        if !pending.is_empty() {
+            let step = vouch(&mut ledger, &shared, &mut pending, &checkpoints).await;
+            match step_or_stuck(step, &mut ledgerd_alarm) {
+                Ok(folded) => schedule.folded(folded),
+                Err(stuck) => {
+                    behind.finish().await?;
+                    save(checkpoints.as_ref(), &shared)?;
+                    return stay_stuck(&settings.system, &shared, &status, stuck, &stop).await;
+                }
+            }
         }
         if let Some(took) = behind.written().await? {
             schedule.written(took);
@@ -210,71 +247,213 @@ async fn stay_stuck<P: Projection>(
     Ok(())
 }
 
-/// What one JetStream message did: events newly folded (from it, or from ledgerd filling the
-/// gap before it), and why it was refused, if it was.
-struct Folded {
-    folded: u64,
-    refused: Option<String>,
+/// How long a held event waits for the next message before it is vouched for.
+const VOUCH_AFTER: Duration = Duration::from_millis(5);
+
+/// What handling a message (or vouching for what is held) led to.
+#[derive(Debug)]
+enum Step {
+    /// This many events newly folded.
+    Folded(u64),
+    /// ledgerd could not be asked: what is held stays held (unacknowledged) until it can.
+    Unavailable(tonic::Status),
 }
 
-/// Folds one JetStream message, treating it as untrusted: the record is ledgerd.
-///
-/// - A gap before it is filled from ledgerd through the message's own sequence; the
-///   message is then refused if ledgerd has no such event, or if ledgerd's event there has
-///   another hash.
-/// - A message that does not fold (it does not link to the chain, or the projection refuses
-///   it) is checked against ledgerd's copy of that sequence: if ledgerd's folds, the message
-///   was not the ledger's and is refused; if ledgerd's does not fold either, the log is stuck
-///   there ([`FillError::Stuck`]), as it is on anything from the record that does not fold.
-async fn fold_message<P: Projection>(
-    ledger: &mut LedgerdClient,
-    shared: &Shared<P>,
-    payload: &[u8],
-) -> Result<Folded, FillError> {
-    let incoming = match Incoming::decode(payload) {
-        Ok(incoming) => incoming,
-        Err(error) => {
-            return Ok(Folded {
-                folded: 0,
-                refused: Some(error.to_string()),
-            });
+/// [`Step`] as the loop takes it: events folded (none while ledgerd cannot vouch, which is
+/// reported once per state change), or the log stuck on an event that does not fold.
+fn step_or_stuck(
+    step: anyhow::Result<Result<Step, FillError>>,
+    alarm: &mut bus::Alarm,
+) -> Result<u64, Stuck> {
+    match step {
+        Ok(Ok(Step::Folded(folded))) => {
+            alarm.clear("ledgerd vouches again");
+            Ok(folded)
         }
-    };
-    let offered = write(shared).offer(&incoming);
-    match offered {
-        Ok(Offer::Applied) => Ok(Folded {
-            folded: 1,
-            refused: None,
-        }),
-        Ok(Offer::AlreadyApplied) => Ok(Folded {
-            folded: 0,
-            refused: None,
-        }),
-        Ok(Offer::Gap { next }) => {
-            // Fill from the record, through this event's own sequence: the copy from ledgerd
-            // is authoritative, the message is then a redelivery.
-            let folded = fill(ledger, shared, next, Some(incoming.sequence)).await?;
-            tracing::info!(
-                from = next,
-                to = incoming.sequence,
-                "filled a gap from ledgerd"
+        Ok(Ok(Step::Unavailable(status))) | Ok(Err(FillError::Unavailable(status))) => {
+            alarm.raise(
+                "ledgerd unavailable",
+                &format_args!("{status}; JetStream's events are held until it answers"),
             );
-            Ok(Folded {
-                folded,
-                refused: read(shared).disagreement(&incoming),
-            })
+            Ok(0)
         }
+        Ok(Err(FillError::Stuck(stuck))) => Err(stuck),
         Err(error) => {
-            let folded = fill(ledger, shared, incoming.sequence, Some(incoming.sequence)).await?;
-            let why = read(shared).disagreement(&incoming).unwrap_or_else(|| {
-                format!("ledgerd's event {} folded in its place", incoming.sequence)
-            });
-            Ok(Folded {
-                folded,
-                refused: Some(format!("{error}; {why}")),
-            })
+            // Parking failed: the message is not acknowledged, so it comes again.
+            tracing::error!(%error, "a refused message could not be parked");
+            Ok(0)
         }
     }
+}
+
+/// Takes one JetStream message, treating it as untrusted: the record is ledgerd.
+///
+/// - A redelivery (an event folded or held already, the same) is acknowledged.
+/// - The next event after the projection and what is held is held too ([`Pending`]).
+/// - Anything else — a gap before it, another event at a sequence already held or folded
+///   than the one there, an event that does not link — is settled from ledgerd: its events
+///   through the message's sequence are folded from the record, and each message held and
+///   this one refused (parked) unless it is the ledger's event at its sequence.
+async fn take<P: Projection>(
+    ledger: &mut LedgerdClient,
+    shared: &Shared<P>,
+    pending: &mut Pending,
+    checkpoints: &CheckpointStore,
+    message: async_nats::jetstream::Message,
+) -> anyhow::Result<Result<Step, FillError>> {
+    let incoming = match Incoming::decode(&message.payload) {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            refuse(checkpoints, &message, error.to_string()).await?;
+            return Ok(Ok(Step::Folded(0)));
+        }
+    };
+    let tip = tip(shared);
+    if incoming.sequence <= tip.0 {
+        let redelivered = incoming.sequence < tip.0 || incoming.hash == tip.1;
+        if !redelivered {
+            refuse(
+                checkpoints,
+                &message,
+                format!(
+                    "its hash differs from the ledger's event {}",
+                    incoming.sequence
+                ),
+            )
+            .await?;
+        } else {
+            pull::ack(&message).await;
+        }
+        return Ok(Ok(Step::Folded(0)));
+    }
+    if pending.extends(tip, &incoming) {
+        pending.push(incoming, message);
+        return Ok(Ok(Step::Folded(0)));
+    }
+    if pending.hash_at(incoming.sequence) == Some(incoming.hash) {
+        pull::ack(&message).await;
+        return Ok(Ok(Step::Folded(0)));
+    }
+    let end = pending.end(tip).0;
+    let why = if incoming.sequence == end + 1 {
+        Some(format!("it does not link to event {end}"))
+    } else if incoming.sequence <= end {
+        Some(format!(
+            "another event than the one held at {}",
+            incoming.sequence
+        ))
+    } else {
+        None
+    };
+    let through = incoming.sequence.max(end);
+    settle(
+        ledger,
+        shared,
+        pending,
+        checkpoints,
+        through,
+        Some((incoming, message, why)),
+    )
+    .await
+}
+
+/// Vouches for the run held: ledgerd's event at its end has the run's hash, so the run is the
+/// ledger's and is folded (an event of it that does not fold is the record's: stuck); or it
+/// does not, and the run is settled from ledgerd.
+async fn vouch<P: Projection>(
+    ledger: &mut LedgerdClient,
+    shared: &Shared<P>,
+    pending: &mut Pending,
+    checkpoints: &CheckpointStore,
+) -> anyhow::Result<Result<Step, FillError>> {
+    let (end, hash) = pending.end(tip(shared));
+    match crate::ledgerd::hash_at(ledger, end).await {
+        Err(status) => Ok(Ok(Step::Unavailable(status))),
+        Ok(Some(recorded)) if recorded == hash => {
+            let mut folded = 0;
+            for (incoming, message) in pending.take() {
+                let offered = write(shared).offer(&incoming);
+                match offered {
+                    Ok(Offer::Applied) => folded += 1,
+                    Ok(_) => {}
+                    Err(error) => {
+                        return Ok(Err(FillError::Stuck(Stuck::new(
+                            incoming.sequence,
+                            error.to_string(),
+                        ))));
+                    }
+                }
+                pull::ack(&message).await;
+            }
+            Ok(Ok(Step::Folded(folded)))
+        }
+        Ok(_) => settle(ledger, shared, pending, checkpoints, end, None).await,
+    }
+}
+
+/// Folds ledgerd's events through `through`, then acknowledges each message held (and
+/// `also`) that is the ledger's event at its sequence, and refuses (parks) the others.
+async fn settle<P: Projection>(
+    ledger: &mut LedgerdClient,
+    shared: &Shared<P>,
+    pending: &mut Pending,
+    checkpoints: &CheckpointStore,
+    through: u64,
+    also: Option<(Incoming, async_nats::jetstream::Message, Option<String>)>,
+) -> anyhow::Result<Result<Step, FillError>> {
+    let from = read(shared).sequence + 1;
+    let folded = match fill(ledger, shared, from, Some(through)).await {
+        Ok(folded) => folded,
+        Err(FillError::Unavailable(status)) => {
+            // Nothing is decided: the message comes again once ledgerd can say.
+            if let Some((incoming, message, _)) = also
+                && pending.extends(tip(shared), &incoming)
+            {
+                pending.push(incoming, message);
+            }
+            return Ok(Ok(Step::Unavailable(status)));
+        }
+        Err(stuck) => return Ok(Err(stuck)),
+    };
+    if folded > 0 {
+        tracing::info!(
+            from,
+            to = through,
+            "folded from ledgerd in place of JetStream's messages"
+        );
+    }
+    let held = pending.take().into_iter().map(|(i, m)| (i, m, None));
+    for (incoming, message, why) in held.chain(also) {
+        let disagreement = read(shared).disagreement(&incoming);
+        match (disagreement, why) {
+            (None, _) => pull::ack(&message).await,
+            (Some(reason), None) => refuse(checkpoints, &message, reason).await?,
+            (Some(reason), Some(why)) => {
+                refuse(checkpoints, &message, format!("{why}; {reason}")).await?;
+            }
+        }
+    }
+    Ok(Ok(Step::Folded(folded)))
+}
+
+/// Parks `message` with `reason` (flushed) and acknowledges it.
+async fn refuse(
+    checkpoints: &CheckpointStore,
+    message: &async_nats::jetstream::Message,
+    reason: String,
+) -> anyhow::Result<()> {
+    checkpoints
+        .parked()
+        .park(Parked::message(message, reason))
+        .context("parking a message")?;
+    pull::ack(message).await;
+    Ok(())
+}
+
+/// The projection's last event: its sequence and hash.
+fn tip<P>(shared: &Shared<P>) -> crate::pending::End {
+    let folded = read(shared);
+    (folded.sequence, folded.hash)
 }
 
 /// Why folding from ledgerd stopped.

@@ -9,8 +9,11 @@
 //!    (a ledgerd that cannot be reached is skipped: its system is then followed from
 //!    JetStream alone until it can be reached).
 //! 2. Route each message by the system in its subject (the second token) to that system's
-//!    projection, which accepts only its own next sequence, linked to its own chain.
-//!    Redeliveries are ignored. A message further on than the next sequence is a gap, filled
+//!    projection, which accepts only its own next sequence, linked to its own chain; for a
+//!    system with a ledgerd, events that link are held until that ledgerd vouches for the
+//!    last of them (`crate::pending`) and settled from it otherwise, so whoever can publish
+//!    into NATS cannot make oversightd fold what the ledger did not record. Redeliveries are
+//!    ignored. A message further on than the next sequence is a gap, filled
 //!    from **that system's** ledgerd (the configured map system → URL) through the message's
 //!    own sequence. A gap that cannot be filled — no ledgerd configured for the system, or
 //!    its ledgerd unreachable — is logged and the message is *not* acknowledged (it is
@@ -51,13 +54,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::pb;
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{AckKind, Message};
 use domain::{Event, SystemEvent, SystemId};
 use tokio_util::sync::CancellationToken;
 
 use crate::incoming::Incoming;
 use crate::ledgerd::{Access, LedgerdClient};
 use crate::parked::{Parked, ParkedMessages};
+use crate::pending::Pending;
 use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule, Unsaved};
 use crate::status::{StatusSender, Stuck, set_stuck};
@@ -532,43 +536,43 @@ pub async fn run<P: Projection>(
         settings.checkpoint_interval,
         CHECKPOINT_REST_FACTOR,
     ));
+    let mut pending: BTreeMap<SystemId, Pending> = BTreeMap::new();
+    let context = Reading {
+        ledgerds: &ledgerds,
+        received: &received,
+        shared: &shared,
+        status: &status,
+    };
     while let Some(mut batch) = follower.next_batch(settings.fetch_max, &stop).await {
         if follower.take_recreated() {
+            // What was held comes again from the new consumer, or from ledgerd now.
+            pending.clear();
             for system in settings.ledgerds.keys() {
                 catch_up(&ledgerds, &shared, &status, system, &mut dirty).await;
             }
         }
-        while let Some(message) = follower.next_message(&mut batch).await {
-            let outcome = fold_message(
-                &ledgerds,
-                &received,
-                &shared,
-                &status,
-                message.subject.as_str(),
-                &message.payload,
-                &mut dirty,
-            )
-            .await?;
-            match outcome {
-                Outcome::Done { folded } => unsaved.hold(message, folded),
-                Outcome::Refused { folded, reason } => {
-                    parked
-                        .park(Parked::message(&message, reason))
-                        .context("parking a message")?;
-                    unsaved.hold(message, folded);
-                }
-                Outcome::Retry => {
-                    if let Err(error) = message
-                        .ack_with(AckKind::Nak(Some(settings.retry_delay)))
-                        .await
-                    {
-                        // Not acknowledged either way: JetStream offers it again after its
-                        // ack wait.
-                        tracing::warn!(%error, "nak failed");
+        loop {
+            // Held events are vouched for as soon as no message follows at once (or the
+            // batch ends): a burst is one run per system, one look at its ledgerd.
+            let holding = pending.values().any(|held| !held.is_empty());
+            let next = if holding {
+                match tokio::time::timeout(VOUCH_AFTER, follower.next_message(&mut batch)).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let outcomes = vouch_all(&context, &mut pending, &mut dirty).await;
+                        settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
+                        continue;
                     }
                 }
-            }
+            } else {
+                follower.next_message(&mut batch).await
+            };
+            let Some(message) = next else { break };
+            let outcomes = take_message(&context, &mut pending, message, &mut dirty).await?;
+            settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
         }
+        let outcomes = vouch_all(&context, &mut pending, &mut dirty).await;
+        settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
         if unsaved.due() {
             let started = std::time::Instant::now();
             save(&checkpoints, &shared, &mut dirty)?;
@@ -583,93 +587,301 @@ pub async fn run<P: Projection>(
     Ok(())
 }
 
-/// Folds one JetStream message into its system (filling any gap before it from that
-/// system's ledgerd). A message of a system stuck on an event that does not fold is passed
-/// over (acknowledged after the next checkpoint, not folded): that system's ledgerd holds it,
-/// and a restart catches up from there.
-async fn fold_message<P: Projection>(
-    ledgerds: &Ledgerds,
-    received: &ReceivedCheckpoints,
-    shared: &SharedFleet<P>,
-    status: &StatusSender,
-    subject: &str,
-    payload: &[u8],
+/// How long held events wait for the next message before they are vouched for.
+const VOUCH_AFTER: Duration = Duration::from_millis(5);
+
+/// What the fleet's message handling reads.
+struct Reading<'a, P> {
+    ledgerds: &'a Ledgerds,
+    received: &'a ReceivedCheckpoints,
+    shared: &'a SharedFleet<P>,
+    status: &'a StatusSender,
+}
+
+/// Messages whose fate is decided.
+type Outcomes = Vec<(Message, Outcome)>;
+
+/// Parks, holds for acknowledgement after the next checkpoint, or offers again later, each
+/// message as decided.
+async fn settle_outcomes(
+    parked: &ParkedMessages,
+    unsaved: &mut Unsaved,
+    settings: &FleetSettings,
+    outcomes: Outcomes,
+) -> anyhow::Result<()> {
+    for (message, outcome) in outcomes {
+        match outcome {
+            Outcome::Done { folded } => unsaved.hold(message, folded),
+            Outcome::Refused { folded, reason } => {
+                parked
+                    .park(Parked::message(&message, reason))
+                    .context("parking a message")?;
+                unsaved.hold(message, folded);
+            }
+            Outcome::Retry => {
+                if let Err(error) = message
+                    .ack_with(AckKind::Nak(Some(settings.retry_delay)))
+                    .await
+                {
+                    // Not acknowledged either way: JetStream offers it again after its ack
+                    // wait.
+                    tracing::warn!(%error, "nak failed");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes one JetStream message, treating it as untrusted. A message of a system stuck on an
+/// event that does not fold is passed over (acknowledged after the next checkpoint, not
+/// folded): that system's ledgerd holds it, and a restart catches up from there.
+///
+/// For a system with a ledgerd, an event is folded only once its ledgerd vouches for it
+/// (`crate::pending`): the next event after the system's projection and what is held is held;
+/// a redelivery is passed over; anything else (a gap, another event at a sequence held or
+/// folded, an event that does not link) is settled from ledgerd. A system without one is
+/// followed from JetStream as it comes (its gaps cannot be filled: offered again later).
+async fn take_message<P: Projection>(
+    context: &Reading<'_, P>,
+    pending: &mut BTreeMap<SystemId, Pending>,
+    message: Message,
     dirty: &mut BTreeSet<SystemId>,
-) -> anyhow::Result<Outcome> {
-    let refused = |folded: u64, reason: String| Ok(Outcome::Refused { folded, reason });
-    let system = match route(subject) {
+) -> anyhow::Result<Outcomes> {
+    let refused =
+        |message, reason: String| Ok(vec![(message, Outcome::Refused { folded: 0, reason })]);
+    let system = match route(&message.subject) {
         Some(Route::Event(system)) => system,
         Some(Route::Audit(system)) => {
-            return match keep_checkpoint(received, &system, payload)? {
-                Some(reason) => refused(0, reason),
-                None => Ok(Outcome::Done { folded: 0 }),
+            let outcome = match keep_checkpoint(context.received, &system, &message.payload)? {
+                Some(reason) => Outcome::Refused { folded: 0, reason },
+                None => Outcome::Done { folded: 0 },
             };
+            return Ok(vec![(message, outcome)]);
         }
-        None => return refused(0, "its subject names no system".to_string()),
+        None => return refused(message, "its subject names no system".to_string()),
     };
-    if status.borrow().stuck.contains_key(&system) {
-        return Ok(Outcome::Done { folded: 0 });
+    if context.status.borrow().stuck.contains_key(&system) {
+        return Ok(vec![(message, Outcome::Done { folded: 0 })]);
     }
-    let incoming = match Incoming::decode(payload) {
+    let incoming = match Incoming::decode(&message.payload) {
         Ok(incoming) => incoming,
-        Err(error) => return refused(0, error.to_string()),
+        Err(error) => return refused(message, error.to_string()),
     };
-    let offered = offer(&mut write(shared), &system, &incoming);
-    let (from, through) = match &offered {
+    let Some(mut ledger) = context.ledgerds.get(&system) else {
+        return Ok(vec![(
+            message,
+            fold_unvouched(context, &system, &incoming, dirty),
+        )]);
+    };
+    let tip = tip(context.shared, &system);
+    if incoming.sequence <= tip.0 {
+        if incoming.sequence == tip.0 && incoming.hash != tip.1 {
+            let reason = format!(
+                "its hash differs from the ledger's event {}",
+                incoming.sequence
+            );
+            return refused(message, reason);
+        }
+        return Ok(vec![(message, Outcome::Done { folded: 0 })]);
+    }
+    let held = pending.entry(system.clone()).or_default();
+    if held.extends(tip, &incoming) {
+        held.push(incoming, message);
+        return Ok(Vec::new());
+    }
+    if held.hash_at(incoming.sequence) == Some(incoming.hash) {
+        return Ok(vec![(message, Outcome::Done { folded: 0 })]);
+    }
+    let end = held.end(tip).0;
+    let why = if incoming.sequence == end + 1 {
+        Some(format!("{system}: it does not link to event {end}"))
+    } else if incoming.sequence <= end {
+        Some(format!(
+            "{system}: another event than the one held at {}",
+            incoming.sequence
+        ))
+    } else {
+        None
+    };
+    let through = incoming.sequence.max(end);
+    Ok(settle(
+        context,
+        &mut ledger,
+        &system,
+        held,
+        through,
+        Some((incoming, message, why)),
+        dirty,
+    )
+    .await)
+}
+
+/// A system with no ledgerd: its events are folded as JetStream delivers them.
+fn fold_unvouched<P: Projection>(
+    context: &Reading<'_, P>,
+    system: &SystemId,
+    incoming: &Incoming,
+    dirty: &mut BTreeSet<SystemId>,
+) -> Outcome {
+    match offer(&mut write(context.shared), system, incoming) {
         Ok(Offer::Applied) => {
-            dirty.insert(system);
-            return Ok(Outcome::Done { folded: 1 });
+            dirty.insert(system.clone());
+            Outcome::Done { folded: 1 }
         }
-        Ok(Offer::AlreadyApplied) => return Ok(Outcome::Done { folded: 0 }),
-        Ok(Offer::Gap { next }) => (*next, incoming.sequence),
+        Ok(Offer::AlreadyApplied) => Outcome::Done { folded: 0 },
+        Ok(Offer::Gap { next }) => {
+            tracing::error!(
+                %system,
+                from = next,
+                to = incoming.sequence,
+                "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
+            );
+            Outcome::Retry
+        }
+        Err(error) => Outcome::Refused {
+            folded: 0,
+            reason: format!("{system}: {error}"),
+        },
+    }
+}
+
+/// Vouches for every system's run held ([`vouch`]).
+async fn vouch_all<P: Projection>(
+    context: &Reading<'_, P>,
+    pending: &mut BTreeMap<SystemId, Pending>,
+    dirty: &mut BTreeSet<SystemId>,
+) -> Outcomes {
+    let mut outcomes = Vec::new();
+    for (system, held) in pending.iter_mut() {
+        if held.is_empty() {
+            continue;
+        }
+        let Some(mut ledger) = context.ledgerds.get(system) else {
+            continue;
+        };
+        outcomes.extend(vouch(context, &mut ledger, system, held, dirty).await);
+    }
+    pending.retain(|_, held| !held.is_empty());
+    outcomes
+}
+
+/// Vouches for `system`'s run held: its ledgerd's event at the run's end has the run's hash,
+/// so the run is the ledger's and is folded (an event of it that does not fold is the
+/// record's: the system is stuck); or it does not, and the run is settled from ledgerd.
+/// ledgerd unavailable: the run is offered again later.
+async fn vouch<P: Projection>(
+    context: &Reading<'_, P>,
+    ledger: &mut LedgerdClient,
+    system: &SystemId,
+    held: &mut Pending,
+    dirty: &mut BTreeSet<SystemId>,
+) -> Outcomes {
+    let (end, hash) = held.end(tip(context.shared, system));
+    match crate::ledgerd::hash_at(ledger, end).await {
         Err(error) => {
-            if ledgerds.get(&system).is_none() {
-                return refused(0, format!("{system}: {error}"));
-            }
-            // Is it the message, or the record? Ledgerd's copy of that sequence decides.
-            (incoming.sequence, incoming.sequence)
+            tracing::warn!(%system, %error, "ledgerd unavailable to vouch for JetStream's events: offered again later");
+            held.take()
+                .into_iter()
+                .map(|(_, message)| (message, Outcome::Retry))
+                .collect()
         }
-    };
-    let Some(mut ledger) = ledgerds.get(&system) else {
-        tracing::error!(
-            %system,
-            from,
-            to = through,
-            "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
-        );
-        return Ok(Outcome::Retry);
-    };
-    // Fill from the record, through this event's own sequence: the copy from ledgerd is
-    // authoritative, the message is then a redelivery — unless ledgerd has no such event, or
-    // another one there.
-    match fill(&mut ledger, shared, &system, from, Some(through)).await {
-        Ok(filled) => {
-            tracing::info!(%system, from, to = through, "filled from ledgerd");
-            if filled > 0 {
-                dirty.insert(system.clone());
+        Ok(Some(recorded)) if recorded == hash => {
+            let mut outcomes = Vec::new();
+            let mut stuck = false;
+            for (incoming, message) in held.take() {
+                let mut folded = 0;
+                if !stuck {
+                    match offer(&mut write(context.shared), system, &incoming) {
+                        Ok(Offer::Applied) => folded = 1,
+                        Ok(_) => {}
+                        Err(error) => {
+                            stuck = true;
+                            set_stuck(
+                                context.status,
+                                system,
+                                Stuck::new(incoming.sequence, error.to_string()),
+                            );
+                        }
+                    }
+                    dirty.insert(system.clone());
+                }
+                outcomes.push((message, Outcome::Done { folded }));
             }
-            let disagreement = read(shared)
-                .get(&system)
-                .and_then(|folded| folded.disagreement(&incoming));
-            match (disagreement, offered) {
-                (Some(reason), _) => refused(filled, reason),
-                (None, Err(error)) => refused(
-                    filled,
-                    format!("{system}: {error}; ledgerd's event {through} folded in its place"),
-                ),
-                (None, Ok(_)) => Ok(Outcome::Done { folded: filled }),
-            }
+            outcomes
         }
+        Ok(_) => settle(context, ledger, system, held, end, None, dirty).await,
+    }
+}
+
+/// Folds `system`'s events through `through` from its ledgerd, then passes over each message
+/// held (and `also`) that is the ledger's event at its sequence and refuses the others.
+async fn settle<P: Projection>(
+    context: &Reading<'_, P>,
+    ledger: &mut LedgerdClient,
+    system: &SystemId,
+    held: &mut Pending,
+    through: u64,
+    also: Option<(Incoming, Message, Option<String>)>,
+    dirty: &mut BTreeSet<SystemId>,
+) -> Outcomes {
+    let from = next_sequence(context.shared, system);
+    let messages = held
+        .take()
+        .into_iter()
+        .map(|(incoming, message)| (incoming, message, None))
+        .chain(also);
+    let filled = match fill(ledger, context.shared, system, from, Some(through)).await {
+        Ok(filled) => filled,
         Err(FillError::Unavailable(error)) => {
             tracing::warn!(%system, %error, from, to = through, "not filled: ledgerd unavailable; not acknowledging past it");
-            Ok(Outcome::Retry)
+            return messages
+                .map(|(_, message, _)| (message, Outcome::Retry))
+                .collect();
         }
         Err(FillError::Stuck(stuck)) => {
             dirty.insert(system.clone());
-            set_stuck(status, &system, stuck);
-            Ok(Outcome::Done { folded: 1 })
+            set_stuck(context.status, system, stuck);
+            return messages
+                .map(|(_, message, _)| (message, Outcome::Done { folded: 0 }))
+                .collect();
         }
+    };
+    if filled > 0 {
+        dirty.insert(system.clone());
+        tracing::info!(%system, from, to = through, "folded from ledgerd in place of JetStream's messages");
     }
+    let mut folded = filled;
+    let mut outcomes = Vec::new();
+    for (incoming, message, why) in messages {
+        let disagreement = read(context.shared).get(system).map_or_else(
+            || {
+                Some(format!(
+                    "{system}: the ledger has no event {}",
+                    incoming.sequence
+                ))
+            },
+            |f| f.disagreement(&incoming),
+        );
+        let outcome = match (disagreement, why) {
+            (None, _) => Outcome::Done { folded },
+            (Some(reason), None) => Outcome::Refused { folded, reason },
+            (Some(reason), Some(why)) => Outcome::Refused {
+                folded,
+                reason: format!("{why}; {reason}"),
+            },
+        };
+        folded = 0;
+        outcomes.push((message, outcome));
+    }
+    outcomes
+}
+
+/// `system`'s projection's last event: its sequence and hash (none folded: 0).
+fn tip<P>(shared: &SharedFleet<P>, system: &SystemId) -> crate::pending::End {
+    read(shared)
+        .get(system)
+        .map_or((0, [0; 32]), |folded| (folded.sequence, folded.hash))
 }
 
 fn next_sequence<P>(shared: &SharedFleet<P>, system: &SystemId) -> u64 {

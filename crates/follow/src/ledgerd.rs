@@ -85,3 +85,28 @@ pub fn client(channel: Channel, access: &Access) -> anyhow::Result<LedgerdClient
             .max_decoding_message_size(16 * 1024 * 1024),
     )
 }
+
+/// The chain hash of ledgerd's event at `sequence` (its stored copy, its hash checked against
+/// its content), or `None` when ledgerd has no such event: what vouches for an event that
+/// arrived over NATS (`crate::pending`).
+pub async fn hash_at(
+    ledger: &mut LedgerdClient,
+    sequence: u64,
+) -> Result<Option<[u8; 32]>, tonic::Status> {
+    let mut pages = ledger
+        .read_stored(api::pb::ReadStoredRequest {
+            from_sequence: sequence,
+            limit: 1,
+        })
+        .await?
+        .into_inner();
+    while let Some(page) = pages.message().await? {
+        if let Some(value) = page.events.first() {
+            let stored = crate::incoming::Incoming::from_stored(value).map_err(|e| {
+                tonic::Status::data_loss(format!("ledgerd's event {sequence}: {e}"))
+            })?;
+            return Ok((stored.sequence == sequence).then_some(stored.hash));
+        }
+    }
+    Ok(None)
+}

@@ -8,6 +8,7 @@
 //! - [`projection`]: the fold and its place in the log; redelivery and gaps.
 //! - [`checkpoint`]: the projection and its sequence in the service's own sled, as one value.
 //! - [`parked`]: messages refused from JetStream (NATS is untrusted), kept with the reason.
+//! - `pending`: events from JetStream held until ledgerd vouches for them.
 //! - [`consumer`]: catch up from ledgerd, follow JetStream (acknowledging what is folded),
 //!   checkpoint on a schedule that bounds its cost.
 //! - [`status`]: what the service says about itself — its consumer lost and being recreated,
@@ -22,6 +23,7 @@ pub mod fleet;
 pub mod incoming;
 pub mod ledgerd;
 pub mod parked;
+mod pending;
 pub mod projection;
 mod pull;
 pub mod status;
