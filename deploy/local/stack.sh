@@ -82,6 +82,7 @@ start() { # $1 = state dir
   OVERSIGHTD_TLS_CERT="$certs/server.pem" OVERSIGHTD_TLS_KEY="$certs/server.key" \
   OVERSIGHTD_LEDGERD_CA="$certs/ca.pem" OVERSIGHTD_LEDGERD_TOKEN_FILES="{kav=\"$dir/oversightd.token\"}" \
   OVERSIGHTD_AUTH_PUBLIC_KEY="$keys/regulator/ics-signing.pub.pem" \
+  OVERSIGHTD_CHECKPOINT_KEYS="{kav=\"$keys/ledger-checkpoint.pub.pem\"}" \
     "$bin/oversightd" --listen "$oversight_addr" --data-dir "$dir/oversightd" \
     --nats-url "$oversightd_nats" --ledgerd "kav=https://$grpc_addr" --consumer oversightd \
     >"$dir/logs/oversightd.log" 2>&1 &

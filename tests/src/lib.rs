@@ -487,6 +487,17 @@ impl Oversightd {
         nats_url: &str,
         ledgerds: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Oversightd::start_with(data_dir, nats_url, ledgerds, &[])
+    }
+
+    /// [`Oversightd::start`] with more configuration as environment variables
+    /// (`OVERSIGHTD_CHECKPOINT_KEYS`, …).
+    pub fn start_with(
+        data_dir: &Path,
+        nats_url: &str,
+        ledgerds: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
         let log_dir = data_dir.with_extension("logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -503,6 +514,7 @@ impl Oversightd {
         for (system, url) in ledgerds {
             command.arg("--ledgerd").arg(format!("{system}={url}"));
         }
+        command.envs(env.iter().copied());
         let mut process =
             ChildGuard::spawn_logged("oversightd", &mut command, &log_dir.join("oversightd.log"))?;
         process.wait_for_port(addr, START_TIMEOUT)?;

@@ -83,10 +83,14 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
 
     let data = work.path().join("ledgerd");
     let mut ledgerd = Ledgerd::start_with(&data, Some(&nats.url()), &env)?;
-    let oversightd = Oversightd::start(
+    let oversightd = Oversightd::start_with(
         &work.path().join("oversightd"),
         &nats.url(),
         &[("kav", ledgerd.url())],
+        &[(
+            "OVERSIGHTD_CHECKPOINT_KEYS",
+            &format!("{{kav=\"{public}\"}}"),
+        )],
     )?;
     let scenario = e2e::demo_scenario().to_string_lossy().to_string();
     e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &scenario])?;

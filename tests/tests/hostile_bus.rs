@@ -178,3 +178,121 @@ async fn a_forged_event_on_the_bus_is_never_folded() -> anyhow::Result<()> {
     assert_eq!((folded.sequence, &folded.hash), (now.sequence, &now.hash));
     Ok(())
 }
+
+/// Finding 3: a checkpoint published as ledgerd before the genuine one, under the message id
+/// the genuine one would take, with a signature that is not the ledger's: oversightd does not
+/// keep it, the genuine one still reaches the stream and the regulator, and an audit of the
+/// untouched ledger against the regulator's copy passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
+        include: Some(PERMISSIONS),
+        ..Default::default()
+    })?;
+    let work = tempfile::tempdir()?;
+    let keys = work.path().join("keys");
+    let (ok, out) = e2e::icsctl_outcome(&[
+        "keys",
+        "generate",
+        "--dir",
+        &keys.to_string_lossy(),
+        "--name",
+        "ledger-checkpoint",
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    let private = keys
+        .join("ledger-checkpoint.pem")
+        .to_string_lossy()
+        .to_string();
+    let public = keys
+        .join("ledger-checkpoint.pub.pem")
+        .to_string_lossy()
+        .to_string();
+    let ledgerd = Ledgerd::start_with(
+        &work.path().join("ledgerd"),
+        Some(&as_user(&nats, "ledgerd")),
+        &[
+            ("LEDGERD_CHECKPOINT_KEY", &private),
+            ("LEDGERD_CHECKPOINT_EVERY_EVENTS", "100"),
+            ("LEDGERD_CHECKPOINT_EVERY_S", "1"),
+        ],
+    )?;
+    let oversightd = Oversightd::start_with(
+        &work.path().join("oversightd"),
+        &as_user(&nats, "oversightd"),
+        &[("kav", ledgerd.url())],
+        &[(
+            "OVERSIGHTD_CHECKPOINT_KEYS",
+            &format!("{{kav=\"{public}\"}}"),
+        )],
+    )?;
+
+    // Before the ledger reaches 100 events, a checkpoint at 100 that it did not sign, under
+    // the message id a checkpoint at 100 took before ids named their content.
+    let system = domain::SystemId::new("kav").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let forged = api::audit_pb::Checkpoint {
+        system: "kav".to_string(),
+        sequence: 100,
+        chain_hash: vec![1; 32],
+        merkle_root: vec![2; 32],
+        signed_at_us: 1,
+        signature: vec![3; 64],
+    };
+    let js = bus::jetstream(bus::connect(&as_user(&nats, "ledgerd"), "forger").await?);
+    bus::ensure_stream(&js, &bus::StreamSettings::default()).await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(bus::HEADER_MSG_ID, "checkpoint.kav.100");
+    headers.insert(bus::HEADER_SEQUENCE, "100");
+    headers.insert(bus::HEADER_EVENT_TYPE, bus::CHECKPOINT_EVENT_TYPE);
+    js.publish_with_headers(
+        bus::checkpoint_subject(&system),
+        headers,
+        prost::Message::encode_to_vec(&forged).into(),
+    )
+    .await?
+    .await?;
+
+    let scenario = e2e::demo_scenario().to_string_lossy().to_string();
+    e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &scenario])?;
+    let head = e2e::head(&mut ledgerd.client().await?).await?;
+    let started = std::time::Instant::now();
+    let held = loop {
+        let held = oversightd
+            .client()
+            .await?
+            .list_checkpoints(opb::ListSystemCheckpointsRequest {
+                system: "kav".to_string(),
+                from_sequence: 0,
+                limit: 0,
+            })
+            .await?
+            .into_inner()
+            .checkpoints;
+        if held.last().is_some_and(|c| c.sequence == head.sequence) {
+            break held;
+        }
+        anyhow::ensure!(started.elapsed() < CATCH_UP, "the regulator holds {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at_100 = held
+        .iter()
+        .find(|c| c.sequence == 100)
+        .ok_or_else(|| anyhow::anyhow!("no checkpoint at 100: {held:?}"))?;
+    assert_ne!(at_100.signature, forged.signature, "the forgery was kept");
+    let (_, parked) = oversight_kav(&oversightd).await?;
+    assert!(parked >= 1, "the forgery was not parked");
+
+    let (code, out) = e2e::icsctl_exit(&[
+        "--server",
+        &ledgerd.url(),
+        "--oversight-server",
+        &oversightd.url(),
+        "audit",
+        "verify",
+        "--quiet",
+        "--ledger-key",
+        &public,
+    ])?;
+    assert_eq!(code, Some(0), "{out}");
+    Ok(())
+}

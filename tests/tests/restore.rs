@@ -141,10 +141,14 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
 
     let data = work.path().join("ledgerd");
     let mut ledgerd = Ledgerd::start_with(&data, Some(&as_user(&nats, "ledgerd")), &env)?;
-    let oversightd = Oversightd::start(
+    let oversightd = Oversightd::start_with(
         &work.path().join("oversightd"),
         &as_user(&nats, "oversightd"),
         &[("kav", ledgerd.url())],
+        &[(
+            "OVERSIGHTD_CHECKPOINT_KEYS",
+            &format!("{{kav=\"{public}\"}}"),
+        )],
     )?;
     let scenario = e2e::demo_scenario().to_string_lossy().to_string();
     e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &scenario])?;

@@ -74,7 +74,7 @@ impl OutboundCheckpoint {
         insert(
             &mut headers,
             HEADER_MSG_ID,
-            &checkpoint_msg_id(&self.system, self.sequence),
+            &checkpoint_msg_id(&self.system, self.sequence, &self.payload),
         )?;
         insert(&mut headers, HEADER_SEQUENCE, &self.sequence.to_string())?;
         insert(&mut headers, HEADER_HASH, &hex::encode(self.hash))?;
@@ -365,7 +365,7 @@ impl Publisher {
         let headers = checkpoint.headers()?;
         self.send(
             checkpoint_subject(&checkpoint.system),
-            checkpoint_msg_id(&checkpoint.system, checkpoint.sequence),
+            checkpoint_msg_id(&checkpoint.system, checkpoint.sequence, &checkpoint.payload),
             checkpoint.sequence,
             headers,
             checkpoint.payload.clone(),

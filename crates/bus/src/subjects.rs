@@ -38,10 +38,17 @@ pub fn checkpoint_subject(system: &SystemId) -> String {
     format!("ics.{system}.{AUDIT_FAMILY}.checkpoint")
 }
 
-/// The `Nats-Msg-Id` of the checkpoint at `sequence`, so a republished checkpoint is a
-/// duplicate.
-pub fn checkpoint_msg_id(system: &SystemId, sequence: u64) -> String {
-    format!("checkpoint.{system}.{sequence}")
+/// The `Nats-Msg-Id` of a checkpoint at `sequence` whose message is `payload`: the same
+/// checkpoint published again is a duplicate, and one published first under the id another
+/// would take cannot make JetStream drop the genuine one (the id names its content, which a
+/// forger cannot know before it is signed).
+pub fn checkpoint_msg_id(system: &SystemId, sequence: u64, payload: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(payload);
+    format!(
+        "checkpoint.{system}.{sequence}.{}",
+        hex::encode(&digest[..16])
+    )
 }
 
 #[cfg(test)]
@@ -61,7 +68,15 @@ mod tests {
         assert_eq!(system_filter(&kav), "ics.kav.>");
         assert_eq!(family_filter(&kav, Family::Budget), "ics.kav.budget.>");
         assert_eq!(checkpoint_subject(&kav), "ics.kav.audit.checkpoint");
-        assert_eq!(checkpoint_msg_id(&kav, 7), "checkpoint.kav.7");
+        // SHA-256 of "abc" begins ba7816bf8f01cfea414140de5dae2223.
+        assert_eq!(
+            checkpoint_msg_id(&kav, 7, b"abc"),
+            "checkpoint.kav.7.ba7816bf8f01cfea414140de5dae2223"
+        );
+        assert_ne!(
+            checkpoint_msg_id(&kav, 7, b"abc"),
+            checkpoint_msg_id(&kav, 7, b"abd")
+        );
         for family in Family::ALL {
             let name = subject(&kav, family, "E");
             assert_eq!(name.split('.').count(), 4, "{name}");

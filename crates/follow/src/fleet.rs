@@ -89,6 +89,9 @@ pub struct FleetSettings {
     pub ledgerds: BTreeMap<SystemId, String>,
     /// TLS and token for reaching each ledgerd (a system missing here: plaintext, no token).
     pub ledgerd_access: BTreeMap<SystemId, Access>,
+    /// Each system's checkpoint public key: a checkpoint received is kept only if it
+    /// verifies under its system's key.
+    pub checkpoint_keys: BTreeMap<SystemId, audit::checkpoint::LedgerKey>,
     /// Durable consumer name; each replica has its own.
     pub consumer: String,
     pub stream_name: String,
@@ -146,11 +149,13 @@ pub fn route(subject: &str) -> Option<Route> {
 
 /// Keeps a signed checkpoint received on `ics.<system>.audit.checkpoint` (flushed before the
 /// message is acknowledged). One that is not a checkpoint, is of another system than its
-/// subject, or differs from the one already kept at its sequence is refused — the reason is
-/// returned, for parking — and not kept: the regulator keeps what the ledger signed, and
-/// whether it verifies is the auditor's check.
+/// subject, does not verify under the system's checkpoint key (or the system has none), or
+/// differs from the one already kept at its sequence is refused — the reason is returned, for
+/// parking — and not kept: the regulator keeps only what the ledger signed, so a forged one
+/// can neither be kept nor take the place of the genuine one.
 fn keep_checkpoint(
     received: &ReceivedCheckpoints,
+    keys: &BTreeMap<SystemId, audit::checkpoint::LedgerKey>,
     system: &SystemId,
     payload: &[u8],
 ) -> anyhow::Result<Option<String>> {
@@ -169,6 +174,15 @@ fn keep_checkpoint(
         )));
     }
     let sequence = checkpoint.checkpoint.sequence;
+    let Some(key) = keys.get(system) else {
+        return Ok(Some(format!(
+            "a checkpoint of {system} at {sequence}, but no checkpoint key is configured for \
+             {system} (checkpoint_keys): it cannot be checked, so it is not kept"
+        )));
+    };
+    if let Err(error) = checkpoint.verify(key) {
+        return Ok(Some(format!("{system}: {error}")));
+    }
     if !received
         .keep(&checkpoint)
         .context("keeping a received checkpoint")?
@@ -540,6 +554,7 @@ pub async fn run<P: Projection>(
     let context = Reading {
         ledgerds: &ledgerds,
         received: &received,
+        checkpoint_keys: &settings.checkpoint_keys,
         shared: &shared,
         status: &status,
     };
@@ -594,6 +609,7 @@ const VOUCH_AFTER: Duration = Duration::from_millis(5);
 struct Reading<'a, P> {
     ledgerds: &'a Ledgerds,
     received: &'a ReceivedCheckpoints,
+    checkpoint_keys: &'a BTreeMap<SystemId, audit::checkpoint::LedgerKey>,
     shared: &'a SharedFleet<P>,
     status: &'a StatusSender,
 }
@@ -653,7 +669,12 @@ async fn take_message<P: Projection>(
     let system = match route(&message.subject) {
         Some(Route::Event(system)) => system,
         Some(Route::Audit(system)) => {
-            let outcome = match keep_checkpoint(context.received, &system, &message.payload)? {
+            let outcome = match keep_checkpoint(
+                context.received,
+                context.checkpoint_keys,
+                &system,
+                &message.payload,
+            )? {
                 Some(reason) => Outcome::Refused { folded: 0, reason },
                 None => Outcome::Done { folded: 0 },
             };

@@ -87,6 +87,10 @@ pub struct Config {
     /// Per system, a file holding the bearer token oversightd shows that system's ledgerd
     /// (tokens are signed by each ICS's own key), for ledgerds with authentication on.
     pub ledgerd_token_files: BTreeMap<String, PathBuf>,
+    /// Per system, the ledger's checkpoint public key (SPKI PEM, from `icsctl keys generate`):
+    /// a checkpoint received for the system is kept (the regulator's copy) only if its
+    /// signature verifies under it. A system without one has no checkpoint kept.
+    pub checkpoint_keys: BTreeMap<String, PathBuf>,
     /// The regulator's Ed25519 public key (SPKI PEM): when set, every RPC needs a bearer
     /// token it signed for `auth_system`, with a role that may read oversight (regulator,
     /// auditor).
@@ -115,6 +119,7 @@ impl Default for Config {
             tls_client_ca: None,
             ledgerd_ca: None,
             ledgerd_token_files: BTreeMap::new(),
+            checkpoint_keys: BTreeMap::new(),
             auth_public_key: None,
             auth_system: "national".to_string(),
         }
@@ -198,6 +203,24 @@ impl Config {
             );
         }
         Ok(access)
+    }
+
+    /// Each system's checkpoint public key, read from its file.
+    pub fn checkpoint_keys(
+        &self,
+    ) -> anyhow::Result<BTreeMap<SystemId, audit::checkpoint::LedgerKey>> {
+        self.checkpoint_keys
+            .iter()
+            .map(|(system, path)| {
+                let id = SystemId::new(system.clone())
+                    .map_err(|e| anyhow::anyhow!("checkpoint_keys: '{system}': {e}"))?;
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                let key = audit::checkpoint::verifying_key_from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("checkpoint_keys: {}: {e}", path.display()))?;
+                Ok((id, key))
+            })
+            .collect()
     }
 
     pub fn ledgerd_map(&self) -> anyhow::Result<BTreeMap<SystemId, String>> {

@@ -44,6 +44,7 @@ pub async fn run(
         nats_url: config.nats_url.clone(),
         ledgerds,
         ledgerd_access: config.ledgerd_access()?,
+        checkpoint_keys: config.checkpoint_keys()?,
         consumer: config.consumer.clone(),
         stream_name: config.stream_name.clone(),
         filter_subject: config.filter_subject.clone(),
