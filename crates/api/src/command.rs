@@ -105,7 +105,7 @@ impl IntoCommand for pb::EstablishSystemRequest {
             meta,
             SystemCommand::Establish {
                 system: v::system_id(self.system, "system")?,
-                name: v::text(self.name, "name")?,
+                name: v::text(self.name, "name", Check::Ranges)?,
                 first_year: v::year(self.first_year, "first_year")?,
             },
         )
@@ -119,7 +119,7 @@ impl IntoCommand for pb::AdmitMemberRequest {
             meta,
             SystemCommand::AdmitMember {
                 member: v::member(self.member, "member")?,
-                name: v::text(self.name, "name")?,
+                name: v::text(self.name, "name", Check::Ranges)?,
                 kind: v::member_kind(self.kind, "kind")?,
                 in_control_total: self.in_control_total,
             },
@@ -223,11 +223,11 @@ impl IntoCommand for pb::EstablishBudgetRequest {
         let meta = meta(self.meta)?;
         budget(meta, self.budget, || {
             Ok(BudgetCommand::Establish {
-                name: v::text(self.name, "name")?,
+                name: v::text(self.name, "name", Check::Ranges)?,
                 host: v::member(self.host, "host")?,
                 year: v::year(self.year, "year")?,
                 partners: v::members(self.partners, "partners")?,
-                schemes: v::schemes(self.schemes, "schemes")?,
+                schemes: v::schemes(self.schemes, "schemes", Check::Ranges)?,
                 overspend_shares: v::shares(
                     self.overspend_shares,
                     "overspend_shares",
@@ -291,7 +291,7 @@ impl IntoCommand for pb::VaryBudgetRequest {
         let meta = meta(self.meta)?;
         budget(meta, self.budget, || {
             Ok(BudgetCommand::Vary {
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
                 overspend_shares: v::share_list(
                     self.overspend_shares,
                     "overspend_shares",
@@ -302,7 +302,7 @@ impl IntoCommand for pb::VaryBudgetRequest {
                     "underspend_shares",
                     Check::Ranges,
                 )?,
-                add_schemes: v::schemes(self.add_schemes, "add_schemes")?,
+                add_schemes: v::schemes(self.add_schemes, "add_schemes", Check::Ranges)?,
             })
         })
     }
@@ -352,7 +352,7 @@ impl IntoCommand for pb::AllocateFundRequest {
         let meta = meta(self.meta)?;
         fund(meta, self.fund, || {
             Ok(FundCommand::Allocate {
-                name: v::text(self.name, "name")?,
+                name: v::text(self.name, "name", Check::Ranges)?,
                 year: v::year(self.year, "year")?,
                 recipients: v::recipients(self.recipients, "recipients")?,
                 conditions: v::conditions(self.conditions, "conditions", Check::Ranges)?,
@@ -394,7 +394,7 @@ impl IntoCommand for pb::ClawBackRequest {
                 member: v::member(self.member, "member")?,
                 period: v::period(self.period, "period")?,
                 amount: v::pence(self.amount_pence),
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
             })
         })
     }
@@ -426,7 +426,7 @@ impl IntoCommand for pb::AgreeContractRequest {
                 provider: v::member(self.provider, "provider")?,
                 year: v::year(self.year, "year")?,
                 model: v::payment_model(self.model, "model", Check::Ranges)?,
-                description: v::text(self.description, "description")?,
+                description: v::text(self.description, "description", Check::Ranges)?,
             })
         })
     }
@@ -438,7 +438,7 @@ impl IntoCommand for pb::VaryContractRequest {
         contract(meta, self.contract, || {
             Ok(ContractCommand::Vary {
                 period: v::period(self.period, "period")?,
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
                 model: v::payment_model(self.model, "model", Check::Ranges)?,
             })
         })
@@ -494,7 +494,7 @@ impl IntoCommand for pb::RaiseDisputeRequest {
                 invoice: v::optional_code(self.invoice, "invoice")?,
                 period: v::period(self.period, "period")?,
                 amount: v::pence(self.amount_pence),
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
             })
         })
     }
@@ -508,7 +508,7 @@ impl IntoCommand for pb::ResolveDisputeRequest {
                 dispute: v::code(self.dispute, "dispute")?,
                 period: v::period(self.period, "period")?,
                 provider_keeps: v::pence(self.provider_keeps_pence),
-                resolution: v::text(self.resolution, "resolution")?,
+                resolution: v::text(self.resolution, "resolution", Check::Ranges)?,
             })
         })
     }
@@ -533,7 +533,7 @@ impl IntoCommand for pb::RecordAdjustmentRequest {
             Ok(ContractCommand::RecordAdjustment {
                 period: v::period(self.period, "period")?,
                 amount: v::pence(self.amount_pence),
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
                 corrects: v::optional_period(self.corrects, "corrects")?,
             })
         })
@@ -546,7 +546,7 @@ impl IntoCommand for pb::TerminateContractRequest {
         contract(meta, self.contract, || {
             Ok(ContractCommand::Terminate {
                 period: v::period(self.period, "period")?,
-                reason: v::text(self.reason, "reason")?,
+                reason: v::text(self.reason, "reason", Check::Ranges)?,
             })
         })
     }

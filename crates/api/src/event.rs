@@ -42,7 +42,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
             let at = |f: &str| path("system_established", f);
             Ok(Event::System(SystemEvent::Established {
                 system: v::system_id(e.system, &at("system"))?,
-                name: v::text(e.name, &at("name"))?,
+                name: v::text(e.name, &at("name"), Check::ShapeOnly)?,
                 first_year: v::year(e.first_year, &at("first_year"))?,
             }))
         }
@@ -50,7 +50,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
             let at = |f: &str| path("member_admitted", f);
             Ok(Event::System(SystemEvent::MemberAdmitted {
                 member: v::member(e.member, &at("member"))?,
-                name: v::text(e.name, &at("name"))?,
+                name: v::text(e.name, &at("name"), Check::ShapeOnly)?,
                 kind: v::member_kind(e.kind, &at("kind"))?,
                 in_control_total: e.in_control_total,
             }))
@@ -104,11 +104,11 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
         }
         E::BudgetEstablished(e) => budget_event("budget_established", e.budget, |at| {
             Ok(BudgetEvent::Established {
-                name: v::text(e.name, &at("name"))?,
+                name: v::text(e.name, &at("name"), Check::ShapeOnly)?,
                 host: v::member(e.host, &at("host"))?,
                 year: v::year(e.year, &at("year"))?,
                 partners: v::members(e.partners, &at("partners"))?,
-                schemes: v::schemes(e.schemes, &at("schemes"))?,
+                schemes: v::schemes(e.schemes, &at("schemes"), Check::ShapeOnly)?,
                 overspend_shares: v::shares(
                     e.overspend_shares,
                     &at("overspend_shares"),
@@ -148,7 +148,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
         }),
         E::BudgetVaried(e) => budget_event("budget_varied", e.budget, |at| {
             Ok(BudgetEvent::Varied {
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
                 overspend_shares: v::share_list(
                     e.overspend_shares,
                     &at("overspend_shares"),
@@ -159,7 +159,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
                     &at("underspend_shares"),
                     Check::ShapeOnly,
                 )?,
-                add_schemes: v::schemes(e.add_schemes, &at("add_schemes"))?,
+                add_schemes: v::schemes(e.add_schemes, &at("add_schemes"), Check::ShapeOnly)?,
             })
         }),
         E::RiskShareSettled(e) => budget_event("risk_share_settled", e.budget, |at| {
@@ -179,7 +179,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
         }),
         E::FundAllocated(e) => fund_event("fund_allocated", e.fund, |at| {
             Ok(FundEvent::Allocated {
-                name: v::text(e.name, &at("name"))?,
+                name: v::text(e.name, &at("name"), Check::ShapeOnly)?,
                 year: v::year(e.year, &at("year"))?,
                 recipients: v::recipients(e.recipients, &at("recipients"))?,
                 conditions: v::conditions(e.conditions, &at("conditions"), Check::ShapeOnly)?,
@@ -214,7 +214,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
                 member: v::member(e.member, &at("member"))?,
                 period: v::period(e.period, &at("period"))?,
                 amount: v::pence(e.amount_pence),
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
             })
         }),
         E::ContractAgreed(e) => contract_event("contract_agreed", e.contract, |at| {
@@ -223,14 +223,14 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
                 provider: v::member(e.provider, &at("provider"))?,
                 year: v::year(e.year, &at("year"))?,
                 model: v::payment_model(e.model, &at("model"), Check::ShapeOnly)?,
-                description: v::text(e.description, &at("description"))?,
+                description: v::text(e.description, &at("description"), Check::ShapeOnly)?,
                 annual_value: v::pence(e.annual_value_pence),
             })
         }),
         E::ContractVaried(e) => contract_event("contract_varied", e.contract, |at| {
             Ok(ContractEvent::Varied {
                 period: v::period(e.period, &at("period"))?,
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
                 model: v::payment_model(e.model, &at("model"), Check::ShapeOnly)?,
                 annual_value_before: v::pence(e.annual_value_before_pence),
                 annual_value_after: v::pence(e.annual_value_after_pence),
@@ -267,7 +267,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
                 invoice: v::optional_code(e.invoice, &at("invoice"))?,
                 period: v::period(e.period, &at("period"))?,
                 amount: v::pence(e.amount_pence),
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
             })
         }),
         E::DisputeResolved(e) => contract_event("dispute_resolved", e.contract, |at| {
@@ -276,7 +276,7 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
                 period: v::period(e.period, &at("period"))?,
                 provider_keeps: v::pence(e.provider_keeps_pence),
                 written_off: v::pence(e.written_off_pence),
-                resolution: v::text(e.resolution, &at("resolution"))?,
+                resolution: v::text(e.resolution, &at("resolution"), Check::ShapeOnly)?,
             })
         }),
         E::CquinReconciled(e) => contract_event("cquin_reconciled", e.contract, |at| {
@@ -292,14 +292,14 @@ pub fn event_from_proto(event: pb::Event) -> Result<Event, DomainError> {
             Ok(ContractEvent::AdjustmentRecorded {
                 period: v::period(e.period, &at("period"))?,
                 amount: v::pence(e.amount_pence),
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
                 corrects: v::optional_period(e.corrects, &at("corrects"))?,
             })
         }),
         E::ContractTerminated(e) => contract_event("contract_terminated", e.contract, |at| {
             Ok(ContractEvent::Terminated {
                 period: v::period(e.period, &at("period"))?,
-                reason: v::text(e.reason, &at("reason"))?,
+                reason: v::text(e.reason, &at("reason"), Check::ShapeOnly)?,
             })
         }),
     }

@@ -81,8 +81,14 @@ pub(crate) fn optional_code(
     text.map(|text| code(text, field)).transpose()
 }
 
-pub(crate) fn text(text: String, field: &str) -> Result<Text, DomainError> {
-    Text::new(text).map_err(|e| invalid(field, e.to_string()))
+/// Free text. A command's ([`Check::Ranges`]) may not hold Unicode format or bidirectional
+/// control characters ([`Text::from_input`]); an event's is read as it was recorded.
+pub(crate) fn text(text: String, field: &str, check: Check) -> Result<Text, DomainError> {
+    match check {
+        Check::Ranges => Text::from_input(text),
+        Check::ShapeOnly => Text::new(text),
+    }
+    .map_err(|e| invalid(field, e.to_string()))
 }
 
 // ---- periods -------------------------------------------------------------------------------
@@ -287,7 +293,11 @@ pub(crate) fn balances_to_pb(balances: &[CounterpartyBalance]) -> Vec<pb::Counte
 
 // ---- budget values -------------------------------------------------------------------------
 
-pub(crate) fn schemes(schemes: Vec<pb::Scheme>, field: &str) -> Result<Vec<Scheme>, DomainError> {
+pub(crate) fn schemes(
+    schemes: Vec<pb::Scheme>,
+    field: &str,
+    check: Check,
+) -> Result<Vec<Scheme>, DomainError> {
     schemes
         .into_iter()
         .enumerate()
@@ -295,7 +305,7 @@ pub(crate) fn schemes(schemes: Vec<pb::Scheme>, field: &str) -> Result<Vec<Schem
             let at = item(field, i);
             Ok(Scheme {
                 scheme: code(s.scheme, &path(&at, "scheme"))?,
-                name: text(s.name, &path(&at, "name"))?,
+                name: text(s.name, &path(&at, "name"), check)?,
                 ring_fenced: s.ring_fenced,
             })
         })

@@ -1,24 +1,48 @@
 //! The same rules at a gRPC server: the caller's token from the `authorization` metadata, and
 //! refusals as statuses (`UNAUTHENTICATED`, `PERMISSION_DENIED`).
+//!
+//! A server checks the token twice over: from the request's headers before its body is read
+//! ([`principal_from_header`], in `serving`'s layer, which leaves the [`Principal`] in the
+//! request's extensions), and in each handler ([`authenticate`], which takes the principal the
+//! layer left rather than verify the same token again).
 
 use tonic::{Request, Status};
 
 use crate::{Denied, Principal, Read, Verifier, policy::Scope};
 
 /// The principal a request's bearer token names, checked at `now` (seconds since the Unix
-/// epoch); `UNAUTHENTICATED` saying why not.
+/// epoch); `UNAUTHENTICATED` saying why not. One checked before the body was read (see the
+/// module's documentation) is taken as it is.
 #[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
 pub fn authenticate<R>(
     verifier: &Verifier,
     request: &Request<R>,
     now: i64,
 ) -> Result<Principal, Status> {
+    if let Some(principal) = request.extensions().get::<Principal>() {
+        return Ok(principal.clone());
+    }
     let header = request
         .metadata()
         .get("authorization")
+        .map(|v| v.as_bytes());
+    principal_from_header(verifier, header, now)
+}
+
+/// The principal an `authorization` header's bearer token names (`None`: no header), checked
+/// at `now`; `UNAUTHENTICATED` saying why not.
+#[allow(clippy::result_large_err)]
+pub fn principal_from_header(
+    verifier: &Verifier,
+    header: Option<&[u8]>,
+    now: i64,
+) -> Result<Principal, Status> {
+    let header = header
         .map(|v| {
-            v.to_str()
-                .map_err(|_| Status::unauthenticated("the authorization header is not text"))
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|text| text.chars().all(|c| c == '\t' || (' '..='~').contains(&c)))
+                .ok_or_else(|| Status::unauthenticated("the authorization header is not text"))
         })
         .transpose()?;
     crate::bearer(header)

@@ -19,6 +19,14 @@ pub enum IdError {
     TooLong { len: usize, max: usize },
     #[error("'{text}' has a character outside {allowed}")]
     BadCharacter { text: String, allowed: &'static str },
+    /// Named by code point, not echoed: the character would act on whatever displays the
+    /// refusal.
+    #[error(
+        "has the invisible format character U+{code_point:04X} at byte {at}: Unicode format \
+         characters (category Cf: bidirectional overrides and isolates, zero-width characters, \
+         soft hyphens, tags) and line or paragraph separators are not accepted"
+    )]
+    FormatCharacter { code_point: u32, at: usize },
 }
 
 fn check(
@@ -204,7 +212,9 @@ impl TryFrom<CompactString> for Text {
 }
 
 impl Text {
-    /// Non-empty text, at most [`TEXT_BYTES_MAX`] bytes, no control characters.
+    /// Non-empty text, at most [`TEXT_BYTES_MAX`] bytes, no control characters: what the log
+    /// may hold. Events recorded before [`Text::from_input`] refused format characters still
+    /// decode with it.
     pub fn new(text: impl Into<CompactString>) -> Result<Self, IdError> {
         let text = text.into();
         if text.trim().is_empty() {
@@ -216,9 +226,56 @@ impl Text {
         Ok(Text(text))
     }
 
+    /// Text as a command brings it: [`Text::new`]'s rules, and no character that changes how
+    /// the rest displays without showing itself ([`is_hidden_format`]) — a name written
+    /// `KHFT\u{202E}...` would read backwards in every report for ever.
+    pub fn from_input(text: impl Into<CompactString>) -> Result<Self, IdError> {
+        let text = Text::new(text)?;
+        match text.0.char_indices().find(|(_, c)| is_hidden_format(*c)) {
+            Some((at, c)) => Err(IdError::FormatCharacter {
+                code_point: u32::from(c),
+                at,
+            }),
+            None => Ok(text),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `c` is a Unicode format character (general category Cf, Unicode 16: the
+/// bidirectional marks, embeddings, overrides and isolates, zero-width space and joiners, word
+/// joiner, invisible operators, soft hyphen, byte order mark, interlinear annotation and tag
+/// characters, and the script-specific format controls) or a line or paragraph separator
+/// (U+2028, U+2029). The standard library has no table of general categories; this one is
+/// checked against Python's `unicodedata` in the tests below.
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 impl fmt::Display for Text {
@@ -313,6 +370,93 @@ mod tests {
         assert!(Text::new("  ").is_err());
         assert!(Text::new("a\u{0}b").is_err());
         assert!(Text::new("x".repeat(TEXT_BYTES_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn input_text_refuses_format_and_bidi_characters_and_says_which() {
+        for (text, code_point, at) in [
+            ("KHFT\u{202E}gnp.exe", 0x202E, 4),
+            ("Kings\u{200B}mere", 0x200B, 5),
+            ("\u{2066}Alder\u{2069}", 0x2066, 0),
+            ("soft\u{AD}hyphen", 0xAD, 4),
+            ("tag\u{E0041}", 0xE0041, 3),
+            ("line\u{2028}two", 0x2028, 4),
+            ("bom\u{FEFF}", 0xFEFF, 3),
+        ] {
+            assert_eq!(
+                Text::from_input(text),
+                Err(IdError::FormatCharacter { code_point, at }),
+                "{text:?}"
+            );
+            let message = Text::from_input(text).expect_err("refused").to_string();
+            assert!(
+                message.contains(&format!("U+{code_point:04X}")) && !message.contains(text),
+                "named, not echoed: {message}"
+            );
+            // The log keeps what it recorded before the rule.
+            assert!(Text::new(text).is_ok(), "{text:?}");
+        }
+        for text in [
+            "Kingsmere & Alder Valley ICS",
+            "Ysbyty Gwynedd – Bangor",
+            "Zürich ✓ 😀",
+        ] {
+            assert_eq!(Text::from_input(text).map(|t| t.0), Ok(text.into()));
+        }
+        assert_eq!(Text::from_input(" "), Err(IdError::Empty));
+    }
+
+    /// The table against Python's `unicodedata` (of the python3 on the machine): every
+    /// character it files under Cf is refused, and nothing else is but the two separators and
+    /// format characters of a later Unicode than it knows.
+    #[test]
+    fn the_format_table_matches_unicodedata() {
+        let script = "import sys, unicodedata\n\
+                      print(unicodedata.unidata_version)\n\
+                      for c in range(sys.maxunicode + 1):\n    \
+                      k = unicodedata.category(chr(c))\n    \
+                      if k in ('Cf', 'Cn'): print(c, k)";
+        let output = std::process::Command::new("python3")
+            .args(["-c", script])
+            .output()
+            .expect("python3 runs (CI's machine has it beside the Rust toolchain)");
+        assert!(output.status.success(), "{output:?}");
+        let text = String::from_utf8(output.stdout).expect("utf-8");
+        let mut lines = text.lines();
+        let version = lines.next().expect("a version").to_string();
+        let mut format = std::collections::BTreeSet::new();
+        let mut unassigned = std::collections::BTreeSet::new();
+        for line in lines {
+            let (number, category) = line.split_once(' ').expect("code point and category");
+            let code_point: u32 = number.parse().expect("a number");
+            match category {
+                "Cf" => format.insert(code_point),
+                _ => unassigned.insert(code_point),
+            };
+        }
+        assert!(
+            format.len() >= 160,
+            "Unicode {version}: {} Cf",
+            format.len()
+        );
+        for code_point in &format {
+            let c = char::from_u32(*code_point).expect("a scalar value");
+            assert!(
+                is_hidden_format(c),
+                "U+{code_point:04X} is Cf in Unicode {version}"
+            );
+        }
+        let extra: Vec<String> = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .map(u32::from)
+            .filter(|c| {
+                is_hidden_format(char::from_u32(*c).expect("scalar"))
+                    && !format.contains(c)
+                    && !unassigned.contains(c)
+            })
+            .map(|c| format!("U+{c:04X}"))
+            .collect();
+        assert_eq!(extra, ["U+2028", "U+2029"], "Unicode {version}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use budget::{BudgetCommand, BudgetEvent, BudgetState};
 pub use contract::{ContractCommand, ContractEvent, ContractState};
 pub use error::{DomainError, Rule};
 pub use fund::{FundCommand, FundEvent, FundState};
-pub use ids::{Code, IdError, MemberCode, MemberKind, SystemId, Text};
+pub use ids::{Code, IdError, MemberCode, MemberKind, SystemId, Text, is_hidden_format};
 pub use money::{BasisPoints, MoneyError, Pence};
 pub use period::{FinancialYear, Month, Period, PeriodError, Quarter};
 pub use system::{SystemCommand, SystemEvent, SystemState};

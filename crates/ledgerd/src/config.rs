@@ -57,12 +57,17 @@ pub struct Config {
     /// The relay publishes a read of this many events or more as JetStream atomic batches
     /// (one fsync each in nats-server), fewer one by one.
     pub relay_batch_from: usize,
-    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
-    /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
+    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_connections_max`, … — see
+    /// [`serving::Limits`]; over any: RESOURCE_EXHAUSTED), keys at the top level.
     #[serde(flatten)]
     pub limits: serving::Limits,
     /// Most commands accepted in one bulk submission (more: RESOURCE_EXHAUSTED).
     pub bulk_commands_max: u64,
+    /// `ReadAll` calls with `follow` open at once (more: RESOURCE_EXHAUSTED). Each holds a
+    /// reader and up to a page of events however slowly its client reads.
+    pub follow_streams_max: usize,
+    /// …of which one principal (one client address with authentication off) may hold.
+    pub follow_streams_per_principal_max: usize,
     /// Most events one command may produce or one group commit may hold.
     pub batch_events_max: usize,
     /// Page size of ReadAll/ReadStream reads from the store.
@@ -105,6 +110,8 @@ impl Default for Config {
             relay_batch_from: 16,
             limits: serving::Limits::default(),
             bulk_commands_max: 1_000_000,
+            follow_streams_max: 64,
+            follow_streams_per_principal_max: 8,
             batch_events_max: 4_096,
             read_page_events: 1_024,
             store_cache_mib: store::config::CACHE_CAPACITY_BYTES_DEFAULT >> 20,
@@ -216,6 +223,7 @@ mod tests {
                 "grpc_request_deadline_ms = 5000\ngrpc_message_bytes_max = 1024\n",
             )?;
             jail.set_env("LEDGERD_GRPC_STREAMS_PER_CONNECTION_MAX", "8");
+            jail.set_env("LEDGERD_GRPC_CONNECTIONS_PER_PEER_MAX", "3");
             let flags = Flags {
                 config: Some("ledgerd.toml".into()),
                 ..Flags::default()
@@ -226,7 +234,9 @@ mod tests {
                 serving::Limits {
                     grpc_message_bytes_max: 1024,
                     grpc_streams_per_connection_max: 8,
+                    grpc_connections_per_peer_max: 3,
                     grpc_request_deadline_ms: 5000,
+                    ..serving::Limits::default()
                 }
             );
             Ok(())

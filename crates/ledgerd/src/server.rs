@@ -156,14 +156,16 @@ pub async fn run(
         }
     };
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let verifier = config.verifier()?;
+    let perimeter = serving::Perimeter::new(&config.limits, verifier.clone());
+    let (health_reporter, health_service) = perimeter.health();
     health_reporter
         .set_serving::<LedgerServiceServer<LedgerApi>>()
         .await;
     health_reporter
         .set_serving::<AuditServiceServer<AuditApi>>()
         .await;
-    let reflection = serving::reflection(
+    let reflection = perimeter.reflection(
         api::FILE_DESCRIPTOR_SET,
         &[
             LedgerServiceServer::<LedgerApi>::NAME,
@@ -173,9 +175,10 @@ pub async fn run(
     let limits = Limits {
         bulk_commands_max: config.bulk_commands_max,
         read_page_events: config.read_page_events,
+        follow_streams_max: config.follow_streams_max,
+        follow_streams_per_principal_max: config.follow_streams_per_principal_max,
     };
     let mut api = LedgerApi::new(ledger, limits);
-    let verifier = config.verifier()?;
     match &verifier {
         Some(verifier) => api = api.with_auth(verifier.clone()),
         None => tracing::warn!(
@@ -192,12 +195,13 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "ledgerd serving");
-    serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
+    perimeter
+        .server(tls, config.tls_client_ca.is_some())?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
         .add_service(audit_service)
-        .serve_with_incoming_shutdown(serving::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(perimeter.incoming(listener), shutdown)
         .await
         .context("serving gRPC")?;
 

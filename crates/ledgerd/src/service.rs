@@ -40,12 +40,20 @@ const READ_BUFFER_PAGES: usize = 4;
 pub struct Limits {
     pub bulk_commands_max: u64,
     pub read_page_events: usize,
+    /// `ReadAll` calls with `follow` open at once, in all (`follow_streams_max`)…
+    pub follow_streams_max: usize,
+    /// …and for one principal (`follow_streams_per_principal_max`; with authentication off,
+    /// one client address).
+    pub follow_streams_per_principal_max: usize,
 }
 
 #[derive(Clone)]
 pub struct LedgerApi {
     ledger: Ledger,
     limits: Limits,
+    /// The follow streams open: each holds a reader and its buffered events for as long as
+    /// its client keeps the call open, read or not.
+    follows: serving::slots::Slots,
     /// Checks bearer tokens; `None`: authentication is off (the actor comes from
     /// [`ACTOR_METADATA`]).
     verifier: Option<auth::Verifier>,
@@ -59,9 +67,21 @@ struct Caller {
 
 impl LedgerApi {
     pub fn new(ledger: Ledger, limits: Limits) -> Self {
+        let follows = serving::slots::Slots::new(
+            "follow streams",
+            serving::slots::Cap {
+                max: limits.follow_streams_max,
+                key: "follow_streams_max",
+            },
+            serving::slots::Cap {
+                max: limits.follow_streams_per_principal_max,
+                key: "follow_streams_per_principal_max",
+            },
+        );
         LedgerApi {
             ledger,
             limits,
+            follows,
             verifier: None,
         }
     }
@@ -90,12 +110,13 @@ impl LedgerApi {
         })
     }
 
-    /// Checks the caller may make `read`.
-    fn may_read<R>(&self, request: &Request<R>, read: auth::Read) -> Result<(), Status> {
-        if let Some(principal) = self.caller(request)?.principal {
-            auth::may_read(&principal, read).map_err(|d| auth::grpc::denied(&d))?;
+    /// Checks the caller may make `read`; returns who it is.
+    fn may_read<R>(&self, request: &Request<R>, read: auth::Read) -> Result<Caller, Status> {
+        let caller = self.caller(request)?;
+        if let Some(principal) = &caller.principal {
+            auth::may_read(principal, read).map_err(|d| auth::grpc::denied(&d))?;
         }
-        Ok(())
+        Ok(caller)
     }
 
     async fn command<R: IntoCommand>(
@@ -123,6 +144,16 @@ pub fn authenticate<R>(
     request: &Request<R>,
 ) -> Result<auth::Principal, Status> {
     auth::grpc::authenticate(verifier, request, jiff::Timestamp::now().as_second())
+}
+
+/// Whose follow stream `request` opens: the principal's subject, or with authentication off,
+/// the client's address (all of a client's connections alike).
+fn follower<R>(caller: &Caller, request: &Request<R>) -> String {
+    match (&caller.principal, request.remote_addr()) {
+        (Some(principal), _) => principal.subject.clone(),
+        (None, Some(address)) => address.ip().to_string(),
+        (None, None) => caller.actor.clone(),
+    }
 }
 
 fn actor<R>(request: &Request<R>) -> String {
@@ -285,7 +316,7 @@ impl LedgerApi {
                         &format!("commands[{index}]"),
                     ))),
                 },
-                Err(status) => Err(serving::oversize::renamed(status)),
+                Err(status) => Err(refused_message(status, index)),
             };
             match submitted {
                 Ok(future) => pending.push_back(future),
@@ -383,7 +414,11 @@ impl LedgerApi {
         &self,
         request: Request<pb::ReadAllRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        self.may_read(&request, auth::Read::Log)?;
+        let caller = self.may_read(&request, auth::Read::Log)?;
+        let slot = match request.get_ref().follow {
+            true => Some(self.follows.take(&follower(&caller, &request))?),
+            false => None,
+        };
         let request = request.into_inner();
         let store = self.ledger.store().clone();
         let page = self.limits.read_page_events;
@@ -394,6 +429,8 @@ impl LedgerApi {
         };
         let (tx, rx) = mpsc::channel(READ_BUFFER_EVENTS);
         tokio::spawn(async move {
+            // Held until the reader ends: the client went away, or the log was read to `limit`.
+            let _slot = slot;
             let mut head = store.subscribe();
             let mut next = request.from_sequence.max(1);
             let mut sent = 0u64;
@@ -538,11 +575,45 @@ impl BulkSummary {
     }
 }
 
+/// tonic's refusal of the bulk call's message `index` (over the size limit, or not protobuf)
+/// as the contract names it, the field path starting `commands[index]` as for a command the
+/// domain refuses.
+fn refused_message(status: Status, index: u64) -> Status {
+    match serving::refusals::DecodeRefusal::of(&status) {
+        // prost's path starts at `Command`'s oneof field (`report_metric.member`); a command
+        // refused otherwise is named by its request's own fields (`commands[3].member`).
+        Some(refusal) => {
+            let mut field = format!("commands[{index}]");
+            for name in refusal.path.iter().skip(1) {
+                field.push('.');
+                field.push_str(name);
+            }
+            refusal.status(&field)
+        }
+        None => serving::refusals::renamed(status),
+    }
+}
+
 /// The same status, its message prefixed with the failing command's index in the bulk call.
+/// The details (`grpc-status-details-bin`) are a `google.rpc.Status` that repeats the code
+/// and message, and clients check that they match (Python's `rpc_status.from_call` raises
+/// otherwise): they are rewritten with the new message, every detail kept.
 fn prefix_status(status: &Status, index: u64) -> Status {
-    Status::with_details(
-        status.code(),
-        format!("command {index}: {}", status.message()),
-        status.details().to_vec().into(),
-    )
+    use prost::Message as _;
+    let message = format!("command {index}: {}", status.message());
+    if status.details().is_empty() {
+        return Status::new(status.code(), message);
+    }
+    let details = match tonic_types::pb::Status::decode(status.details()) {
+        Ok(mut rpc) => {
+            rpc.code = status.code() as i32;
+            rpc.message.clone_from(&message);
+            rpc.encode_to_vec()
+        }
+        Err(error) => {
+            tracing::error!(%error, "a refusal's own details do not decode; sent without them");
+            return Status::new(status.code(), message);
+        }
+    };
+    Status::with_details(status.code(), message, details.into())
 }

@@ -72,8 +72,8 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// How long before a message whose gap could not be filled is offered again.
     pub retry_delay_ms: u64,
-    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_streams_per_connection_max`,
-    /// `grpc_request_deadline_ms`; over any: RESOURCE_EXHAUSTED), keys at the top level.
+    /// The gRPC limits (`grpc_message_bytes_max`, `grpc_connections_max`, … — see
+    /// [`serving::Limits`]; over any: RESOURCE_EXHAUSTED), keys at the top level.
     #[serde(flatten)]
     pub limits: serving::Limits,
     /// PEM certificate chain of the gRPC server; with `tls_key`, the server speaks TLS only.

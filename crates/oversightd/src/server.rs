@@ -61,19 +61,21 @@ pub async fn run(
         stop.clone(),
     ));
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let verifier = config.verifier()?;
+    let perimeter = serving::Perimeter::new(&config.limits, verifier.clone());
+    let (health_reporter, health_service) = perimeter.health();
     health_reporter
         .set_serving::<OversightServiceServer<OversightApi>>()
         .await;
     tokio::spawn(follow::status::report_health::<
         OversightServiceServer<OversightApi>,
     >(health_reporter, status.clone()));
-    let reflection = serving::reflection(
+    let reflection = perimeter.reflection(
         api::FILE_DESCRIPTOR_SET,
         &[OversightServiceServer::<OversightApi>::NAME],
     )?;
     let mut api = OversightApi::new(shared, received, parked, status);
-    match config.verifier()? {
+    match verifier {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
     }
@@ -82,16 +84,14 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, filter = %config.filter_subject, "oversightd serving");
 
-    let router = serving::server(
-        config.server_tls()?,
-        config.tls_client_ca.is_some(),
-        &config.limits,
-    )?
-    .add_service(health_service)
-    .add_service(reflection)
-    .add_service(service);
+    let router = perimeter
+        .server(config.server_tls()?, config.tls_client_ca.is_some())?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service);
+    let incoming = perimeter.incoming(listener);
     serving::beside(
-        |until| router.serve_with_incoming_shutdown(serving::incoming(listener), until),
+        |until| router.serve_with_incoming_shutdown(incoming, until),
         shutdown,
         consumer_task,
         stop,

@@ -67,19 +67,21 @@ pub async fn run(
         stop.clone(),
     ));
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let verifier = config.verifier()?;
+    let perimeter = serving::Perimeter::new(&config.limits, verifier.clone());
+    let (health_reporter, health_service) = perimeter.health();
     health_reporter
         .set_serving::<PositionServiceServer<PositionApi>>()
         .await;
     tokio::spawn(follow::status::report_health::<
         PositionServiceServer<PositionApi>,
     >(health_reporter, status.clone()));
-    let reflection = serving::reflection(
+    let reflection = perimeter.reflection(
         api::FILE_DESCRIPTOR_SET,
         &[PositionServiceServer::<PositionApi>::NAME],
     )?;
     let mut api = PositionApi::new(system.to_string(), shared, parked, status);
-    match config.verifier()? {
+    match verifier {
         Some(verifier) => api = api.with_auth(verifier),
         None => tracing::warn!("authentication is off: no auth_public_key configured"),
     }
@@ -88,12 +90,14 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, %system, "positiond serving");
 
-    let router = serving::server(tls, config.tls_client_ca.is_some(), &config.limits)?
+    let router = perimeter
+        .server(tls, config.tls_client_ca.is_some())?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service);
+    let incoming = perimeter.incoming(listener);
     serving::beside(
-        |until| router.serve_with_incoming_shutdown(serving::incoming(listener), until),
+        |until| router.serve_with_incoming_shutdown(incoming, until),
         shutdown,
         consumer_task,
         stop,

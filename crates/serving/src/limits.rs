@@ -1,11 +1,21 @@
-//! The request limits of every gRPC server, and the tower layer that applies two of them.
+//! The limits of every gRPC server, and the tower layer that applies them to each call before
+//! its body is read.
 //!
+//! - **Connections** (`grpc_connections_max`, `grpc_connections_per_peer_max`): checked as a
+//!   connection is accepted (see [`crate::connections`]); a call on a connection over either
+//!   is refused.
+//! - **TLS handshake** (`grpc_tls_handshake_timeout_ms`): a connection that has not finished
+//!   its handshake by then is closed. It is also how long a connection over a cap is kept to
+//!   be told so.
+//! - **Authentication** ([`crate::gate`]): with a token verifier, a call without a valid
+//!   bearer token is refused `UNAUTHENTICATED` from its headers. Health and reflection answer
+//!   anyone, with messages of at most `grpc_unauthenticated_message_bytes_max`.
 //! - **Message size** (`grpc_message_bytes_max`): tonic refuses a larger request while decoding
 //!   it, before any handler runs; each service sets it on its generated server
-//!   (`max_decoding_message_size`) and [`LimitsLayer`] renames tonic's refusal (see
-//!   [`crate::oversize`]).
-//! - **Concurrent streams per connection** (`grpc_streams_per_connection_max`): every gRPC
-//!   call is an HTTP/2 stream, open from its request until the last byte of its reply. One
+//!   (`max_decoding_message_size`) and the layer renames tonic's refusal (see
+//!   [`crate::refusals`]).
+//! - **Concurrent calls per connection** (`grpc_streams_per_connection_max`): every gRPC call
+//!   is an HTTP/2 stream, open from its request until the last byte of its reply. One
 //!   connection may hold this many open at once; the next call on it is refused at once, and
 //!   the other connections are not affected. (The limit is not advertised as HTTP/2's
 //!   `SETTINGS_MAX_CONCURRENT_STREAMS`: a client told of it would queue the call silently
@@ -20,11 +30,9 @@
 //!
 //! Over any of them: `RESOURCE_EXHAUSTED`, the limit and its configuration key in the message.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,13 +44,24 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+use crate::connections::{CallGuard, Connections};
+use crate::gate::Gate;
+
 /// The limits, under the same configuration keys in every service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// The largest gRPC message accepted, in bytes.
     pub grpc_message_bytes_max: usize,
+    /// The largest message accepted without a token (health and reflection), in bytes.
+    pub grpc_unauthenticated_message_bytes_max: usize,
     /// Calls one client connection may have open at once.
     pub grpc_streams_per_connection_max: usize,
+    /// Client connections open at once.
+    pub grpc_connections_max: usize,
+    /// Client connections open at once from one IP address.
+    pub grpc_connections_per_peer_max: usize,
+    /// How long a client may take over its TLS handshake, in milliseconds.
+    pub grpc_tls_handshake_timeout_ms: u64,
     /// How long a call's handler may run, in milliseconds.
     pub grpc_request_deadline_ms: u64,
 }
@@ -51,7 +70,11 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             grpc_message_bytes_max: 4 * 1024 * 1024,
+            grpc_unauthenticated_message_bytes_max: 16 * 1024,
             grpc_streams_per_connection_max: 64,
+            grpc_connections_max: 1024,
+            grpc_connections_per_peer_max: 128,
+            grpc_tls_handshake_timeout_ms: 10_000,
             grpc_request_deadline_ms: 60_000,
         }
     }
@@ -61,50 +84,52 @@ impl Limits {
     pub fn request_deadline(&self) -> Duration {
         Duration::from_millis(self.grpc_request_deadline_ms)
     }
+
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.grpc_tls_handshake_timeout_ms)
+    }
 }
 
-/// Applies the streams-per-connection limit and the deadline to every call, and renames
-/// tonic's refusal of an oversized message.
+/// Applies the connection caps, the gate, the calls-per-connection limit and the deadline to
+/// every call, and renames tonic's refusals of a request's body.
 #[derive(Clone)]
-pub struct LimitsLayer {
-    streams_max: usize,
+pub struct PerimeterLayer {
+    calls_max: usize,
     deadline: Duration,
-    open: OpenStreams,
+    connections: Connections,
+    gate: Gate,
 }
 
-impl LimitsLayer {
-    pub fn new(limits: &Limits) -> Self {
-        LimitsLayer {
-            streams_max: limits.grpc_streams_per_connection_max,
+impl PerimeterLayer {
+    pub(crate) fn new(limits: &Limits, connections: Connections, gate: Gate) -> Self {
+        PerimeterLayer {
+            calls_max: limits.grpc_streams_per_connection_max,
             deadline: limits.request_deadline(),
-            open: OpenStreams::default(),
+            connections,
+            gate,
         }
     }
 }
 
-impl<S> Layer<S> for LimitsLayer {
-    type Service = LimitsService<S>;
+impl<S> Layer<S> for PerimeterLayer {
+    type Service = PerimeterService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LimitsService {
+        PerimeterService {
             inner,
-            streams_max: self.streams_max,
-            deadline: self.deadline,
-            open: self.open.clone(),
+            layer: self.clone(),
         }
     }
 }
 
-/// See [`LimitsLayer`].
+/// See [`PerimeterLayer`].
 #[derive(Clone)]
-pub struct LimitsService<S> {
+pub struct PerimeterService<S> {
     inner: S,
-    streams_max: usize,
-    deadline: Duration,
-    open: OpenStreams,
+    layer: PerimeterLayer,
 }
 
-impl<S, B> Service<Request<B>> for LimitsService<S>
+impl<S, B> Service<Request<B>> for PerimeterService<S>
 where
     S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -119,30 +144,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let stream = match connection_of(&request) {
-            Some(connection) => match self.open.enter(connection, self.streams_max) {
-                Some(stream) => Some(stream),
-                None => {
-                    let refusal = Status::resource_exhausted(format!(
-                        "too many calls open on this connection: the limit is {} \
-                         (grpc_streams_per_connection_max)",
-                        self.streams_max
-                    ));
-                    return Box::pin(std::future::ready(Ok(refusal.into_http())));
-                }
-            },
-            None => None,
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let call = match self.admit(&mut request) {
+            Ok(call) => call,
+            // Answered without reading the body: dropping it resets the request stream.
+            Err(refusal) => return Box::pin(std::future::ready(Ok(refusal.into_http()))),
+        };
+        let limit_key = match crate::gate::answers_anyone(request.uri().path()) {
+            true => crate::refusals::UNAUTHENTICATED_LIMIT_KEY,
+            false => "grpc_message_bytes_max",
         };
         // The clone that was not polled ready stays behind (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let deadline = self.deadline;
+        let deadline = self.layer.deadline;
         Box::pin(async move {
             match tokio::time::timeout(deadline, inner.call(request)).await {
                 Ok(Ok(response)) => {
-                    let response = crate::oversize::rename_response(response);
-                    Ok(response.map(|body| Body::new(Counted { body, stream })))
+                    let response = crate::refusals::rename_response(response, limit_key);
+                    Ok(response.map(|body| Body::new(Counted { body, call })))
                 }
                 Ok(Err(error)) => Err(error),
                 Err(_elapsed) => {
@@ -158,6 +178,28 @@ where
     }
 }
 
+impl<S> PerimeterService<S> {
+    /// Everything checked from a call's headers, in order: its connection is not over a cap,
+    /// its token (to tell a stranger nothing more), room for it on its connection.
+    #[allow(clippy::result_large_err)] // a refusal is the response
+    fn admit<B>(&self, request: &mut Request<B>) -> Result<Option<CallGuard>, Status> {
+        let connection = connection_of(request);
+        let layer = &self.layer;
+        if let Some(connection) = connection {
+            layer.connections.refused_connection(connection)?;
+        }
+        layer.gate.check(request)?;
+        connection
+            .map(|connection| {
+                layer
+                    .connections
+                    .enter_call(connection, layer.calls_max)
+                    .map_err(|refused| refused.status())
+            })
+            .transpose()
+    }
+}
+
 /// The client's address: one per TCP connection, plaintext or TLS. `None` for a transport
 /// without one, whose calls are not counted.
 fn connection_of<B>(request: &Request<B>) -> Option<SocketAddr> {
@@ -170,67 +212,10 @@ fn connection_of<B>(request: &Request<B>) -> Option<SocketAddr> {
         .and_then(|info| info.get_ref().remote_addr())
 }
 
-/// Open calls per connection.
-#[derive(Clone, Default)]
-struct OpenStreams(Arc<Mutex<HashMap<SocketAddr, usize>>>);
-
-impl OpenStreams {
-    /// Counts one more call on `connection`, or `None` if it already has `max` open.
-    fn enter(&self, connection: SocketAddr, max: usize) -> Option<OpenStream> {
-        let mut open = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(connection).or_insert(0);
-        if *count >= max {
-            if *count == 0 {
-                open.remove(&connection);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(OpenStream {
-            open: self.clone(),
-            connection,
-        })
-    }
-
-    #[cfg(test)]
-    fn count(&self, connection: SocketAddr) -> usize {
-        let open = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.get(&connection).copied().unwrap_or(0)
-    }
-}
-
-/// One open call; closes when dropped (when its reply's body is finished or abandoned).
-struct OpenStream {
-    open: OpenStreams,
-    connection: SocketAddr,
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        let mut open = self
-            .open
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.connection) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.connection);
-            }
-        }
-    }
-}
-
 /// A reply body that holds its call open until it ends or is dropped.
 struct Counted {
     body: Body,
-    stream: Option<OpenStream>,
+    call: Option<CallGuard>,
 }
 
 impl http_body::Body for Counted {
@@ -243,7 +228,7 @@ impl http_body::Body for Counted {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            self.stream = None;
+            self.call = None;
         }
         polled
     }
@@ -254,42 +239,5 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn address(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    #[test]
-    fn each_connection_has_its_own_count() {
-        let open = OpenStreams::default();
-        let first = open.enter(address(1), 2).expect("first call");
-        let second = open.enter(address(1), 2).expect("second call");
-        assert!(
-            open.enter(address(1), 2).is_none(),
-            "a third is over the limit"
-        );
-        let other = open.enter(address(2), 2).expect("another connection");
-        drop(first);
-        assert_eq!(open.count(address(1)), 1);
-        let third = open.enter(address(1), 2).expect("room again");
-        drop((second, third, other));
-        assert_eq!(open.count(address(1)), 0);
-        assert!(
-            open.0.lock().expect("lock").is_empty(),
-            "closed connections are forgotten"
-        );
-    }
-
-    #[test]
-    fn a_limit_of_zero_refuses_everything_and_remembers_nothing() {
-        let open = OpenStreams::default();
-        assert!(open.enter(address(1), 0).is_none());
-        assert!(open.0.lock().expect("lock").is_empty());
     }
 }

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use serving::Limits;
+use serving::{Limits, Perimeter};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -15,11 +14,13 @@ use tonic_health::pb::health_client::HealthClient;
 async fn serve(limits: Limits) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let (_reporter, health) = tonic_health::server::health_reporter();
+    let perimeter = Perimeter::new(&limits, None);
+    let (_reporter, health) = perimeter.health();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = serving::server(None, false, &limits)?
+    let server = perimeter
+        .server(None, false)?
         .add_service(health)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(perimeter.incoming(listener), async {
             let _ = stopped.await;
         });
     tokio::spawn(server);
@@ -95,5 +96,32 @@ async fn one_call_over_the_streams_per_connection_limit_is_refused_and_others_go
     for _ in 0..20 {
         client.check(everything()).await?;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_answers_without_a_token_but_only_small_messages() -> anyhow::Result<()> {
+    let limits = Limits {
+        grpc_unauthenticated_message_bytes_max: 1024,
+        ..Limits::default()
+    };
+    let (url, _stop) = serve(limits).await?;
+    let mut client = connect(&url).await?;
+    client.check(everything()).await?;
+    let refused = client
+        .check(HealthCheckRequest {
+            service: "x".repeat(2048),
+        })
+        .await
+        .expect_err("a 2 KiB health check");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("grpc_unauthenticated_message_bytes_max"),
+        "the limit's key is named: {}",
+        refused.message()
+    );
+    client.check(everything()).await?;
     Ok(())
 }
