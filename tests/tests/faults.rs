@@ -33,8 +33,13 @@ async fn trials(kind: Kind, seed: u64, trials: u64, offsets_per_file: usize) -> 
 async fn acknowledged_commands_survive_kill_9_under_load_once_each() {
     let total = trials(Kind::Kill9, 1, 3, 0).await;
     assert_eq!(total.faults, 3);
-    // Each trial's load ran to at least a hundred events before the kill.
-    assert!(total.acknowledged >= 300, "{total:?}");
+    // Each trial's load recorded a hundred events or more before the kill, each acknowledged
+    // or in flight; and the kill cut the writers off.
+    assert!(
+        total.acknowledged + total.unanswered_recorded >= 300,
+        "{total:?}"
+    );
+    assert!(total.unanswered > 0, "{total:?}");
     assert_eq!(total.chains, 3);
 }
 
@@ -42,6 +47,7 @@ async fn acknowledged_commands_survive_kill_9_under_load_once_each() {
 async fn nats_killed_and_wiped_under_load_is_republished_whole() {
     let total = trials(Kind::NatsWipe, 11, 1, 0).await;
     assert_eq!(total.faults, 1);
+    // The load recorded two hundred events or more across the fault, each answered.
     assert!(total.acknowledged >= 200, "{total:?}");
 }
 
@@ -55,5 +61,7 @@ async fn a_changed_byte_in_any_store_file_is_refused_or_harmless() {
         total.refused + total.refused_exit_1 + total.harmless,
         total.faults
     );
-    assert!(total.refused > 0, "{total:?}");
+    // Some bytes matter (every one of `conf` does): the sweep reached what is read. Which are
+    // refused with exit status 3, and which with 1, depends on where the load's pages fell.
+    assert!(total.refused + total.refused_exit_1 > 0, "{total:?}");
 }
