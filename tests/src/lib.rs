@@ -1,7 +1,10 @@
 //! Support for the end-to-end tests in `tests/tests/`: a real `ledgerd` process on a free
-//! loopback port with its own sled directory, a gRPC client to it, and the demo scenario.
+//! loopback port with its own sled directory, a gRPC client to it, and the demo scenario;
+//! [`faults`], the fault trials the fault suite and the soak (`src/bin/soak.rs`) run.
 //!
 //! Binaries must be built first (`cargo build --bins`; `make test` does it).
+
+pub mod faults;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -592,4 +595,64 @@ pub fn assessments(events: &[pb::RecordedEvent]) -> Vec<(u64, i64)> {
         .filter(|e| e.event_type == "funding.tranche_assessed")
         .map(|e| (e.sequence, e.recorded_at_us))
         .collect()
+}
+
+/// What ledgerd did when started on a data directory.
+pub enum Started {
+    /// It exited: its status, and what it printed.
+    Exited(Option<i32>, String),
+    /// It answers gRPC: the process (killed when dropped), a client and its head.
+    Serving(Box<Serving>),
+}
+
+/// A ledgerd that answered when started by [`start_on`].
+pub struct Serving {
+    pub process: ChildGuard,
+    pub client: LedgerServiceClient<Channel>,
+    pub head: pb::HeadReply,
+}
+
+/// Starts ledgerd (no NATS) on `dir` and waits until it exits or answers; its output goes to
+/// `<dir>.log`. ledgerd listens before it opens its store, so serving means answering, not
+/// accepting.
+pub async fn start_on(dir: &Path) -> anyhow::Result<Started> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
+    let mut command = Command::new(testkit::workspace_binary("ledgerd")?);
+    command
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--system", "kav"])
+        .env("RUST_LOG", "info");
+    let log = dir.with_extension("log");
+    let mut process = ChildGuard::spawn_logged("ledgerd", &mut command, &log)?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = process.try_wait()? {
+            return Ok(Started::Exited(
+                status.code(),
+                std::fs::read_to_string(&log)?,
+            ));
+        }
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await
+        {
+            let mut client = LedgerServiceClient::new(channel);
+            if let Ok(head) = head(&mut client).await {
+                return Ok(Started::Serving(Box::new(Serving {
+                    process,
+                    client,
+                    head,
+                })));
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < START_TIMEOUT,
+            "ledgerd on {} neither served nor exited within {START_TIMEOUT:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,15 +1,15 @@
 //! The record holds, through the real binaries: a store that comes back shorter than it was,
 //! or forked from it, is refused by ledgerd (exit status 3, naming the missing events and the
 //! way out) and by the offline audit (exit 1); offline audits change no byte of the directory
-//! they read; one changed byte of sled's log is refused or harmless, never a shorter log
-//! served; and a ledgerd whose storage failed still stops cleanly on SIGTERM.
+//! they read; and a ledgerd whose storage failed still stops cleanly on SIGTERM. (One changed
+//! byte of any file of the store is the fault suite's, `faults.rs`.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::Ledgerd;
+use e2e::{Ledgerd, Started, start_on};
 use sha2::{Digest, Sha256};
 
 /// ledgerd's exit status when its store is damaged or diverged (`ledgerd::server`).
@@ -151,113 +151,6 @@ async fn a_store_shorter_than_it_was_is_refused_and_offline_audits_write_nothing
     );
     ledgerd.terminate()?;
     Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_changed_byte_of_the_log_is_refused_or_harmless_through_ledgerd() -> anyhow::Result<()>
-{
-    let work = tempfile::tempdir()?;
-    let original = work.path().join("original");
-    let mut ledgerd = Ledgerd::start(&original, None)?;
-    e2e::icsctl(
-        &ledgerd.url(),
-        &["load", "--quiet", &e2e::demo_scenario().to_string_lossy()],
-    )?;
-    let written = e2e::head(&mut ledgerd.client().await?).await?;
-    ledgerd.terminate()?;
-    let log = std::fs::read(original.join("db"))?;
-    let (mut refused, mut whole) = (0, 0);
-    for tenth in 1..=9 {
-        let offset = log.len() * tenth / 10;
-        let copy = work.path().join(format!("copy-{tenth}"));
-        store::copy::copy_tree(&original, &copy)?;
-        let mut damaged = log.clone();
-        damaged[offset] ^= 0xFF;
-        std::fs::write(copy.join("db"), &damaged)?;
-        match start_on(&copy).await? {
-            Started::Exited(Some(EXIT_STORE_REFUSED), out) if !out.contains("panicked") => {
-                refused += 1;
-            }
-            Started::Exited(code, out) => {
-                panic!("byte {offset} changed: ledgerd exited {code:?}\n{out}")
-            }
-            Started::Serving(serving) => {
-                let Serving {
-                    mut process,
-                    mut client,
-                    head,
-                } = *serving;
-                assert_eq!(
-                    (head.sequence, &head.hash),
-                    (written.sequence, &written.hash),
-                    "byte {offset} changed: ledgerd served another log"
-                );
-                let events = e2e::read_all(&mut client).await?;
-                assert_eq!(events.len() as u64, written.sequence, "byte {offset}");
-                process.terminate(Duration::from_secs(20))?;
-                whole += 1;
-            }
-        }
-    }
-    eprintln!("9 copies of the log, one byte changed: {refused} refused, {whole} whole");
-    Ok(())
-}
-
-/// What ledgerd did when started on a data directory.
-enum Started {
-    /// It exited: its status, and what it printed.
-    Exited(Option<i32>, String),
-    /// It answers gRPC: the process (killed when dropped), a client and its head.
-    Serving(Box<Serving>),
-}
-
-struct Serving {
-    process: testkit::ChildGuard,
-    client: api::pb::ledger_service_client::LedgerServiceClient<tonic::transport::Channel>,
-    head: api::pb::HeadReply,
-}
-
-/// Starts ledgerd on `dir` and waits until it exits or answers. ledgerd listens before it
-/// opens its store, so serving means answering, not accepting.
-async fn start_on(dir: &Path) -> anyhow::Result<Started> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
-    let mut command = Command::new(testkit::workspace_binary("ledgerd")?);
-    command
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--system", "kav"])
-        .env("RUST_LOG", "info");
-    let log = dir.with_extension("log");
-    let mut process = testkit::ChildGuard::spawn_logged("ledgerd", &mut command, &log)?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = process.try_wait()? {
-            return Ok(Started::Exited(
-                status.code(),
-                std::fs::read_to_string(&log)?,
-            ));
-        }
-        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-        {
-            let mut client = api::pb::ledger_service_client::LedgerServiceClient::new(channel);
-            if let Ok(head) = e2e::head(&mut client).await {
-                return Ok(Started::Serving(Box::new(Serving {
-                    process,
-                    client,
-                    head,
-                })));
-            }
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(20),
-            "ledgerd neither served nor exited"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A storage failure (a file-size limit standing in for a full disk: both fail sled's write
