@@ -121,11 +121,6 @@ pub struct Tally {
     /// whole, as before.
     pub refused: u64,
     pub harmless: u64,
-    /// Changed copies ledgerd refused naming the store, but with exit status 1, as if
-    /// restarting could help: sled's own errors for a damaged `conf` or snapshot are not
-    /// classed as a damaged store (`ledgerd::server::exit_status`). Nothing served; counted
-    /// apart, and described in `problems`, until they are.
-    pub refused_exit_1: u64,
     /// Anything else wrong: an unexpected exit status, JetStream out of order or different
     /// from the log, a reader not at the head, a writer refused while ledgerd was up.
     pub other: u64,
@@ -156,7 +151,6 @@ impl Tally {
         self.unverified += other.unverified;
         self.refused += other.refused;
         self.harmless += other.harmless;
-        self.refused_exit_1 += other.refused_exit_1;
         self.other += other.other;
         for problem in &other.problems {
             self.note(problem.clone());
@@ -200,8 +194,8 @@ pub fn table(rows: &[(Kind, Tally)]) -> String {
         let mut fault = kind.description().to_string();
         if *kind == Kind::ByteChange {
             fault.push_str(&format!(
-                ": {} refused (exit 3), {} refused with exit 1, {} harmless",
-                tally.refused, tally.refused_exit_1, tally.harmless
+                ": {} refused (exit 3), {} harmless",
+                tally.refused, tally.harmless
             ));
         }
         out.push_str(&format!(
@@ -1129,10 +1123,6 @@ async fn judge_damaged(dir: &Path, before: &Served, what: &str, tally: &mut Tall
             let names_store = why.contains(&dir.display().to_string());
             match code {
                 Some(EXIT_STORE_REFUSED) if names_store => tally.refused += 1,
-                Some(1) if names_store => {
-                    tally.refused_exit_1 += 1;
-                    tally.note(format!("refused with exit status 1: {what}: {why}"));
-                }
                 _ => tally.wrong(format!("{what}: ledgerd exited {code:?}: {why}")),
             }
         }

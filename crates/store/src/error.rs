@@ -11,8 +11,10 @@ use crate::model::ExpectedVersion;
 /// The store failed, or was asked something it cannot answer.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
+    /// sled failed: I/O (a full or failing disk, permissions), which a restart may cure. sled's
+    /// own reports of damage are [`StoreError::Corrupt`] (see the `From` impl).
     #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     /// Stored data contradicts itself: a record does not decode, a hash does not verify, the
     /// meta head disagrees with the last event.
     #[error("the event store is corrupt: {0}")]
@@ -46,6 +48,24 @@ pub enum StoreError {
     /// A store that cannot be upgraded (see [`crate::upgrade`]).
     #[error("cannot upgrade the store: {0}")]
     Upgrade(String),
+}
+
+/// sled's errors as the store reports them: what sled says is damage — data it cannot read
+/// back (`Corruption`), a file it does not understand (`Unsupported`), a state it calls a bug
+/// (`ReportableBug`, also how a panic inside sled's recovery is reported: `crate::open`) — is
+/// a damaged store, which restarting cannot mend; the rest stays sled's.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Corruption { .. }
+            | sled::Error::Unsupported(_)
+            | sled::Error::ReportableBug(_) => StoreError::Corrupt(format!(
+                "sled cannot read it: {error}. Do not start on it: move it aside and rebuild it \
+                 from the JetStream stream with `icsctl store restore`"
+            )),
+            other => StoreError::Sled(other),
+        }
+    }
 }
 
 /// Why an append was not committed.

@@ -41,10 +41,10 @@ fn open_once(config: &sled::Config) -> sled::Result<sled::Db> {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
             .unwrap_or_else(|| "a panic".to_string());
-        Err(sled::Error::Io(std::io::Error::other(format!(
+        Err(sled::Error::ReportableBug(format!(
             "sled could not read {}: {reason}",
             config.get_path().display()
-        ))))
+        )))
     })
 }
 
