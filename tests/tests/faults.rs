@@ -57,10 +57,7 @@ async fn a_changed_byte_in_any_store_file_is_refused_or_harmless() {
     let total = trials(Kind::ByteChange, 21, 1, offsets).await;
     // db, conf, a snapshot, a blob and the anchor, each at every offset.
     assert!(total.faults >= 5 * offsets as u64, "{total:?}");
-    assert_eq!(
-        total.refused + total.harmless,
-        total.faults
-    );
+    assert_eq!(total.refused + total.harmless, total.faults);
     // Some bytes matter (every one of `conf` does): the sweep reached what is read, and each
     // damage it found was refused as a damaged store (exit status 3).
     assert!(total.refused > 0, "{total:?}");

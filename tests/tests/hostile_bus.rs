@@ -129,6 +129,7 @@ async fn a_forged_event_on_the_bus_is_never_folded() -> anyhow::Result<()> {
         hash: forged.hash.as_slice().try_into()?,
         event_type: forged.event_type.clone(),
         payload: prost::Message::encode_to_vec(&forged).into(),
+        signature: None,
     };
     bus::Publisher::new(js).publish(&message).await?.await?;
 

@@ -11,10 +11,14 @@
 //!   given against both, and stops at the first sequence that does not verify, saying what
 //!   was expected and what was found.
 //!
+//! - [`relay`]: the ledger's signature on events as the relay publishes them, for readers that
+//!   follow a system from NATS alone.
+//!
 //! The Merkle tree is [`merkle`]'s RFC 6962 tree; leaf `i` is the event at sequence `i + 1`
 //! and its leaf data is that event's chain hash.
 
 pub mod checkpoint;
+pub mod relay;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};

@@ -45,6 +45,7 @@ fn event(system: &SystemId, sequence: u64) -> OutboundEvent {
         hash: [7; 32],
         event_type: "contract.invoice_raised".to_string(),
         payload: Bytes::from(vec![b'x'; PAYLOAD_BYTES]),
+        signature: None,
     }
 }
 

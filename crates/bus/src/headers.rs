@@ -17,6 +17,18 @@ pub const HEADER_HASH: &str = "Ics-Hash";
 pub const HEADER_EVENT_TYPE: &str = "Ics-Event-Type";
 /// JetStream's de-duplication key; for events, the event id (UUID text).
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// On the events the relay signs: the ledger's Ed25519 signature on the event (`audit::relay`),
+/// 128 lowercase hex digits.
+pub const HEADER_SIGNATURE: &str = "Ics-Signature";
+
+/// The signature a message's headers carry, if they carry a well-formed one (a malformed one is
+/// no signature).
+pub fn signature_of(headers: &HeaderMap) -> Option<[u8; 64]> {
+    let value = headers.get(HEADER_SIGNATURE)?.as_str();
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(value, &mut signature).ok()?;
+    Some(signature)
+}
 
 /// JetStream atomic batch publish (ADR-50): the batch's id, unique per attempt.
 pub const HEADER_BATCH_ID: &str = "Nats-Batch-Id";
@@ -122,6 +134,7 @@ mod tests {
             hash: [0xab; 32],
             event_type: "ContractSigned".into(),
             payload: bytes::Bytes::from_static(b"payload"),
+            signature: Some([0x5a; 64]),
         }
     }
 
@@ -131,6 +144,7 @@ mod tests {
         let headers = event.headers().unwrap();
         assert_eq!(headers.get(HEADER_HASH).unwrap().as_str(), "ab".repeat(32));
         assert_eq!(headers.get(HEADER_SEQUENCE).unwrap().as_str(), "42");
+        assert_eq!(signature_of(&headers), Some([0x5a; 64]));
         let decoded = decode_headers(&headers).unwrap();
         assert_eq!(
             decoded,

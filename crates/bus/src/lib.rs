@@ -46,7 +46,7 @@ pub use error::BusError;
 pub use headers::{
     CHECKPOINT_EVENT_TYPE, EventHeaders, HEADER_BATCH_COMMIT, HEADER_BATCH_ID,
     HEADER_BATCH_SEQUENCE, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE,
-    HEADER_STREAM, HEADER_VERSION, decode_headers,
+    HEADER_SIGNATURE, HEADER_STREAM, HEADER_VERSION, decode_headers, signature_of,
 };
 pub use publish::{
     Ack, BATCH_MESSAGES_MAX, BatchAck, OutboundCheckpoint, OutboundEvent, PendingAck, PendingBatch,

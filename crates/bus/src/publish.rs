@@ -13,8 +13,8 @@ use domain::SystemId;
 use crate::error::BusError;
 use crate::headers::{
     CHECKPOINT_EVENT_TYPE, HEADER_BATCH_COMMIT, HEADER_BATCH_ID, HEADER_BATCH_SEQUENCE,
-    HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE, HEADER_STREAM, HEADER_VERSION,
-    insert,
+    HEADER_EVENT_TYPE, HEADER_HASH, HEADER_MSG_ID, HEADER_SEQUENCE, HEADER_SIGNATURE,
+    HEADER_STREAM, HEADER_VERSION, insert,
 };
 use crate::subjects::{checkpoint_msg_id, checkpoint_subject};
 
@@ -38,6 +38,9 @@ pub struct OutboundEvent {
     pub event_type: String,
     /// The encoded protobuf `RecordedEvent`.
     pub payload: Bytes,
+    /// The ledger's signature on the event (`audit::relay`), sent as `Ics-Signature` on the
+    /// events the relay signs.
+    pub signature: Option<[u8; 64]>,
 }
 
 impl OutboundEvent {
@@ -50,6 +53,9 @@ impl OutboundEvent {
         insert(&mut headers, HEADER_VERSION, &self.version.to_string())?;
         insert(&mut headers, HEADER_HASH, &hex::encode(self.hash))?;
         insert(&mut headers, HEADER_EVENT_TYPE, &self.event_type)?;
+        if let Some(signature) = &self.signature {
+            insert(&mut headers, HEADER_SIGNATURE, &hex::encode(signature))?;
+        }
         Ok(headers)
     }
 }

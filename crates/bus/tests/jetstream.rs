@@ -43,6 +43,7 @@ fn event(system: &SystemId, family: Family, sequence: u64) -> OutboundEvent {
         hash: [u8::try_from(sequence % 256).unwrap(); 32],
         event_type,
         payload: Bytes::from(format!("payload {sequence}")),
+        signature: None,
     }
 }
 

@@ -49,6 +49,7 @@ fn event(system: &str, sequence: u64) -> OutboundEvent {
         hash: [7; 32],
         event_type: "contract.invoice_raised".to_string(),
         payload: Bytes::from_static(b"payload"),
+        signature: None,
     }
 }
 

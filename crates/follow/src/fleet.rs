@@ -19,9 +19,13 @@
 //!    its ledgerd unreachable — is logged and the message is *not* acknowledged (it is
 //!    negatively acknowledged with a delay, so JetStream offers it again): the system's
 //!    projection stays where it is and nothing of that system past the gap is acknowledged.
-//!    Other systems carry on. A system with no ledgerd whose missing event never reaches
-//!    JetStream again stays stuck there (the log says so) and its unacknowledged messages
-//!    count against the consumer's `max_ack_pending`.
+//!    Other systems carry on. A system with no ledgerd is vouched for by the ledger's own
+//!    signatures instead: the relay signs (`audit::relay`) the last event of every run it
+//!    publishes and every 64th, and oversightd folds a run held only once an event of it
+//!    verifies under the system's checkpoint key (`checkpoint_keys`; a system with neither a
+//!    ledgerd nor a key cannot be vouched for, and its events are parked). A message that
+//!    does not link is offered again a few times (what it follows may still arrive), then
+//!    parked.
 //! 3. NATS is untrusted: a message that names no system, does not decode, does not link to
 //!    its system's chain or fold, claims a sequence its ledgerd does not have or differs from
 //!    ledgerd's event there — or, on `ics.<system>.audit.checkpoint`, is not a checkpoint of
@@ -569,7 +573,9 @@ pub async fn run<P: Projection>(
         loop {
             // Held events are vouched for as soon as no message follows at once (or the
             // batch ends): a burst is one run per system, one look at its ledgerd.
-            let holding = pending.values().any(|held| !held.is_empty());
+            let holding = pending
+                .iter()
+                .any(|(system, held)| !held.is_empty() && ledgerds.get(system).is_some());
             let next = if holding {
                 match tokio::time::timeout(VOUCH_AFTER, follower.next_message(&mut batch)).await {
                     Ok(next) => next,
@@ -657,7 +663,7 @@ async fn settle_outcomes(
 /// (`crate::pending`): the next event after the system's projection and what is held is held;
 /// a redelivery is passed over; anything else (a gap, another event at a sequence held or
 /// folded, an event that does not link) is settled from ledgerd. A system without one is
-/// followed from JetStream as it comes (its gaps cannot be filled: offered again later).
+/// vouched for by the ledger's signatures ([`take_signed`]).
 async fn take_message<P: Projection>(
     context: &Reading<'_, P>,
     pending: &mut BTreeMap<SystemId, Pending>,
@@ -690,10 +696,10 @@ async fn take_message<P: Projection>(
         Err(error) => return refused(message, error.to_string()),
     };
     let Some(mut ledger) = context.ledgerds.get(&system) else {
-        return Ok(vec![(
-            message,
-            fold_unvouched(context, &system, &incoming, dirty),
-        )]);
+        let held = pending.entry(system.clone()).or_default();
+        return Ok(take_signed(
+            context, &system, held, incoming, message, dirty,
+        ));
     };
     let tip = tip(context.shared, &system);
     if incoming.sequence <= tip.0 {
@@ -738,33 +744,149 @@ async fn take_message<P: Projection>(
     .await)
 }
 
-/// A system with no ledgerd: its events are folded as JetStream delivers them.
-fn fold_unvouched<P: Projection>(
+/// The most events of a system followed from NATS alone held without a signature of the
+/// ledger's: the relay signs at least every `audit::relay::SIGN_EVERY`, so a run this long is
+/// not the ledger's.
+const SIGNED_HELD_MAX: usize = 1_024;
+
+/// How many times a message of a system followed from NATS alone that does not link to the
+/// events held is offered again (a run held before it may turn out not to be the ledger's)
+/// before it is refused.
+const UNLINKED_DELIVERIES_MAX: i64 = 5;
+
+/// Takes an event of a system with no ledgerd: it is folded once the ledger's signature
+/// (`audit::relay`, the relay's `Ics-Signature` header, checked under the system's checkpoint
+/// key) vouches for it or for an event after it. Events that link are held until one of them
+/// is signed; a signed event that does not extend the run held but links to a part of it shows
+/// that the rest of the run is not the ledger's (parked); an event after a gap is offered again
+/// until the gap is filled; anything else that does not link is offered again a few times,
+/// then refused. A system with no key cannot be vouched for: its events are refused.
+fn take_signed<P: Projection>(
     context: &Reading<'_, P>,
     system: &SystemId,
-    incoming: &Incoming,
+    held: &mut Pending,
+    incoming: Incoming,
+    message: Message,
     dirty: &mut BTreeSet<SystemId>,
-) -> Outcome {
-    match offer(&mut write(context.shared), system, incoming) {
-        Ok(Offer::Applied) => {
-            dirty.insert(system.clone());
-            Outcome::Done { folded: 1 }
-        }
-        Ok(Offer::AlreadyApplied) => Outcome::Done { folded: 0 },
-        Ok(Offer::Gap { next }) => {
-            tracing::error!(
-                %system,
-                from = next,
-                to = incoming.sequence,
-                "gap cannot be filled: no ledgerd configured for the system; not acknowledging past it"
+) -> Outcomes {
+    let refused = |message, reason: String| vec![(message, Outcome::Refused { folded: 0, reason })];
+    let Some(key) = context.checkpoint_keys.get(system) else {
+        return refused(
+            message,
+            format!(
+                "{system}: no ledgerd and no checkpoint key configured for it, so nothing can \
+                 vouch for its events"
+            ),
+        );
+    };
+    let signed = message
+        .headers
+        .as_ref()
+        .and_then(bus::signature_of)
+        .is_some_and(|signature| {
+            audit::relay::verify(key, system, incoming.sequence, &incoming.hash, &signature)
+        });
+    let tip = tip(context.shared, system);
+    if incoming.sequence <= tip.0 {
+        if incoming.sequence == tip.0 && incoming.hash != tip.1 {
+            let reason = format!(
+                "its hash differs from the ledger's event {}",
+                incoming.sequence
             );
-            Outcome::Retry
+            return refused(message, reason);
         }
-        Err(error) => Outcome::Refused {
-            folded: 0,
-            reason: format!("{system}: {error}"),
-        },
+        return vec![(message, Outcome::Done { folded: 0 })];
     }
+    if held.hash_at(incoming.sequence) == Some(incoming.hash) {
+        return vec![(message, Outcome::Done { folded: 0 })];
+    }
+    let mut outcomes = Vec::new();
+    if signed && !held.extends(tip, &incoming) {
+        // The ledger signed this event: whatever is held from its sequence on is not the
+        // ledger's, if it links to what is held before.
+        let before = incoming.sequence - 1;
+        let links = if before == tip.0 {
+            before == 0 || incoming.prev_hash == tip.1
+        } else {
+            held.hash_at(before) == Some(incoming.prev_hash)
+        };
+        if links {
+            for (dropped, message) in held.take_from(incoming.sequence) {
+                let reason = format!(
+                    "{system}: not the ledger's event {}: the ledger signed another there",
+                    dropped.sequence
+                );
+                outcomes.push((message, Outcome::Refused { folded: 0, reason }));
+            }
+        }
+    }
+    if held.extends(tip, &incoming) {
+        held.push(incoming, message);
+        if signed {
+            outcomes.extend(fold_held(context, system, held, dirty));
+        } else if held.len() > SIGNED_HELD_MAX {
+            for (_, message) in held.take() {
+                let reason = format!(
+                    "{system}: {SIGNED_HELD_MAX} events followed without a signature of the \
+                     ledger's: not the ledger's"
+                );
+                outcomes.push((message, Outcome::Refused { folded: 0, reason }));
+            }
+        }
+        return outcomes;
+    }
+    // A gap before it: what it follows may still arrive (offered again until it does, as for a
+    // system whose ledgerd cannot be reached). Another event at a sequence held, or one that
+    // does not link: offered again a few times, in case what is held turns out not to be the
+    // ledger's, then refused.
+    let gap = incoming.sequence > held.end(tip).0 + 1;
+    let delivered = message.info().map_or(i64::MAX, |info| info.delivered);
+    let outcome = if gap || delivered < UNLINKED_DELIVERIES_MAX {
+        Outcome::Retry
+    } else {
+        Outcome::Refused {
+            folded: 0,
+            reason: format!(
+                "{system}: event {} does not link to the events before it, offered {delivered} \
+                 times",
+                incoming.sequence
+            ),
+        }
+    };
+    outcomes.push((message, outcome));
+    outcomes
+}
+
+/// Folds the run held (vouched for: its last event is the ledger's); an event of it that does
+/// not fold is the record's, so the system is stuck there.
+fn fold_held<P: Projection>(
+    context: &Reading<'_, P>,
+    system: &SystemId,
+    held: &mut Pending,
+    dirty: &mut BTreeSet<SystemId>,
+) -> Outcomes {
+    let mut outcomes = Vec::new();
+    let mut stuck = false;
+    for (incoming, message) in held.take() {
+        let mut folded = 0;
+        if !stuck {
+            match offer(&mut write(context.shared), system, &incoming) {
+                Ok(Offer::Applied) => folded = 1,
+                Ok(_) => {}
+                Err(error) => {
+                    stuck = true;
+                    set_stuck(
+                        context.status,
+                        system,
+                        Stuck::new(incoming.sequence, error.to_string()),
+                    );
+                }
+            }
+            dirty.insert(system.clone());
+        }
+        outcomes.push((message, Outcome::Done { folded }));
+    }
+    outcomes
 }
 
 /// Vouches for every system's run held ([`vouch`]).
@@ -807,30 +929,7 @@ async fn vouch<P: Projection>(
                 .map(|(_, message)| (message, Outcome::Retry))
                 .collect()
         }
-        Ok(Some(recorded)) if recorded == hash => {
-            let mut outcomes = Vec::new();
-            let mut stuck = false;
-            for (incoming, message) in held.take() {
-                let mut folded = 0;
-                if !stuck {
-                    match offer(&mut write(context.shared), system, &incoming) {
-                        Ok(Offer::Applied) => folded = 1,
-                        Ok(_) => {}
-                        Err(error) => {
-                            stuck = true;
-                            set_stuck(
-                                context.status,
-                                system,
-                                Stuck::new(incoming.sequence, error.to_string()),
-                            );
-                        }
-                    }
-                    dirty.insert(system.clone());
-                }
-                outcomes.push((message, Outcome::Done { folded }));
-            }
-            outcomes
-        }
+        Ok(Some(recorded)) if recorded == hash => fold_held(context, system, held, dirty),
         Ok(_) => settle(context, ledger, system, held, end, None, dirty).await,
     }
 }

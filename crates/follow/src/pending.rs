@@ -50,6 +50,20 @@ impl Pending {
         self.held.get(index).map(|(incoming, _)| incoming.hash)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The events held from `sequence` on, leaving those before it.
+    pub(crate) fn take_from(&mut self, sequence: u64) -> Vec<(Incoming, Message)> {
+        let keep = self
+            .held
+            .iter()
+            .take_while(|(incoming, _)| incoming.sequence < sequence)
+            .count();
+        self.held.split_off(keep)
+    }
+
     /// Everything held, leaving nothing.
     pub(crate) fn take(&mut self) -> Vec<(Incoming, Message)> {
         std::mem::take(&mut self.held)

@@ -483,6 +483,7 @@ fn outbound(recorded: &pb::RecordedEvent) -> bus::OutboundEvent {
         hash: recorded.hash.clone().try_into().expect("32 bytes"),
         event_type: recorded.event_type.clone(),
         payload: recorded.encode_to_vec().into(),
+        signature: None,
     }
 }
 

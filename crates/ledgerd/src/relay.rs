@@ -73,6 +73,9 @@ pub struct RelaySettings {
     /// Notified when a checkpoint is stored, so one signed while no events arrive is
     /// published without waiting for the next event.
     pub checkpoints_signed: Arc<Notify>,
+    /// The ledger's checkpoint key, if it has one: the relay signs events with it
+    /// ([`signed`]) for readers that follow the system from NATS alone.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
 }
 
 /// Runs until `shutdown` is cancelled, then makes the last pass.
@@ -368,9 +371,13 @@ async fn relay(
         }
         if page.len() >= settings.batch_from.max(2) {
             for run in page.chunks(bus::BATCH_MESSAGES_MAX) {
+                let last = run.last().map_or(0, |recorded| recorded.sequence);
                 let events: Vec<OutboundEvent> = run
                     .iter()
-                    .map(|recorded| outbound_again(&settings.system, recorded, repair.as_ref()))
+                    .map(|recorded| {
+                        let outbound = outbound_again(&settings.system, recorded, repair.as_ref());
+                        signed(settings, outbound, last)
+                    })
                     .collect();
                 let ack = publisher.publish_batch(&events).await?.await?;
                 // The log is gapless and published in order: a batch takes the cursor from
@@ -380,8 +387,10 @@ async fn relay(
             }
         } else {
             let mut acks = VecDeque::with_capacity(page.len());
+            let last = page.last().map_or(0, |recorded| recorded.sequence);
             for recorded in &page {
                 let outbound = outbound_again(&settings.system, recorded, repair.as_ref());
+                let outbound = signed(settings, outbound, last);
                 acks.push_back(publisher.publish(&outbound).await?);
             }
             while let Some(pending) = acks.pop_front() {
@@ -761,7 +770,26 @@ pub fn outbound(system: &SystemId, recorded: &RecordedEvent<Event>) -> OutboundE
         hash: recorded.hash,
         event_type: recorded.event_type.clone(),
         payload: recorded_to_proto(recorded).encode_to_vec().into(),
+        signature: None,
     }
+}
+
+/// `outbound` with the ledger's signature (`audit::relay`) when the relay has the checkpoint
+/// key and the event is the last of a run it publishes (`last`) or falls on
+/// [`audit::relay::SIGN_EVERY`]: a reader following from NATS alone then holds at most that
+/// many events unvouched.
+fn signed(settings: &RelaySettings, mut outbound: OutboundEvent, last: u64) -> OutboundEvent {
+    if let Some(key) = &settings.signing_key
+        && (outbound.sequence == last || outbound.sequence.is_multiple_of(audit::relay::SIGN_EVERY))
+    {
+        outbound.signature = Some(audit::relay::sign(
+            key,
+            &settings.system,
+            outbound.sequence,
+            &outbound.hash,
+        ));
+    }
+    outbound
 }
 
 /// A repair of events the stream had stored and lost: those up to `through` are published

@@ -102,10 +102,11 @@ pub async fn run(
     let stop = CancellationToken::new();
     let stop_audit = CancellationToken::new();
     let checkpoints_signed = Arc::new(Notify::new());
-    let checkpoint_settings = match config.checkpoint_signing_key()? {
+    let signing_key = config.checkpoint_signing_key()?;
+    let checkpoint_settings = match &signing_key {
         Some(key) => Some(CheckpointSettings {
             system: system.clone(),
-            key,
+            key: key.clone(),
             every_events: config.checkpoint_every_events.max(1),
             every: Duration::from_secs(config.checkpoint_every_s.max(1)),
         }),
@@ -136,6 +137,7 @@ pub async fn run(
                 window_events: config.relay_window_events,
                 batch_from: config.relay_batch_from,
                 checkpoints_signed: Arc::clone(&checkpoints_signed),
+                signing_key: signing_key.clone(),
             };
             // A stream holding events of this system beyond the store's head: the store came
             // back shorter than what it published. Refuse to start rather than reuse sequences.

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api::oversight_pb as opb;
@@ -22,14 +22,51 @@ pub struct Ledgerd {
     _dir: tempfile::TempDir,
 }
 
-/// A ledgerd for `system`; it relays to NATS when given a URL.
+/// The systems these tests use: each has a ledger checkpoint key ([`ledger_key`]) that its
+/// ledgerd signs with and oversightd checks its checkpoints and relayed events under.
+pub const SYSTEMS: [&str; 3] = ["kav", "wes", "nor"];
+
+/// `system`'s ledger checkpoint key in these tests, derived from its name.
+pub fn ledger_key(system: &str) -> ed25519_dalek::SigningKey {
+    use sha2::Digest;
+    ed25519_dalek::SigningKey::from_bytes(&sha2::Sha256::digest(system.as_bytes()).into())
+}
+
+/// The PEM files of `system`'s [`ledger_key`], private and public, written once per test
+/// process.
+pub fn ledger_key_files(system: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir for keys"));
+    let (private, public) = (
+        dir.path().join(format!("{system}.pem")),
+        dir.path().join(format!("{system}.pub.pem")),
+    );
+    if !public.exists() {
+        let key = ledger_key(system);
+        let private_pem = key
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let public_pem = key
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::fs::write(&private, private_pem.as_bytes())?;
+        std::fs::write(&public, public_pem)?;
+    }
+    Ok((private, public))
+}
+
+/// A ledgerd for `system`, signing with its [`ledger_key`]; it relays to NATS when given a URL.
 pub async fn start_ledgerd(system: &str, nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
     let dir = tempfile::tempdir()?;
+    let (private, _) = ledger_key_files(system)?;
     let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         system: system.to_string(),
         nats_url,
+        checkpoint_key: Some(private),
         ..ledgerd::config::Config::default()
     })
     .await?;
@@ -101,7 +138,8 @@ impl Ledgerd {
     }
 }
 
-/// Publishes ledgerd's events to JetStream as its relay would (subject, headers, payload).
+/// Publishes ledgerd's events to JetStream as its relay would (subject, headers, payload, and
+/// the ledger's signature — here on every event).
 pub async fn publish(
     js: &async_nats::jetstream::Context,
     system: &str,
@@ -122,6 +160,18 @@ pub async fn publish(
                 .map_err(|_| anyhow::anyhow!("a hash of 32 bytes"))?,
             event_type: recorded.event_type.clone(),
             payload: recorded.encode_to_vec().into(),
+            signature: None,
+        };
+        let system_id = domain::SystemId::new(system).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let signature = audit::relay::sign(
+            &ledger_key(system),
+            &system_id,
+            outbound.sequence,
+            &outbound.hash,
+        );
+        let outbound = bus::OutboundEvent {
+            signature: Some(signature),
+            ..outbound
         };
         publisher.publish(&outbound).await?.await?;
     }
@@ -168,6 +218,10 @@ pub async fn start_oversightd_with(
         checkpoint_events: 50,
         checkpoint_interval_ms: 50,
         retry_delay_ms: 200,
+        checkpoint_keys: SYSTEMS
+            .iter()
+            .map(|system| Ok((system.to_string(), ledger_key_files(system)?.1)))
+            .collect::<anyhow::Result<_>>()?,
         ..oversightd::config::Config::default()
     };
     let stop = CancellationToken::new();
