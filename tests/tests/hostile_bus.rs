@@ -297,3 +297,118 @@ async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> an
     assert_eq!(code, Some(0), "{out}");
     Ok(())
 }
+
+/// Finding 2, the relay's side: messages forged into the stream while ledgerd is down — one
+/// claiming the ledger's next sequence, one far beyond its head — neither make ledgerd refuse
+/// to start (as a stream genuinely ahead of the store does) nor make its relay skip the
+/// ledger's own next event: the relay signs what it publishes, and these are not signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
+-> anyhow::Result<()> {
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
+        include: Some(PERMISSIONS),
+        ..Default::default()
+    })?;
+    let work = tempfile::tempdir()?;
+    let keys = work.path().join("keys");
+    let (ok, out) = e2e::icsctl_outcome(&[
+        "keys",
+        "generate",
+        "--dir",
+        &keys.to_string_lossy(),
+        "--name",
+        "ledger-checkpoint",
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    let private = keys
+        .join("ledger-checkpoint.pem")
+        .to_string_lossy()
+        .to_string();
+    let mut ledgerd = Ledgerd::start_with(
+        &work.path().join("ledgerd"),
+        Some(&as_user(&nats, "ledgerd")),
+        &[("LEDGERD_CHECKPOINT_KEY", &private)],
+    )?;
+    let setup = work.path().join("setup.ics");
+    let demo = std::fs::read_to_string(e2e::demo_scenario())?;
+    std::fs::write(
+        &setup,
+        format!(
+            "{demo}\nagree-contract --contract N1 --commissioner KCCG --provider KCHT \
+             --year 2019/20 --block 1000 --description x\n"
+        ),
+    )?;
+    e2e::icsctl(
+        &ledgerd.url(),
+        &["load", "--quiet", &setup.to_string_lossy()],
+    )?;
+    let mut ledger = ledgerd.client().await?;
+    let head = e2e::head(&mut ledger).await?;
+    let reader = as_user(&nats, "reader");
+    e2e::wait_for_relay(&reader, head.sequence, CATCH_UP).await?;
+    let last = e2e::read_all(&mut ledger)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("log"))?;
+    let status = ledgerd.terminate()?;
+    anyhow::ensure!(status.success(), "ledgerd stopped with {status}");
+
+    let js = bus::jetstream(bus::connect(&as_user(&nats, "ledgerd"), "forger").await?);
+    let publisher = bus::Publisher::new(js);
+    for sequence in [head.sequence + 1, head.sequence + 50] {
+        let mut forged = last.clone();
+        forged.sequence = sequence;
+        forged.event_id = uuid::Uuid::new_v4().to_string();
+        let message = bus::OutboundEvent {
+            subject: format!("ics.kav.{}", forged.event_type),
+            event_id: forged.event_id.clone(),
+            sequence,
+            stream: forged.stream.clone(),
+            version: forged.version + 1,
+            hash: [7; 32],
+            event_type: forged.event_type.clone(),
+            payload: prost::Message::encode_to_vec(&forged).into(),
+            signature: None,
+        };
+        publisher.publish(&message).await?.await?;
+    }
+
+    // ledgerd starts, and its own next event reaches the stream.
+    ledgerd.restart()?;
+    let mut ledger = ledgerd.client().await?;
+    let next = ledger
+        .raise_invoice(invoice("AFTER-FORGERY", 100))
+        .await?
+        .into_inner();
+    assert_eq!(next.last_sequence, head.sequence + 1);
+    let js = bus::jetstream(bus::connect(&reader, "e2e-reader").await?);
+    let started = std::time::Instant::now();
+    loop {
+        let mut found = false;
+        bus::read_subject(
+            &js,
+            bus::STREAM_NAME,
+            "ics.kav.>",
+            bus::Read::HeadersOnly,
+            |message| -> anyhow::Result<()> {
+                if let Ok(headers) = bus::decode_headers(&message.headers) {
+                    found |= headers.sequence == next.last_sequence
+                        && headers.hash.as_slice() == next.hash.as_slice();
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        if found {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < CATCH_UP,
+            "the ledger's event {} never reached the stream:\n{}",
+            next.last_sequence,
+            ledgerd.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

@@ -51,6 +51,8 @@ pub struct EventHeaders {
     pub version: u64,
     pub hash: [u8; 32],
     pub event_type: String,
+    /// `Ics-Signature`, on the events the relay signs (a malformed one is none).
+    pub signature: Option<[u8; 64]>,
 }
 
 /// Decodes the headers of an event message; every header must be present and well formed.
@@ -62,6 +64,7 @@ pub fn decode_headers(headers: &HeaderMap) -> Result<EventHeaders, BusError> {
         version: number(headers, HEADER_VERSION)?,
         hash: hash(headers, HEADER_HASH)?,
         event_type: text(headers, HEADER_EVENT_TYPE)?.to_string(),
+        signature: signature_of(headers),
     })
 }
 
@@ -155,6 +158,7 @@ mod tests {
                 version: 3,
                 hash: [0xab; 32],
                 event_type: "ContractSigned".into(),
+                signature: Some([0x5a; 64]),
             }
         );
     }

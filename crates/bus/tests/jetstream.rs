@@ -188,6 +188,7 @@ async fn publishes_100_events_with_headers_and_reads_them_back_in_order() -> Res
                 version: event.version,
                 hash: event.hash,
                 event_type: event.event_type.clone(),
+                signature: event.signature,
             }
         );
     }

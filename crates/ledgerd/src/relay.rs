@@ -489,7 +489,11 @@ async fn plan(
         head,
     };
     match judge(&holding, acknowledged, keeps_everything, hash_at) {
-        Looks::Diverged(headers, what) => return Err(diverged(&headers, what).into()),
+        Looks::Diverged(headers, what) if vouched(settings, &headers) => {
+            return Err(diverged(&headers, what).into());
+        }
+        // Not the ledger's (the relay signs, and did not sign it): read the stream whole.
+        Looks::Diverged(..) => {}
         Looks::Whole(after) if !scan => {
             return Ok(Plan {
                 after,
@@ -511,6 +515,10 @@ async fn plan(
     let mut hashes = HashWindow::default();
     let scanned = bus::scan_system(js, stream, &settings.system, |headers| {
         if headers.sequence == 0 || headers.sequence > head {
+            if !vouched(settings, &headers) {
+                foreign += 1;
+                return Ok(());
+            }
             return Err(RelayError::from(diverged(
                 &headers,
                 "beyond the ledger's head",
@@ -527,8 +535,9 @@ async fn plan(
     if foreign > 0 {
         tracing::error!(
             foreign,
-            "the stream holds messages of this system whose hash is not the ledger's event at \
-             their sequence (another history); they are left, and the ledger's events published"
+            "the stream holds messages of this system that are not the ledger's events (another \
+             history, or messages the ledger did not sign); they are left, and the ledger's \
+             events published"
         );
     }
     let after = if keeps_everything {
@@ -707,13 +716,72 @@ pub async fn check_stream_at_start(
         }
         "another event than the store's at that sequence"
     };
+    let suspect = if vouched(settings, &last) {
+        Some(last)
+    } else {
+        // Not the ledger's (the relay signs, and did not sign it): is any message beyond the
+        // store's head one the ledger signed?
+        tracing::warn!(
+            in_stream = last.sequence,
+            head = head.sequence,
+            "the stream's last message of this system is {what}, but the ledger did not sign \
+             it: reading the stream for one the ledger did sign"
+        );
+        let mut signed = None;
+        bus::scan_system(
+            &js,
+            stream,
+            &settings.system,
+            |headers| -> Result<(), StartError> {
+                if headers.sequence > head.sequence && vouched(settings, &headers) {
+                    signed.get_or_insert(headers);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        signed
+    };
+    let Some(suspect) = suspect else {
+        tracing::warn!(
+            head = head.sequence,
+            "no message beyond the store's head is the ledger's: messages published by someone \
+             else are left in the stream, and the relay publishes from the store"
+        );
+        return Ok(());
+    };
     Err(StartError::Diverged(Diverged {
         stream: stream.clone(),
         system: settings.system.to_string(),
-        sequence: last.sequence,
-        what: format!("{what}, hash {}", hex::encode(last.hash)),
+        sequence: suspect.sequence,
+        what: format!(
+            "{}, hash {}",
+            if suspect.sequence > head.sequence {
+                "beyond the store's head"
+            } else {
+                what
+            },
+            hex::encode(suspect.hash)
+        ),
         head: head.sequence,
     }))
+}
+
+/// Whether a message in the stream is to be taken as the ledger's own: signed by it, when the
+/// relay signs (it has the checkpoint key); any message, when it does not (nothing tells).
+fn vouched(settings: &RelaySettings, headers: &EventHeaders) -> bool {
+    let Some(key) = &settings.signing_key else {
+        return true;
+    };
+    headers.signature.is_some_and(|signature| {
+        audit::relay::verify(
+            &key.verifying_key(),
+            &settings.system,
+            headers.sequence,
+            &headers.hash,
+            &signature,
+        )
+    })
 }
 
 /// Why [`check_stream_at_start`] refused.
@@ -873,6 +941,7 @@ mod tests {
             version: sequence,
             hash: [hash; 32],
             event_type: "system.member_admitted".to_string(),
+            signature: None,
         }
     }
 
