@@ -184,7 +184,20 @@ pub async fn run<P: Projection>(
                 pull::ack(&message).await;
                 continue;
             }
-            let step = take(&mut ledger, &shared, &mut pending, &checkpoints, message).await;
+            let mut step = take(&mut ledger, &shared, &mut pending, &checkpoints, message).await;
+            if pending.len() >= VOUCH_RUN_MAX
+                && let Ok(Ok(Step::Folded(before))) = step
+            {
+                // A steady flow leaves no pause to vouch in: a run this long is vouched now.
+                step = vouch(&mut ledger, &shared, &mut pending, &checkpoints)
+                    .await
+                    .map(|vouched| {
+                        vouched.map(|step| match step {
+                            Step::Folded(folded) => Step::Folded(before + folded),
+                            unavailable => unavailable,
+                        })
+                    });
+            }
             match step_or_stuck(step, &mut ledgerd_alarm) {
                 Ok(folded) => schedule.folded(folded),
                 Err(stuck) => {
@@ -249,6 +262,9 @@ async fn stay_stuck<P: Projection>(
 
 /// How long a held event waits for the next message before it is vouched for.
 const VOUCH_AFTER: Duration = Duration::from_millis(5);
+
+/// A run held this long is vouched for without waiting for a pause.
+pub(crate) const VOUCH_RUN_MAX: usize = 64;
 
 /// What handling a message (or vouching for what is held) led to.
 #[derive(Debug)]

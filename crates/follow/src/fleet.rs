@@ -591,6 +591,14 @@ pub async fn run<P: Projection>(
             let Some(message) = next else { break };
             let outcomes = take_message(&context, &mut pending, message, &mut dirty).await?;
             settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
+            // A steady flow leaves no pause to vouch in: a run this long is vouched now.
+            let long = pending.iter().any(|(system, held)| {
+                held.len() >= crate::consumer::VOUCH_RUN_MAX && ledgerds.get(system).is_some()
+            });
+            if long {
+                let outcomes = vouch_all(&context, &mut pending, &mut dirty).await;
+                settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
+            }
         }
         let outcomes = vouch_all(&context, &mut pending, &mut dirty).await;
         settle_outcomes(&parked, &mut unsaved, &settings, outcomes).await?;
