@@ -13,6 +13,13 @@
 //! poisons itself), and so does this ledger — it stops accepting commands and the process must
 //! restart, rebuilding its state from what is on disk. A broken invariant stops the writer
 //! rather than writing bad data.
+//!
+//! A log may hold an event this version's rules cannot apply (written by an older version with
+//! other rules). The log is still the record — it verifies, and every reader may read it — so
+//! the ledger does not refuse to start on it: it stops folding there ([`Stuck`]), serves reads
+//! and relays as usual, and refuses every command, since it would be decided against a state
+//! that is not the log's. A restart stops at the same event; a version whose rules apply it
+//! (or a store restored from before it) is the way out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +61,9 @@ pub enum SubmitError {
     RequestIdReused(String),
     #[error("the ledger stopped accepting commands after a storage failure; restart it")]
     Poisoned,
+    /// The log holds an event the rules cannot apply: every command is refused.
+    #[error("{0}")]
+    Stuck(Stuck),
     #[error("event store: {0}")]
     Store(String),
     #[error(transparent)]
@@ -103,6 +113,28 @@ fn family_index(family: Family) -> usize {
     }
 }
 
+/// The event at `sequence` of the log does not apply to the state the events before it build,
+/// for `reason`: the ledger's state stands at `sequence - 1` and it takes no commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    pub sequence: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ledgerd takes no commands: event {} of its log does not apply to the state the \
+             events before it build ({}), so it serves reads only. An operator can run a \
+             ledgerd whose rules apply that event (the version that recorded it, or a later one \
+             that accepts it), or restore the store from a backup taken before it; restarting \
+             this version stops at the same event",
+            self.sequence, self.reason
+        )
+    }
+}
+
 /// The write side of one ICS. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -112,36 +144,47 @@ pub struct Ledger {
     core: Arc<Mutex<Core>>,
     poisoned: Arc<AtomicBool>,
     counts: Arc<FamilyCounts>,
+    /// Set at recovery when the log holds an event the rules cannot apply; never cleared.
+    stuck: Option<Arc<Stuck>>,
 }
 
 impl Ledger {
     /// Rebuilds the domain state by replaying the whole log of `system`'s ledger; a log
-    /// established for another system is refused.
+    /// established for another system is refused. An event the rules cannot apply ends the
+    /// fold there: the ledger recovers [`Ledger::stuck`], serving reads and refusing commands.
     pub fn recover(store: Store, system: SystemId) -> Result<Self, RecoverError> {
         let mut state = DomainLedger::default();
         let mut versions = HashMap::new();
         let counts = FamilyCounts::default();
+        let mut stuck = None;
         let mut next = 1;
         loop {
             let page = store.read_all(next, REPLAY_PAGE_EVENTS)?;
             let Some(last) = page.last() else { break };
             next = last.sequence + 1;
             for recorded in &page {
-                state
-                    .apply(&recorded.payload)
-                    .map_err(|e| RecoverError::Replay {
-                        sequence: recorded.sequence,
-                        reason: e.to_string(),
-                    })?;
-                versions.insert(recorded.payload.stream(), recorded.version);
+                // Past a stuck event the rest is still read (it must decode) and counted.
+                if stuck.is_none() {
+                    match state.apply(&recorded.payload) {
+                        Ok(()) => {
+                            versions.insert(recorded.payload.stream(), recorded.version);
+                        }
+                        Err(error) => {
+                            stuck = Some(Stuck {
+                                sequence: recorded.sequence,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                }
                 counts.add(recorded.payload.family(), 1);
             }
         }
         let head = store.head();
         if next != head.sequence + 1 {
-            return Err(RecoverError::Replay {
-                sequence: next,
-                reason: format!("replay ended before the head {}", head.sequence),
+            return Err(RecoverError::Short {
+                next,
+                head: head.sequence,
             });
         }
         if let Some(established) = &state.system.established
@@ -164,7 +207,14 @@ impl Ledger {
             })),
             poisoned: Arc::new(AtomicBool::new(false)),
             counts: Arc::new(counts),
+            stuck: stuck.map(Arc::new),
         })
+    }
+
+    /// The event of the log the rules could not apply, if recovery stopped at one: while
+    /// `Some`, every command is refused with [`SubmitError::Stuck`].
+    pub fn stuck(&self) -> Option<&Stuck> {
+        self.stuck.as_deref()
     }
 
     pub fn store(&self) -> &Store {
@@ -198,6 +248,9 @@ impl Ledger {
         principal: Option<&auth::Principal>,
         command: Command,
     ) -> Result<SharedPending, SubmitError> {
+        if let Some(stuck) = &self.stuck {
+            return Err(SubmitError::Stuck(Stuck::clone(stuck)));
+        }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(SubmitError::Poisoned);
         }
@@ -374,8 +427,9 @@ impl Ledger {
 pub enum RecoverError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("replaying the log failed at sequence {sequence}: {reason}")]
-    Replay { sequence: u64, reason: String },
+    /// The log's events ended before its durable head: the store cannot be trusted.
+    #[error("replaying the log ended before event {next}, though its head is {head}")]
+    Short { next: u64, head: u64 },
     #[error("this log belongs to system '{recorded}', not the configured '{configured}'")]
     WrongSystem {
         configured: SystemId,
