@@ -678,7 +678,7 @@ pub async fn append_as_older_ledgerd(
             request_id: *uuid::Uuid::new_v4().as_bytes(),
             command_hash: [0; 32],
             stream: stream.to_string(),
-            expected_version: store::ExpectedVersion::Exact(version),
+            stream_version: version,
             actor: "ledgerd-older-version".to_string(),
             correlation_id: *uuid::Uuid::new_v4().as_bytes(),
             events,

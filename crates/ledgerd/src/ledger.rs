@@ -8,6 +8,11 @@
 //! command that arrives while a flush is running joins the next group commit (one sled batch,
 //! one fsync for many commands).
 //!
+//! This is the only place anything is decided: the store takes each request as settled — a new
+//! request id, the stream version that follows on — and only checks that contract, stopping
+//! (poisoned) if it is broken. So a resend is answered here, from the request still in flight
+//! or, once it is durable, from the store's record of it (`lookup_request`).
+//!
 //! Deciding against state that is not yet durable is safe because the store commits batches in
 //! queue order and all-or-nothing: if a batch fails, every later one is refused too (the store
 //! poisons itself), and so does this ledger — it stops accepting commands and the process must
@@ -32,9 +37,7 @@ use domain::{
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
-use store::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
-};
+use store::{AppendOutcome, AppendRequest, EventStore, NewEvent, StoreError};
 use tokio::sync::Mutex;
 
 /// The store, with the domain's event type.
@@ -319,11 +322,7 @@ impl Ledger {
             request_id: meta.request_id,
             command_hash,
             stream: stream.to_string(),
-            expected_version: if current == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(current)
-            },
+            stream_version: current,
             actor: actor.to_string(),
             correlation_id: meta.correlation_or_request_id(),
             events: events.iter().map(new_event).collect(),
@@ -366,7 +365,7 @@ impl Ledger {
                 Err(error) => {
                     // The in-memory state already includes these events: stop deciding.
                     ledger.poison(&error.to_string());
-                    Err(Arc::new(append_error(error)))
+                    Err(Arc::new(SubmitError::Store(error.to_string())))
                 }
             }
         }
@@ -484,19 +483,4 @@ fn uuid_text(id: &[u8; 16]) -> String {
 
 fn store_error(error: StoreError) -> SubmitError {
     SubmitError::Store(error.to_string())
-}
-
-fn append_error(error: AppendError) -> SubmitError {
-    match error {
-        AppendError::WrongExpectedVersion { stream, actual, .. } => {
-            // The decider tracks versions itself, so the store disagreeing means they diverged.
-            SubmitError::Store(format!(
-                "store and ledger disagree on the version of {stream} (store has {actual})"
-            ))
-        }
-        AppendError::RequestIdReused { request_id } => {
-            SubmitError::RequestIdReused(uuid_text(&request_id))
-        }
-        other => SubmitError::Store(other.to_string()),
-    }
 }

@@ -310,6 +310,7 @@ mod tests {
             anyhow::anyhow!("binding 127.0.0.1:50051"),
             anyhow::Error::new(StoreError::InvalidConfig("cache".to_string())),
             anyhow::Error::new(StoreError::Poisoned("disk full".to_string())),
+            anyhow::Error::new(StoreError::ContractBroken("request 01 twice".to_string())),
         ];
         for error in &other {
             assert_eq!(exit_status(error), 1, "{error:#}");

@@ -157,6 +157,74 @@ async fn a_resend_returns_the_first_outcome_and_a_changed_resend_is_refused() {
     assert_eq!(store.head(), head);
 }
 
+/// ledgerd alone answers resends — the store stops if one reaches it. A resend while the
+/// first is still queued waits for its outcome; once durable, and after a restart, it is
+/// answered from the store's record; the same request id with another command is refused
+/// either way. Nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_in_flight_and_after_a_restart_are_answered_by_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = CommandMeta::random();
+    let first = {
+        let (store, ledger) = open(dir.path());
+        set_up(&ledger).await;
+        let queued = ledger
+            .enqueue(meta, "test", invoice(1))
+            .await
+            .expect("queued");
+        // Not awaited yet: the first is in flight.
+        let resent = ledger
+            .enqueue(meta, "test", invoice(1))
+            .await
+            .expect("resend queued");
+        let changed = ledger.enqueue(meta, "test", invoice(2)).await;
+        assert!(
+            matches!(changed, Err(SubmitError::RequestIdReused(_))),
+            "{:?}",
+            changed.err()
+        );
+        let first = queued.await.expect("durable");
+        let again = resent.await.expect("the first's outcome");
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(
+            store::AppendOutcome {
+                duplicate: false,
+                ..again
+            },
+            first
+        );
+        assert!(store.poisoned().is_none(), "the store saw one request");
+        assert_eq!(store.head().sequence, first.last_sequence);
+        first
+    };
+    let (store, ledger) = open(dir.path());
+    let head = store.head();
+    let again = ledger
+        .submit(meta, "test", invoice(1))
+        .await
+        .expect("answered from the record");
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.first_sequence, again.hash),
+        (first.first_sequence, first.hash)
+    );
+    let changed = ledger.submit(meta, "test", invoice(2)).await;
+    assert!(
+        matches!(changed, Err(SubmitError::RequestIdReused(_))),
+        "{changed:?}"
+    );
+    assert_eq!(store.head(), head, "nothing written");
+    assert!(store.poisoned().is_none());
+    let requests = store.read_all(1, 100).expect("read");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|e| e.request_id == meta.request_id)
+            .count(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -348,7 +416,7 @@ async fn a_log_the_rules_cannot_apply_recovers_stuck_and_refuses_every_command()
                 request_id: [7; 16],
                 command_hash: [0; 32],
                 stream: "contract/C1".to_string(),
-                expected_version: store::ExpectedVersion::Exact(2),
+                stream_version: 2,
                 actor: "older-version".to_string(),
                 correlation_id: [7; 16],
                 events: vec![again("INV-1"), again("INV-NEXT")],
