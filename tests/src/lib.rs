@@ -114,6 +114,22 @@ impl Ledgerd {
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
     }
+
+    /// Its exit status if it has exited (`None`: still running).
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.process.try_wait()
+    }
+
+    /// The text of every log it wrote, each start's in turn.
+    pub fn logs(&self) -> anyhow::Result<String> {
+        let mut text = String::new();
+        for start in 1..=self.starts {
+            text.push_str(&std::fs::read_to_string(
+                self.log_dir.join(format!("ledgerd-{start}.log")),
+            )?);
+        }
+        Ok(text)
+    }
 }
 
 fn spawn(
@@ -655,4 +671,109 @@ pub async fn start_on(dir: &Path) -> anyhow::Result<Started> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+/// The last invoice a log raised, as ledgerd served it.
+pub struct RaisedInvoice {
+    pub stream: String,
+    pub event_type: String,
+    pub contract: domain::Code,
+    pub invoice: domain::Code,
+    pub period: domain::Period,
+}
+
+impl RaisedInvoice {
+    /// An invoice on the same contract and period, numbered `invoice`, for `amount`.
+    pub fn again(
+        &self,
+        invoice: domain::Code,
+        amount: domain::Pence,
+    ) -> store::NewEvent<domain::Event> {
+        store::NewEvent {
+            event_id: *uuid::Uuid::new_v4().as_bytes(),
+            event_type: self.event_type.clone(),
+            effective_period: Some(self.period),
+            payload: domain::Event::Contract {
+                contract: self.contract.clone(),
+                event: domain::ContractEvent::InvoiceRaised {
+                    invoice,
+                    period: self.period,
+                    amount,
+                    corrects: None,
+                },
+            },
+        }
+    }
+}
+
+/// The last invoice `log` raises.
+pub fn last_invoice(log: &[pb::RecordedEvent]) -> anyhow::Result<RaisedInvoice> {
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "contract.invoice_raised")
+        .context("the log raises no invoice")?;
+    let event = api::event_from_proto(last.event.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let domain::Event::Contract {
+        contract,
+        event: domain::ContractEvent::InvoiceRaised {
+            invoice, period, ..
+        },
+    } = event
+    else {
+        anyhow::bail!("not an invoice: {event:?}");
+    };
+    Ok(RaisedInvoice {
+        stream: last.stream.clone(),
+        event_type: last.event_type.clone(),
+        contract,
+        invoice,
+        period,
+    })
+}
+
+/// A code for a test's events, or the error.
+pub fn code(text: &str) -> anyhow::Result<domain::Code> {
+    domain::Code::new(text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Appends `events` to `stream` of the stopped ledgerd's store in `dir`, as one request of an
+/// older ledgerd that accepted them would have (whatever today's rules say of them), and
+/// flushes. Returns the sequence of the first.
+pub async fn append_as_older_ledgerd(
+    dir: &Path,
+    stream: &str,
+    events: Vec<store::NewEvent<domain::Event>>,
+) -> anyhow::Result<u64> {
+    let store = store::EventStore::<domain::Event>::open(store::StoreConfig::new(dir))?;
+    let version = store.stream_version(stream)?;
+    let outcome = store
+        .append(store::AppendRequest {
+            request_id: *uuid::Uuid::new_v4().as_bytes(),
+            command_hash: [0; 32],
+            stream: stream.to_string(),
+            stream_version: version,
+            actor: "ledgerd-older-version".to_string(),
+            correlation_id: *uuid::Uuid::new_v4().as_bytes(),
+            events,
+        })
+        .await?;
+    store.flush()?;
+    Ok(outcome.first_sequence)
+}
+
+/// Appends to the stopped ledgerd's store in `dir`, as an older ledgerd that accepted them
+/// would have, two invoices of `i64::MAX` pence on the contract and period of the log's last
+/// invoice: ledgerd's rules apply them, the position fold overflows on one. Returns the
+/// sequence of the first.
+pub async fn write_unfoldable_invoices(
+    dir: &Path,
+    log: &[pb::RecordedEvent],
+) -> anyhow::Result<u64> {
+    let last = last_invoice(log)?;
+    let events = vec![
+        last.again(code("OLD-MAX-1")?, domain::Pence::MAX),
+        last.again(code("OLD-MAX-2")?, domain::Pence::MAX),
+    ];
+    append_as_older_ledgerd(dir, &last.stream, events).await
 }

@@ -179,57 +179,6 @@ async fn a_wiped_jetstream_is_republished_from_the_ledger_and_positiond_follows_
     Ok(())
 }
 
-/// Appends to the stopped ledgerd's store in `dir`, as an older ledgerd that accepted them
-/// would have, two invoices of `i64::MAX` pence on the contract and period of the log's last
-/// invoice. Returns the sequence of the first.
-async fn write_unfoldable_invoices(dir: &Path, log: &[pb::RecordedEvent]) -> anyhow::Result<u64> {
-    let last_invoice = log
-        .iter()
-        .rev()
-        .find(|e| e.event_type == "contract.invoice_raised")
-        .ok_or_else(|| anyhow::anyhow!("the demo raises invoices"))?;
-    let event = api::event_from_proto(last_invoice.event.clone().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let domain::Event::Contract {
-        contract,
-        event: domain::ContractEvent::InvoiceRaised { period, .. },
-    } = event
-    else {
-        anyhow::bail!("not an invoice: {event:?}");
-    };
-    let store = store::EventStore::<domain::Event>::open(store::StoreConfig::new(dir))?;
-    let invoice = |n: u32| -> anyhow::Result<store::NewEvent<domain::Event>> {
-        Ok(store::NewEvent {
-            event_id: *uuid::Uuid::new_v4().as_bytes(),
-            event_type: last_invoice.event_type.clone(),
-            effective_period: Some(period),
-            payload: domain::Event::Contract {
-                contract: contract.clone(),
-                event: domain::ContractEvent::InvoiceRaised {
-                    invoice: domain::Code::new(format!("OLD-MAX-{n}"))
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    period,
-                    amount: domain::Pence::MAX,
-                    corrects: None,
-                },
-            },
-        })
-    };
-    let outcome = store
-        .append(store::AppendRequest {
-            request_id: *uuid::Uuid::new_v4().as_bytes(),
-            command_hash: [0; 32],
-            stream: last_invoice.stream.clone(),
-            expected_version: store::ExpectedVersion::Any,
-            actor: "ledgerd-older-version".to_string(),
-            correlation_id: *uuid::Uuid::new_v4().as_bytes(),
-            events: vec![invoice(1)?, invoice(2)?],
-        })
-        .await?;
-    store.flush()?;
-    Ok(outcome.first_sequence)
-}
-
 /// The first sequence of `log` the domain's projection refuses to fold.
 fn first_unfoldable(log: &[pb::RecordedEvent]) -> anyhow::Result<u64> {
     let mut projection = domain::position::Projection::new();
@@ -258,7 +207,7 @@ async fn readers_stuck_on_an_event_they_cannot_fold_keep_serving_and_say_where()
     e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &demo])?;
     let log = e2e::read_all(&mut ledgerd.client().await?).await?;
     ledgerd.terminate()?;
-    let written = write_unfoldable_invoices(&ledgerd_dir, &log).await?;
+    let written = e2e::write_unfoldable_invoices(&ledgerd_dir, &log).await?;
     ledgerd.restart()?;
     let mut ledger = ledgerd.client().await?;
     let log = e2e::read_all(&mut ledger).await?;

@@ -11,7 +11,7 @@ use audit::checkpoint::{
 };
 use audit::{Checkpoint, Finding, LogVerifier, SignedCheckpoint, Source};
 use domain::{Event, SystemId};
-use store::{ChainError, EventStore, ExpectedVersion, NewEvent, RawLog, StoreConfig};
+use store::{ChainError, EventStore, NewEvent, RawLog, StoreConfig};
 
 const EVENTS: u64 = 300;
 const CHECKPOINT_EVERY: u64 = 100;
@@ -55,7 +55,7 @@ fn write_log(dir: &Path, scale: i64, key: &LedgerSigningKey) -> Vec<SignedCheckp
             request_id: id,
             command_hash: [0; 32],
             stream: "contract/C1".to_string(),
-            expected_version: ExpectedVersion::Any,
+            stream_version: n - 1,
             actor: "KHFT:finance".to_string(),
             correlation_id: id,
             events: vec![NewEvent {

@@ -75,6 +75,7 @@ pub fn run(request_events: u64, total_events: u64, appenders: usize) -> anyhow::
                     let first = (appender * requests_each + r) * request_events;
                     workload::append_request(
                         &format!("contract/C{appender}"),
+                        r * request_events,
                         first,
                         request_events,
                     )

@@ -13,7 +13,7 @@ use api::pb::ledger_service_client::LedgerServiceClient;
 use api::position_pb::position_service_client::PositionServiceClient;
 use domain::Event;
 use domain::position::Recorded;
-use store::{AppendRequest, EventStore, ExpectedVersion, StoreConfig};
+use store::{AppendRequest, EventStore, StoreConfig};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -216,6 +216,7 @@ pub fn preload(dir: &Path, log: &[(Recorded, Event)], relayed: bool) -> anyhow::
     let store = EventStore::<Event>::open(StoreConfig::new(dir))?;
     ensure!(store.head().sequence == 0, "{} is not empty", dir.display());
     let mut pending = std::collections::VecDeque::new();
+    let mut versions = std::collections::HashMap::new();
     let mut rest = log;
     while let Some((_, first)) = rest.first() {
         let stream = first.stream();
@@ -226,11 +227,14 @@ pub fn preload(dir: &Path, log: &[(Recorded, Event)], relayed: bool) -> anyhow::
             .count();
         let (now, later) = rest.split_at(run);
         rest = later;
+        let version = versions.entry(stream.clone()).or_insert(0u64);
+        let stream_version = *version;
+        *version += now.len() as u64;
         let request = AppendRequest {
             request_id: *uuid::Uuid::new_v4().as_bytes(),
             command_hash: [0; 32],
             stream: stream.to_string(),
-            expected_version: ExpectedVersion::Any,
+            stream_version,
             actor: "bench-preload".to_string(),
             correlation_id: *uuid::Uuid::new_v4().as_bytes(),
             events: now

@@ -6,7 +6,7 @@ use domain::{
     Code, Command, ContractCommand, ContractEvent, Event, FinancialYear, MemberCode, MemberKind,
     Month, Pence, Period, SystemCommand, SystemId, Text,
 };
-use store::{AppendRequest, ExpectedVersion};
+use store::AppendRequest;
 
 /// The system the benchmarks' ledger serves.
 pub const SYSTEM: &str = "kav";
@@ -41,13 +41,14 @@ pub fn invoice_event(n: u64) -> Event {
     }
 }
 
-/// An append of events `first..first + count` to `stream`, as ledgerd would build it.
-pub fn append_request(stream: &str, first: u64, count: u64) -> AppendRequest<Event> {
+/// An append of events `first..first + count` to `stream` at `version`, as ledgerd would
+/// build it.
+pub fn append_request(stream: &str, version: u64, first: u64, count: u64) -> AppendRequest<Event> {
     AppendRequest {
         request_id: *uuid::Uuid::new_v4().as_bytes(),
         command_hash: [7; 32],
         stream: stream.to_string(),
-        expected_version: ExpectedVersion::Any,
+        stream_version: version,
         actor: "bench".to_string(),
         correlation_id: *uuid::Uuid::new_v4().as_bytes(),
         events: (first..first + count)

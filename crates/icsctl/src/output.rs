@@ -102,6 +102,9 @@ pub async fn head(global: &Global) -> anyhow::Result<()> {
                 "sequence": head.sequence, "hash": hash_hex(&head.hash),
                 "events": { "system": head.system_events, "budget": head.budget_events,
                             "funding": head.funding_events, "contract": head.contract_events },
+                "stuck": (head.stuck_sequence != 0).then(|| json!({
+                    "sequence": head.stuck_sequence, "reason": head.stuck_reason,
+                })),
             })
         );
         return Ok(());
@@ -128,6 +131,12 @@ pub async fn head(global: &Global) -> anyhow::Result<()> {
         "contract events".to_string(),
         head.contract_events.to_string(),
     ]);
+    if head.stuck_sequence != 0 {
+        table.add_row(vec![
+            "takes no commands: stuck at".to_string(),
+            format!("event {}: {}", head.stuck_sequence, head.stuck_reason),
+        ]);
+    }
     println!("{table}");
     Ok(())
 }

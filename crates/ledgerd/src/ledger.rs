@@ -8,11 +8,23 @@
 //! command that arrives while a flush is running joins the next group commit (one sled batch,
 //! one fsync for many commands).
 //!
+//! This is the only place anything is decided: the store takes each request as settled — a new
+//! request id, the stream version that follows on — and only checks that contract, stopping
+//! (poisoned) if it is broken. So a resend is answered here, from the request still in flight
+//! or, once it is durable, from the store's record of it (`lookup_request`).
+//!
 //! Deciding against state that is not yet durable is safe because the store commits batches in
 //! queue order and all-or-nothing: if a batch fails, every later one is refused too (the store
 //! poisons itself), and so does this ledger — it stops accepting commands and the process must
 //! restart, rebuilding its state from what is on disk. A broken invariant stops the writer
 //! rather than writing bad data.
+//!
+//! A log may hold an event this version's rules cannot apply (written by an older version with
+//! other rules). The log is still the record — it verifies, and every reader may read it — so
+//! the ledger does not refuse to start on it: it stops folding there ([`Stuck`]), serves reads
+//! and relays as usual, and refuses every command, since it would be decided against a state
+//! that is not the log's. A restart stops at the same event; a version whose rules apply it
+//! (or a store restored from before it) is the way out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +37,7 @@ use domain::{
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
-use store::{
-    AppendError, AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError,
-};
+use store::{AppendOutcome, AppendRequest, EventStore, NewEvent, StoreError};
 use tokio::sync::Mutex;
 
 /// The store, with the domain's event type.
@@ -54,6 +64,9 @@ pub enum SubmitError {
     RequestIdReused(String),
     #[error("the ledger stopped accepting commands after a storage failure; restart it")]
     Poisoned,
+    /// The log holds an event the rules cannot apply: every command is refused.
+    #[error("{0}")]
+    Stuck(Stuck),
     #[error("event store: {0}")]
     Store(String),
     #[error(transparent)]
@@ -103,6 +116,28 @@ fn family_index(family: Family) -> usize {
     }
 }
 
+/// The event at `sequence` of the log does not apply to the state the events before it build,
+/// for `reason`: the ledger's state stands at `sequence - 1` and it takes no commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    pub sequence: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ledgerd takes no commands: event {} of its log does not apply to the state the \
+             events before it build ({}), so it serves reads only. An operator can run a \
+             ledgerd whose rules apply that event (the version that recorded it, or a later one \
+             that accepts it), or restore the store from a backup taken before it; restarting \
+             this version stops at the same event",
+            self.sequence, self.reason
+        )
+    }
+}
+
 /// The write side of one ICS. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -112,36 +147,47 @@ pub struct Ledger {
     core: Arc<Mutex<Core>>,
     poisoned: Arc<AtomicBool>,
     counts: Arc<FamilyCounts>,
+    /// Set at recovery when the log holds an event the rules cannot apply; never cleared.
+    stuck: Option<Arc<Stuck>>,
 }
 
 impl Ledger {
     /// Rebuilds the domain state by replaying the whole log of `system`'s ledger; a log
-    /// established for another system is refused.
+    /// established for another system is refused. An event the rules cannot apply ends the
+    /// fold there: the ledger recovers [`Ledger::stuck`], serving reads and refusing commands.
     pub fn recover(store: Store, system: SystemId) -> Result<Self, RecoverError> {
         let mut state = DomainLedger::default();
         let mut versions = HashMap::new();
         let counts = FamilyCounts::default();
+        let mut stuck = None;
         let mut next = 1;
         loop {
             let page = store.read_all(next, REPLAY_PAGE_EVENTS)?;
             let Some(last) = page.last() else { break };
             next = last.sequence + 1;
             for recorded in &page {
-                state
-                    .apply(&recorded.payload)
-                    .map_err(|e| RecoverError::Replay {
-                        sequence: recorded.sequence,
-                        reason: e.to_string(),
-                    })?;
-                versions.insert(recorded.payload.stream(), recorded.version);
+                // Past a stuck event the rest is still read (it must decode) and counted.
+                if stuck.is_none() {
+                    match state.apply(&recorded.payload) {
+                        Ok(()) => {
+                            versions.insert(recorded.payload.stream(), recorded.version);
+                        }
+                        Err(error) => {
+                            stuck = Some(Stuck {
+                                sequence: recorded.sequence,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                }
                 counts.add(recorded.payload.family(), 1);
             }
         }
         let head = store.head();
         if next != head.sequence + 1 {
-            return Err(RecoverError::Replay {
-                sequence: next,
-                reason: format!("replay ended before the head {}", head.sequence),
+            return Err(RecoverError::Short {
+                next,
+                head: head.sequence,
             });
         }
         if let Some(established) = &state.system.established
@@ -164,7 +210,14 @@ impl Ledger {
             })),
             poisoned: Arc::new(AtomicBool::new(false)),
             counts: Arc::new(counts),
+            stuck: stuck.map(Arc::new),
         })
+    }
+
+    /// The event of the log the rules could not apply, if recovery stopped at one: while
+    /// `Some`, every command is refused with [`SubmitError::Stuck`].
+    pub fn stuck(&self) -> Option<&Stuck> {
+        self.stuck.as_deref()
     }
 
     pub fn store(&self) -> &Store {
@@ -198,6 +251,9 @@ impl Ledger {
         principal: Option<&auth::Principal>,
         command: Command,
     ) -> Result<SharedPending, SubmitError> {
+        if let Some(stuck) = &self.stuck {
+            return Err(SubmitError::Stuck(Stuck::clone(stuck)));
+        }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(SubmitError::Poisoned);
         }
@@ -266,11 +322,7 @@ impl Ledger {
             request_id: meta.request_id,
             command_hash,
             stream: stream.to_string(),
-            expected_version: if current == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(current)
-            },
+            stream_version: current,
             actor: actor.to_string(),
             correlation_id: meta.correlation_or_request_id(),
             events: events.iter().map(new_event).collect(),
@@ -313,7 +365,7 @@ impl Ledger {
                 Err(error) => {
                     // The in-memory state already includes these events: stop deciding.
                     ledger.poison(&error.to_string());
-                    Err(Arc::new(append_error(error)))
+                    Err(Arc::new(SubmitError::Store(error.to_string())))
                 }
             }
         }
@@ -374,8 +426,9 @@ impl Ledger {
 pub enum RecoverError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("replaying the log failed at sequence {sequence}: {reason}")]
-    Replay { sequence: u64, reason: String },
+    /// The log's events ended before its durable head: the store cannot be trusted.
+    #[error("replaying the log ended before event {next}, though its head is {head}")]
+    Short { next: u64, head: u64 },
     #[error("this log belongs to system '{recorded}', not the configured '{configured}'")]
     WrongSystem {
         configured: SystemId,
@@ -430,19 +483,4 @@ fn uuid_text(id: &[u8; 16]) -> String {
 
 fn store_error(error: StoreError) -> SubmitError {
     SubmitError::Store(error.to_string())
-}
-
-fn append_error(error: AppendError) -> SubmitError {
-    match error {
-        AppendError::WrongExpectedVersion { stream, actual, .. } => {
-            // The decider tracks versions itself, so the store disagreeing means they diverged.
-            SubmitError::Store(format!(
-                "store and ledger disagree on the version of {stream} (store has {actual})"
-            ))
-        }
-        AppendError::RequestIdReused { request_id } => {
-            SubmitError::RequestIdReused(uuid_text(&request_id))
-        }
-        other => SubmitError::Store(other.to_string()),
-    }
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: defaults ← TOML file ← `LEDGERD_*` environment ← flags.
 //! - [`ledger`]: the command path — idempotency, expected version, `decide`/`apply` under a
-//!   short lock, group-committed append, acknowledgement after the flush.
+//!   short lock (decided here only; the store checks the contract), group-committed append,
+//!   acknowledgement after the flush.
 //! - [`service`]: `LedgerService` over gRPC, and the one mapping of submission errors to statuses.
 //! - [`relay`]: publishes the committed log to NATS JetStream in order, exactly once.
 //! - [`audit`]: the Merkle tree over the log and the signed checkpoints; [`audit_service`]:

@@ -3,7 +3,9 @@
 //! Exit statuses: 0 after a clean stop (SIGTERM or SIGINT); 1 when it cannot start or serve
 //! (configuration, address, NATS at start-up); 3 when its event store is damaged or is not the
 //! log it recorded — restarting cannot help, restoring it from the JetStream stream
-//! (`icsctl store restore`) can, so the systemd unit does not restart on it.
+//! (`icsctl store restore`) can, so the systemd unit does not restart on it. A sound log
+//! holding an event this version's rules cannot apply is neither: ledgerd runs, serving reads
+//! and refusing commands (`ledger::Stuck`).
 
 use std::process::ExitCode;
 

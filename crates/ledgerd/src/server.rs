@@ -96,6 +96,10 @@ pub async fn run(
     })?;
     let head = store.head();
     tracing::info!(sequence = head.sequence, hash = %hex::encode(head.hash), "ledger recovered");
+    if let Some(stuck) = ledger.stuck() {
+        // Once, here: the health and Head say it for as long as it lasts.
+        tracing::error!(sequence = stuck.sequence, reason = %stuck.reason, "{stuck}");
+    }
     let audit_log = AuditLog::build(&store).context("building the Merkle tree of the log")?;
     tracing::info!(root = %hex::encode(audit_log.head().root), "Merkle tree built");
 
@@ -161,9 +165,16 @@ pub async fn run(
     let verifier = config.verifier()?;
     let perimeter = serving::Perimeter::new(&config.limits, verifier.clone());
     let (health_reporter, health_service) = perimeter.health();
-    health_reporter
-        .set_serving::<LedgerServiceServer<LedgerApi>>()
-        .await;
+    if ledger.stuck().is_some() {
+        // Reads are answered, commands are not: a load balancer routing writes must not pick it.
+        health_reporter
+            .set_not_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+    } else {
+        health_reporter
+            .set_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+    }
     health_reporter
         .set_serving::<AuditServiceServer<AuditApi>>()
         .await;
@@ -238,7 +249,9 @@ pub async fn run(
 }
 
 /// The process's exit status for why `run` failed: [`EXIT_STORE_REFUSED`] when the event store
-/// is damaged, or diverged from what it recorded or published, 1 otherwise.
+/// is damaged, or diverged from what it recorded or published, 1 otherwise. (A log holding an
+/// event the rules cannot apply is neither: ledgerd runs on it, serving reads — see
+/// [`Ledger::stuck`].)
 pub fn exit_status(error: &anyhow::Error) -> u8 {
     use crate::ledger::RecoverError;
     let damaged =
@@ -249,7 +262,7 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
         }
         match cause.downcast_ref::<RecoverError>() {
             Some(RecoverError::Store(store)) => return damaged(store),
-            Some(RecoverError::Replay { .. }) => return true,
+            Some(RecoverError::Short { .. }) => return true,
             _ => {}
         }
         matches!(
@@ -286,10 +299,7 @@ mod tests {
                 "expected event 9".to_string(),
             )))
             .context("rebuilding the ledger"),
-            anyhow::Error::new(crate::ledger::RecoverError::Replay {
-                sequence: 9,
-                reason: "does not apply".to_string(),
-            }),
+            anyhow::Error::new(crate::ledger::RecoverError::Short { next: 9, head: 12 }),
             anyhow::Error::new(relay::StartError::Diverged(relay::Diverged {
                 stream: "ICS".to_string(),
                 system: "kav".to_string(),
@@ -306,6 +316,7 @@ mod tests {
             anyhow::anyhow!("binding 127.0.0.1:50051"),
             anyhow::Error::new(StoreError::InvalidConfig("cache".to_string())),
             anyhow::Error::new(StoreError::Poisoned("disk full".to_string())),
+            anyhow::Error::new(StoreError::ContractBroken("request 01 twice".to_string())),
         ];
         for error in &other {
             assert_eq!(exit_status(error), 1, "{error:#}");

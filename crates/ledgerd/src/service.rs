@@ -192,6 +192,7 @@ pub fn status_from_submit(error: &SubmitError) -> Status {
             "meta.request_id: {id} was already used for a different command; use a new request id"
         )),
         SubmitError::Poisoned | SubmitError::Store(_) => Status::unavailable(error.to_string()),
+        SubmitError::Stuck(stuck) => Status::failed_precondition(stuck.to_string()),
         SubmitError::Denied(denied) => auth::grpc::denied(denied),
     }
 }
@@ -517,6 +518,7 @@ impl LedgerApi {
     fn head_impl(&self) -> Result<Response<pb::HeadReply>, Status> {
         let head = self.ledger.store().head();
         let counts = self.ledger.counts();
+        let stuck = self.ledger.stuck();
         Ok(Response::new(pb::HeadReply {
             sequence: head.sequence,
             hash: if head.sequence == 0 {
@@ -528,6 +530,8 @@ impl LedgerApi {
             budget_events: counts.get(Family::Budget),
             funding_events: counts.get(Family::Funding),
             contract_events: counts.get(Family::Contract),
+            stuck_sequence: stuck.map_or(0, |s| s.sequence),
+            stuck_reason: stuck.map(|s| s.reason.clone()).unwrap_or_default(),
         }))
     }
 }

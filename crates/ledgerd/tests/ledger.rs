@@ -157,6 +157,74 @@ async fn a_resend_returns_the_first_outcome_and_a_changed_resend_is_refused() {
     assert_eq!(store.head(), head);
 }
 
+/// ledgerd alone answers resends — the store stops if one reaches it. A resend while the
+/// first is still queued waits for its outcome; once durable, and after a restart, it is
+/// answered from the store's record; the same request id with another command is refused
+/// either way. Nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_in_flight_and_after_a_restart_are_answered_by_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = CommandMeta::random();
+    let first = {
+        let (store, ledger) = open(dir.path());
+        set_up(&ledger).await;
+        let queued = ledger
+            .enqueue(meta, "test", invoice(1))
+            .await
+            .expect("queued");
+        // Not awaited yet: the first is in flight.
+        let resent = ledger
+            .enqueue(meta, "test", invoice(1))
+            .await
+            .expect("resend queued");
+        let changed = ledger.enqueue(meta, "test", invoice(2)).await;
+        assert!(
+            matches!(changed, Err(SubmitError::RequestIdReused(_))),
+            "{:?}",
+            changed.err()
+        );
+        let first = queued.await.expect("durable");
+        let again = resent.await.expect("the first's outcome");
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(
+            store::AppendOutcome {
+                duplicate: false,
+                ..again
+            },
+            first
+        );
+        assert!(store.poisoned().is_none(), "the store saw one request");
+        assert_eq!(store.head().sequence, first.last_sequence);
+        first
+    };
+    let (store, ledger) = open(dir.path());
+    let head = store.head();
+    let again = ledger
+        .submit(meta, "test", invoice(1))
+        .await
+        .expect("answered from the record");
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.first_sequence, again.hash),
+        (first.first_sequence, first.hash)
+    );
+    let changed = ledger.submit(meta, "test", invoice(2)).await;
+    assert!(
+        matches!(changed, Err(SubmitError::RequestIdReused(_))),
+        "{changed:?}"
+    );
+    assert_eq!(store.head(), head, "nothing written");
+    assert!(store.poisoned().is_none());
+    let requests = store.read_all(1, 100).expect("read");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|e| e.request_id == meta.request_id)
+            .count(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn expected_version_mismatch_is_a_conflict_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -314,4 +382,80 @@ async fn a_filed_return_names_a_sequence_the_log_has() {
         .submit(CommandMeta::random(), "test", file_return(head))
         .await
         .expect("at the head");
+}
+
+/// A log holding an event the rules refuse (here an invoice number raised twice, as an older
+/// version with other rules might have recorded it) recovers all the same: the fold stops at
+/// that event, every event is still counted, and every command is refused naming it — a
+/// resend of a recorded one too — and writes nothing.
+#[tokio::test]
+async fn a_log_the_rules_cannot_apply_recovers_stuck_and_refuses_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = CommandMeta::random();
+    {
+        let (store, ledger) = open(dir.path());
+        set_up(&ledger).await;
+        ledger
+            .submit(recorded, "test", invoice(1))
+            .await
+            .expect("accepted");
+        assert!(ledger.stuck().is_none());
+        let again = |n: &str| {
+            ledgerd::ledger::new_event(&domain::Event::Contract {
+                contract: Code::new("C1").expect("code"),
+                event: domain::ContractEvent::InvoiceRaised {
+                    invoice: Code::new(n).expect("code"),
+                    period: Period::new(year(), Month::new(2).expect("month")),
+                    amount: Pence::new(100),
+                    corrects: None,
+                },
+            })
+        };
+        store
+            .append(store::AppendRequest {
+                request_id: [7; 16],
+                command_hash: [0; 32],
+                stream: "contract/C1".to_string(),
+                stream_version: 2,
+                actor: "older-version".to_string(),
+                correlation_id: [7; 16],
+                events: vec![again("INV-1"), again("INV-NEXT")],
+            })
+            .await
+            .expect("the store records what it is given");
+    }
+    let (store, ledger) = open(dir.path());
+    let head = store.head();
+    assert_eq!(head.sequence, 7);
+    let stuck = ledger.stuck().expect("stuck");
+    assert_eq!(stuck.sequence, 6);
+    assert!(
+        stuck.reason.contains("invoice INV-1 already exists"),
+        "{}",
+        stuck.reason
+    );
+    let counted =
+        ledger.counts().get(domain::Family::System) + ledger.counts().get(domain::Family::Contract);
+    assert_eq!(counted, 7, "every event counted, folded or not");
+
+    for (meta, command) in [
+        (CommandMeta::random(), invoice(2)),
+        (recorded, invoice(1)),
+        (CommandMeta::random(), setup().remove(0)),
+    ] {
+        let refused = ledger.submit(meta, "test", command).await;
+        match refused {
+            Err(SubmitError::Stuck(ref at)) => assert_eq!(at, stuck),
+            other => panic!("{other:?}"),
+        }
+        let message = refused.expect_err("refused").to_string();
+        assert!(
+            message.contains("event 6 of its log") && message.contains("already exists"),
+            "{message}"
+        );
+    }
+    assert_eq!(store.head(), head, "nothing written");
+    let status = ledgerd::service::status_from_submit(&SubmitError::Stuck(stuck.clone()));
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    store.verify_chain().expect("the log verifies");
 }

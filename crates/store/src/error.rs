@@ -1,12 +1,11 @@
 //! Errors, split by who has to act on them.
 //!
-//! - [`StoreError`]: the store itself failed or was misused (I/O, corruption, bad config).
+//! - [`StoreError`]: the store itself failed or was misused (I/O, corruption, bad config, a
+//!   caller that broke the append contract).
 //! - [`AppendError`]: one append was refused; the store is fine unless it is `Store(..)`.
 //! - [`ChainError`]: the hash chain does not verify; names the first bad sequence.
 //!
 //! All are `Clone` because one storage failure fails every request of a batch.
-
-use crate::model::ExpectedVersion;
 
 /// The store failed, or was asked something it cannot answer.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -31,10 +30,15 @@ pub enum StoreError {
     /// `fdatasync` of what a flush wrote failed: nothing of that flush is acknowledged.
     #[error("syncing the event store to disk: {0}")]
     Sync(String),
-    /// A write or flush failed earlier; nothing may be appended until the process restarts
-    /// and reopening verifies the tip.
-    #[error("the event store refuses appends after an earlier write failure: {0}")]
+    /// A write or flush failed earlier, or a caller broke the append contract; nothing may be
+    /// appended until the process restarts and reopening verifies the tip.
+    #[error("the event store refuses appends after an earlier failure: {0}")]
     Poisoned(String),
+    /// An append broke the contract its caller keeps (a request id already appended, or a
+    /// stream version that does not follow on): the caller's view of the log is not the
+    /// store's, so the store stops — it is poisoned — rather than write on either view.
+    #[error("the event store stopped: its caller broke the append contract: {0}")]
+    ContractBroken(String),
     /// The writer thread is gone (it panicked, or the store is shutting down).
     #[error("the event store's writer thread has stopped")]
     WriterStopped,
@@ -71,20 +75,12 @@ impl From<sled::Error> for StoreError {
 /// Why an append was not committed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum AppendError {
-    #[error("stream {stream}: expected {expected}, but it is at version {actual}")]
-    WrongExpectedVersion {
-        stream: String,
-        expected: ExpectedVersion,
-        actual: u64,
-    },
-    /// The request id was already used for a command with a different fingerprint.
-    #[error("request id {} was already used for a different command", hex::encode(.request_id))]
-    RequestIdReused { request_id: [u8; 16] },
     /// The request is malformed: no events, too many events, a bad stream id, an oversized
     /// field, or a payload that cannot be encoded.
     #[error("invalid append: {0}")]
     Invalid(String),
-    /// Storage failed: the store is poisoned and refuses further appends.
+    /// Storage failed, or the request broke the caller's contract: the store is poisoned and
+    /// refuses further appends.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

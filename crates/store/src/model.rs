@@ -32,47 +32,21 @@ impl fmt::Display for Head {
     }
 }
 
-/// What an append expects the stream's current version to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExpectedVersion {
-    /// No check.
-    Any,
-    /// The stream must not exist yet (its version is 0).
-    NoStream,
-    /// The stream must be at exactly this version. `Exact(0)` is the same as `NoStream`.
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// Whether a stream currently at `actual` satisfies this expectation.
-    pub fn admits(self, actual: u64) -> bool {
-        match self {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual == 0,
-            ExpectedVersion::Exact(expected) => actual == expected,
-        }
-    }
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any version"),
-            ExpectedVersion::NoStream => f.write_str("no stream"),
-            ExpectedVersion::Exact(version) => write!(f, "version {version}"),
-        }
-    }
-}
-
 /// One command's worth of events for one stream, appended all-or-nothing.
+///
+/// The caller decides: its request id is new (never appended before, nor in flight) and
+/// `stream_version` is the stream's version as the appends queued before it leave it. A
+/// request that breaks either stops the store ([`crate::StoreError::ContractBroken`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendRequest<E> {
-    /// Idempotency key: re-sending the same request id returns the original outcome.
+    /// Idempotency key, kept with the request's outcome for [`crate::EventStore::lookup_request`].
     pub request_id: [u8; 16],
-    /// Fingerprint of the command; a resend must carry the same one.
+    /// Fingerprint of the command, kept in the same record: what a resend must match.
     pub command_hash: [u8; 32],
     pub stream: String,
-    pub expected_version: ExpectedVersion,
+    /// The version of `stream` these events follow (0: it has none yet); the first event
+    /// gets the next.
+    pub stream_version: u64,
     /// Who posted it.
     pub actor: String,
     pub correlation_id: [u8; 16],
@@ -102,7 +76,8 @@ pub struct AppendOutcome {
     pub hash: [u8; 32],
     /// Transaction time of the request, shared by all its events.
     pub recorded_at_us: i64,
-    /// True when this is the answer to a resend: nothing was written this time.
+    /// True when this is the answer to a resend (the caller's, from the request's record):
+    /// nothing was written this time. The store itself always answers `false`.
     pub duplicate: bool,
 }
 
@@ -163,7 +138,6 @@ pub struct RawEvent {
 pub struct StoreStats {
     /// Flushed batches (one `apply_batch` and one flush each).
     pub batches_committed: u64,
-    /// New requests committed (resends are not counted).
     pub requests_committed: u64,
     pub events_committed: u64,
 }

@@ -127,7 +127,8 @@ where
     E: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Opens (or creates) the store, verifies the tip record against the meta head and its
-    /// indexes, and starts the writer thread. Refuses a store whose tip does not verify.
+    /// indexes, and starts the writer (its admitting and committing threads). Refuses a store
+    /// whose tip does not verify.
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
         let db = crate::open::open_db(
@@ -180,6 +181,12 @@ where
     /// sequenced in the order of `enqueue` calls. Blocks while the queue is full
     /// (backpressure; at most until the writer finishes its current batch).
     ///
+    /// The caller keeps the contract of [`AppendRequest`] — a new request id, the stream
+    /// version that follows the requests it enqueued before — which takes one caller deciding
+    /// in `enqueue` order (ledgerd decides under one lock). A request that breaks it stops the
+    /// store: it and every request after it fail with [`StoreError::ContractBroken`] or
+    /// [`StoreError::Poisoned`], and so does the batch it would have joined.
+    ///
     /// A malformed request is answered at once with `AppendError::Invalid` through the
     /// returned future. `Err` here means the store cannot take appends at all.
     pub fn enqueue(&self, request: AppendRequest<E>) -> Result<PendingAppend, StoreError> {
@@ -217,7 +224,8 @@ where
         self.enqueue(request)?.await
     }
 
-    /// The stored answer of a committed (durable) request.
+    /// The stored answer of a committed (durable) request: what the caller answers a resend
+    /// with once the request is no longer in flight.
     pub fn lookup_request(
         &self,
         request_id: &[u8; 16],

@@ -6,13 +6,17 @@
 //! sequences, stream versions, timestamps and hashes, so none of them need locks.
 //!
 //! - The **admitting** thread (`event-store-writer`) takes each request off the queue as it
-//!   comes and decides it against the durable state (the in-memory index of `requests`)
-//!   *plus* every request admitted before it and not yet durable: idempotency first (a known
-//!   request id answers the original outcome, or `RequestIdReused`), then the expected
-//!   version, then it encodes and chains the events and adds them, with the request's
-//!   idempotency record, to the batch being filled. It never reads sled for a new request (a
-//!   resend reads its record's page), so it never waits for a batch being applied: sled's
-//!   `apply_batch` holds a process-wide lock that every read takes. A rejected request changes nothing and does not affect the others.
+//!   comes, checks that it keeps its caller's contract — a request id not appended before nor
+//!   in flight, and the stream version that follows the requests admitted before it — then
+//!   encodes and chains the events and adds them, with the request's idempotency record, to
+//!   the batch being filled. It decides nothing: idempotency and expected versions are the
+//!   caller's (ledgerd's), decided once. A request that breaks the contract means the caller's
+//!   view of the log is not this one, so the store stops (`StoreError::ContractBroken`,
+//!   poisoned) instead of answering it. The checks are a lookup each: the stream versions the
+//!   thread keeps for itself (the durable index for a stream it has not seen since the store
+//!   opened), the ids of requests not yet indexed, and the index. It never reads sled, so it
+//!   never waits for a batch being applied: sled's `apply_batch` holds a process-wide lock
+//!   that every read takes.
 //! - The **committing** thread (`event-store-commit`) writes what one flush will make durable:
 //!   the requests in the batch being filled once it has written the flush before, and the
 //!   requests queued by then — what a single thread that drained its queue after each flush
@@ -41,7 +45,7 @@
 //! delivers buffered messages before reporting the disconnect), the committing thread writes
 //! and answers it, and both return.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
@@ -72,7 +76,7 @@ pub(crate) struct Queued<E> {
 /// State shared by the handles and the writer.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// Set once, by the first write failure (or a writer panic); never cleared.
+    /// Set once, by the first write failure, broken contract or writer panic; never cleared.
     poison: OnceLock<String>,
     batches_committed: AtomicU64,
     requests_committed: AtomicU64,
@@ -243,7 +247,7 @@ where
 {
     let handover = Arc::new(Handover::default());
     let committer = Committer {
-        tree: start.tree.clone(),
+        tree: start.tree,
         head: start.head,
         shared: Arc::clone(&start.shared),
         handover: Arc::clone(&handover),
@@ -255,12 +259,12 @@ where
     };
     let committing = spawn("event-store-commit", move || committer.run())?;
     let admitter = Admitter {
-        tree: start.tree,
         queue: start.queue,
         shared: start.shared,
         handover: Arc::clone(&handover),
         batch_events_max: start.batch_events_max,
         cursor: start.tip,
+        versions: HashMap::new(),
     };
     spawn("event-store-writer", move || admitter.run(committing)).inspect_err(|_| {
         // The committing thread would otherwise wait for batches forever.
@@ -291,10 +295,9 @@ struct Handover {
 struct Filling {
     /// The batch being filled.
     batch: Batch,
-    /// The requests and stream versions of the parts the committing thread took for the flush
-    /// it is writing and has not yet added to the index: the admitting thread must still see
-    /// them.
-    writing: Changes,
+    /// The ids of the requests admitted and not yet in the index (in the batch being filled,
+    /// or in a part taken for the flush being written): a request id must be none of them.
+    unindexed: HashSet<[u8; 16]>,
     /// Events of the flush being written that the committing thread has taken already: a
     /// batch written in parts counts them against `batch_events_max` too.
     cycle_events: usize,
@@ -307,13 +310,6 @@ struct Filling {
     abandoned: Option<StoreError>,
     committer_waiting: bool,
     admitter_waiting: bool,
-}
-
-/// What a batch changes beyond the log, as later requests must see it.
-#[derive(Default)]
-struct Changes {
-    requests: HashMap<[u8; 16], IdempotencyRecord>,
-    streams: HashMap<String, u64>,
 }
 
 /// A part of a flush needs at least this many events to be taken before the requests queued
@@ -331,7 +327,6 @@ struct Part {
 /// One batch: what it writes and whom it answers.
 #[derive(Default)]
 struct Batch {
-    changes: Changes,
     /// The admitted events, `(sequence, body, hash)`, in order: paged on commit.
     values: Vec<(u64, Vec<u8>, [u8; HASH_LEN])>,
     /// The admitted requests, in order, for the index.
@@ -350,21 +345,10 @@ impl Batch {
             encoded_record,
             values,
         } = admitted;
-        let outcome = &record.outcome;
         requests::push_entry(&mut self.request_page, &request_id, &encoded_record);
-        self.admitted.push((request_id, outcome.clone()));
+        self.admitted.push((request_id, record.outcome));
         self.values.extend(values);
-        self.changes
-            .streams
-            .insert(outcome.stream.clone(), outcome.last_version);
-        self.changes.requests.insert(request_id, record);
     }
-}
-
-/// What the batches not yet in sled say about one request id and one stream.
-struct InFlight {
-    record: Option<IdempotencyRecord>,
-    version: Option<u64>,
 }
 
 impl Handover {
@@ -374,25 +358,13 @@ impl Handover {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The latest record of `request_id` and version of `stream` among the batch being filled
-    /// and the flush being written.
-    fn in_flight(&self, request_id: &[u8; 16], stream: &str) -> InFlight {
-        let filling = self.lock();
-        let newest = [&filling.batch.changes, &filling.writing];
-        InFlight {
-            record: newest
-                .iter()
-                .find_map(|changes| changes.requests.get(request_id))
-                .cloned(),
-            version: newest
-                .iter()
-                .find_map(|changes| changes.streams.get(stream))
-                .copied(),
-        }
+    /// Whether `request_id` was admitted and is not yet in the index.
+    fn is_unindexed(&self, request_id: &[u8; 16]) -> bool {
+        self.lock().unindexed.contains(request_id)
     }
 
-    /// Adds a decided request to the batch being filled — waiting, if its events do not fit,
-    /// until the committing thread has taken that batch.
+    /// Adds an admitted request to the batch being filled — waiting, if its events do not
+    /// fit, until the committing thread has taken that batch — or a refused one's answer.
     fn push(&self, decision: Decision, reply: Reply, batch_events_max: usize) {
         let mut filling = self.lock();
         if let Decision::Admit(admitted) = &decision {
@@ -419,9 +391,10 @@ impl Handover {
             return;
         }
         let answer = match decision {
-            Decision::Answer(answer) => answer,
+            Decision::Refuse(error) => Err(error),
             Decision::Admit(admitted) => {
                 let outcome = admitted.record.outcome.clone();
+                filling.unindexed.insert(admitted.request_id);
                 filling.batch.add(admitted);
                 Ok(outcome)
             }
@@ -459,10 +432,7 @@ impl Handover {
                 let full = filling.admitter_waiting;
                 let caught_up = filling.handled >= queued || full || filling.closed;
                 if caught_up || filling.batch.values.len() >= PART_EVENTS {
-                    let mut batch = std::mem::take(&mut filling.batch);
-                    let Changes { requests, streams } = std::mem::take(&mut batch.changes);
-                    filling.writing.requests.extend(requests);
-                    filling.writing.streams.extend(streams);
+                    let batch = std::mem::take(&mut filling.batch);
                     if caught_up {
                         filling.cycle_events = 0;
                     } else {
@@ -489,9 +459,14 @@ impl Handover {
         }
     }
 
-    /// The batch taken last is in the index.
-    fn indexed(&self) {
-        self.lock().writing = Changes::default();
+    /// The requests of `parts` are in the index.
+    fn indexed(&self, parts: &[Applied]) {
+        let mut filling = self.lock();
+        for part in parts {
+            for (request_id, _) in &part.requests {
+                filling.unindexed.remove(request_id);
+            }
+        }
     }
 
     /// No more requests will come.
@@ -516,10 +491,10 @@ impl Handover {
     }
 }
 
-/// How the admitting thread decided one request.
+/// What the admitting thread made of one request.
 enum Decision {
-    /// Nothing to write: a resend (its original outcome) or a rejection.
-    Answer(Result<AppendOutcome, AppendError>),
+    /// Nothing to write: the request is malformed, or the store failed or was stopped by it.
+    Refuse(AppendError),
     /// Admitted: its events and records, to be written.
     Admit(Admitted),
 }
@@ -560,13 +535,15 @@ impl Drop for Unwinding {
 
 /// The admitting thread.
 struct Admitter<E> {
-    tree: sled::Tree,
     queue: Receiver<Queued<E>>,
     shared: Arc<Shared>,
     handover: Arc<Handover>,
     batch_events_max: usize,
     /// Where the chain goes on: the end of the last admitted request.
     cursor: Tip,
+    /// The version of every stream a request was admitted to since the store opened, after
+    /// the last such request; any other stream is at its durable version (the index).
+    versions: HashMap<String, u64>,
 }
 
 impl<E: Serialize> Admitter<E> {
@@ -594,71 +571,66 @@ impl<E: Serialize> Admitter<E> {
         tracing::debug!(cursor = %self.cursor.head(), "event store writer stopped");
     }
 
-    /// Decides one request against sled and the batches not yet in it. A storage error
-    /// poisons the store (failing the batch the request joins).
+    /// Admits one request, or refuses it. A storage error or a broken contract poisons the
+    /// store (failing the batch the request joins, and everything after it).
     fn decide(&mut self, request: AppendRequest<E>) -> Decision {
         match self.admit(request) {
-            Ok(decision) => decision,
+            Ok(admitted) => Decision::Admit(admitted),
             Err(error) => {
                 if let AppendError::Store(error) = &error {
                     self.shared.poison(error.to_string());
                 }
-                Decision::Answer(Err(error))
+                Decision::Refuse(error)
             }
         }
     }
 
-    /// `Err(AppendError::Store(..))` means storage failed; any other error rejects this
-    /// request alone and changed nothing.
-    fn admit(&mut self, request: AppendRequest<E>) -> Result<Decision, AppendError> {
-        // In flight first: the index is extended only after a batch is durable, and the
-        // batch leaves the handover only after that.
-        let in_flight = self
-            .handover
-            .in_flight(&request.request_id, &request.stream);
-        let (durable_page, durable_version) = {
-            let index = self.shared.index()?;
-            (
-                index.page_of(&request.request_id),
-                index.stream_version(&request.stream),
-            )
+    /// Checks the caller's contract, then encodes and chains the request's events.
+    /// `Err(AppendError::Store(..))`: storage failed or the contract is broken; any other
+    /// error refuses this request alone and changed nothing.
+    fn admit(&mut self, request: AppendRequest<E>) -> Result<Admitted, AppendError> {
+        let broken = |what: String| AppendError::Store(StoreError::ContractBroken(what));
+        // Not yet indexed first: a request leaves that set only once it is in the index.
+        let unindexed = self.handover.is_unindexed(&request.request_id);
+        let index = self.shared.index()?;
+        if unindexed || index.page_of(&request.request_id).is_some() {
+            return Err(broken(format!(
+                "request {} was appended before; a resend must be answered from its record, \
+                 not appended again",
+                hex::encode(request.request_id)
+            )));
+        }
+        let actual = match self.versions.get(&request.stream) {
+            Some(version) => *version,
+            None => index.stream_version(&request.stream),
         };
-        let committed = match (in_flight.record, durable_page) {
-            (Some(record), _) => Some(record),
-            (None, Some(first)) => Some(requests::find(&self.tree, first, &request.request_id)?),
-            (None, None) => None,
-        };
-        if let Some(record) = committed {
-            if !record.matches(&request.command_hash) {
-                return Err(AppendError::RequestIdReused {
-                    request_id: request.request_id,
-                });
+        drop(index);
+        if request.stream_version != actual {
+            return Err(broken(format!(
+                "request {} appends to {:?} after version {}, but the stream is at version \
+                 {actual}",
+                hex::encode(request.request_id),
+                request.stream,
+                request.stream_version
+            )));
+        }
+        let admitted = stage(self.cursor, request)?;
+        let outcome = &admitted.record.outcome;
+        self.cursor = Tip::after(outcome);
+        match self.versions.get_mut(&outcome.stream) {
+            Some(version) => *version = outcome.last_version,
+            None => {
+                self.versions
+                    .insert(outcome.stream.clone(), outcome.last_version);
             }
-            return Ok(Decision::Answer(Ok(AppendOutcome {
-                duplicate: true,
-                ..record.outcome
-            })));
         }
-        let actual = in_flight.version.unwrap_or(durable_version);
-        if !request.expected_version.admits(actual) {
-            return Err(AppendError::WrongExpectedVersion {
-                stream: request.stream,
-                expected: request.expected_version,
-                actual,
-            });
-        }
-        let admitted = stage(self.cursor, request, actual)?;
-        self.cursor = Tip::after(&admitted.record.outcome);
-        Ok(Decision::Admit(admitted))
+        Ok(admitted)
     }
 }
 
-/// Encodes and chains a request's events after `cursor`, at stream version `actual`.
-fn stage<E: Serialize>(
-    cursor: Tip,
-    request: AppendRequest<E>,
-    actual: u64,
-) -> Result<Admitted, AppendError> {
+/// Encodes and chains a request's events after `cursor`, its stream at the version it states.
+fn stage<E: Serialize>(cursor: Tip, request: AppendRequest<E>) -> Result<Admitted, AppendError> {
+    let actual = request.stream_version;
     let recorded_at_us = next_timestamp(cursor.recorded_at_us);
     let count = request.events.len() as u64;
     let first_sequence = cursor.sequence + 1;
@@ -790,7 +762,7 @@ impl Committer {
             return;
         }
         let Some((_, last)) = admitted.last() else {
-            // Only rejections and resends: nothing to write.
+            // Only refusals: nothing to write.
             return;
         };
         let tip = Tip::after(last);
@@ -850,8 +822,13 @@ impl Committer {
                 }
             }
             Err(error) => {
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(AppendError::Store(error.clone())));
+                // A request refused on its own (malformed, or the one that broke the contract)
+                // keeps its own answer; every admitted one fails with the flush.
+                for (reply, answer) in replies {
+                    let _ = reply.send(Err(match answer {
+                        Err(refused) => refused,
+                        Ok(_) => AppendError::Store(error.clone()),
+                    }));
                 }
             }
         }
@@ -869,7 +846,7 @@ impl Committer {
             }
         }
         drop(index);
-        self.handover.indexed();
+        self.handover.indexed(parts);
         self.tip = self.applied;
         self.head.send_replace(self.tip.head());
         self.anchor.offer(self.tip.head());
@@ -891,14 +868,14 @@ fn next_timestamp(last: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ExpectedVersion, NewEvent};
+    use crate::model::NewEvent;
 
-    fn request(id: u8, stream: &str, expected: ExpectedVersion, events: u8) -> AppendRequest<u32> {
+    fn request(id: u8, stream: &str, version: u64, events: u8) -> AppendRequest<u32> {
         AppendRequest {
             request_id: [id; 16],
             command_hash: [id; 32],
             stream: stream.to_string(),
-            expected_version: expected,
+            stream_version: version,
             actor: "tester".to_string(),
             correlation_id: [0; 16],
             events: (0..events)
@@ -912,21 +889,34 @@ mod tests {
         }
     }
 
+    /// A request to `stream` at the version the requests admitted before it leave it.
+    fn following(admitter: &Admitter<u32>, id: u8, stream: &str, events: u8) -> AppendRequest<u32> {
+        let version = admitter.versions.get(stream).copied().unwrap_or(0);
+        request(id, stream, version, events)
+    }
+
     fn admitter(tree: &sled::Tree) -> (Admitter<u32>, std::sync::mpsc::SyncSender<Queued<u32>>) {
         let (queue, receiver) = std::sync::mpsc::sync_channel(1);
         let admitter = Admitter {
-            tree: tree.clone(),
             queue: receiver,
             shared: Arc::new(Shared::new(tree.clone(), 0)),
             handover: Arc::new(Handover::default()),
             batch_events_max: 100,
             cursor: Tip::EMPTY,
+            versions: HashMap::new(),
         };
         (admitter, queue)
     }
 
-    /// Decides a request and adds it to the batch being filled; returns its answer as the
-    /// batch will give it.
+    fn tree() -> (tempfile::TempDir, sled::Tree) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        (dir, tree)
+    }
+
+    /// Admits a request (or refuses it) and adds it to the batch being filled; returns its
+    /// answer as the batch will give it.
     fn admit(
         admitter: &mut Admitter<u32>,
         request: AppendRequest<u32>,
@@ -939,38 +929,39 @@ mod tests {
         answer.clone()
     }
 
-    /// Requests see the requests admitted before them — in the batch being filled and in the
-    /// batch being written — before any of it is in sled: duplicates, reused ids and expected
-    /// versions. (Deterministic: no thread involved.)
+    /// Whether `answer` is the store stopping on a broken contract, saying `what`, and the
+    /// store is poisoned with it.
+    fn stopped(admitter: &Admitter<u32>, answer: &Result<AppendOutcome, AppendError>, what: &str) {
+        assert!(
+            matches!(answer, Err(AppendError::Store(StoreError::ContractBroken(why))) if why.contains(what)),
+            "{answer:?}"
+        );
+        let poisoned = admitter.shared.poisoned().expect("poisoned");
+        assert!(poisoned.contains(what), "{poisoned}");
+    }
+
+    /// Requests follow the requests admitted before them — in the batch being filled and in
+    /// the batch being written — before any of it is in sled: sequences, versions, the chain,
+    /// transaction time. (Deterministic: no thread involved.)
     #[test]
-    fn requests_see_the_requests_admitted_before_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new().path(dir.path()).open().expect("sled");
-        let tree = db.open_tree("t").expect("tree");
+    fn requests_follow_the_requests_admitted_before_them() {
+        let (_dir, tree) = tree();
         let (mut admitter, _queue) = admitter(&tree);
 
-        let first =
-            admit(&mut admitter, request(1, "a", ExpectedVersion::NoStream, 2)).expect("admitted");
+        let first = admit(&mut admitter, request(1, "a", 0, 2)).expect("admitted");
         assert_eq!((first.first_sequence, first.last_sequence), (1, 2));
         assert_eq!((first.first_version, first.last_version), (1, 2));
+        assert!(!first.duplicate);
+        let other = admit(&mut admitter, request(2, "b", 0, 1)).expect("admitted");
+        assert_eq!((other.first_sequence, other.first_version), (3, 1));
 
-        let resend =
-            admit(&mut admitter, request(1, "a", ExpectedVersion::NoStream, 2)).expect("duplicate");
-        assert_eq!(
-            resend,
-            AppendOutcome {
-                duplicate: true,
-                ..first.clone()
-            }
-        );
-
-        // The batch is taken for writing (and not yet in sled): later requests still see it.
+        // The batch is taken for writing (and not yet in sled): later requests still follow it.
         let taken = admitter
             .handover
             .take(&AtomicU64::new(0), &mut None)
             .expect("a batch")
             .batch;
-        assert_eq!(taken.values.len(), 2);
+        assert_eq!(taken.values.len(), 3);
         let last = taken
             .admitted
             .last()
@@ -978,36 +969,73 @@ mod tests {
         assert_eq!(
             last,
             Some(Head {
-                sequence: 2,
-                hash: first.hash
+                sequence: 3,
+                hash: other.hash
             })
         );
+        assert!(admitter.handover.is_unindexed(&[1; 16]));
 
-        let mut reused = request(1, "a", ExpectedVersion::Any, 1);
-        reused.command_hash = [9; 32];
-        assert!(matches!(
-            admit(&mut admitter, reused),
-            Err(AppendError::RequestIdReused { request_id }) if request_id == [1; 16]
-        ));
-        assert!(matches!(
-            admit(&mut admitter, request(2, "a", ExpectedVersion::NoStream, 1)),
-            Err(AppendError::WrongExpectedVersion { actual: 2, .. })
-        ));
-        let next =
-            admit(&mut admitter, request(3, "a", ExpectedVersion::Exact(2), 1)).expect("admitted");
-        assert_eq!((next.first_sequence, next.first_version), (3, 3));
+        let next = admit(&mut admitter, request(3, "a", 2, 1)).expect("admitted");
+        assert_eq!((next.first_sequence, next.first_version), (4, 3));
         assert!(next.recorded_at_us > first.recorded_at_us);
         assert!(tree.is_empty(), "nothing was written");
+        assert!(admitter.shared.poisoned().is_none());
 
         let filling = admitter.handover.lock();
         assert_eq!(filling.batch.values.len(), 1);
         let (_, last) = filling.batch.admitted.last().expect("admitted");
-        assert_eq!((last.last_sequence, last.hash), (3, next.hash));
-        assert_eq!(
-            filling.batch.replies.len(),
-            3,
-            "one answer per request, errors too"
-        );
+        assert_eq!((last.last_sequence, last.hash), (4, next.hash));
+        assert_eq!(filling.unindexed.len(), 3);
+    }
+
+    /// A request id admitted before — in the batch being filled, or in a part taken and not
+    /// yet indexed — stops the store: the caller answers resends, it does not send them.
+    #[test]
+    fn a_request_id_admitted_before_stops_the_store() {
+        for taken in [false, true] {
+            let (_dir, tree) = tree();
+            let (mut admitter, _queue) = admitter(&tree);
+            admit(&mut admitter, request(1, "a", 0, 1)).expect("admitted");
+            if taken {
+                admitter
+                    .handover
+                    .take(&AtomicU64::new(0), &mut None)
+                    .expect("a batch");
+            }
+            // The very request again, its version following on: still a broken contract.
+            let again = following(&admitter, 1, "a", 1);
+            let answer = admit(&mut admitter, again);
+            stopped(
+                &admitter,
+                &answer,
+                &format!("request {}", hex::encode([1u8; 16])),
+            );
+            assert_eq!(admitter.cursor.sequence, 1, "taken: {taken}");
+        }
+    }
+
+    /// A stream version that is not the one the requests before leave — behind, ahead, or a
+    /// new stream said to have events — stops the store.
+    #[test]
+    fn a_stream_version_that_does_not_follow_on_stops_the_store() {
+        for (stream, version, actual) in [("a", 1, 2), ("a", 3, 2), ("new", 5, 0)] {
+            let (_dir, tree) = tree();
+            let (mut admitter, _queue) = admitter(&tree);
+            admit(&mut admitter, request(1, "a", 0, 2)).expect("admitted");
+            let answer = admit(&mut admitter, request(2, stream, version, 1));
+            stopped(
+                &admitter,
+                &answer,
+                &format!("after version {version}, but the stream is at version {actual}"),
+            );
+            assert_eq!(admitter.cursor.sequence, 2, "nothing more admitted");
+            // Stopped: the committing thread fails the batch holding what was admitted.
+            let part = admitter
+                .handover
+                .take(&AtomicU64::new(0), &mut None)
+                .expect("a batch");
+            assert_eq!(part.batch.replies.len(), 2);
+        }
     }
 
     /// A request that does not fit waits for the batch to be taken and opens the next one.
@@ -1018,7 +1046,7 @@ mod tests {
         let tree = db.open_tree("t").expect("tree");
         let (mut admitter, _queue) = admitter(&tree);
         let push = |admitter: &mut Admitter<u32>, id: u8, events: u8| {
-            let decision = admitter.decide(request(id, "a", ExpectedVersion::Any, events));
+            let decision = admitter.decide(following(admitter, id, "a", events));
             let (reply, _answer) = oneshot::channel();
             admitter.handover.push(decision, reply, 5);
         };
@@ -1056,7 +1084,7 @@ mod tests {
         let tree = db.open_tree("t").expect("tree");
         let (mut admitter, _queue) = admitter(&tree);
         let push = |admitter: &mut Admitter<u32>, id: u8| {
-            let decision = admitter.decide(request(id, "a", ExpectedVersion::Any, 1));
+            let decision = admitter.decide(following(admitter, id, "a", 1));
             let (reply, _answer) = oneshot::channel();
             admitter.handover.push(decision, reply, 100);
         };
@@ -1081,7 +1109,7 @@ mod tests {
     /// While the requests queued when a flush began are still being admitted, what has been
     /// admitted is taken in parts of `PART_EVENTS` or more (to be applied meanwhile), and
     /// the last part once they are all in; the flush counts its parts against the batch
-    /// limit; and the requests of parts taken stay visible until the flush is indexed.
+    /// limit; and the requests of parts taken stay known until the flush is indexed.
     #[test]
     fn a_flush_is_taken_in_parts_while_its_requests_are_admitted() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1091,13 +1119,13 @@ mod tests {
         let max = 4 * PART_EVENTS;
         let push = |admitter: &mut Admitter<u32>, id: u8, events: usize| {
             let events = u8::try_from(events / 2).expect("small");
-            let mut request = request(id, "a", ExpectedVersion::Any, events);
+            let mut request = following(admitter, id, "a", events);
             request.events.extend(request.events.clone());
             let decision = admitter.decide(request);
             let (reply, _answer) = oneshot::channel();
             admitter.handover.push(decision, reply, max);
         };
-        let enqueued = AtomicU64::new(4); // four requests queued when the flush begins
+        let enqueued = AtomicU64::new(3); // three requests queued when the flush begins
         let mut queued_by_then = None;
         push(&mut admitter, 1, PART_EVENTS);
         let first = admitter
@@ -1106,15 +1134,14 @@ mod tests {
             .expect("a part");
         assert!(!first.last, "two queued requests are still to come");
         assert_eq!(first.batch.values.len(), PART_EVENTS);
-        assert_eq!(queued_by_then, Some(4));
+        assert_eq!(queued_by_then, Some(3));
         assert_eq!(
             admitter.handover.lock().cycle_events,
             PART_EVENTS,
             "counted against the flush's limit"
         );
-        // Taken, not yet indexed: a resend of it is still recognised.
-        let resend = admit(&mut admitter, request(1, "a", ExpectedVersion::Any, 0));
-        assert!(resend.expect("the original outcome").duplicate);
+        // Taken, not yet indexed: its request id is still known.
+        assert!(admitter.handover.is_unindexed(&[1; 16]));
         // Less than a part: not taken until the queued requests are all in.
         push(&mut admitter, 2, 2);
         let handover = Arc::clone(&admitter.handover);
@@ -1129,11 +1156,7 @@ mod tests {
         let last = last.expect("the last part");
         assert!(last.last);
         assert_eq!(last.batch.values.len(), 4);
-        assert_eq!(
-            last.batch.replies.len(),
-            3,
-            "the resend's answer, and two requests"
-        );
+        assert_eq!(last.batch.replies.len(), 2);
         assert_eq!(last.batch.values.first().map(|(s, ..)| *s), Some(257));
         // The next flush starts afresh: nothing of this one counts against its limit.
         assert_eq!(admitter.handover.lock().cycle_events, 0);
@@ -1150,7 +1173,7 @@ mod tests {
         admitter.batch_events_max = 2;
         let mut answers = Vec::new();
         let mut push = |admitter: &mut Admitter<u32>, id: u8| {
-            let decision = admitter.decide(request(id, "a", ExpectedVersion::Any, 2));
+            let decision = admitter.decide(following(admitter, id, "a", 2));
             let (reply, answer) = oneshot::channel();
             admitter.handover.push(decision, reply, 2);
             answers.push(answer);

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use store::{AppendRequest, EventStore, ExpectedVersion, Head, NewEvent, StoreConfig};
+use store::{AppendRequest, EventStore, Head, NewEvent, StoreConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Payload {
@@ -29,11 +29,7 @@ fn request(stream: u64, first: u64, count: u64, version: u64) -> AppendRequest<P
         request_id: id,
         command_hash: [first as u8; 32],
         stream: format!("stream-{stream}"),
-        expected_version: if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        },
+        stream_version: version,
         actor: "tester".to_string(),
         correlation_id: id,
         events: (first..first + count)

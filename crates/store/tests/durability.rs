@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreConfig};
+use store::{AppendRequest, EventStore, NewEvent, StoreConfig};
 
 /// Set in the child's environment: the directory it appends in.
 const CHILD_DIR: &str = "STORE_DURABILITY_CHILD_DIR";
@@ -32,11 +32,7 @@ fn request(n: u32) -> AppendRequest<String> {
         request_id: id,
         command_hash: [n as u8; 32],
         stream: "durable".to_string(),
-        expected_version: if n == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(u64::from(n))
-        },
+        stream_version: u64::from(n),
         actor: "tester".to_string(),
         correlation_id: id,
         events: vec![NewEvent {

@@ -5,7 +5,7 @@
 use domain::Event;
 use proptest::prelude::*;
 use store::codec;
-use store::{EventStore, ExpectedVersion, NewEvent, RawEvent, StoreConfig};
+use store::{EventStore, NewEvent, RawEvent, StoreConfig};
 
 /// Real stored bodies of domain events, to mutate.
 fn stored_bodies() -> Vec<RawEvent> {
@@ -33,7 +33,7 @@ fn stored_bodies() -> Vec<RawEvent> {
             request_id: [n as u8 + 1; 16],
             command_hash: [0; 32],
             stream: "s".to_string(),
-            expected_version: ExpectedVersion::Any,
+            stream_version: n as u64,
             actor: "fuzz".to_string(),
             correlation_id: [0; 16],
             events: vec![NewEvent {

@@ -6,9 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use store::restore::{FINGERPRINT_UNKNOWN, Restore, RestoreError};
-use store::{
-    AppendRequest, EventStore, ExpectedVersion, Head, NewEvent, RecordedEvent, StoreConfig,
-};
+use store::{AppendRequest, EventStore, Head, NewEvent, RecordedEvent, StoreConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Payload {
@@ -31,11 +29,7 @@ fn request(stream: u64, first: u64, count: u64, version: u64) -> AppendRequest<P
         request_id: request_id(first),
         command_hash: [first as u8 | 1; 32],
         stream: format!("stream-{stream}"),
-        expected_version: if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        },
+        stream_version: version,
         actor: "tester".to_string(),
         correlation_id: request_id(first),
         events: (first..first + count)

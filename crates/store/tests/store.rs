@@ -1,14 +1,14 @@
 //! The event store against real sled databases in temporary directories.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::{
-    AppendError, AppendOutcome, AppendRequest, ChainError, EventStore, ExpectedVersion, Head,
-    NewEvent, RecordedEvent, StoreConfig, StoreError, codec,
+    AppendError, AppendOutcome, AppendRequest, ChainError, EventStore, Head, NewEvent,
+    RecordedEvent, StoreConfig, StoreError, codec,
 };
 use tempfile::TempDir;
 
@@ -43,17 +43,14 @@ fn payload(writer: u32, n: u32) -> Payload {
     }
 }
 
-fn request(
-    stream: &str,
-    expected: ExpectedVersion,
-    payloads: Vec<Payload>,
-) -> AppendRequest<Payload> {
+/// A request with a new id appending `payloads` to `stream` after `version`.
+fn request(stream: &str, version: u64, payloads: Vec<Payload>) -> AppendRequest<Payload> {
     let request_id = fresh_id();
     AppendRequest {
         request_id,
         command_hash: hash_of(&format!("{request_id:?}")),
         stream: stream.to_string(),
-        expected_version: expected,
+        stream_version: version,
         actor: "KHFT:tester".to_string(),
         correlation_id: fresh_id(),
         events: payloads
@@ -66,6 +63,25 @@ fn request(
             })
             .collect(),
     }
+}
+
+/// The streams' versions as the store's caller keeps them: each request follows the ones
+/// made before it (share it behind a lock held while enqueueing, as ledgerd does).
+#[derive(Default)]
+struct Versions(HashMap<String, u64>);
+
+impl Versions {
+    fn request(&mut self, stream: &str, payloads: Vec<Payload>) -> AppendRequest<Payload> {
+        let version = self.0.entry(stream.to_string()).or_default();
+        let request = request(stream, *version, payloads);
+        *version += request.events.len() as u64;
+        request
+    }
+}
+
+/// Whether `answer` is the store stopping on a broken contract that says `what`.
+fn stopped(answer: &Result<AppendOutcome, AppendError>, what: &str) -> bool {
+    matches!(answer, Err(AppendError::Store(StoreError::ContractBroken(why))) if why.contains(what))
 }
 
 fn open(dir: &TempDir) -> Store {
@@ -130,24 +146,33 @@ async fn concurrent_appenders_get_a_gapless_verified_log() {
     let dir = tempdir();
     let store = open(&dir);
 
+    // The shared stream's version is kept as ledgerd keeps every version: under a lock held
+    // while the request is enqueued, and released before its acknowledgement is awaited.
+    let shared = Arc::new(Mutex::new(Versions::default()));
     let mut tasks = Vec::new();
     for writer in 0..TASKS {
         let store = store.clone();
+        let shared = Arc::clone(&shared);
         tasks.push(tokio::spawn(async move {
             let own = format!("own-{writer}");
             let mut own_version = 0u64;
             let mut acknowledged = Vec::new();
             for n in 0..APPENDS {
-                // Alternate between the task's own stream (exact versions) and a shared one;
-                // requests carry one to three events.
+                // Alternate between the task's own stream and a shared one; requests carry one
+                // to three events.
                 let count = 1 + (n % 3);
                 let payloads = (0..count).map(|k| payload(writer, n * 10 + k)).collect();
-                let request = if n % 2 == 0 {
-                    request(&own, ExpectedVersion::Exact(own_version), payloads)
+                let (request, pending) = if n % 2 == 0 {
+                    let request = request(&own, own_version, payloads);
+                    let pending = store.enqueue(request.clone()).expect("enqueue");
+                    (request, pending)
                 } else {
-                    request("shared", ExpectedVersion::Any, payloads)
+                    let mut versions = shared.lock().expect("versions");
+                    let request = versions.request("shared", payloads);
+                    let pending = store.enqueue(request.clone()).expect("enqueue");
+                    (request, pending)
                 };
-                let outcome = store.append(request.clone()).await.expect("append");
+                let outcome = pending.await.expect("append");
                 assert!(!outcome.duplicate);
                 if n % 2 == 0 {
                     assert_eq!(outcome.first_version, own_version + 1);
@@ -207,159 +232,141 @@ async fn concurrent_appenders_get_a_gapless_verified_log() {
     );
 }
 
+/// The caller keeps the stream versions; a request whose version does not follow on — behind
+/// or ahead — means it and the store no longer agree on the log: the store stops, writes
+/// nothing more, and a reopened store goes on from what is durable.
 #[tokio::test]
-async fn expected_version_conflicts_are_refused() {
+async fn a_stream_version_that_does_not_follow_on_stops_the_store() {
+    for (version, case) in [(1, "behind"), (3, "ahead")] {
+        let dir = tempdir();
+        let head = {
+            let store = open(&dir);
+            let created = store
+                .append(request("s", 0, vec![payload(0, 1), payload(0, 2)]))
+                .await
+                .expect("created");
+            assert_eq!((created.first_version, created.last_version), (1, 2));
+            let head = store.head();
+
+            let broken = store
+                .append(request("s", version, vec![payload(0, 3)]))
+                .await;
+            let what = format!("after version {version}, but the stream is at version 2");
+            assert!(stopped(&broken, &what), "{case}: {broken:?}");
+            assert!(
+                store.poisoned().is_some_and(|why| why.contains(&what)),
+                "{case}"
+            );
+            // Stopped: even a request that keeps the contract is refused now.
+            let refused = store.enqueue(request("s", 2, vec![payload(0, 4)]));
+            assert!(
+                matches!(refused, Err(StoreError::Poisoned(ref why)) if why.contains(&what)),
+                "{case}: {refused:?}"
+            );
+            assert_eq!(store.head(), head, "{case}: nothing written");
+            head
+        };
+        let store = open(&dir);
+        assert_eq!(store.head(), head);
+        let next = store
+            .append(request("s", 2, vec![payload(0, 3)]))
+            .await
+            .expect("the version that follows on");
+        assert_eq!((next.first_version, next.first_sequence), (3, 3));
+    }
+
+    // A new stream is at version 0.
     let dir = tempdir();
     let store = open(&dir);
-
-    let created = store
-        .append(request(
-            "s",
-            ExpectedVersion::NoStream,
-            vec![payload(0, 1), payload(0, 2)],
-        ))
-        .await
-        .expect("created");
-    assert_eq!((created.first_version, created.last_version), (1, 2));
-    let head = store.head();
-
-    let conflict = store
-        .append(request("s", ExpectedVersion::NoStream, vec![payload(0, 3)]))
-        .await;
-    assert!(matches!(
-        conflict,
-        Err(AppendError::WrongExpectedVersion { ref stream, expected: ExpectedVersion::NoStream, actual: 2 })
-            if stream == "s"
-    ));
-    let conflict = store
-        .append(request("s", ExpectedVersion::Exact(1), vec![payload(0, 3)]))
-        .await;
-    assert!(matches!(
-        conflict,
-        Err(AppendError::WrongExpectedVersion {
-            expected: ExpectedVersion::Exact(1),
-            actual: 2,
-            ..
-        })
-    ));
-    let conflict = store
-        .append(request(
-            "new",
-            ExpectedVersion::Exact(3),
-            vec![payload(0, 3)],
-        ))
-        .await;
-    assert!(matches!(
-        conflict,
-        Err(AppendError::WrongExpectedVersion { actual: 0, .. })
-    ));
-    assert_eq!(store.head(), head, "a conflict writes nothing");
-
-    let next = store
-        .append(request("s", ExpectedVersion::Exact(2), vec![payload(0, 3)]))
-        .await
-        .expect("exact version");
-    assert_eq!((next.first_version, next.first_sequence), (3, 3));
-    let new = store
-        .append(request(
-            "new",
-            ExpectedVersion::Exact(0),
-            vec![payload(0, 4)],
-        ))
-        .await
-        .expect("Exact(0) is NoStream");
-    assert_eq!(new.first_version, 1);
+    let broken = store.append(request("new", 1, vec![payload(0, 1)])).await;
+    assert!(
+        stopped(&broken, "after version 1, but the stream is at version 0"),
+        "{broken:?}"
+    );
 }
 
+/// The caller answers resends (from [`EventStore::lookup_request`] once a request is
+/// durable); a request id appended before — durable, or still in flight — reaching the store
+/// means the caller lost track of it: the store stops rather than write it twice, before and
+/// after reopening, and what it recorded stays readable and looked up.
 #[tokio::test]
-async fn a_resend_returns_the_original_outcome_and_writes_nothing() {
+async fn a_request_id_appended_before_stops_the_store() {
     let dir = tempdir();
+    let original = request("s", 0, vec![payload(0, 1), payload(0, 2)]);
+    let outcome = {
+        let store = open(&dir);
+        let outcome = store.append(original.clone()).await.expect("append");
+        assert!(!outcome.duplicate);
+        let record = store
+            .lookup_request(&original.request_id)
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(record.outcome, outcome);
+        assert_eq!(record.command_hash, original.command_hash);
+        assert_eq!(store.lookup_request(&[0xEE; 16]).expect("lookup"), None);
+
+        // Durable: sent again (its version made to follow on), it stops the store.
+        let mut again = original.clone();
+        again.stream_version = 2;
+        let what = format!("request {} was appended before", hex(&original.request_id));
+        assert!(stopped(&store.append(again).await, &what));
+        assert!(store.poisoned().is_some());
+        assert_eq!(store.head().sequence, 2, "nothing written");
+        outcome
+    };
+
     let store = open(&dir);
-    let original = request(
-        "s",
-        ExpectedVersion::NoStream,
-        vec![payload(0, 1), payload(0, 2)],
-    );
-    let outcome = store.append(original.clone()).await.expect("append");
-    assert!(!outcome.duplicate);
-    let head = store.head();
-
-    // The resend's expected version no longer holds; idempotency answers first.
-    let again = store.append(original.clone()).await.expect("resend");
-    assert_eq!(
-        again,
-        AppendOutcome {
-            duplicate: true,
-            ..outcome.clone()
-        }
-    );
-    assert_eq!(store.head(), head);
-    assert_eq!(store.read_all(1, 100).expect("read").len(), 2);
-
-    // Duplicates queued together (most likely in one batch) behave the same.
-    let pending: Vec<_> = (0..5)
-        .map(|_| store.enqueue(original.clone()).expect("enqueue"))
-        .collect();
-    for pending in pending {
-        assert_eq!(pending.await.expect("resend"), again);
-    }
-    assert_eq!(store.head(), head);
-
+    assert_eq!(store.head().sequence, 2);
     let record = store
         .lookup_request(&original.request_id)
         .expect("lookup")
-        .expect("found");
+        .expect("found after reopening");
     assert_eq!(record.outcome, outcome);
-    assert_eq!(store.lookup_request(&[0xEE; 16]).expect("lookup"), None);
-}
+    // Reopened, the store still knows the id (from its request pages).
+    let mut other = request("t", 0, vec![payload(1, 1)]);
+    other.request_id = original.request_id;
+    assert!(stopped(&store.append(other).await, "was appended before"));
+    drop(store);
 
-#[tokio::test]
-async fn a_new_request_and_its_resend_in_one_burst() {
-    let dir = tempdir();
+    // In flight: a burst holding a request and then the same request again. Whatever the
+    // burst's first requests were told, the log holds the request once and verifies.
     let store = open(&dir);
-    let first = request("s", ExpectedVersion::NoStream, vec![payload(0, 1)]);
-    let mut reused = first.clone();
-    reused.command_hash = hash_of("another command");
+    let first = request("s", 2, vec![payload(2, 1)]);
+    let mut twice = first.clone();
+    twice.stream_version = 3;
     let pending = [
         store.enqueue(first.clone()).expect("enqueue"),
-        store.enqueue(first.clone()).expect("enqueue"),
-        store.enqueue(reused).expect("enqueue"),
+        store.enqueue(twice).expect("enqueue"),
     ];
-    let [a, b, c] = pending;
-    let a = a.await.expect("first");
-    let b = b.await.expect("resend");
-    assert!(!a.duplicate && b.duplicate);
-    assert_eq!(
-        AppendOutcome {
-            duplicate: false,
-            ..b
-        },
-        a
+    let [a, b] = pending;
+    let (a, b) = (a.await, b.await);
+    assert!(stopped(&b, "was appended before"), "{b:?}");
+    assert!(
+        matches!(a, Ok(_) | Err(AppendError::Store(_))),
+        "acknowledged, or failed with the batch: {a:?}"
     );
-    assert!(matches!(
-        c.await,
-        Err(AppendError::RequestIdReused { request_id }) if request_id == first.request_id
-    ));
-    assert_eq!(store.head().sequence, 1);
+    drop(store);
+    let store = open(&dir);
+    let all = store.read_all(1, 100).expect("read");
+    let held = all
+        .iter()
+        .filter(|event| event.request_id == first.request_id)
+        .count();
+    assert!(held <= 1, "{held} copies");
+    if let Ok(outcome) = a {
+        assert_eq!(held, 1, "what was acknowledged is durable");
+        let record = store.lookup_request(&first.request_id).expect("lookup");
+        assert_eq!(record.map(|r| r.outcome), Some(outcome));
+    }
+    store.verify_chain().expect("verifies");
+    assert_eq!(
+        store.stream_version("s").expect("the index reads"),
+        all.iter().filter(|e| e.stream == "s").count() as u64
+    );
 }
 
-#[tokio::test]
-async fn a_reused_request_id_with_another_command_is_refused() {
-    let dir = tempdir();
-    let store = open(&dir);
-    let original = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
-    store.append(original.clone()).await.expect("append");
-    let head = store.head();
-
-    let mut other = request("t", ExpectedVersion::Any, vec![payload(0, 2)]);
-    other.request_id = original.request_id;
-    let refused = store.append(other).await;
-    assert!(matches!(
-        refused,
-        Err(AppendError::RequestIdReused { request_id }) if request_id == original.request_id
-    ));
-    assert_eq!(store.head(), head);
-    assert_eq!(store.stream_version("t").expect("version"), 0);
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]
@@ -370,31 +377,23 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
     let store: Store = EventStore::open(config).expect("open");
 
     let cases = [
-        request("s", ExpectedVersion::Any, vec![]),
-        request("", ExpectedVersion::Any, vec![payload(0, 1)]),
-        request("a\0b", ExpectedVersion::Any, vec![payload(0, 1)]),
-        request(&"x".repeat(257), ExpectedVersion::Any, vec![payload(0, 1)]),
-        request(
-            "s",
-            ExpectedVersion::Any,
-            (0..9).map(|n| payload(0, n)).collect(),
-        ),
+        request("s", 0, vec![]),
+        request("", 0, vec![payload(0, 1)]),
+        request("a\0b", 0, vec![payload(0, 1)]),
+        request(&"x".repeat(257), 0, vec![payload(0, 1)]),
+        request("s", 0, (0..9).map(|n| payload(0, n)).collect()),
         {
-            let mut r = request(
-                "s",
-                ExpectedVersion::Any,
-                vec![payload(0, 1), payload(0, 2)],
-            );
+            let mut r = request("s", 0, vec![payload(0, 1), payload(0, 2)]);
             r.events[1].event_id = r.events[0].event_id;
             r
         },
         {
-            let mut r = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
+            let mut r = request("s", 0, vec![payload(0, 1)]);
             r.events[0].event_type = String::new();
             r
         },
         {
-            let mut r = request("s", ExpectedVersion::Any, vec![payload(0, 1)]);
+            let mut r = request("s", 0, vec![payload(0, 1)]);
             r.actor = "a".repeat(1025);
             r
         },
@@ -406,11 +405,7 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
     assert_eq!(store.head(), Head::EMPTY);
 
     // A batch-sized request is fine.
-    let full = request(
-        "s",
-        ExpectedVersion::Any,
-        (0..8).map(|n| payload(0, n)).collect(),
-    );
+    let full = request("s", 0, (0..8).map(|n| payload(0, n)).collect());
     assert_eq!(store.append(full).await.expect("append").last_sequence, 8);
 }
 
@@ -419,10 +414,11 @@ async fn reopening_keeps_everything_and_continues_the_chain() {
     let dir = tempdir();
     let (head, last_time, outcomes) = {
         let store = open(&dir);
+        let mut versions = Versions::default();
         let mut outcomes = Vec::new();
         for n in 0..10 {
             let stream = if n % 2 == 0 { "even" } else { "odd" };
-            let r = request(stream, ExpectedVersion::Any, vec![payload(0, n)]);
+            let r = versions.request(stream, vec![payload(0, n)]);
             outcomes.push((r.clone(), store.append(r).await.expect("append")));
         }
         store.set_cursor("relay", 7).expect("cursor");
@@ -437,17 +433,16 @@ async fn reopening_keeps_everything_and_continues_the_chain() {
     for (r, outcome) in &outcomes {
         let events = store.read_all(outcome.first_sequence, 1).expect("read");
         assert_recorded(&events, r, outcome);
-        let resend = store.append(r.clone()).await.expect("resend after reopen");
-        assert!(resend.duplicate);
+        let record = store
+            .lookup_request(&r.request_id)
+            .expect("lookup after reopen");
+        assert_eq!(record.map(|record| record.outcome).as_ref(), Some(outcome));
     }
     assert_eq!(store.head(), head);
+    assert_eq!(store.stream_version("even").expect("version"), 5);
 
     let next = store
-        .append(request(
-            "even",
-            ExpectedVersion::Exact(5),
-            vec![payload(0, 10)],
-        ))
+        .append(request("even", 5, vec![payload(0, 10)]))
         .await
         .expect("append after reopen");
     assert_eq!((next.first_sequence, next.first_version), (11, 6));
@@ -461,10 +456,11 @@ async fn reopening_keeps_everything_and_continues_the_chain() {
 async fn reads_page_through_streams_and_the_log() {
     let dir = tempdir();
     let store = open(&dir);
+    let mut versions = Versions::default();
     for n in 0..25u32 {
         let stream = ["a", "b", "c"][(n % 3) as usize];
         store
-            .append(request(stream, ExpectedVersion::Any, vec![payload(0, n)]))
+            .append(versions.request(stream, vec![payload(0, n)]))
             .await
             .expect("append");
     }
@@ -536,7 +532,7 @@ async fn subscribers_see_each_durable_head() {
     let mut heads = store.subscribe();
     assert_eq!(*heads.borrow_and_update(), Head::EMPTY);
     let outcome = store
-        .append(request("s", ExpectedVersion::Any, vec![payload(0, 1)]))
+        .append(request("s", 0, vec![payload(0, 1)]))
         .await
         .expect("append");
     heads.changed().await.expect("changed");
@@ -575,14 +571,20 @@ fn cursors_are_named_counters() {
 fn works_without_an_async_runtime() {
     let dir = tempdir();
     let store = open(&dir);
+    let versions = Arc::new(Mutex::new(Versions::default()));
     let threads: Vec<_> = (0..4u32)
         .map(|writer| {
             let store = store.clone();
+            let versions = Arc::clone(&versions);
             std::thread::spawn(move || {
                 (0..50u32)
                     .map(|n| {
-                        let r = request("blocking", ExpectedVersion::Any, vec![payload(writer, n)]);
-                        store.enqueue(r).expect("enqueue").wait().expect("append")
+                        let pending = {
+                            let mut versions = versions.lock().expect("versions");
+                            let r = versions.request("blocking", vec![payload(writer, n)]);
+                            store.enqueue(r).expect("enqueue")
+                        };
+                        pending.wait().expect("append")
                     })
                     .collect::<Vec<_>>()
             })
@@ -602,14 +604,9 @@ fn works_without_an_async_runtime() {
 async fn dropping_the_last_handle_drains_the_queue_then_stops_the_writer() {
     let dir = tempdir();
     let store = open(&dir);
+    let mut versions = Versions::default();
     let requests: Vec<_> = (0..500u32)
-        .map(|n| {
-            request(
-                &format!("s{}", n % 7),
-                ExpectedVersion::Any,
-                vec![payload(0, n)],
-            )
-        })
+        .map(|n| versions.request(&format!("s{}", n % 7), vec![payload(0, n)]))
         .collect();
     let pending: Vec<_> = requests
         .iter()
@@ -649,8 +646,9 @@ fn a_second_open_of_the_same_directory_is_refused() {
 /// Appends `count` single-event requests and closes the store; returns the head.
 fn fill(dir: &TempDir, count: u32) -> Head {
     let store = open(dir);
+    let version = store.stream_version("s").expect("version");
     for n in 0..count {
-        let r = request("s", ExpectedVersion::Any, vec![payload(0, n)]);
+        let r = request("s", version + u64::from(n), vec![payload(0, n)]);
         store.enqueue(r).expect("enqueue").wait().expect("append");
     }
     store.head()
@@ -911,15 +909,13 @@ fn a_hole_in_the_request_pages_is_found_when_first_needed() {
         .expect_err("the index has a hole");
     assert!(read.to_string().contains("where 1 was next"), "{read}");
     let append = store
-        .enqueue(request("s", ExpectedVersion::Any, vec![payload(1, 1)]))
+        .enqueue(request("s", 3, vec![payload(1, 1)]))
         .expect("enqueued")
         .wait()
         .expect_err("refused");
     assert!(append.to_string().contains("where 1 was next"), "{append}");
     assert!(
-        store
-            .enqueue(request("s", ExpectedVersion::Any, vec![payload(1, 2)]))
-            .is_err(),
+        store.enqueue(request("s", 3, vec![payload(1, 2)])).is_err(),
         "poisoned"
     );
     assert_eq!(store.head().sequence, 3, "nothing written");
@@ -966,7 +962,7 @@ async fn small_batches_split_bursts_without_reordering() {
         let version = versions.entry(stream.clone()).or_default();
         let r = request(
             &stream,
-            ExpectedVersion::Exact(*version),
+            *version,
             (0..count).map(|k| payload(n, k)).collect(),
         );
         *version += u64::from(count);
@@ -974,7 +970,7 @@ async fn small_batches_split_bursts_without_reordering() {
     }
     let mut next = 1;
     for p in pending {
-        let outcome = p.await.expect("exact versions hold in enqueue order");
+        let outcome = p.await.expect("versions follow on in enqueue order");
         assert_eq!(outcome.first_sequence, next);
         next = outcome.last_sequence + 1;
     }
@@ -989,7 +985,7 @@ fn handles_and_futures_can_cross_threads() {
     send_sync::<store::PendingAppend>();
     let dir = tempdir();
     let store = open(&dir);
-    let append = store.append(request("s", ExpectedVersion::Any, vec![payload(0, 1)]));
+    let append = store.append(request("s", 0, vec![payload(0, 1)]));
     send(&append);
     drop(append);
     assert_eq!(
@@ -1006,13 +1002,14 @@ fn handles_and_futures_can_cross_threads() {
 async fn multi_event_requests_read_back_from_any_version() {
     let dir = tempdir();
     let store = open(&dir);
+    let mut versions = Versions::default();
     let mut n = 0;
     for (i, size) in [1u32, 5, 2, 7, 1, 3, 4, 1, 6, 2].iter().enumerate() {
         let stream = ["x", "y"][i % 2];
         let payloads = (0..*size).map(|k| payload(i as u32, n + k)).collect();
         n += size;
         store
-            .append(request(stream, ExpectedVersion::Any, payloads))
+            .append(versions.request(stream, payloads))
             .await
             .expect("append");
     }
@@ -1071,10 +1068,11 @@ async fn an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(f
     // 25 events over two pages, single- and multi-event requests, a cursor, a checkpoint.
     let (head, all, requests) = {
         let store = Store::open(StoreConfig::new(&current)).expect("store opens");
+        let mut versions = Versions::default();
         let mut requests = Vec::new();
         for n in 0..13u32 {
             let payloads = (0..=n % 3).map(|i| payload(n, i)).collect();
-            let r = request(&format!("s{}", n % 4), ExpectedVersion::Any, payloads);
+            let r = versions.request(&format!("s{}", n % 4), payloads);
             let outcome = store.append(r.clone()).await.expect("append");
             requests.push((r, outcome));
         }
@@ -1113,10 +1111,9 @@ async fn an_earlier_store_is_refused_and_upgraded_into_one_that_reads_the_same(f
         let record = store.lookup_request(&r.request_id).expect("lookup");
         assert_eq!(record.map(|record| record.outcome).as_ref(), Some(outcome));
     }
-    let (last, _) = requests.last().expect("a request");
-    assert!(store.append(last.clone()).await.expect("resend").duplicate);
+    let s0 = store.stream_version("s0").expect("version");
     let next = store
-        .append(request("s0", ExpectedVersion::Any, vec![payload(99, 0)]))
+        .append(request("s0", s0, vec![payload(99, 0)]))
         .await
         .expect("append after the upgrade");
     assert_eq!(next.first_sequence, 26);

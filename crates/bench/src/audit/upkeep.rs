@@ -15,7 +15,7 @@ use domain::Event;
 use domain::position::Recorded;
 use ledgerd::audit::{AuditLog, CheckpointSettings};
 use ledgerd::ledger::Store;
-use store::{AppendRequest, EventStore, ExpectedVersion, StoreConfig};
+use store::{AppendRequest, EventStore, StoreConfig};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -295,10 +295,12 @@ pub fn commands(command_events: &[u32]) -> Vec<Range<usize>> {
 }
 
 /// The append request ledgerd makes for a command's events (the command hash, which only
-/// matters for resends, is the command's number; ids are random UUIDs, as ledgerd's are).
+/// matters for resends, is the command's number; ids are random UUIDs, as ledgerd's are), its
+/// stream at the version `versions` ([`versions_before`]) has for the command's first event.
 pub fn request(
     log: &[(Recorded, Event)],
     command: Range<usize>,
+    versions: &[u64],
 ) -> anyhow::Result<AppendRequest<Event>> {
     let events = log
         .get(command.clone())
@@ -318,7 +320,7 @@ pub fn request(
         request_id: *uuid::Uuid::new_v4().as_bytes(),
         command_hash,
         stream: stream.to_string(),
-        expected_version: ExpectedVersion::Any,
+        stream_version: versions[command.start],
         actor: "synthetic".to_string(),
         correlation_id: *uuid::Uuid::new_v4().as_bytes(),
         events: events
@@ -326,6 +328,19 @@ pub fn request(
             .map(|(_, event)| ledgerd::ledger::new_event(event))
             .collect(),
     })
+}
+
+/// The version each event's stream is at before it: what its command's request states.
+pub fn versions_before(log: &[(Recorded, Event)]) -> Vec<u64> {
+    let mut versions = std::collections::HashMap::new();
+    log.iter()
+        .map(|(_, event)| {
+            let version = versions.entry(event.stream()).or_insert(0u64);
+            let before = *version;
+            *version += 1;
+            before
+        })
+        .collect()
 }
 
 /// Appends `log` (whose commands produced `command_events`) to three stores in `rounds`
@@ -351,6 +366,7 @@ pub fn run(
         let r = (command.start as u128 * rounds as u128 / u128::from(events)) as usize;
         slices[r.min(rounds - 1)].push(command);
     }
+    let versions = versions_before(log);
     let every = settings.every_events;
     let mut stores = Upkeep::ALL
         .iter()
@@ -362,7 +378,7 @@ pub fn run(
             // Built before the clock starts.
             let requests = slice
                 .iter()
-                .map(|command| request(log, command.clone()))
+                .map(|command| request(log, command.clone(), &versions))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             stores[i].round(requests, window, every)?;
         }
