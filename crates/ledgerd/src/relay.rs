@@ -273,6 +273,31 @@ impl Connection {
     }
 }
 
+/// How often [`while_connected`] looks at the connection.
+const CONNECTION_CHECK: Duration = Duration::from_millis(50);
+
+/// Awaits `acknowledgement` unless the NATS connection drops first: an acknowledgement cannot
+/// arrive over a connection that is gone, so the relay starts over ([`RelayError::Reconnected`]:
+/// it reads again what the stream holds) rather than wait out JetStream's timeout.
+async fn while_connected<F: std::future::IntoFuture>(
+    js: &async_nats::jetstream::Context,
+    acknowledgement: F,
+) -> Result<F::Output, RelayError> {
+    let client = js.client();
+    let acknowledgement = acknowledgement.into_future();
+    tokio::pin!(acknowledgement);
+    loop {
+        tokio::select! {
+            acknowledged = &mut acknowledgement => return Ok(acknowledged),
+            () = tokio::time::sleep(CONNECTION_CHECK) => {
+                if client.connection_state() != async_nats::connection::State::Connected {
+                    return Err(RelayError::Reconnected);
+                }
+            }
+        }
+    }
+}
+
 /// How often an idle relay checks that the stream it publishes to is still the one it looked
 /// at (deleted and recreated without a server restart, it would lack the log).
 const STREAM_CHECK: Duration = Duration::from_secs(10);
@@ -379,7 +404,8 @@ async fn relay(
                         signed(settings, outbound, last)
                     })
                     .collect();
-                let ack = publisher.publish_batch(&events).await?.await?;
+                let pending = publisher.publish_batch(&events).await?;
+                let ack = while_connected(js, pending).await??;
                 // The log is gapless and published in order: a batch takes the cursor from
                 // just before its first event to its last.
                 assert_eq!(ack.first, cursor + 1, "relay batches out of order");
@@ -395,7 +421,7 @@ async fn relay(
             }
             while let Some(pending) = acks.pop_front() {
                 let sequence = pending.sequence();
-                pending.await?;
+                while_connected(js, pending).await??;
                 // Each acknowledgement moves the cursor by one.
                 assert_eq!(sequence, cursor + 1, "relay acknowledgements out of order");
                 cursor = sequence;
