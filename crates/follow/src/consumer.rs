@@ -43,12 +43,11 @@ use crate::projection::{Checkpointed, FoldError, Offer, Projection};
 use crate::pull::{self, Schedule};
 use crate::status::{StatusSender, Stuck, set_stuck};
 
-/// positiond checkpoints at most a hundredth of the time: after a checkpoint that took `d`
-/// (0.2–0.3 s at a million events) the next waits `99 d` (~25 s, ~25,000 events at 1,000/s).
-/// The fold pauses only for the snapshot, but encoding and writing one takes a core meanwhile;
-/// and a checkpoint only bounds what a restart folds again from ledgerd's `ReadStored`
-/// (25,000 events: well under a tenth of a second), since JetStream messages are acknowledged
-/// as they are folded, not when checkpointed.
+/// positiond checkpoints at most a hundredth of the time: after a checkpoint that took `d` the
+/// next waits `99 d`. The fold pauses only for the snapshot, but encoding and writing one takes
+/// a core meanwhile; and a checkpoint only bounds what a restart folds again from ledgerd's
+/// `ReadStored` (fast: `crates/bench/README.md`), since JetStream messages are acknowledged as
+/// they are folded, not when checkpointed.
 const CHECKPOINT_REST_FACTOR: u32 = 99;
 
 /// The projection as queries see it: folded event by event under the lock.

@@ -14,7 +14,8 @@ use ledgerd::config::{Config, Flags};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc, not glibc's allocator: reading sled pages from disk allocates for every item on
-/// the page, and glibc made that 2.5–4× slower (crates/bench/README.md, "Reading one event").
+/// the page, and glibc made that several times slower (crates/bench/README.md, "Reading one
+/// event").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -66,9 +66,9 @@ pub struct RelaySettings {
     pub window_events: usize,
     /// Publish a read of this many events or more as atomic batches (of at most
     /// [`bus::BATCH_MESSAGES_MAX`]); fewer go one by one. A batch costs nats-server a fixed
-    /// ~2 ms but one fsync, a single message an fsync each (~0.2–0.3 ms on this project's
-    /// machine, more on a busy disk), so 16 is about where batches start to win with
-    /// `sync_interval: always` (`crates/bench/README.md`).
+    /// amount but one fsync, a single message an fsync each, so with `sync_interval: always`
+    /// batches win from about this many (measured in `crates/bench/README.md`, "The relay's
+    /// read of k events").
     pub batch_from: usize,
     /// Notified when a checkpoint is stored, so one signed while no events arrive is
     /// published without waiting for the next event.

@@ -17,9 +17,9 @@ pub const QUEUE_REQUESTS_MAX_DEFAULT: usize = 65_536;
 /// Largest allowed [`StoreConfig::queue_requests_max`].
 pub const QUEUE_REQUESTS_MAX_LIMIT: usize = 1 << 24;
 /// Default for [`StoreConfig::cache_capacity_bytes`]: 1 GiB of sled page cache, an upper
-/// bound (sled holds what it has read). A million events are 207 MiB of stored values, which a
-/// 256 MiB cache did not hold with sled's own overhead; a log bigger than the cache is read from
-/// disk on every whole scan, at ~1.2 µs an event against ~0.3 µs cached (the codec benchmark).
+/// bound (sled holds what it has read), sized to hold a log of a million events with sled's
+/// own overhead; a log bigger than the cache is read from disk on every whole scan, several
+/// times slower than from the cache (`cargo bench -p bench --bench codec`, `crates/bench/README.md`).
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 /// Smallest allowed [`StoreConfig::cache_capacity_bytes`].
 pub const CACHE_CAPACITY_BYTES_MIN: u64 = 1024 * 1024;

@@ -2,9 +2,9 @@
 //! key, `e` ‖ the first one's sequence.
 //!
 //! Why: sled's cost is per key, not per byte. It splits a leaf past 16 keys, and reading a key
-//! means reading, deserializing and walking its leaf; a million events one to a key took 1.03 s
-//! to scan from disk, the same bytes sixteen to a key 0.12 s (`cargo bench -p bench --bench
-//! codec`). Every whole-log read — replay, verification, a rebuild, `ReadStored` — goes at
+//! means reading, deserializing and walking its leaf, so a log kept one event to a key scans
+//! from disk several times slower than the same bytes sixteen to a key (`cargo bench -p bench
+//! --bench codec`, `crates/bench/README.md`). Every whole-log read — replay, verification, a rebuild, `ReadStored` — goes at
 //! that pace, and so does the writer's `apply_batch`: one insert per page rather than one per
 //! event.
 //!

@@ -16,9 +16,9 @@
 //! needs it (its first append, resend lookup or stream read; `writer::Shared::index`) and
 //! extended by the writer after each flush. Building it reads and decodes every record,
 //! checking that they tile the log (each request's events follow the last one's, and each
-//! stream's versions follow on): 0.38–0.48 s and 76 MiB for a million requests, ~80 bytes each
-//! (`cargo bench -p bench --bench audit`; fewer where a stream's requests follow one another,
-//! as their runs merge).
+//! stream's versions follow on); its time and size per request are measured by `cargo bench -p
+//! bench --bench audit` (`crates/bench/README.md`; less where a stream's requests follow one
+//! another, as their runs merge).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -30,8 +30,8 @@
 //!   only then answers every request of the flush.
 //!
 //! Single-event requests (a dozen a flush) never make a part before the last, so they are written
-//! exactly as by one thread; requests of 100 events were written ~27% faster in parts (the median
-//! of fifteen rounds each, `crates/bench/README.md`), with as many events a flush. Taking a batch
+//! exactly as by one thread; requests of 100 events are written faster in parts, with as many
+//! events a flush (`crates/bench/README.md`, "A flush written in parts"). Taking a batch
 //! without waiting for the queued requests instead made flushes smaller and single-event appends
 //! slower (the README again). A flush closes early only at `batch_events_max` events, its parts
 //! counted (a request that would overflow waits for the next flush, so requests are never split or

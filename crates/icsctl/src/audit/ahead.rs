@@ -1,10 +1,10 @@
 //! Reading a stopped ledger's sled directory on one thread while the audit works on what was
 //! read on another.
 //!
-//! An audit of `--data-dir` is a sled scan (the store's pages read from disk: ~0.3 µs an
-//! event), decoding (~0.55 µs with the hash check) and work on each event (a fold, ~0.65 µs,
-//! or hashing and checking). Done in turn on one thread they add up; split across two they cost
-//! the longer side: a replay reads on one and folds on the other, and decodes on whichever is
+//! An audit of `--data-dir` is a sled scan (the store's pages read from disk), decoding (with
+//! the hash check) and work on each event (a fold, or hashing and checking), each of about the
+//! same cost an event (`crates/bench/README.md`). Done in turn on one thread they add up; split
+//! across two they cost the longer side: a replay reads on one and folds on the other, and decodes on whichever is
 //! idle (`source::StoredPage`).
 
 use std::ops::ControlFlow;
