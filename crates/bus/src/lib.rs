@@ -23,6 +23,8 @@
 //!   changes and then at most once a minute, never once per retry.
 //! - [`connect`] makes a client that keeps reconnecting (with a capped delay) and starts even
 //!   when NATS is down.
+//! - [`ensure_stream`] creates the stream if it is missing and never changes one that exists:
+//!   ledgerd's user may not update, purge or delete it.
 //!
 //! **API boundary:** this crate knows subjects, headers and JetStream; it knows nothing about
 //! sled, protobuf or the relay's cursor. Payloads are opaque bytes.
@@ -53,9 +55,9 @@ pub use publish::{
     Publisher,
 };
 pub use stream::{
-    Holding, Read, StoredMessage, StreamSettings, ensure_stream, holding, keeps_everything,
-    last_checkpoint_sequence, last_published, last_published_sequence, read_subject, scan_system,
-    stream_exists, system_message_count,
+    Holding, Read, StoredMessage, StreamSettings, allows_batches, differences, ensure_stream,
+    holding, keeps_everything, last_checkpoint_sequence, last_published, last_published_sequence,
+    read_subject, scan_system, stream_exists, system_message_count,
 };
 pub use subjects::{
     STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,
