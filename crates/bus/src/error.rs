@@ -24,6 +24,10 @@ pub enum BusError {
         source: CreateStreamError,
     },
 
+    /// An nkey seed or inbox prefix that cannot be used (a configuration error).
+    #[error("NATS credentials from {source_name}: {reason}")]
+    Credentials { source_name: String, reason: String },
+
     #[error("looking up JetStream stream {stream}: {source}")]
     GetStream {
         stream: String,
