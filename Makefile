@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-.PHONY: demo up down test build release nats-server lint bench
+.PHONY: demo up down test build release nats-server lint bench fuzz
 
 demo: release
 	./deploy/local/stack.sh demo
@@ -34,4 +34,11 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench:
+	cargo build --release --bin ledgerd
 	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo bench -p bench
+
+# The fuzzer's long run against the release ledgerd (ICS_FUZZ_REQUESTS, default 100,000;
+# ICS_FUZZ_SEED repeats a run). `make test` runs it bounded (crates/bench/tests/fuzz.rs).
+fuzz:
+	cargo build --release --bin ledgerd
+	cargo bench -p bench --bench fuzz
