@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-.PHONY: demo up down test build release nats-server lint bench soak
+.PHONY: demo up down test build release nats-server lint bench soak fuzz
 
 demo: release
 	./deploy/local/stack.sh demo
@@ -34,6 +34,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench:
+	cargo build --release --bin ledgerd
 	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo bench -p bench
 
 # The fault suite's trials (tests/tests/faults.rs) many times over: ledgerd SIGKILLed and
@@ -43,3 +44,9 @@ bench:
 # truncated; figures in crates/bench/README.md ("Soak").
 soak: build
 	NATS_SERVER_BIN="$$(./deploy/local/install-nats-server.sh)" cargo run --quiet -p e2e --bin soak -- $(SOAK_ARGS)
+
+# The fuzzer's long run against the release ledgerd (ICS_FUZZ_REQUESTS, default 100,000;
+# ICS_FUZZ_SEED repeats a run). `make test` runs it bounded (crates/bench/tests/fuzz.rs).
+fuzz:
+	cargo build --release --bin ledgerd
+	cargo bench -p bench --bench fuzz

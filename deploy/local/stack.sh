@@ -15,15 +15,14 @@
 # positiond gRPC 50061 over TLS.
 # Certificates: a local CA made by `icsctl dev certs` under .local/certs/ (once, then reused);
 # point a client at it with `icsctl --ca .local/certs/ca.pem …` (or ICS_CA=…).
+# NATS: each service connects as its own nkey user (deploy/nats/permissions.conf), made by
+# `icsctl dev nkeys` under .local/nkeys/ (once, then reused): the service is given its seed
+# (<user>.nk), nats-server only the public keys (<user>.pub, as ICS_NATS_<USER>_NKEY). Read
+# the bus as the reader: `icsctl bus-status --nats-nkey-seed-file .local/nkeys/reader.nk`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 nats_url="nats://127.0.0.1:14222"
-# Each service connects as its own user (deploy/nats/permissions.conf; local passwords).
-ledgerd_nats="nats://ledgerd:local-ledgerd@127.0.0.1:14222"
-reader_nats="nats://reader:local-reader@127.0.0.1:14222"
-positiond_nats="nats://positiond:local-positiond@127.0.0.1:14222"
-oversightd_nats="nats://oversightd:local-oversightd@127.0.0.1:14222"
 grpc_addr="127.0.0.1:50051"
 position_addr="127.0.0.1:50061"
 oversight_addr="127.0.0.1:50071"
@@ -32,6 +31,7 @@ scenario="$root/deploy/demo/kingsmere-2018-19.ics"
 
 certs="$root/.local/certs"
 keys="$root/.local/keys"
+nkeys="$root/.local/nkeys"
 ctl=("$bin/icsctl" --server "https://$grpc_addr" --position-server "https://$position_addr"
   --oversight-server "https://$oversight_addr" --ca "$certs/ca.pem")
 
@@ -56,10 +56,15 @@ start() { # $1 = state dir
   local dir="$1"
   mkdir -p "$dir/nats" "$dir/ledgerd" "$dir/logs"
   "$bin/icsctl" dev certs --dir "$certs" >/dev/null
+  "$bin/icsctl" dev nkeys --dir "$nkeys" >/dev/null
   tokens "$dir"
   local nats_bin
   nats_bin="$("$root/deploy/local/install-nats-server.sh")"
-  "$nats_bin" -c "$root/deploy/nats/single.conf" -sd "$dir/nats" >"$dir/logs/nats.log" 2>&1 &
+  ICS_NATS_LEDGERD_NKEY="$(cat "$nkeys/ledgerd.pub")" \
+  ICS_NATS_POSITIOND_NKEY="$(cat "$nkeys/positiond.pub")" \
+  ICS_NATS_OVERSIGHTD_NKEY="$(cat "$nkeys/oversightd.pub")" \
+  ICS_NATS_READER_NKEY="$(cat "$nkeys/reader.pub")" \
+    "$nats_bin" -c "$root/deploy/nats/single.conf" -sd "$dir/nats" >"$dir/logs/nats.log" 2>&1 &
   echo $! >"$dir/nats.pid"
   wait_for "nats-server" "bash -c 'exec 3<>/dev/tcp/127.0.0.1/14222'" "$dir/logs/nats.log"
   LEDGERD_TLS_CERT="$certs/server.pem" LEDGERD_TLS_KEY="$certs/server.key" \
@@ -67,15 +72,17 @@ start() { # $1 = state dir
   LEDGERD_CHECKPOINT_KEY="$keys/ledger-checkpoint.pem" \
   LEDGERD_CHECKPOINT_EVERY_EVENTS="${LEDGERD_CHECKPOINT_EVERY_EVENTS:-100}" \
   LEDGERD_CHECKPOINT_EVERY_S="${LEDGERD_CHECKPOINT_EVERY_S:-2}" \
-    "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$ledgerd_nats" \
+  LEDGERD_NATS_NKEY_SEED_FILE="$nkeys/ledgerd.nk" \
+    "$bin/ledgerd" --listen "$grpc_addr" --data-dir "$dir/ledgerd" --system kav --nats-url "$nats_url" \
     >"$dir/logs/ledgerd.log" 2>&1 &
   echo $! >"$dir/ledgerd.pid"
   wait_for "ledgerd" "${ctl[*]} head" "$dir/logs/ledgerd.log"
   POSITIOND_TLS_CERT="$certs/server.pem" POSITIOND_TLS_KEY="$certs/server.key" \
   POSITIOND_LEDGERD_CA="$certs/ca.pem" POSITIOND_LEDGERD_TOKEN_FILE="$dir/positiond.token" \
   POSITIOND_AUTH_PUBLIC_KEY="$keys/ics-signing.pub.pem" \
+  POSITIOND_NATS_NKEY_SEED_FILE="$nkeys/positiond.nk" \
     "$bin/positiond" --listen "$position_addr" --data-dir "$dir/positiond" --system kav \
-    --nats-url "$positiond_nats" --ledgerd-url "https://$grpc_addr" --consumer positiond \
+    --nats-url "$nats_url" --ledgerd-url "https://$grpc_addr" --consumer positiond \
     >"$dir/logs/positiond.log" 2>&1 &
   echo $! >"$dir/positiond.pid"
   wait_for "positiond" "${ctl[*]} position-status" "$dir/logs/positiond.log" any
@@ -83,8 +90,9 @@ start() { # $1 = state dir
   OVERSIGHTD_LEDGERD_CA="$certs/ca.pem" OVERSIGHTD_LEDGERD_TOKEN_FILES="{kav=\"$dir/oversightd.token\"}" \
   OVERSIGHTD_AUTH_PUBLIC_KEY="$keys/regulator/ics-signing.pub.pem" \
   OVERSIGHTD_CHECKPOINT_KEYS="{kav=\"$keys/ledger-checkpoint.pub.pem\"}" \
+  OVERSIGHTD_NATS_NKEY_SEED_FILE="$nkeys/oversightd.nk" \
     "$bin/oversightd" --listen "$oversight_addr" --data-dir "$dir/oversightd" \
-    --nats-url "$oversightd_nats" --ledgerd "kav=https://$grpc_addr" --consumer oversightd \
+    --nats-url "$nats_url" --ledgerd "kav=https://$grpc_addr" --consumer oversightd \
     >"$dir/logs/oversightd.log" 2>&1 &
   echo $! >"$dir/oversightd.pid"
   wait_for "oversightd" "${ctl[*]} --token $regulator_token oversight systems" "$dir/logs/oversightd.log"
@@ -125,7 +133,8 @@ case "${1:-}" in
     fi
     start "$dir"
     echo "up: ledgerd https://$grpc_addr, positiond https://$position_addr, oversightd https://$oversight_addr"
-    echo "    (CA .local/certs/ca.pem), NATS $nats_url; data in .local/stack; 'make down' stops it."
+    echo "    (CA .local/certs/ca.pem), NATS $nats_url (nkeys in .local/nkeys); data in .local/stack;"
+    echo "    'make down' stops it."
     echo "    A token: icsctl token issue --key .local/keys/ics-signing.pem --role system-finance --subject me"
     echo "    (oversightd: --key .local/keys/regulator/ics-signing.pem --system national --role regulator)"
     ;;
@@ -144,7 +153,8 @@ case "${1:-}" in
     echo "== ledger head"
     "${ctl[@]}" head
     echo "== JetStream"
-    "${ctl[@]}" bus-status --nats-url "$reader_nats" --system kav --wait
+    "${ctl[@]}" bus-status --nats-url "$nats_url" --nats-nkey-seed-file "$nkeys/reader.nk" \
+      --system kav --wait
     echo "== positiond"
     "${ctl[@]}" position-status --wait
     echo "== the position at M12 (2018/19, year to date)"

@@ -340,13 +340,38 @@ pub async fn jetstream_events(nats_url: &str) -> anyhow::Result<Vec<Published>> 
     Ok(events)
 }
 
+/// How `user` of the shipped permissions connects to `nats` (started with
+/// `NatsOptions::shipped()`): its nkey and inbox prefix.
+pub fn nats_credentials(
+    nats: &testkit::NatsServer,
+    user: &str,
+) -> anyhow::Result<bus::Credentials> {
+    let user = nats.user(user)?;
+    Ok(bus::Credentials::nkey_seed_file(&user.seed_file)?.with_inbox_prefix(&user.inbox_prefix)?)
+}
+
+/// Pairs as the services' `start_with` take them.
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// Waits until JetStream holds `sequence` for system `kav`.
 pub async fn wait_for_relay(
     nats_url: &str,
     sequence: u64,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let client = bus::connect(nats_url, "e2e-wait").await?;
+    wait_for_relay_as(nats_url, &bus::Credentials::default(), sequence, timeout).await
+}
+
+/// [`wait_for_relay`], connecting to NATS as `credentials` (e.g. the shipped `reader`).
+pub async fn wait_for_relay_as(
+    nats_url: &str,
+    credentials: &bus::Credentials,
+    sequence: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client = bus::connect_with(nats_url, "e2e-wait", credentials).await?;
     let js = bus::jetstream(client);
     let system = domain::SystemId::new("kav").map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = std::time::Instant::now();
@@ -377,6 +402,8 @@ struct PositiondArgs {
     nats_url: String,
     ledgerd_url: String,
     consumer: String,
+    /// Extra `POSITIOND_*` environment (configuration beyond the flags).
+    env: Vec<(String, String)>,
 }
 
 impl Positiond {
@@ -387,12 +414,28 @@ impl Positiond {
         ledgerd_url: &str,
         consumer: &str,
     ) -> anyhow::Result<Self> {
+        Positiond::start_with(data_dir, nats_url, ledgerd_url, consumer, &[])
+    }
+
+    /// [`Positiond::start`] with more configuration as environment variables
+    /// (`POSITIOND_NATS_NKEY_SEED_FILE`, …), kept for restarts.
+    pub fn start_with(
+        data_dir: &Path,
+        nats_url: &str,
+        ledgerd_url: &str,
+        consumer: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()));
         let args = PositiondArgs {
             data_dir: data_dir.to_path_buf(),
             nats_url: nats_url.to_string(),
             ledgerd_url: ledgerd_url.to_string(),
             consumer: consumer.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let process = spawn_positiond(addr, &args, 1)?;
         Ok(Positiond {
@@ -485,7 +528,8 @@ fn spawn_positiond(
         .arg(&args.ledgerd_url)
         .arg("--consumer")
         .arg(&args.consumer)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(args.env.iter().map(|(k, v)| (k, v)));
     let log = log_dir.join(format!("positiond-{start}.log"));
     let mut process = ChildGuard::spawn_logged("positiond", &mut command, &log)?;
     process.wait_for_port(addr, START_TIMEOUT)?;

@@ -11,15 +11,16 @@ use api::oversight_pb as opb;
 use api::pb;
 use e2e::{Ledgerd, Oversightd, Positiond};
 
-const PERMISSIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../deploy/nats/permissions.conf"
-);
 const CATCH_UP: Duration = Duration::from_secs(60);
 
-/// `nats`'s URL as `user` of the shipped permissions (password `local-<user>`).
-fn as_user(nats: &testkit::NatsServer, user: &str) -> String {
-    format!("nats://{user}:local-{user}@127.0.0.1:{}", nats.port())
+/// The environment that makes a service (`LEDGERD`, …) connect to `nats` as `user` of the
+/// shipped permissions.
+fn as_user(
+    nats: &testkit::NatsServer,
+    user: &str,
+    service: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(nats.user(user)?.env(service))
 }
 
 fn invoice(number: &str, pence: i64) -> pb::RaiseInvoiceRequest {
@@ -58,25 +59,25 @@ async fn oversight_kav(oversightd: &Oversightd) -> anyhow::Result<(opb::SystemSu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_event_on_the_bus_is_never_folded() -> anyhow::Result<()> {
-    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
-        include: Some(PERMISSIONS),
-        ..Default::default()
-    })?;
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
     let work = tempfile::tempdir()?;
-    let ledgerd = Ledgerd::start(
+    let ledgerd = Ledgerd::start_with(
         &work.path().join("ledgerd"),
-        Some(&as_user(&nats, "ledgerd")),
+        Some(&nats.url()),
+        &e2e::env_refs(&as_user(&nats, "ledgerd", "LEDGERD")?),
     )?;
-    let positiond = Positiond::start(
+    let positiond = Positiond::start_with(
         &work.path().join("positiond"),
-        &as_user(&nats, "positiond"),
+        &nats.url(),
         &ledgerd.url(),
         "positiond",
+        &e2e::env_refs(&as_user(&nats, "positiond", "POSITIOND")?),
     )?;
-    let oversightd = Oversightd::start(
+    let oversightd = Oversightd::start_with(
         &work.path().join("oversightd"),
-        &as_user(&nats, "oversightd"),
+        &nats.url(),
         &[("kav", ledgerd.url())],
+        &e2e::env_refs(&as_user(&nats, "oversightd", "OVERSIGHTD")?),
     )?;
     let setup = work.path().join("setup.ics");
     let demo = std::fs::read_to_string(e2e::demo_scenario())?;
@@ -119,7 +120,8 @@ async fn a_forged_event_on_the_bus_is_never_folded() -> anyhow::Result<()> {
         anyhow::bail!("the last event is not an invoice: {last:?}");
     }
     forged.hash = follow::incoming::Incoming::content_hash(&forged)?.to_vec();
-    let js = bus::jetstream(bus::connect(&as_user(&nats, "ledgerd"), "forger").await?);
+    let ledgerd_user = e2e::nats_credentials(&nats, "ledgerd")?;
+    let js = bus::jetstream(bus::connect_with(&nats.url(), "forger", &ledgerd_user).await?);
     let message = bus::OutboundEvent {
         subject: "ics.kav.contract.invoice_raised".to_string(),
         event_id: forged.event_id.clone(),
@@ -186,10 +188,7 @@ async fn a_forged_event_on_the_bus_is_never_folded() -> anyhow::Result<()> {
 /// untouched ledger against the regulator's copy passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> anyhow::Result<()> {
-    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
-        include: Some(PERMISSIONS),
-        ..Default::default()
-    })?;
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
     let (ok, out) = e2e::icsctl_outcome(&[
@@ -209,23 +208,30 @@ async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> an
         .join("ledger-checkpoint.pub.pem")
         .to_string_lossy()
         .to_string();
+    let mut ledgerd_env = as_user(&nats, "ledgerd", "LEDGERD")?;
+    ledgerd_env.extend([
+        ("LEDGERD_CHECKPOINT_KEY".to_string(), private),
+        (
+            "LEDGERD_CHECKPOINT_EVERY_EVENTS".to_string(),
+            "100".to_string(),
+        ),
+        ("LEDGERD_CHECKPOINT_EVERY_S".to_string(), "1".to_string()),
+    ]);
     let ledgerd = Ledgerd::start_with(
         &work.path().join("ledgerd"),
-        Some(&as_user(&nats, "ledgerd")),
-        &[
-            ("LEDGERD_CHECKPOINT_KEY", &private),
-            ("LEDGERD_CHECKPOINT_EVERY_EVENTS", "100"),
-            ("LEDGERD_CHECKPOINT_EVERY_S", "1"),
-        ],
+        Some(&nats.url()),
+        &e2e::env_refs(&ledgerd_env),
     )?;
+    let mut oversightd_env = as_user(&nats, "oversightd", "OVERSIGHTD")?;
+    oversightd_env.push((
+        "OVERSIGHTD_CHECKPOINT_KEYS".to_string(),
+        format!("{{kav=\"{public}\"}}"),
+    ));
     let oversightd = Oversightd::start_with(
         &work.path().join("oversightd"),
-        &as_user(&nats, "oversightd"),
+        &nats.url(),
         &[("kav", ledgerd.url())],
-        &[(
-            "OVERSIGHTD_CHECKPOINT_KEYS",
-            &format!("{{kav=\"{public}\"}}"),
-        )],
+        &e2e::env_refs(&oversightd_env),
     )?;
 
     // Before the ledger reaches 100 events, a checkpoint at 100 that it did not sign, under
@@ -239,7 +245,8 @@ async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> an
         signed_at_us: 1,
         signature: vec![3; 64],
     };
-    let js = bus::jetstream(bus::connect(&as_user(&nats, "ledgerd"), "forger").await?);
+    let ledgerd_user = e2e::nats_credentials(&nats, "ledgerd")?;
+    let js = bus::jetstream(bus::connect_with(&nats.url(), "forger", &ledgerd_user).await?);
     bus::ensure_stream(&js, &bus::StreamSettings::default()).await?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(bus::HEADER_MSG_ID, "checkpoint.kav.100");
@@ -305,10 +312,7 @@ async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
 -> anyhow::Result<()> {
-    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
-        include: Some(PERMISSIONS),
-        ..Default::default()
-    })?;
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
     let (ok, out) = e2e::icsctl_outcome(&[
@@ -324,10 +328,12 @@ async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
         .join("ledger-checkpoint.pem")
         .to_string_lossy()
         .to_string();
+    let mut ledgerd_env = as_user(&nats, "ledgerd", "LEDGERD")?;
+    ledgerd_env.push(("LEDGERD_CHECKPOINT_KEY".to_string(), private));
     let mut ledgerd = Ledgerd::start_with(
         &work.path().join("ledgerd"),
-        Some(&as_user(&nats, "ledgerd")),
-        &[("LEDGERD_CHECKPOINT_KEY", &private)],
+        Some(&nats.url()),
+        &e2e::env_refs(&ledgerd_env),
     )?;
     let setup = work.path().join("setup.ics");
     let demo = std::fs::read_to_string(e2e::demo_scenario())?;
@@ -344,8 +350,8 @@ async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
     )?;
     let mut ledger = ledgerd.client().await?;
     let head = e2e::head(&mut ledger).await?;
-    let reader = as_user(&nats, "reader");
-    e2e::wait_for_relay(&reader, head.sequence, CATCH_UP).await?;
+    let reader = e2e::nats_credentials(&nats, "reader")?;
+    e2e::wait_for_relay_as(&nats.url(), &reader, head.sequence, CATCH_UP).await?;
     let last = e2e::read_all(&mut ledger)
         .await?
         .pop()
@@ -353,7 +359,8 @@ async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
     let status = ledgerd.terminate()?;
     anyhow::ensure!(status.success(), "ledgerd stopped with {status}");
 
-    let js = bus::jetstream(bus::connect(&as_user(&nats, "ledgerd"), "forger").await?);
+    let ledgerd_user = e2e::nats_credentials(&nats, "ledgerd")?;
+    let js = bus::jetstream(bus::connect_with(&nats.url(), "forger", &ledgerd_user).await?);
     let publisher = bus::Publisher::new(js);
     for sequence in [head.sequence + 1, head.sequence + 50] {
         let mut forged = last.clone();
@@ -381,7 +388,7 @@ async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
         .await?
         .into_inner();
     assert_eq!(next.last_sequence, head.sequence + 1);
-    let js = bus::jetstream(bus::connect(&reader, "e2e-reader").await?);
+    let js = bus::jetstream(bus::connect_with(&nats.url(), "e2e-reader", &reader).await?);
     let started = std::time::Instant::now();
     loop {
         let mut found = false;

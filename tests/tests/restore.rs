@@ -2,7 +2,7 @@
 //! JetStream stream its relay published to — the same events to the same head hash, checked
 //! against the signed checkpoints of the stream and of the regulator — and ledgerd starts on
 //! it, knows its requests, and relays what comes next without publishing anything twice. The
-//! bus runs with the shipped users and permissions: the restore reads as `reader`.
+//! bus runs with the shipped users, nkeys and permissions: the restore reads as `reader`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,17 +18,6 @@ const LEDGERD_ENV: [(&str, &str); 3] = [
     ("LEDGERD_CHECKPOINT_EVERY_S", "1"),
     ("LEDGERD_DUPLICATE_WINDOW_S", "1"),
 ];
-
-/// The shipped bus permissions.
-const PERMISSIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../deploy/nats/permissions.conf"
-);
-
-/// `nats`'s URL as `user` of the shipped permissions (password `local-<user>`).
-fn as_user(nats: &testkit::NatsServer, user: &str) -> String {
-    format!("nats://{user}:local-{user}@127.0.0.1:{}", nats.port())
-}
 
 /// A command in an open year (the demo closes 2018/19), with a request id of our own.
 fn agree_contract(code: &str) -> pb::AgreeContractRequest {
@@ -51,11 +40,13 @@ fn agree_contract(code: &str) -> pb::AgreeContractRequest {
     }
 }
 
-/// How many times the stream holds each event and each checkpoint of `kav`, by sequence.
+/// How many times the stream holds each event and each checkpoint of `kav`, by sequence
+/// (read as the shipped `reader`).
 async fn stream_counts(
-    nats_url: &str,
+    nats: &testkit::NatsServer,
 ) -> anyhow::Result<(BTreeMap<u64, usize>, BTreeMap<u64, usize>)> {
-    let js = bus::jetstream(bus::connect(nats_url, "e2e-counts").await?);
+    let reader = e2e::nats_credentials(nats, "reader")?;
+    let js = bus::jetstream(bus::connect_with(&nats.url(), "e2e-counts", &reader).await?);
     let (mut events, mut checkpoints) = (BTreeMap::new(), BTreeMap::new());
     bus::read_subject(
         &js,
@@ -85,15 +76,18 @@ async fn stream_counts(
     Ok((events, checkpoints))
 }
 
+/// `icsctl store restore` as the shipped `reader`.
 fn restore(
     to: &Path,
-    nats_url: &str,
+    nats: &testkit::NatsServer,
     public_key: &str,
     oversightd: &Oversightd,
     extra: &[&str],
 ) -> anyhow::Result<(Option<i32>, String)> {
     let to = to.to_string_lossy();
     let oversight = oversightd.url();
+    let nats_url = nats.url();
+    let seed = nats.user("reader")?.seed_file.to_string_lossy().to_string();
     let mut args = vec![
         "--oversight-server",
         &oversight,
@@ -102,7 +96,9 @@ fn restore(
         "--to",
         &to,
         "--nats-url",
-        nats_url,
+        &nats_url,
+        "--nats-nkey-seed-file",
+        &seed,
         "--ledger-key",
         public_key,
     ];
@@ -112,11 +108,8 @@ fn restore(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> anyhow::Result<()> {
-    let nats = testkit::NatsServer::start_with(testkit::NatsOptions {
-        include: Some(PERMISSIONS),
-        ..Default::default()
-    })?;
-    let reader = as_user(&nats, "reader");
+    let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
+    let reader = e2e::nats_credentials(&nats, "reader")?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
     let (ok, out) = e2e::icsctl_outcome(&[
@@ -138,17 +131,21 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
         .to_string();
     let mut env = LEDGERD_ENV.to_vec();
     env.push(("LEDGERD_CHECKPOINT_KEY", &private));
+    let ledgerd_nats = nats.user("ledgerd")?.env("LEDGERD");
+    env.extend(e2e::env_refs(&ledgerd_nats));
+    let mut oversightd_env = nats.user("oversightd")?.env("OVERSIGHTD");
+    oversightd_env.push((
+        "OVERSIGHTD_CHECKPOINT_KEYS".to_string(),
+        format!("{{kav=\"{public}\"}}"),
+    ));
 
     let data = work.path().join("ledgerd");
-    let mut ledgerd = Ledgerd::start_with(&data, Some(&as_user(&nats, "ledgerd")), &env)?;
+    let mut ledgerd = Ledgerd::start_with(&data, Some(&nats.url()), &env)?;
     let oversightd = Oversightd::start_with(
         &work.path().join("oversightd"),
-        &as_user(&nats, "oversightd"),
+        &nats.url(),
         &[("kav", ledgerd.url())],
-        &[(
-            "OVERSIGHTD_CHECKPOINT_KEYS",
-            &format!("{{kav=\"{public}\"}}"),
-        )],
+        &e2e::env_refs(&oversightd_env),
     )?;
     let scenario = e2e::demo_scenario().to_string_lossy().to_string();
     e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &scenario])?;
@@ -162,9 +159,9 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
     assert_eq!(head.sequence, agreed.last_sequence);
 
     // Everything, checkpoints included, reaches the stream; then the disk is lost.
-    e2e::wait_for_relay(&reader, head.sequence, Duration::from_secs(30)).await?;
+    e2e::wait_for_relay_as(&nats.url(), &reader, head.sequence, Duration::from_secs(30)).await?;
     let started = std::time::Instant::now();
-    while stream_counts(&reader).await?.1.keys().next_back() != Some(&head.sequence) {
+    while stream_counts(&nats).await?.1.keys().next_back() != Some(&head.sequence) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no last checkpoint"
@@ -190,14 +187,14 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
         .join("other.pub.pem")
         .to_string_lossy()
         .to_string();
-    let (code, out) = restore(&other, &reader, &wrong, &oversightd, &[])?;
+    let (code, out) = restore(&other, &nats, &wrong, &oversightd, &[])?;
     assert_eq!(code, Some(1), "{out}");
     assert!(
         !other.join("db").exists(),
         "a refused restore wrote {other:?}"
     );
 
-    let (code, out) = restore(&data, &reader, &public, &oversightd, &[])?;
+    let (code, out) = restore(&data, &nats, &public, &oversightd, &[])?;
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains(&format!("{}@{}", head.sequence, hex::encode(&head.hash))),
@@ -205,7 +202,7 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
     );
     assert!(out.contains("from the regulator"), "{out}");
     // Never over a store that is there.
-    let (code, out) = restore(&data, &reader, &public, &oversightd, &[])?;
+    let (code, out) = restore(&data, &nats, &public, &oversightd, &[])?;
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("not empty"), "{out}");
 
@@ -235,9 +232,15 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
         .await?
         .into_inner();
     assert_eq!(next.last_sequence, head.sequence + 1);
-    e2e::wait_for_relay(&reader, next.last_sequence, Duration::from_secs(30)).await?;
+    e2e::wait_for_relay_as(
+        &nats.url(),
+        &reader,
+        next.last_sequence,
+        Duration::from_secs(30),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // a checkpoint is due 1 s after the last
-    let (events, checkpoints) = stream_counts(&reader).await?;
+    let (events, checkpoints) = stream_counts(&nats).await?;
     assert_eq!(
         events.keys().copied().collect::<Vec<_>>(),
         (1..=next.last_sequence).collect::<Vec<_>>()

@@ -46,7 +46,8 @@ pub use command::{IntoCommand, command_from_proto, command_to_proto, with_field_
 pub use event::{event_from_proto, event_to_proto, event_type};
 pub use meta::{CommandMeta, parse_uuid, uuid_text};
 pub use status::{
-    ERROR_DOMAIN, rule_code, status_from_domain, status_not_found, status_version_conflict,
+    ERROR_DOMAIN, STATUS_TEXT_BYTES_MAX, rule_code, status_from_domain, status_not_found,
+    status_version_conflict,
 };
 
 /// Code generated from `proto/ics/ledger/v1` (package `ics.ledger.v1`): messages, enums, and

@@ -9,6 +9,11 @@
 //! | `Rejected { rule, detail }` | `FAILED_PRECONDITION` | `ErrorInfo` (reason = rule code), `PreconditionFailure` (type = rule code) |
 //! | `NotFound { what, id }` | `NOT_FOUND` | `ResourceInfo` (what, id) |
 //! | `AlreadyExists { what, id }` | `ALREADY_EXISTS` | `ResourceInfo` (what, id) |
+//!
+//! Messages and detail texts quote what the client sent, so each is cut to
+//! [`STATUS_TEXT_BYTES_MAX`]: a status travels in HTTP/2 trailers, which clients cap (h2's
+//! default 16 KiB, grpcio's 8 KiB), and a longer one reaches the client as a protocol error
+//! instead of the status.
 
 use std::collections::HashMap;
 
@@ -22,20 +27,36 @@ pub const ERROR_DOMAIN: &str = "ics.ledger.v1";
 /// `ErrorInfo.reason` of an ABORTED status from [`status_version_conflict`].
 pub const REASON_VERSION_CONFLICT: &str = "VERSION_CONFLICT";
 
+/// The most bytes of a status message, or of any text in its details, that are sent; the
+/// rest is replaced by a note of how much was cut.
+pub const STATUS_TEXT_BYTES_MAX: usize = 512;
+
+/// `text` cut to [`STATUS_TEXT_BYTES_MAX`] bytes on a character boundary.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= STATUS_TEXT_BYTES_MAX {
+        return text.to_string();
+    }
+    let mut end = STATUS_TEXT_BYTES_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes not shown)", &text[..end], text.len() - end)
+}
+
 /// The gRPC status for a refused command.
 pub fn status_from_domain(error: &DomainError) -> Status {
-    let message = error.to_string();
+    let message = bounded(&error.to_string());
     match error {
         DomainError::Invalid { field, reason } => Status::with_error_details(
             Code::InvalidArgument,
             message,
-            ErrorDetails::with_bad_request_violation(field.as_str(), reason.as_str()),
+            ErrorDetails::with_bad_request_violation(bounded(field), bounded(reason)),
         ),
         DomainError::Overflow { field } => Status::with_error_details(
             Code::InvalidArgument,
             message,
             ErrorDetails::with_bad_request_violation(
-                field.as_str(),
+                bounded(field),
                 "amounts overflow the range of pence",
             ),
         ),
@@ -43,18 +64,18 @@ pub fn status_from_domain(error: &DomainError) -> Status {
             let code = rule_code(*rule);
             let metadata = HashMap::from([("rule".to_string(), rule.name().to_string())]);
             let mut details = ErrorDetails::with_error_info(code.as_str(), ERROR_DOMAIN, metadata);
-            details.add_precondition_failure_violation(code.as_str(), "", detail.as_str());
+            details.add_precondition_failure_violation(code.as_str(), "", bounded(detail));
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
         DomainError::NotFound { what, id } => Status::with_error_details(
             Code::NotFound,
             message,
-            ErrorDetails::with_resource_info(*what, id.as_str(), "", ""),
+            ErrorDetails::with_resource_info(*what, bounded(id), "", ""),
         ),
         DomainError::AlreadyExists { what, id } => Status::with_error_details(
             Code::AlreadyExists,
             message,
-            ErrorDetails::with_resource_info(*what, id.as_str(), "", ""),
+            ErrorDetails::with_resource_info(*what, bounded(id), "", ""),
         ),
     }
 }
@@ -64,8 +85,8 @@ pub fn status_from_domain(error: &DomainError) -> Status {
 pub fn status_not_found(what: &str, id: &str, message: impl Into<String>) -> Status {
     Status::with_error_details(
         Code::NotFound,
-        message,
-        ErrorDetails::with_resource_info(what, id, "", ""),
+        bounded(&message.into()),
+        ErrorDetails::with_resource_info(what, bounded(id), "", ""),
     )
 }
 
@@ -73,8 +94,8 @@ pub fn status_not_found(what: &str, id: &str, message: impl Into<String>) -> Sta
 pub fn status_invalid_field(field: &str, reason: &str) -> Status {
     Status::with_error_details(
         Code::InvalidArgument,
-        format!("{field}: {reason}"),
-        ErrorDetails::with_bad_request_violation(field, reason),
+        bounded(&format!("{field}: {reason}")),
+        ErrorDetails::with_bad_request_violation(bounded(field), bounded(reason)),
     )
 }
 
@@ -82,13 +103,15 @@ pub fn status_invalid_field(field: &str, reason: &str) -> Status {
 /// re-reads the stream, decides again and retries with a new request id.
 pub fn status_version_conflict(stream: &str, expected: u64, actual: u64) -> Status {
     let metadata = HashMap::from([
-        ("stream".to_string(), stream.to_string()),
+        ("stream".to_string(), bounded(stream)),
         ("expected_version".to_string(), expected.to_string()),
         ("actual_version".to_string(), actual.to_string()),
     ]);
     Status::with_error_details(
         Code::Aborted,
-        format!("{stream} is at version {actual}, not the expected {expected}; re-read and retry"),
+        bounded(&format!(
+            "{stream} is at version {actual}, not the expected {expected}; re-read and retry"
+        )),
         ErrorDetails::with_error_info(REASON_VERSION_CONFLICT, ERROR_DOMAIN, metadata),
     )
 }

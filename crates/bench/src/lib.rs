@@ -30,6 +30,9 @@
 //! - [`lag`]: ledgerd's acknowledgement → visible in positiond at a steady rate of commands;
 //! - [`rebuild`]: a fresh positiond catching up a long log through ledgerd's `ReadAll`, and
 //!   its parts (the stream, the conversion, the fold).
+//!
+//! And not a measurement but a long run (`--bench fuzz`): [`fuzz`], a structure-aware fuzzer
+//! of the real ledgerd binary over gRPC, reporting what it sent and how it was answered.
 
 pub mod append;
 pub mod audit;
@@ -37,6 +40,7 @@ pub mod ceiling;
 pub mod codec;
 pub mod contention;
 pub mod demo;
+pub mod fuzz;
 pub mod grpc;
 pub mod inproc;
 pub mod lag;

@@ -1,5 +1,11 @@
-//! The NATS connection and JetStream context, with every option explicit.
+//! The NATS connection and JetStream context, with every option explicit, and who a
+//! connection is: a service proves itself with its own nkey (the server holds only the public
+//! half) and takes its replies on its own inbox prefix, so that a user allowed to subscribe to
+//! its replies cannot read another user's (JetStream delivers pulled messages and API answers
+//! to the requester's inbox).
 
+use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::ContextBuilder};
@@ -31,14 +37,149 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
         .min(RECONNECT_DELAY_MAX)
 }
 
+/// The inbox prefix of a connection that names none: NATS's own.
+pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
+
+/// Who a connection is on the bus: the nkey it signs the server's challenge with (none: the
+/// URL's `user:password`, or anonymous) and the prefix of the subjects its replies come back
+/// on. Never shows the seed (`Debug` gives the public key).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    nkey: Option<Nkey>,
+    inbox_prefix: Option<String>,
+}
+
+#[derive(Clone)]
+struct Nkey {
+    seed: String,
+    public_key: String,
+    /// Where the seed was read from, for errors and logs.
+    source: String,
+}
+
+impl Credentials {
+    /// The user nkey whose seed (`SU…`, as `nk -gen user` or `icsctl dev nkeys` writes it) is
+    /// the content of `path`, surrounding whitespace ignored.
+    pub fn nkey_seed_file(path: &Path) -> Result<Self, BusError> {
+        let invalid = |reason: String| BusError::Credentials {
+            source_name: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        warn_if_readable_by_others(path);
+        Self::nkey_seed(text.trim(), &path.display().to_string())
+    }
+
+    /// The user nkey of `seed`; `source` names where it came from in errors.
+    pub fn nkey_seed(seed: &str, source: &str) -> Result<Self, BusError> {
+        let invalid = |reason: &str| BusError::Credentials {
+            source_name: source.to_string(),
+            reason: reason.to_string(),
+        };
+        let pair =
+            nkeys::KeyPair::from_seed(seed).map_err(|_| invalid("not an nkey seed (SU…)"))?;
+        if pair.key_pair_type() != nkeys::KeyPairType::User {
+            return Err(invalid("not a user nkey seed (SU…)"));
+        }
+        Ok(Credentials {
+            nkey: Some(Nkey {
+                seed: seed.to_string(),
+                public_key: pair.public_key(),
+                source: source.to_string(),
+            }),
+            inbox_prefix: None,
+        })
+    }
+
+    /// The same, taking replies on subjects under `prefix` (one or more tokens, no
+    /// wildcards) rather than `_INBOX`: what the user's subscribe permission allows.
+    pub fn with_inbox_prefix(mut self, prefix: &str) -> Result<Self, BusError> {
+        let valid = !prefix.is_empty()
+            && prefix
+                .split('.')
+                .all(|token| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
+            && !prefix.contains(['*', '>']);
+        if !valid {
+            return Err(BusError::Credentials {
+                source_name: "the inbox prefix".to_string(),
+                reason: format!("{prefix:?} is not a subject without wildcards"),
+            });
+        }
+        self.inbox_prefix = Some(prefix.to_string());
+        Ok(self)
+    }
+
+    /// The nkey's public key (`U…`), the name the server knows the user by.
+    pub fn public_key(&self) -> Option<&str> {
+        self.nkey.as_ref().map(|n| n.public_key.as_str())
+    }
+
+    /// The prefix replies come back on.
+    pub fn inbox_prefix(&self) -> &str {
+        self.inbox_prefix.as_deref().unwrap_or(DEFAULT_INBOX_PREFIX)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("nkey", &self.nkey.as_ref().map(|n| &n.public_key))
+            .field("seed_from", &self.nkey.as_ref().map(|n| &n.source))
+            .field("inbox_prefix", &self.inbox_prefix())
+            .finish()
+    }
+}
+
+/// A seed anyone else on the machine can read is logged (not refused: the operator may
+/// have reasons, e.g. a group of service accounts).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+                "the NATS nkey seed file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+}
+
+/// Where a service's seed comes from, for its configuration: `Credentials` from an optional
+/// seed file and the inbox prefix.
+pub fn credentials(
+    nkey_seed_file: Option<&Path>,
+    inbox_prefix: &str,
+) -> Result<Credentials, BusError> {
+    let credentials = match nkey_seed_file {
+        Some(path) => Credentials::nkey_seed_file(path)?,
+        None => Credentials::default(),
+    };
+    credentials.with_inbox_prefix(inbox_prefix)
+}
+
 /// Connects to NATS at `url` (comma-separated for several servers) as `name` (shown by the
-/// server's `/connz`).
+/// server's `/connz`), with no credentials beyond what the URL carries: [`connect_with`].
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    connect_with(url, name, &Credentials::default()).await
+}
+
+/// Connects to NATS at `url` (comma-separated for several servers) as `name` (shown by the
+/// server's `/connz`), proving itself with `credentials`' nkey, else with the URL's
+/// `user:password` if it has one.
 ///
 /// Returns at once even when no server is up: the client keeps trying in the background
 /// (`retry_on_initial_connect`) and reconnects forever after a disconnect, with
 /// [`reconnect_delay`] between attempts. Publishes made while disconnected are buffered by the
 /// client or fail with a timeout; either way the relay's cursor does not advance.
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+pub async fn connect_with(
+    url: &str,
+    name: &str,
+    credentials: &Credentials,
+) -> Result<async_nats::Client, BusError> {
     let connection = name.to_string();
     let shown = redacted(url);
     let address: async_nats::ServerAddr = url.parse().map_err(|source| BusError::Connect {
@@ -48,13 +189,23 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
             source,
         ),
     })?;
+    tracing::info!(
+        %connection,
+        url = %shown,
+        nkey = credentials.public_key().unwrap_or("none"),
+        inbox_prefix = credentials.inbox_prefix(),
+        "connecting to NATS"
+    );
     let mut options = async_nats::ConnectOptions::new();
-    // `nats://user:password@host:port`: the credentials this service connects with.
-    if let (Some(user), Some(password)) = (address.username(), address.password()) {
+    if let Some(nkey) = &credentials.nkey {
+        options = options.nkey(nkey.seed.clone());
+    } else if let (Some(user), Some(password)) = (address.username(), address.password()) {
+        // `nats://user:password@host:port`: kept for deployments that still use passwords.
         options = options.user_and_password(user.to_string(), password.to_string());
     }
     options
         .name(name)
+        .custom_inbox_prefix(credentials.inbox_prefix())
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(CONNECTION_TIMEOUT)

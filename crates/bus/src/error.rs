@@ -24,23 +24,9 @@ pub enum BusError {
         source: CreateStreamError,
     },
 
-    #[error("allowing atomic batch publishing on JetStream stream {stream}: {source}")]
-    UpdateStream {
-        stream: String,
-        #[source]
-        source: CreateStreamError,
-    },
-
-    /// The server did not turn atomic batch publishing on (older than 2.12; the relay's
-    /// batches need 2.15: `Nats-Msg-Id` inside a batch, one fsync per batch).
-    #[error(
-        "JetStream stream {stream} does not allow atomic batch publishing on nats-server \
-         {server_version}; the relay needs nats-server 2.15 or later"
-    )]
-    AtomicPublishUnsupported {
-        stream: String,
-        server_version: String,
-    },
+    /// An nkey seed or inbox prefix that cannot be used (a configuration error).
+    #[error("NATS credentials from {source_name}: {reason}")]
+    Credentials { source_name: String, reason: String },
 
     #[error("looking up JetStream stream {stream}: {source}")]
     GetStream {

@@ -21,8 +21,11 @@
 //!   finds what a wiped or recreated stream lacks, to publish it again from the record.
 //! - [`Alarm`]: a lasting trouble (NATS down, a consumer lost) logged when it starts or
 //!   changes and then at most once a minute, never once per retry.
-//! - [`connect`] makes a client that keeps reconnecting (with a capped delay) and starts even
-//!   when NATS is down.
+//! - [`connect_with`] makes a client that keeps reconnecting (with a capped delay) and starts
+//!   even when NATS is down, as the user its [`Credentials`] name (an nkey seed file and the
+//!   inbox prefix the user's permissions allow; `deploy/nats/permissions.conf`).
+//! - [`ensure_stream`] creates the stream if it is missing and never changes one that exists:
+//!   ledgerd's user may not update, purge or delete it.
 //!
 //! **API boundary:** this crate knows subjects, headers and JetStream; it knows nothing about
 //! sled, protobuf or the relay's cursor. Payloads are opaque bytes.
@@ -38,9 +41,9 @@ mod subjects;
 pub use alarm::{Alarm, Logged, REMIND_EVERY};
 pub use async_nats;
 pub use connect::{
-    CONNECTION_TIMEOUT, JETSTREAM_ACK_TIMEOUT, JETSTREAM_MAX_ACK_INFLIGHT, JETSTREAM_TIMEOUT,
-    RECONNECT_DELAY_MAX, RECONNECT_DELAY_MIN, REQUEST_TIMEOUT, connect, jetstream, reconnect_delay,
-    redacted,
+    CONNECTION_TIMEOUT, Credentials, DEFAULT_INBOX_PREFIX, JETSTREAM_ACK_TIMEOUT,
+    JETSTREAM_MAX_ACK_INFLIGHT, JETSTREAM_TIMEOUT, RECONNECT_DELAY_MAX, RECONNECT_DELAY_MIN,
+    REQUEST_TIMEOUT, connect, connect_with, credentials, jetstream, reconnect_delay, redacted,
 };
 pub use error::BusError;
 pub use headers::{
@@ -53,9 +56,9 @@ pub use publish::{
     Publisher,
 };
 pub use stream::{
-    Holding, Read, StoredMessage, StreamSettings, ensure_stream, holding, keeps_everything,
-    last_checkpoint_sequence, last_published, last_published_sequence, read_subject, scan_system,
-    stream_exists, system_message_count,
+    Holding, Read, StoredMessage, StreamSettings, allows_batches, differences, ensure_stream,
+    holding, keeps_everything, last_checkpoint_sequence, last_published, last_published_sequence,
+    read_subject, scan_system, stream_exists, system_message_count,
 };
 pub use subjects::{
     STREAM_NAME, STREAM_SUBJECTS, checkpoint_msg_id, checkpoint_subject, family_filter, subject,

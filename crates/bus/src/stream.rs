@@ -80,19 +80,23 @@ impl StreamSettings {
     }
 }
 
-/// Returns the stream, creating it from `settings` if it does not exist.
+/// Returns the stream, creating it from `settings` if it does not exist; an existing stream
+/// is never changed.
 ///
-/// An existing stream is modified only to allow atomic batch publishing, which the relay needs
-/// (streams created before it used batches do not). If it captures other subjects than
-/// `settings` asks for, that is [`BusError::StreamMismatch`] (publishing would fail or land
-/// elsewhere); other differences (duplicate window, replicas, limits) are logged as warnings,
-/// since an operator may have tuned them on purpose.
+/// ledgerd's NATS user may create the stream but not update, purge or delete it (the stream
+/// is the regulator's copy and the replica a lost store is restored from), so differences are
+/// reported, not repaired. If it captures other subjects than `settings` asks for, that is
+/// [`BusError::StreamMismatch`] (publishing would fail or land elsewhere). Every other setting
+/// that differs is logged once, field by field: an operator may have tuned limits or replicas
+/// on purpose, and a stream without atomic batch publishing (created before the relay used
+/// batches, or by a server older than 2.12) is published to one message at a time
+/// ([`allows_batches`]).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<jetstream::stream::Stream, BusError> {
     let wanted = settings.to_config();
-    let mut stream = js
+    let stream = js
         .get_or_create_stream(wanted.clone())
         .await
         .map_err(|source| BusError::CreateStream {
@@ -111,45 +115,89 @@ pub async fn ensure_stream(
             wanted: wanted.subjects,
         });
     }
-    if !existing.allow_atomic_publish {
-        let mut allowed = existing.clone();
-        allowed.allow_atomic_publish = true;
-        js.update_stream(&allowed)
-            .await
-            .map_err(|source| BusError::UpdateStream {
-                stream: settings.name.clone(),
-                source,
-            })?;
-        stream = get_stream_info(js, &settings.name).await?;
-        if !stream.cached_info().config.allow_atomic_publish {
-            // A server older than atomic batches ignores the setting.
-            return Err(BusError::AtomicPublishUnsupported {
-                stream: settings.name.clone(),
-                server_version: js.client().server_info().version,
-            });
-        }
-        tracing::info!(stream = %settings.name, "JetStream stream now allows atomic batch publishing");
-    }
-    let existing = &stream.cached_info().config;
-    if existing.duplicate_window != wanted.duplicate_window
-        || existing.num_replicas != wanted.num_replicas
-        || existing.storage != wanted.storage
-        || existing.max_age != wanted.max_age
-    {
+    let differences = differences(existing, &wanted);
+    if !differences.is_empty() {
         tracing::warn!(
             stream = %settings.name,
-            existing_duplicate_window_ms = existing.duplicate_window.as_millis() as u64,
-            wanted_duplicate_window_ms = wanted.duplicate_window.as_millis() as u64,
-            existing_replicas = existing.num_replicas,
-            wanted_replicas = wanted.num_replicas,
-            existing_storage = ?existing.storage,
-            wanted_storage = ?wanted.storage,
-            existing_max_age_s = existing.max_age.as_secs(),
-            wanted_max_age_s = wanted.max_age.as_secs(),
-            "JetStream stream exists with other settings; using it unchanged"
+            differences = %differences.join("; "),
+            "JetStream stream exists with other settings than configured; using it unchanged \
+             (ledgerd may not update it: change it as the stream's administrator if need be)"
         );
     }
     Ok(stream)
+}
+
+/// Whether the stream takes JetStream atomic batches; without, the relay publishes one
+/// message at a time.
+pub fn allows_batches(config: &Config) -> bool {
+    config.allow_atomic_publish
+}
+
+/// What differs between the stream as it is and as configured, one `field: is X, configured
+/// Y` a difference (subjects apart).
+pub fn differences(existing: &Config, wanted: &Config) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut compare = |field: &str, is: String, configured: String| {
+        if is != configured {
+            found.push(format!("{field}: is {is}, configured {configured}"));
+        }
+    };
+    compare(
+        "duplicate_window",
+        format!("{:?}", existing.duplicate_window),
+        format!("{:?}", wanted.duplicate_window),
+    );
+    compare(
+        "replicas",
+        existing.num_replicas.to_string(),
+        wanted.num_replicas.to_string(),
+    );
+    compare(
+        "storage",
+        format!("{:?}", existing.storage),
+        format!("{:?}", wanted.storage),
+    );
+    compare(
+        "retention",
+        format!("{:?}", existing.retention),
+        format!("{:?}", wanted.retention),
+    );
+    compare(
+        "discard",
+        format!("{:?}", existing.discard),
+        format!("{:?}", wanted.discard),
+    );
+    compare(
+        "max_age",
+        format!("{:?}", existing.max_age),
+        format!("{:?}", wanted.max_age),
+    );
+    compare(
+        "max_bytes",
+        existing.max_bytes.to_string(),
+        wanted.max_bytes.to_string(),
+    );
+    compare(
+        "max_messages",
+        existing.max_messages.to_string(),
+        wanted.max_messages.to_string(),
+    );
+    compare(
+        "max_message_size",
+        existing.max_message_size.to_string(),
+        wanted.max_message_size.to_string(),
+    );
+    compare(
+        "allow_direct",
+        existing.allow_direct.to_string(),
+        wanted.allow_direct.to_string(),
+    );
+    compare(
+        "allow_atomic_publish",
+        existing.allow_atomic_publish.to_string(),
+        wanted.allow_atomic_publish.to_string(),
+    );
+    found
 }
 
 /// The highest ledger sequence (`Ics-Sequence`) of `system`'s events held in the stream, or
@@ -485,18 +533,6 @@ fn found(
             source,
         }),
     }
-}
-
-async fn get_stream_info(
-    js: &jetstream::Context,
-    stream_name: &str,
-) -> Result<jetstream::stream::Stream, BusError> {
-    js.get_stream(stream_name)
-        .await
-        .map_err(|source| BusError::GetStream {
-            stream: stream_name.to_string(),
-            source,
-        })
 }
 
 async fn get_stream(

@@ -58,6 +58,8 @@ pub type Shared<P> = Arc<RwLock<Checkpointed<P>>>;
 pub struct Settings {
     pub system: SystemId,
     pub nats_url: String,
+    /// Who the consumer is on NATS (its nkey and inbox prefix).
+    pub nats_credentials: bus::Credentials,
     pub ledgerd_url: String,
     /// TLS and token for reaching ledgerd.
     pub ledgerd_access: Access,
@@ -107,6 +109,7 @@ pub async fn run<P: Projection>(
 
     let mut follower = pull::Follower::connect(
         &settings.nats_url,
+        &settings.nats_credentials,
         &settings.consumer,
         &settings.stream_name,
         bus::system_filter(&settings.system),

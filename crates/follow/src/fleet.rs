@@ -88,6 +88,8 @@ pub const ALL_SYSTEMS: &str = "ics.*.>";
 #[derive(Clone, Debug)]
 pub struct FleetSettings {
     pub nats_url: String,
+    /// Who the consumer is on NATS (its nkey and inbox prefix).
+    pub nats_credentials: bus::Credentials,
     /// Each system's ledgerd gRPC URL, for catching up and filling gaps. A system missing
     /// here is followed from JetStream only; its gaps cannot be filled.
     pub ledgerds: BTreeMap<SystemId, String>,
@@ -543,6 +545,7 @@ pub async fn run<P: Projection>(
 
     let mut follower = pull::Follower::connect(
         &settings.nats_url,
+        &settings.nats_credentials,
         &settings.consumer,
         &settings.stream_name,
         settings.filter_subject.clone(),

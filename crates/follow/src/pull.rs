@@ -52,12 +52,13 @@ impl Follower {
     /// at once: NATS and the stream are waited for by [`Follower::next_batch`].
     pub(crate) async fn connect(
         nats_url: &str,
+        credentials: &bus::Credentials,
         name: &str,
         stream_name: &str,
         filter_subject: String,
         status: StatusSender,
     ) -> anyhow::Result<Self> {
-        let client = bus::connect(nats_url, name).await?;
+        let client = bus::connect_with(nats_url, name, credentials).await?;
         Ok(Follower {
             js: bus::jetstream(client),
             name: name.to_string(),

@@ -162,6 +162,7 @@ fn settings(nats: &testkit::NatsServer, ledgerd: &Ledgerd, consumer: &str) -> Se
     Settings {
         system: domain::SystemId::new("kav").expect("id"),
         nats_url: nats.url(),
+        nats_credentials: bus::Credentials::default(),
         ledgerd_url: ledgerd.url.clone(),
         ledgerd_access: follow::ledgerd::Access::default(),
         consumer: consumer.to_string(),

@@ -82,7 +82,7 @@ fn generate(dir: &Path, name: &str, force: bool) -> anyhow::Result<()> {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -97,7 +97,7 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))
 }
 

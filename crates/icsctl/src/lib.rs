@@ -9,6 +9,7 @@ pub mod audit;
 pub mod keys;
 pub mod load;
 pub mod money;
+pub mod nats;
 pub mod output;
 pub mod oversight;
 pub mod parse;
@@ -108,6 +109,16 @@ pub enum Dev {
         #[arg(long)]
         force: bool,
     },
+    /// Create a NATS user nkey for each service of the local stack (ledgerd, positiond,
+    /// oversightd, reader) in DIR: <user>.nk, the seed the service connects with (mode 0600),
+    /// and <user>.pub, the public key nats-server is given. Existing ones are kept.
+    Nkeys {
+        #[arg(long, default_value = ".local/nkeys")]
+        dir: std::path::PathBuf,
+        /// Replace nkeys already there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,8 +173,8 @@ pub enum Cmd {
     Store(storage::Storage),
     /// The JetStream stream's message count and last message, checked against the ledger head.
     BusStatus {
-        #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
-        nats_url: String,
+        #[command(flatten)]
+        nats: nats::NatsArgs,
         #[arg(long, default_value = "kav")]
         system: String,
         #[arg(long, default_value = "ICS")]
@@ -282,13 +293,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => output::events(&global, from, limit, follow, stream).await,
         Cmd::Head => output::head(&global).await,
         Cmd::Dev(Dev::Certs { dir, force }) => dev_certs(&dir, force),
+        Cmd::Dev(Dev::Nkeys { dir, force }) => nats::dev_nkeys(&dir, force),
         Cmd::Oversight(command) => oversight::run(&global, command).await,
         Cmd::Audit(command) => audit::run(&global, command).await,
         Cmd::Keys(command) => keys::keys(command),
         Cmd::Token(command) => keys::token(command),
         Cmd::Store(command) => storage::run(&global, command).await,
         Cmd::BusStatus {
-            nats_url,
+            nats,
             system,
             stream_name,
             wait,
@@ -296,7 +308,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             output::bus_status(
                 &global,
-                &nats_url,
+                &nats,
                 &system,
                 &stream_name,
                 wait,

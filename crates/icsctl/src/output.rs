@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use api::pb;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures::StreamExt;
@@ -244,7 +243,7 @@ fn event_json(event: pb::RecordedEvent) -> anyhow::Result<serde_json::Value> {
 /// Compares what JetStream holds with the ledger head.
 pub async fn bus_status(
     global: &Global,
-    nats_url: &str,
+    nats: &crate::nats::NatsArgs,
     system: &str,
     stream_name: &str,
     wait: bool,
@@ -257,9 +256,7 @@ pub async fn bus_status(
         .await
         .map_err(status_error)?
         .into_inner();
-    let client = bus::connect(nats_url, "icsctl")
-        .await
-        .context("connecting to NATS")?;
+    let client = nats.connect("icsctl").await?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     let (messages, last) = loop {

@@ -40,9 +40,9 @@ pub enum Storage {
         /// Where the restored store goes: a new or empty directory.
         #[arg(long)]
         to: PathBuf,
-        /// The NATS server holding the stream (`nats://user:password@host:port`).
-        #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:14222")]
-        nats_url: String,
+        /// The NATS server holding the stream, and the user to read it as.
+        #[command(flatten)]
+        nats: crate::nats::NatsArgs,
         #[arg(long, default_value = bus::STREAM_NAME)]
         stream_name: String,
         #[command(flatten)]
@@ -55,10 +55,10 @@ pub async fn run(global: &Global, command: Storage) -> anyhow::Result<()> {
         Storage::Upgrade { from, to } => upgrade(&from, &to),
         Storage::Restore {
             to,
-            nats_url,
+            nats,
             stream_name,
             keys,
-        } => restore(global, &to, &nats_url, &stream_name, &keys).await,
+        } => restore(global, &to, &nats, &stream_name, &keys).await,
     }
 }
 
@@ -85,7 +85,7 @@ fn upgrade(from: &Path, to: &Path) -> anyhow::Result<()> {
 async fn restore(
     global: &Global,
     to: &Path,
-    nats_url: &str,
+    nats: &crate::nats::NatsArgs,
     stream_name: &str,
     args: &AuditArgs,
 ) -> anyhow::Result<()> {
@@ -100,9 +100,7 @@ async fn restore(
                 .context("fetching the regulator's checkpoints (--no-regulator to skip)")?,
         )
     };
-    let client = bus::connect(nats_url, "icsctl-restore")
-        .await
-        .context("connecting to NATS")?;
+    let client = nats.connect("icsctl-restore").await?;
     let js = bus::jetstream(client);
     if !bus::stream_exists(&js, stream_name).await? {
         anyhow::bail!("NATS has no stream {stream_name}: there is nothing to restore from");

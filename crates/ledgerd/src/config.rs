@@ -47,6 +47,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub system: String,
     pub nats_url: Option<String>,
+    /// The file holding ledgerd's NATS user nkey seed (`SU…`; `icsctl dev nkeys` makes one):
+    /// ledgerd proves itself with it, and the server, which holds only its public key, grants
+    /// what `deploy/nats/permissions.conf` gives the ledgerd user. Unset: the URL's
+    /// `user:password`, if any.
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// The subject prefix ledgerd takes NATS replies on; its user may subscribe under it
+    /// alone, so no other user reads its replies (`_INBOX_ledgerd.>` in permissions.conf).
+    pub nats_inbox_prefix: String,
     pub no_relay: bool,
     /// JetStream stream capturing `ics.>`.
     pub stream_name: String,
@@ -103,6 +111,8 @@ impl Default for Config {
             data_dir: PathBuf::from(".local/ledgerd"),
             system: "kav".to_string(),
             nats_url: None,
+            nats_nkey_seed_file: None,
+            nats_inbox_prefix: "_INBOX_ledgerd".to_string(),
             no_relay: false,
             stream_name: "ICS".to_string(),
             duplicate_window_s: 120,
@@ -170,6 +180,14 @@ impl Config {
         let key = audit::checkpoint::signing_key_from_pem(&pem)
             .with_context(|| format!("checkpoint_key {}", path.display()))?;
         Ok(Some(key))
+    }
+
+    /// Who ledgerd is on NATS: its nkey (read from `nats_nkey_seed_file`) and inbox prefix.
+    pub fn nats_credentials(&self) -> anyhow::Result<bus::Credentials> {
+        Ok(bus::credentials(
+            self.nats_nkey_seed_file.as_deref(),
+            &self.nats_inbox_prefix,
+        )?)
     }
 
     pub fn duplicate_window(&self) -> Duration {
@@ -258,6 +276,8 @@ mod tests {
             let config = Config::load(&flags).map_err(|e| *e)?;
             assert_eq!(config.system, "kav");
             assert_eq!(config.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+            assert!(config.nats_nkey_seed_file.is_some());
+            assert_eq!(config.nats_inbox_prefix, "_INBOX_ledgerd");
             assert_eq!(config.limits, serving::Limits::default());
             Ok(())
         });

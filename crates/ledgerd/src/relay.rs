@@ -5,10 +5,11 @@
 //! few one by one (pipelined, the acknowledgements awaited in order), a backlog of
 //! [`RelaySettings::batch_from`] or more as JetStream atomic batches, each stored all or none,
 //! acknowledged once and, with `sync_interval: always`, synced to disk once where single
-//! messages are synced one by one. The cursor advances only on an acknowledgement. Every
-//! message carries `Nats-Msg-Id` = the event id, so a publish repeated after a lost
-//! acknowledgement is dropped by JetStream as a duplicate (a repeated batch is refused whole,
-//! and the relay resumes after what the stream holds).
+//! messages are synced one by one (to a stream created without atomic batches, which ledgerd
+//! may not change, everything goes one by one). The cursor advances only on an
+//! acknowledgement. Every message carries `Nats-Msg-Id` = the event id, so a publish repeated
+//! after a lost acknowledgement is dropped by JetStream as a duplicate (a repeated batch is
+//! refused whole, and the relay resumes after what the stream holds).
 //!
 //! Where it resumes is decided from what the stream holds, not from its own cursor
 //! ([`Plan`]): on every (re)start, every reconnection to NATS (a restarted server may have
@@ -317,6 +318,8 @@ async fn relay(
     let stream = bus::ensure_stream(js, &settings.stream).await?;
     let created = stream.cached_info().created;
     let keeps_everything = bus::keeps_everything(&stream.cached_info().config);
+    // ledgerd may not change the stream; one without atomic batches takes events one by one.
+    let batches = bus::allows_batches(&stream.cached_info().config);
     // Counted (connected now) before asking the stream what it holds: a reconnection after
     // this makes the relay start over.
     let connection = Connection::new(js);
@@ -394,7 +397,7 @@ async fn relay(
             }
             continue;
         }
-        if page.len() >= settings.batch_from.max(2) {
+        if batches && page.len() >= settings.batch_from.max(2) {
             for run in page.chunks(bus::BATCH_MESSAGES_MAX) {
                 let last = run.last().map_or(0, |recorded| recorded.sequence);
                 let events: Vec<OutboundEvent> = run

@@ -128,9 +128,13 @@ pub async fn run(
     ));
     let relay_task = match (&config.nats_url, config.no_relay) {
         (Some(url), false) => {
-            let client = bus::connect(url, &format!("ledgerd-{system}"))
-                .await
-                .context("connecting to NATS")?;
+            let client = bus::connect_with(
+                url,
+                &format!("ledgerd-{system}"),
+                &config.nats_credentials()?,
+            )
+            .await
+            .context("connecting to NATS")?;
             let settings = RelaySettings {
                 system: system.clone(),
                 stream: bus::StreamSettings {

@@ -28,7 +28,7 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// NATS server URL (credentials in it: `nats://oversightd:<password>@host:4222`).
+    /// NATS server URL (the user: `nats_nkey_seed_file`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
@@ -57,6 +57,15 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub nats_url: String,
+    /// The file holding oversightd's NATS user nkey seed (`SU…`; `icsctl dev nkeys` makes one):
+    /// oversightd proves itself with it, and the server, which holds only its public key, grants
+    /// what `deploy/nats/permissions.conf` gives the oversightd user. Unset: the URL's
+    /// `user:password`, if any.
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// The subject prefix oversightd takes NATS replies (and pulled messages) on; its user may
+    /// subscribe under it alone, so no other user reads what it pulls
+    /// (`_INBOX_oversightd.>` in permissions.conf).
+    pub nats_inbox_prefix: String,
     /// Each system's ledgerd gRPC URL, by system id.
     pub ledgerds: BTreeMap<String, String>,
     pub consumer: String,
@@ -105,6 +114,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50071)),
             data_dir: PathBuf::from(".local/oversightd"),
             nats_url: "nats://127.0.0.1:4222".to_string(),
+            nats_nkey_seed_file: None,
+            nats_inbox_prefix: "_INBOX_oversightd".to_string(),
             ledgerds: BTreeMap::new(),
             consumer: "oversightd".to_string(),
             stream_name: "ICS".to_string(),
@@ -127,6 +138,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Who oversightd is on NATS: its nkey (read from `nats_nkey_seed_file`) and inbox prefix.
+    pub fn nats_credentials(&self) -> anyhow::Result<bus::Credentials> {
+        Ok(bus::credentials(
+            self.nats_nkey_seed_file.as_deref(),
+            &self.nats_inbox_prefix,
+        )?)
+    }
+
     /// Defaults ← file ← environment ← flags.
     pub fn load(flags: &Flags) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -294,7 +313,10 @@ mod tests {
             };
             let config = Config::load(&flags).map_err(|e| *e)?;
             assert_eq!(config.filter_subject, "ics.*.>");
-            assert!(config.nats_url.starts_with("nats://oversightd:"));
+            // No password in the URL: the oversightd user's nkey and its own inbox.
+            assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+            assert!(config.nats_nkey_seed_file.is_some());
+            assert_eq!(config.nats_inbox_prefix, "_INBOX_oversightd");
             let map = config.ledgerd_map().map_err(|e| e.to_string())?;
             assert_eq!(map.len(), 1);
             Ok(())

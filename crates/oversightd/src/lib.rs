@@ -25,7 +25,9 @@
 //! |---|---|---|---|
 //! | `listen` | `--listen` | `127.0.0.1:50071` | gRPC address (OversightService, health, reflection) |
 //! | `data_dir` | `--data-dir` | `.local/oversightd` | oversightd's own sled: one checkpoint per system |
-//! | `nats_url` | `--nats-url` | `nats://127.0.0.1:4222` | NATS, credentials in the URL: `nats://oversightd:<password>@host:4222` (the `oversightd` user of `deploy/nats/permissions.conf` may manage its consumers on the `ICS` stream, pull and acknowledge, and publish nothing into `ics.>`) |
+//! | `nats_url` | `--nats-url` | `nats://127.0.0.1:4222` | NATS (a password user may still put `user:password@` in it) |
+//! | `nats_nkey_seed_file` | | none | the file holding oversightd's NATS user nkey seed (`icsctl dev nkeys`): the `oversightd` user of `deploy/nats/permissions.conf` may create, pull from and acknowledge its own consumers (`oversightd`, `-2`, `-3`) on the `ICS` stream, and nothing else |
+//! | `nats_inbox_prefix` | | `_INBOX_oversightd` | the subjects its replies and pulled messages come back on: the only ones its user may subscribe to |
 //! | `ledgerds` | `--ledgerd <system>=<url>` (repeat) | none | each system's ledgerd gRPC URL, for catching up and filling gaps. In the file a table (`[ledgerds]` then `kav = "http://10.0.0.1:50051"`); in the environment an inline table (`OVERSIGHTD_LEDGERDS='{kav="http://10.0.0.1:50051"}'`), joined with the file's; flags replace both |
 //! | `consumer` | `--consumer` | `oversightd` | durable JetStream consumer name; one per replica |
 //! | `stream_name` | | `ICS` | the stream the relays publish to |

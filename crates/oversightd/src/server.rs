@@ -42,6 +42,7 @@ pub async fn run(
     let (status_sender, status) = follow::status::channel();
     let settings = FleetSettings {
         nats_url: config.nats_url.clone(),
+        nats_credentials: config.nats_credentials()?,
         ledgerds,
         ledgerd_access: config.ledgerd_access()?,
         checkpoint_keys: config.checkpoint_keys()?,

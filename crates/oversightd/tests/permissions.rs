@@ -1,6 +1,7 @@
 //! oversightd under the shipped bus permissions (`deploy/nats/permissions.conf`): as the
-//! `oversightd` user it creates its durable consumer on `ics.*.>`, pulls and acknowledges —
-//! with no ledgerd configured, so everything it folds came through JetStream.
+//! `oversightd` user (its own nkey and inbox prefix) it creates its durable consumer on
+//! `ics.*.>`, pulls and acknowledges — with no ledgerd configured, so everything it folds
+//! came through JetStream.
 
 mod support;
 
@@ -9,21 +10,11 @@ use std::collections::BTreeMap;
 use support::*;
 use testkit::{NatsOptions, NatsServer};
 
-const PERMISSIONS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/nats/permissions.conf"
-);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oversightd_user_follows_every_system() -> anyhow::Result<()> {
-    let nats = NatsServer::start_with(NatsOptions {
-        include: Some(PERMISSIONS),
-        ..NatsOptions::default()
-    })?;
-    let as_user =
-        |user: &str, password: &str| format!("nats://{user}:{password}@127.0.0.1:{}", nats.port());
+    let nats = NatsServer::start_with(NatsOptions::shipped())?;
     // The shipped ledgerd user may publish ics.kav.> only.
-    let kav = start_ledgerd("kav", Some(as_user("ledgerd", "local-ledgerd"))).await?;
+    let kav = start_ledgerd_as("kav", Some(nats.url()), Some(nats.user("ledgerd")?)).await?;
     let first = kav
         .load(
             "kav",
@@ -36,8 +27,9 @@ async fn the_oversightd_user_follows_every_system() -> anyhow::Result<()> {
         .await?;
 
     let dir = tempfile::tempdir()?;
-    let oversightd = start_oversightd_with(
-        &as_user("oversightd", "local-oversightd"),
+    let oversightd = start_oversightd_as(
+        &nats.url(),
+        Some(nats.user("oversightd")?),
         BTreeMap::new(),
         dir.path(),
         "oversightd",

@@ -51,6 +51,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub system: String,
     pub nats_url: String,
+    /// The file holding positiond's NATS user nkey seed (`SU…`; `icsctl dev nkeys` makes one):
+    /// positiond proves itself with it, and the server, which holds only its public key, grants
+    /// what `deploy/nats/permissions.conf` gives the positiond user. Unset: the URL's
+    /// `user:password`, if any.
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// The subject prefix positiond takes NATS replies (and pulled messages) on; its user may
+    /// subscribe under it alone, so no other user reads what it pulls
+    /// (`_INBOX_positiond.>` in permissions.conf).
+    pub nats_inbox_prefix: String,
     pub ledgerd_url: String,
     pub consumer: String,
     /// The JetStream stream the relay publishes to.
@@ -91,6 +100,8 @@ impl Default for Config {
             data_dir: PathBuf::from(".local/positiond"),
             system: "kav".to_string(),
             nats_url: "nats://127.0.0.1:4222".to_string(),
+            nats_nkey_seed_file: None,
+            nats_inbox_prefix: "_INBOX_positiond".to_string(),
             ledgerd_url: "http://127.0.0.1:50051".to_string(),
             consumer: "positiond".to_string(),
             stream_name: "ICS".to_string(),
@@ -110,6 +121,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Who positiond is on NATS: its nkey (read from `nats_nkey_seed_file`) and inbox prefix.
+    pub fn nats_credentials(&self) -> anyhow::Result<bus::Credentials> {
+        Ok(bus::credentials(
+            self.nats_nkey_seed_file.as_deref(),
+            &self.nats_inbox_prefix,
+        )?)
+    }
+
     /// How positiond reaches ledgerd: TLS and token, read from the configured files.
     pub fn ledgerd_access(&self) -> anyhow::Result<follow::ledgerd::Access> {
         use anyhow::Context;

@@ -51,6 +51,7 @@ pub async fn run(
     let settings = Settings {
         system: system.clone(),
         nats_url: config.nats_url.clone(),
+        nats_credentials: config.nats_credentials()?,
         ledgerd_url: config.ledgerd_url.clone(),
         ledgerd_access: config.ledgerd_access()?,
         consumer: config.consumer.clone(),

@@ -2,7 +2,9 @@
 //!
 //! - [`NatsServer`]: a real `nats-server` with JetStream on a free loopback port, its store in
 //!   its own temp dir, with [`NatsServer::stop`], [`NatsServer::restart`] (same port, same
-//!   store, so JetStream data survives) and [`NatsServer::kill9`] for outage and crash tests.
+//!   store, so JetStream data survives) and [`NatsServer::kill9`] for outage and crash tests;
+//!   [`NatsOptions::shipped`] runs it with the shipped users and permissions and a fresh nkey
+//!   per user ([`NatsServer::user`]: the seed file and inbox prefix to connect with).
 //! - [`ChildGuard`]: any child process (a service binary under test), killed on drop, with
 //!   [`ChildGuard::kill9`], [`ChildGuard::terminate`] and [`ChildGuard::wait_for_port`].
 //! - [`workspace_binary`]: the path of a binary built by cargo in this workspace (`ledgerd`,
@@ -24,7 +26,7 @@ mod paths;
 mod tests;
 
 pub use child::{ChildGuard, wait_for_port};
-pub use nats::{NatsOptions, NatsServer};
+pub use nats::{NatsOptions, NatsServer, NkeyUser, SHIPPED_PERMISSIONS, SHIPPED_USERS};
 pub use paths::{nats_server_binary, workspace_binary};
 
 use std::net::{Ipv4Addr, TcpListener};

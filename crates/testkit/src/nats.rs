@@ -24,6 +24,16 @@ const START_ATTEMPTS: usize = 3;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The shipped bus permissions: the users, their nkeys (from the environment) and what each
+/// may do.
+pub const SHIPPED_PERMISSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/nats/permissions.conf"
+);
+
+/// The users of [`SHIPPED_PERMISSIONS`], one nkey each.
+pub const SHIPPED_USERS: &[&str] = &["ledgerd", "positiond", "oversightd", "reader"];
+
 /// How to run a [`NatsServer`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatsOptions {
@@ -34,6 +44,52 @@ pub struct NatsOptions {
     /// A configuration file to `include` (copied beside the server's own), e.g. the shipped
     /// `deploy/nats/permissions.conf`, so a test runs against the real users and permissions.
     pub include: Option<&'static str>,
+    /// Users to make a fresh user nkey for, in process: the server runs with each public key
+    /// in `ICS_NATS_<USER>_NKEY` (as the shipped permissions read them) and the seed is in a
+    /// file of the server's temp dir ([`NatsServer::user`]).
+    pub nkey_users: &'static [&'static str],
+}
+
+impl NatsOptions {
+    /// The shipped users and permissions ([`SHIPPED_PERMISSIONS`]), an nkey for each of
+    /// [`SHIPPED_USERS`].
+    pub fn shipped() -> Self {
+        NatsOptions {
+            include: Some(SHIPPED_PERMISSIONS),
+            nkey_users: SHIPPED_USERS,
+            ..NatsOptions::default()
+        }
+    }
+}
+
+/// A user nkey made for one test server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NkeyUser {
+    pub name: String,
+    /// `U…`: what the server knows the user by.
+    pub public_key: String,
+    /// The file holding the seed (`SU…`, mode 0600), for the service's `nats_nkey_seed_file`.
+    pub seed_file: PathBuf,
+    /// `_INBOX_<name>`: the reply prefix the shipped permissions let the user subscribe to.
+    pub inbox_prefix: String,
+}
+
+impl NkeyUser {
+    /// The environment that makes a service (`LEDGERD`, `POSITIOND`, `OVERSIGHTD`, `ICS` for
+    /// icsctl) connect as this user: `<PREFIX>_NATS_NKEY_SEED_FILE` and
+    /// `<PREFIX>_NATS_INBOX_PREFIX`.
+    pub fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            (
+                format!("{prefix}_NATS_NKEY_SEED_FILE"),
+                self.seed_file.display().to_string(),
+            ),
+            (
+                format!("{prefix}_NATS_INBOX_PREFIX"),
+                self.inbox_prefix.clone(),
+            ),
+        ]
+    }
 }
 
 /// A `nats-server -js` on `127.0.0.1:<free port>` with its own temp store dir.
@@ -53,6 +109,7 @@ pub struct NatsServer {
     store_dir: PathBuf,
     log: PathBuf,
     config: Option<PathBuf>,
+    users: Vec<NkeyUser>,
     dir: TempDir,
 }
 
@@ -90,6 +147,7 @@ impl NatsServer {
         } else {
             None
         };
+        let users = make_nkeys(dir.path(), options.nkey_users)?;
         let mut server = NatsServer {
             process: None,
             binary,
@@ -99,6 +157,7 @@ impl NatsServer {
             store_dir,
             log,
             config,
+            users,
             dir,
         };
         // The ports were free when picked, but another test may take one before the server
@@ -164,6 +223,14 @@ impl NatsServer {
         crate::child::log_tail(&self.log)
     }
 
+    /// The nkey made for `name` ([`NatsOptions::nkey_users`]).
+    pub fn user(&self, name: &str) -> anyhow::Result<&NkeyUser> {
+        self.users
+            .iter()
+            .find(|user| user.name == name)
+            .with_context(|| format!("no nkey was made for NATS user {name:?}"))
+    }
+
     /// The options it runs with.
     pub fn options(&self) -> NatsOptions {
         self.options
@@ -220,6 +287,9 @@ impl NatsServer {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        for user in &self.users {
+            command.env(nkey_variable(&user.name), &user.public_key);
+        }
         let name = format!("nats-server :{}", self.port);
         let process = ChildGuard::spawn_logged(name, &mut command, &self.log)?;
         let process = self.process.insert(process);
@@ -237,6 +307,51 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill_quietly();
     }
+}
+
+/// `ICS_NATS_<USER>_NKEY`: where the shipped permissions read a user's public key.
+fn nkey_variable(user: &str) -> String {
+    format!(
+        "ICS_NATS_{}_NKEY",
+        user.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// A fresh user nkey for each of `names`, its seed written (mode 0600) under `dir/nkeys`.
+fn make_nkeys(dir: &Path, names: &[&str]) -> anyhow::Result<Vec<NkeyUser>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = dir.join("nkeys");
+    fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+    names
+        .iter()
+        .map(|name| {
+            let pair = nkeys::KeyPair::new_user();
+            let seed = pair
+                .seed()
+                .map_err(|e| anyhow::anyhow!("encoding an nkey seed: {e}"))?;
+            let seed_file = keys.join(format!("{name}.nk"));
+            write_secret(&seed_file, &seed)?;
+            Ok(NkeyUser {
+                name: name.to_string(),
+                public_key: pair.public_key(),
+                seed_file,
+                inbox_prefix: format!("_INBOX_{name}"),
+            })
+        })
+        .collect()
+}
+
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{text}").with_context(|| format!("writing {}", path.display()))
 }
 
 /// Waits until the client port accepts TCP and `/healthz` (which includes JetStream's health)

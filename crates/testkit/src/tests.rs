@@ -50,6 +50,42 @@ fn nats_server_starts_with_jetstream_and_accepts_clients() {
 }
 
 #[test]
+fn the_shipped_permissions_run_with_a_fresh_nkey_per_user() {
+    let server = NatsServer::start_with(NatsOptions::shipped()).unwrap();
+    // Authentication is required: the INFO line asks for an nkey signature of its nonce.
+    let info = read_info(&server);
+    assert!(info.contains("\"auth_required\":true"), "{info}");
+    assert!(info.contains("\"nonce\""), "{info}");
+    let mut keys = Vec::new();
+    for name in SHIPPED_USERS {
+        let user = server.user(name).unwrap();
+        assert!(user.public_key.starts_with('U'), "{user:?}");
+        assert_eq!(user.inbox_prefix, format!("_INBOX_{name}"));
+        let seed = std::fs::read_to_string(&user.seed_file).unwrap();
+        let pair = nkeys::KeyPair::from_seed(seed.trim()).unwrap();
+        assert_eq!(pair.public_key(), user.public_key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&user.seed_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", user.seed_file.display());
+        }
+        keys.push(user.public_key.clone());
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), SHIPPED_USERS.len());
+    assert!(server.user("stranger").is_err());
+    assert_eq!(
+        server.user("ledgerd").unwrap().env("LEDGERD")[0].0,
+        "LEDGERD_NATS_NKEY_SEED_FILE"
+    );
+}
+
+#[test]
 fn sync_always_is_applied() {
     let server = NatsServer::start_with(NatsOptions {
         sync_always: true,

@@ -5,7 +5,8 @@ use tonic::metadata::MetadataMap;
 use tonic_types::StatusExt;
 
 use crate::{
-    ERROR_DOMAIN, FILE_DESCRIPTOR_SET, rule_code, status_from_domain, status_version_conflict,
+    ERROR_DOMAIN, FILE_DESCRIPTOR_SET, STATUS_TEXT_BYTES_MAX, rule_code, status_from_domain,
+    status_not_found, status_version_conflict,
 };
 
 /// The status as a client receives it: through the `grpc-status`, `grpc-message` and
@@ -32,6 +33,43 @@ fn invalid_input_is_invalid_argument_naming_the_field() {
     assert_eq!(violations.len(), 1);
     assert_eq!(violations[0].field, "balances[2].counterparty");
     assert_eq!(violations[0].description, "must not be empty");
+}
+
+/// A value of any length quoted back: the status still fits the trailers every client
+/// accepts (grpcio's 8 KiB), still names the field, and is cut on a character boundary.
+#[test]
+fn a_long_value_quoted_back_keeps_the_status_small() {
+    let long = "é".repeat(40_000);
+    for status in [
+        status_from_domain(&DomainError::invalid(
+            "stream",
+            format!("'{long}' is not system, budget/<code>, fund/<code> or contract/<code>"),
+        )),
+        status_from_domain(&DomainError::Rejected {
+            rule: Rule::PeriodClosed,
+            detail: long.clone(),
+        }),
+        status_not_found("stream", &long, format!("stream '{long}' has no events")),
+        status_version_conflict(&long, 1, 2),
+    ] {
+        let mut headers = MetadataMap::new().into_headers();
+        status.add_header(&mut headers).expect("fits in headers");
+        let size: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        assert!(size < 8 * 1024, "{size} bytes of trailers");
+        let status = over_the_wire(&status);
+        assert!(status.message().len() < STATUS_TEXT_BYTES_MAX + 64);
+        assert!(status.message().contains("bytes not shown"));
+        if let Some(bad) = status.get_error_details().bad_request() {
+            assert_eq!(bad.field_violations[0].field, "stream");
+            assert!(bad.field_violations[0].description.len() < STATUS_TEXT_BYTES_MAX + 64);
+        }
+    }
+    // Short texts are sent whole.
+    let status = status_from_domain(&DomainError::invalid("period.month", "13 is not 1..=12"));
+    assert_eq!(status.message(), "period.month: 13 is not 1..=12");
 }
 
 #[test]

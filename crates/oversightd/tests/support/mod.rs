@@ -59,15 +59,29 @@ pub fn ledger_key_files(system: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 /// A ledgerd for `system`, signing with its [`ledger_key`]; it relays to NATS when given a URL.
 pub async fn start_ledgerd(system: &str, nats_url: Option<String>) -> anyhow::Result<Ledgerd> {
+    start_ledgerd_as(system, nats_url, None).await
+}
+
+/// [`start_ledgerd`], connecting to NATS as `user` (its nkey and inbox prefix) if given.
+pub async fn start_ledgerd_as(
+    system: &str,
+    nats_url: Option<String>,
+    user: Option<&testkit::NkeyUser>,
+) -> anyhow::Result<Ledgerd> {
     let dir = tempfile::tempdir()?;
     let (private, _) = ledger_key_files(system)?;
+    let defaults = ledgerd::config::Config::default();
     let ledgerd = ledgerd::server::spawn(ledgerd::config::Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.path().to_path_buf(),
         system: system.to_string(),
         nats_url,
         checkpoint_key: Some(private),
-        ..ledgerd::config::Config::default()
+        nats_nkey_seed_file: user.map(|u| u.seed_file.clone()),
+        nats_inbox_prefix: user.map_or(defaults.nats_inbox_prefix.clone(), |u| {
+            u.inbox_prefix.clone()
+        }),
+        ..defaults
     })
     .await?;
     Ok(Ledgerd {
@@ -206,12 +220,29 @@ pub async fn start_oversightd_with(
     dir: &Path,
     consumer: &str,
 ) -> anyhow::Result<Oversightd> {
+    start_oversightd_as(nats_url, None, ledgerds, dir, consumer).await
+}
+
+/// [`start_oversightd_with`], connecting to NATS as `user` (its nkey and inbox prefix) if
+/// given.
+pub async fn start_oversightd_as(
+    nats_url: &str,
+    user: Option<&testkit::NkeyUser>,
+    ledgerds: BTreeMap<String, String>,
+    dir: &Path,
+    consumer: &str,
+) -> anyhow::Result<Oversightd> {
+    let defaults = oversightd::config::Config::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let config = oversightd::config::Config {
         listen: address,
         data_dir: dir.to_path_buf(),
         nats_url: nats_url.to_string(),
+        nats_nkey_seed_file: user.map(|u| u.seed_file.clone()),
+        nats_inbox_prefix: user.map_or(defaults.nats_inbox_prefix.clone(), |u| {
+            u.inbox_prefix.clone()
+        }),
         ledgerds,
         consumer: consumer.to_string(),
         fetch_max: 64,
@@ -222,7 +253,7 @@ pub async fn start_oversightd_with(
             .iter()
             .map(|system| Ok((system.to_string(), ledger_key_files(system)?.1)))
             .collect::<anyhow::Result<_>>()?,
-        ..oversightd::config::Config::default()
+        ..defaults
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(oversightd::server::run(
