@@ -404,3 +404,33 @@ async fn following_the_log_sees_each_event_as_it_is_recorded() -> anyhow::Result
     assert!(!ok, "--follow with --stream was accepted: {text}");
     Ok(())
 }
+
+/// `icsctl events | head`: the reader takes a line and goes; icsctl ends quietly, status 0,
+/// rather than panicking on the closed pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_early_ends_icsctl_quietly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // The demo's log, as JSON: more than a pipe holds, so icsctl is still printing when its
+    // reader goes.
+    let ledgerd = Ledgerd::start(&dir.path().join("ledgerd"), None)?;
+    let scenario = e2e::demo_scenario().to_string_lossy().to_string();
+    e2e::icsctl(&ledgerd.url(), &["load", "--quiet", &scenario])?;
+    let mut child = Command::new(testkit::workspace_binary("icsctl")?)
+        .args(["--server", &ledgerd.url(), "--json", "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    assert!(!first.is_empty(), "icsctl printed nothing");
+    // The reader is gone (its end of the pipe dropped with the BufReader).
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}

@@ -16,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_a_closed_pipe();
     let cli = icsctl::Cli::parse();
     match icsctl::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,4 +29,23 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A reader that stops early (`icsctl events | head`) closes icsctl's stdout, and the next print
+/// then panics inside std. End quietly with status 0 instead, as a Unix tool whose reader has
+/// gone does; any other panic is reported as before.
+fn quiet_on_a_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }
