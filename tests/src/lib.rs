@@ -821,3 +821,23 @@ pub async fn write_unfoldable_invoices(
     ];
     append_as_older_ledgerd(dir, &last.stream, events).await
 }
+
+/// A ledger checkpoint key pair made by `icsctl keys generate --name ledger-checkpoint` in
+/// `dir`: the paths of the private key (ledgerd's `checkpoint_key`) and of the public one (what
+/// auditors, oversightd and `icsctl store restore` check against).
+pub fn ledger_checkpoint_keys(dir: &Path) -> anyhow::Result<(String, String)> {
+    let (ok, out) = icsctl_outcome(&[
+        "keys",
+        "generate",
+        "--dir",
+        &dir.to_string_lossy(),
+        "--name",
+        "ledger-checkpoint",
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    let path = |name: &str| dir.join(name).to_string_lossy().to_string();
+    Ok((
+        path("ledger-checkpoint.pem"),
+        path("ledger-checkpoint.pub.pem"),
+    ))
+}

@@ -60,24 +60,7 @@ async fn an_auditor_verifies_the_ledger_and_catches_every_tampering() -> anyhow:
     let nats = testkit::NatsServer::start()?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
-    let keys_arg = keys.to_string_lossy().to_string();
-    let (ok, out) = e2e::icsctl_outcome(&[
-        "keys",
-        "generate",
-        "--dir",
-        &keys_arg,
-        "--name",
-        "ledger-checkpoint",
-    ])?;
-    assert!(ok, "{out}");
-    let private = keys
-        .join("ledger-checkpoint.pem")
-        .to_string_lossy()
-        .to_string();
-    let public = keys
-        .join("ledger-checkpoint.pub.pem")
-        .to_string_lossy()
-        .to_string();
+    let (private, public) = e2e::ledger_checkpoint_keys(&keys)?;
     let mut env = CHECKPOINT_ENV.to_vec();
     env.push(("LEDGERD_CHECKPOINT_KEY", &private));
 

@@ -191,23 +191,7 @@ async fn a_forged_checkpoint_neither_stays_nor_displaces_the_genuine_one() -> an
     let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
-    let (ok, out) = e2e::icsctl_outcome(&[
-        "keys",
-        "generate",
-        "--dir",
-        &keys.to_string_lossy(),
-        "--name",
-        "ledger-checkpoint",
-    ])?;
-    anyhow::ensure!(ok, "{out}");
-    let private = keys
-        .join("ledger-checkpoint.pem")
-        .to_string_lossy()
-        .to_string();
-    let public = keys
-        .join("ledger-checkpoint.pub.pem")
-        .to_string_lossy()
-        .to_string();
+    let (private, public) = e2e::ledger_checkpoint_keys(&keys)?;
     let mut ledgerd_env = as_user(&nats, "ledgerd", "LEDGERD")?;
     ledgerd_env.extend([
         ("LEDGERD_CHECKPOINT_KEY".to_string(), private),
@@ -315,19 +299,7 @@ async fn forged_sequences_in_the_stream_neither_stop_ledgerd_nor_skip_an_event()
     let nats = testkit::NatsServer::start_with(testkit::NatsOptions::shipped())?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
-    let (ok, out) = e2e::icsctl_outcome(&[
-        "keys",
-        "generate",
-        "--dir",
-        &keys.to_string_lossy(),
-        "--name",
-        "ledger-checkpoint",
-    ])?;
-    anyhow::ensure!(ok, "{out}");
-    let private = keys
-        .join("ledger-checkpoint.pem")
-        .to_string_lossy()
-        .to_string();
+    let (private, _) = e2e::ledger_checkpoint_keys(&keys)?;
     let mut ledgerd_env = as_user(&nats, "ledgerd", "LEDGERD")?;
     ledgerd_env.push(("LEDGERD_CHECKPOINT_KEY".to_string(), private));
     let mut ledgerd = Ledgerd::start_with(

@@ -34,20 +34,7 @@ fn checksums(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, String>> {
 
 /// A key pair for `icsctl audit verify --ledger-key`, in `dir`; the public key's path.
 fn ledger_key(dir: &Path) -> anyhow::Result<String> {
-    let dir_arg = dir.to_string_lossy().to_string();
-    let (ok, out) = e2e::icsctl_outcome(&[
-        "keys",
-        "generate",
-        "--dir",
-        &dir_arg,
-        "--name",
-        "ledger-checkpoint",
-    ])?;
-    anyhow::ensure!(ok, "{out}");
-    Ok(dir
-        .join("ledger-checkpoint.pub.pem")
-        .to_string_lossy()
-        .to_string())
+    Ok(e2e::ledger_checkpoint_keys(dir)?.1)
 }
 
 fn verify_offline(public_key: &str, dir: &Path) -> anyhow::Result<(Option<i32>, String)> {

@@ -112,23 +112,7 @@ async fn a_lost_store_comes_back_from_the_stream_and_the_ledger_carries_on() -> 
     let reader = e2e::nats_credentials(&nats, "reader")?;
     let work = tempfile::tempdir()?;
     let keys = work.path().join("keys");
-    let (ok, out) = e2e::icsctl_outcome(&[
-        "keys",
-        "generate",
-        "--dir",
-        &keys.to_string_lossy(),
-        "--name",
-        "ledger-checkpoint",
-    ])?;
-    assert!(ok, "{out}");
-    let private = keys
-        .join("ledger-checkpoint.pem")
-        .to_string_lossy()
-        .to_string();
-    let public = keys
-        .join("ledger-checkpoint.pub.pem")
-        .to_string_lossy()
-        .to_string();
+    let (private, public) = e2e::ledger_checkpoint_keys(&keys)?;
     let mut env = LEDGERD_ENV.to_vec();
     env.push(("LEDGERD_CHECKPOINT_KEY", &private));
     let ledgerd_nats = nats.user("ledgerd")?.env("LEDGERD");

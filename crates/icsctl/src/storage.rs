@@ -14,7 +14,7 @@ use store::restore::{Restore, RestoreError};
 use store::{EventStore, StoreConfig};
 
 use crate::Global;
-use crate::audit::{AuditArgs, refuted, regulator_checkpoints, tagged};
+use crate::audit::{AuditArgs, refuted, regulator_unless_skipped, tagged};
 
 #[derive(Debug, Subcommand)]
 pub enum Storage {
@@ -91,15 +91,7 @@ async fn restore(
 ) -> anyhow::Result<()> {
     let system = args.system()?;
     let key = args.key()?;
-    let regulator = if args.no_regulator {
-        None
-    } else {
-        Some(
-            regulator_checkpoints(global, args)
-                .await
-                .context("fetching the regulator's checkpoints (--no-regulator to skip)")?,
-        )
-    };
+    let regulator = regulator_unless_skipped(global, args).await?;
     let client = nats.connect("icsctl-restore").await?;
     let js = bus::jetstream(client);
     if !bus::stream_exists(&js, stream_name).await? {

@@ -196,6 +196,20 @@ pub async fn regulator_checkpoints(
     .await
 }
 
+/// The regulator's checkpoints for `args.system`, or `None` with `--no-regulator`.
+pub async fn regulator_unless_skipped(
+    global: &Global,
+    args: &AuditArgs,
+) -> anyhow::Result<Option<Vec<SignedCheckpoint>>> {
+    if args.no_regulator {
+        return Ok(None);
+    }
+    regulator_checkpoints(global, args)
+        .await
+        .context("fetching the regulator's checkpoints (--no-regulator to skip)")
+        .map(Some)
+}
+
 /// Every page `page(from_sequence)` gives, from sequence 0 until an empty page, decoded.
 async fn all_pages(
     source: &str,

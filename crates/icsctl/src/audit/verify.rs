@@ -9,7 +9,7 @@ use audit::{Finding, LogVerifier, Source, Verified};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ahead::PAGE_EVENTS;
-use super::{AuditArgs, ledger_checkpoints, regulator_checkpoints, tagged};
+use super::{AuditArgs, ledger_checkpoints, regulator_unless_skipped, tagged};
 use crate::Global;
 
 pub async fn run(
@@ -24,15 +24,7 @@ pub async fn run(
     // regulator only receives a checkpoint after ledgerd committed what it covers, so none can
     // lie beyond an honest head read afterwards. Fetched after, a live ledger's newer
     // checkpoint would look like a truncated log.
-    let regulator = if args.no_regulator {
-        None
-    } else {
-        Some(
-            regulator_checkpoints(global, args)
-                .await
-                .context("fetching the regulator's checkpoints (--no-regulator to skip)")?,
-        )
-    };
+    let regulator = regulator_unless_skipped(global, args).await?;
     let outcome = match data_dir {
         Some(dir) => offline(&system, &key, dir, regulator.clone(), quiet)?,
         None => online(global, &system, &key, regulator.clone(), quiet).await?,
